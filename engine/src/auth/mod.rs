@@ -1,0 +1,1 @@
+//! Authentication: internal users, URL signatures (types A/B/C) and the compiled expression language.

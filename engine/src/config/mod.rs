@@ -1,0 +1,1 @@
+//! Configuration: the YAML model, validation and snapshots.

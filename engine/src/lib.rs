@@ -1,0 +1,15 @@
+//! Corestream: a thread-per-core live-stream relay engine.
+//!
+//! The crate is split the way `ARCHITECTURE.md` describes: sans-IO protocol codecs in [`protocol`],
+//! media types in [`media`], the per-core stream registry in [`registry`], executors and the
+//! cross-core message protocol in [`runtime`], and the glommio drivers that move bytes between
+//! sockets and codecs in [`server`].
+#![warn(unreachable_pub)]
+
+pub mod auth;
+pub mod config;
+pub mod media;
+pub mod protocol;
+pub mod registry;
+pub mod runtime;
+pub mod server;

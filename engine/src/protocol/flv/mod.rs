@@ -1,0 +1,1 @@
+//! flv codec (sans-IO).

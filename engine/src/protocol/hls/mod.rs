@@ -1,0 +1,1 @@
+//! hls codec (sans-IO).

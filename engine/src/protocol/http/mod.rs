@@ -1,0 +1,1 @@
+//! http codec (sans-IO).

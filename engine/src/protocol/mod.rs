@@ -1,0 +1,8 @@
+//! Sans-IO protocol codecs: state machines fed bytes, returning events and bytes. Nothing here touches
+//! a socket, a runtime or a clock.
+
+pub mod flv;
+pub mod hls;
+pub mod http;
+pub mod rtmp;
+pub mod ts;

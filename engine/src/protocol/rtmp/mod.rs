@@ -1,0 +1,1 @@
+//! rtmp codec (sans-IO).

@@ -1,0 +1,1 @@
+//! ts codec (sans-IO).

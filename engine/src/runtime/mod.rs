@@ -1,0 +1,1 @@
+//! Executors, core placement, the cross-core message protocol, shutdown.
