@@ -1,1 +1,5 @@
-//! rtmp codec (sans-IO).
+//! RTMP, sans-IO: handshake, chunk stream, AMF0, messages, and the server and client sessions.
+#![forbid(unsafe_code)]
+
+pub mod amf0;
+pub mod handshake;
