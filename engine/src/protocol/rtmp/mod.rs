@@ -2,4 +2,5 @@
 #![forbid(unsafe_code)]
 
 pub mod amf0;
+pub mod chunk;
 pub mod handshake;
