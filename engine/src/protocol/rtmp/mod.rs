@@ -4,3 +4,4 @@
 pub mod amf0;
 pub mod chunk;
 pub mod handshake;
+pub mod message;
