@@ -1,0 +1,1 @@
+//! Runs compiled checks against one request.
