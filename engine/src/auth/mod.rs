@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod dsl;
+mod locate;
 pub mod query;
 
 /// Compares two byte strings in time that depends only on their lengths.
