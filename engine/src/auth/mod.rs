@@ -5,6 +5,7 @@ pub mod dsl;
 mod locate;
 pub mod query;
 pub mod url_sign;
+pub mod users;
 
 /// Compares two byte strings in time that depends only on their lengths.
 pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
