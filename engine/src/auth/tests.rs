@@ -1,0 +1,1 @@
+//! Tests of the whole auth layer against the shared vectors.
