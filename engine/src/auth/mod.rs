@@ -255,25 +255,30 @@ pub enum Denied {
         error: UrlSignError,
     },
     /// A check of `publish_auth_check` / `play_auth_check` failed.
-    #[error("{}:{}:{}: {block} check #{index} `{text}` failed: {detail}", file.display(), span.start.line, span.start.column)]
-    Check {
-        /// The domain.
-        domain: String,
-        /// The app.
-        app: String,
-        /// `publish_auth_check` or `play_auth_check`.
-        block: &'static str,
-        /// 1-based check number.
-        index: usize,
-        /// The check as written.
-        text: String,
-        /// The domain file.
-        file: PathBuf,
-        /// Where in the file (the failing instruction's text).
-        span: Span,
-        /// What happened.
-        detail: String,
-    },
+    #[error("{0}")]
+    Check(Box<CheckFailure>),
+}
+
+/// Which expression check refused a request, and where it is written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}:{}:{}: {block} check #{index} `{text}` failed: {detail}", file.display(), span.start.line, span.start.column)]
+pub struct CheckFailure {
+    /// The domain.
+    pub domain: String,
+    /// The app.
+    pub app: String,
+    /// `publish_auth_check` or `play_auth_check`.
+    pub block: &'static str,
+    /// 1-based check number.
+    pub index: usize,
+    /// The check as written.
+    pub text: String,
+    /// The domain file.
+    pub file: PathBuf,
+    /// Where in the file (the failing instruction's text).
+    pub span: Span,
+    /// What happened.
+    pub detail: String,
 }
 
 /// The compiled auth configuration.
@@ -565,7 +570,7 @@ impl Authenticator {
                 span.start.column,
                 caret_snippet(source_line, span)
             );
-            let d = Denied::Check {
+            let d = Denied::Check(Box::new(CheckFailure {
                 domain: domain.name.clone(),
                 app: app.name.clone(),
                 block: check.block,
@@ -574,7 +579,7 @@ impl Authenticator {
                 file: domain.file.clone(),
                 span,
                 detail,
-            };
+            }));
             if !tracing {
                 return Err(d);
             }

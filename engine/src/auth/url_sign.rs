@@ -192,6 +192,35 @@ fn md5_hex(parts: &[&[u8]]) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// What a type's signature covers, besides the key.
+enum SigInput<'a> {
+    /// md5("{path}-{ts}-{rand}-{uid}-{key}"); `signed` is "{ts}-{rand}-{uid}".
+    A { path: &'a [u8], signed: &'a [u8] },
+    /// B: md5("/{app}/{stream}{key}{ts}"); C: md5("{key}{stream}{ts}").
+    BC {
+        b: bool,
+        app: &'a [u8],
+        stream: &'a [u8],
+        ts: &'a [u8],
+    },
+}
+
+impl SigInput<'_> {
+    fn md5_hex(&self, key: &str) -> String {
+        let key = key.as_bytes();
+        match *self {
+            SigInput::A { path, signed } => md5_hex(&[path, b"-", signed, b"-", key]),
+            SigInput::BC {
+                b: true,
+                app,
+                stream,
+                ts,
+            } => md5_hex(&[b"/", app, b"/", stream, key, ts]),
+            SigInput::BC { stream, ts, .. } => md5_hex(&[key, stream, ts]),
+        }
+    }
+}
+
 impl UrlAuthConfig {
     /// A config with the given type and key and the documented defaults (parameter names
     /// `auth_key` for A, `sign`/`t` for B and C).
@@ -320,58 +349,39 @@ impl UrlAuthConfig {
             return Ok(());
         }
         let sig = Self::param(req.query, &self.sign_param)?;
-        let (ts_text, given, expected): (&[u8], &[u8], Box<dyn Fn(&str) -> String + '_>) =
-            match self.sign_type {
-                SignType::A => {
-                    let malformed = || UrlSignError::Malformed(self.sign_param.clone());
-                    let first = sig.iter().position(|&b| b == b'-').ok_or_else(malformed)?;
-                    let last = sig.iter().rposition(|&b| b == b'-').ok_or_else(malformed)?;
-                    let ts = &sig[..first];
-                    let middle = sig.get(first + 1..last).ok_or_else(malformed)?;
-                    let hash = &sig[last + 1..];
-                    if !middle.contains(&b'-') {
-                        return Err(malformed());
-                    }
-                    let path = req.path.as_bytes();
-                    let signed = &sig[..last];
-                    (
-                        ts,
-                        hash,
-                        Box::new(move |key: &str| {
-                            md5_hex(&[path, b"-", signed, b"-", key.as_bytes()])
-                        }),
-                    )
+        let (ts_text, given, input) = match self.sign_type {
+            SignType::A => {
+                let malformed = || UrlSignError::Malformed(self.sign_param.clone());
+                let first = sig.iter().position(|&b| b == b'-').ok_or_else(malformed)?;
+                let last = sig.iter().rposition(|&b| b == b'-').ok_or_else(malformed)?;
+                let middle = sig.get(first + 1..last).ok_or_else(malformed)?;
+                if !middle.contains(&b'-') {
+                    return Err(malformed());
                 }
-                SignType::B | SignType::C => {
-                    let tp = self.time_param.as_deref().unwrap_or_default();
-                    let ts = Self::param(req.query, tp)?;
-                    let b = self.sign_type == SignType::B;
-                    (
-                        ts,
-                        sig,
-                        Box::new(move |key: &str| {
-                            if b {
-                                md5_hex(&[
-                                    b"/",
-                                    req.app.as_bytes(),
-                                    b"/",
-                                    req.stream.as_bytes(),
-                                    key.as_bytes(),
-                                    ts,
-                                ])
-                            } else {
-                                md5_hex(&[key.as_bytes(), req.stream.as_bytes(), ts])
-                            }
-                        }),
-                    )
-                }
-            };
+                let input = SigInput::A {
+                    path: req.path.as_bytes(),
+                    signed: &sig[..last],
+                };
+                (&sig[..first], &sig[last + 1..], input)
+            }
+            SignType::B | SignType::C => {
+                let tp = self.time_param.as_deref().unwrap_or_default();
+                let ts = Self::param(req.query, tp)?;
+                let input = SigInput::BC {
+                    b: self.sign_type == SignType::B,
+                    app: req.app.as_bytes(),
+                    stream: req.stream.as_bytes(),
+                    ts,
+                };
+                (ts, sig, input)
+            }
+        };
         let ts = self.parse_time(ts_text)?;
         self.check_expiry(ts, req.now_unix)?;
         let given = given.to_ascii_lowercase();
         // Every key is tried so timing does not reveal which one matched.
         let matched = self.keys().fold(false, |acc, key| {
-            ct_eq(expected(key).as_bytes(), &given) | acc
+            ct_eq(input.md5_hex(key).as_bytes(), &given) | acc
         });
         if matched {
             Ok(())
@@ -508,7 +518,7 @@ mod tests {
             s(v, "md5hash")
         );
         let signed = sign_url(
-            &s(v, "signed_url").split('?').next().unwrap(),
+            s(v, "signed_url").split('?').next().unwrap(),
             &c,
             ts,
             &s(v, "rand"),

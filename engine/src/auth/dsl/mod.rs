@@ -153,8 +153,8 @@ pub fn caret_snippet(source_line: &str, span: Span) -> String {
         .map(|c| if c == '\t' { '\t' } else { ' ' })
         .collect();
     let pad = (start - 1).saturating_sub(caret.chars().count());
-    caret.extend(std::iter::repeat(' ').take(pad));
-    caret.extend(std::iter::repeat('^').take(width));
+    caret.push_str(&" ".repeat(pad));
+    caret.push_str(&"^".repeat(width));
     format!("    {source_line}\n    {caret}")
 }
 

@@ -159,8 +159,7 @@ impl Parser {
     /// Parses items. At depth 0 items must touch (no whitespace between them).
     fn items(&mut self, top: bool) -> Result<Vec<Expr>, ParseError> {
         let mut items: Vec<Expr> = Vec::new();
-        loop {
-            let Some(tok) = self.peek() else { break };
+        while let Some(tok) = self.peek() {
             if top {
                 if let Some(prev) = items.last() {
                     if tok.span.start != prev.span.end {
