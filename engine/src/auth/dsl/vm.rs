@@ -101,8 +101,15 @@ pub struct Vm<'p> {
     verdict: Option<CheckOutcome>,
 }
 
+/// Text for logs and `explain`: UTF-8 as is, raw bytes (e.g. `hmac_sha1`) as `0x` + hex.
 fn lossy(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    match std::str::from_utf8(b) {
+        Ok(s) => s.to_string(),
+        Err(_) => {
+            let h = hex(b, false);
+            format!("0x{}", String::from_utf8_lossy(&h))
+        }
+    }
 }
 
 fn parse_i64(b: &[u8]) -> Option<i64> {
@@ -398,6 +405,7 @@ mod tests {
                 ("s", "sub(-3, 4)"),
                 ("v", "string(${domain}|${app}|${stream_name}|${stream_type}|${header_params[X-Token]}|${url_params[q]})"),
                 ("bad", "add(x, 1)"),
+                ("raw", "hmac_sha1(key, The quick brown fox jumps over the lazy dog)"),
                 ("ovf", "add(9223372036854775807, 1)"),
             ],
             &[],
@@ -416,6 +424,10 @@ mod tests {
         assert_eq!(val("b"), Ok("aGk/".into()));
         assert_eq!(val("a"), Ok("1005".into()));
         assert_eq!(val("s"), Ok("-7".into()));
+        assert_eq!(
+            val("raw"),
+            Ok("0xde7c9b85b8b78aa6bc8a7a36f70a90701c9db4d9".into())
+        );
         assert_eq!(val("v"), Ok("test.publish.com|app|test|rtmp|T|a+b".into()));
         assert!(matches!(val("bad"), Err(EvalError::NotANumber { .. })));
         assert_eq!(val("ovf"), Err(EvalError::Overflow("add")));
