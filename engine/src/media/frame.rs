@@ -155,7 +155,11 @@ mod tests {
 
     #[test]
     fn aac_sequence_header() {
-        let asc = Frame::new(MediaKind::Audio, 0, Bytes::from_static(&[0xaf, 0x00, 0x12, 0x10]));
+        let asc = Frame::new(
+            MediaKind::Audio,
+            0,
+            Bytes::from_static(&[0xaf, 0x00, 0x12, 0x10]),
+        );
         assert!(asc.is_sequence_header());
         assert_eq!(asc.audio_codec(), Some(AudioCodec::Aac));
         let raw = Frame::new(MediaKind::Audio, 0, Bytes::from_static(&[0xaf, 0x01, 0x21]));
