@@ -337,6 +337,12 @@ impl ServerSession {
         }
     }
 
+    /// Whether the session stopped reading: after an error, `goodbye` or `close_with_status`.
+    /// The driver flushes `poll_transmit` and closes the connection.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed)
+    }
+
     /// Whether a publish was accepted and is still running.
     pub fn is_publishing(&self) -> bool {
         matches!(self.stream, StreamState::Publishing { .. })
@@ -934,6 +940,7 @@ mod tests {
             ))
         );
         // Closed afterwards: input is ignored, nothing is sent.
+        assert!(s.is_closed());
         assert_eq!(s.handle_input(&[3; 2000]), Ok(()));
         assert!(!s.poll_transmit(&mut BytesMut::new()));
     }
