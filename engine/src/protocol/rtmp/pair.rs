@@ -661,6 +661,53 @@ mod tests {
     }
 
     #[test]
+    fn random_garbage_after_connect_never_panics() {
+        use rand::{Rng, RngCore, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(99);
+        for _ in 0..300 {
+            let mut pair = Pair::new(publisher("cam"), SessionConfig::default());
+            let request = pair.publish_request();
+            pair.server.accept_publish(request);
+            pair.run().unwrap();
+            let mut junk = vec![0u8; rng.gen_range(1..3_000)];
+            rng.fill_bytes(&mut junk);
+            // Keep some chunks plausible: a valid basic header byte on a known chunk stream.
+            junk[0] = [0x03, 0x43, 0x83, 0xc3, 0x05, 0xc4][rng.gen_range(0..6)];
+            let _ = pair.server.handle_input(&junk);
+            let _ = pair.client.handle_input(&junk);
+            while pair.server.poll_event().is_some() {}
+        }
+    }
+
+    #[test]
+    fn media_sent_before_the_publish_answer_is_kept_until_accept() {
+        let mut pair = Pair::new(publisher("cam"), SessionConfig::default());
+        let request = pair.publish_request();
+        // A client that does not wait for NetStream.Publish.Start.
+        let early = [
+            Frame::new(MediaKind::Script, 0, metadata_body()),
+            Frame::new(
+                MediaKind::Video,
+                0,
+                Bytes::from_static(&[0x17, 0, 0, 0, 0, 1]),
+            ),
+        ];
+        for (i, f) in early.iter().enumerate() {
+            let mut p = f.payload.clone();
+            if f.kind == MediaKind::Script {
+                p = crate::protocol::rtmp::message::wrap_set_data_frame(&p);
+            }
+            let raw = RawMessage::new(f.kind as u8, 1, f.timestamp, p);
+            pair.inject(4 + i as u32, raw, OUT_CHUNK_SIZE).unwrap();
+        }
+        pair.run().unwrap();
+        assert!(pair.server_media().is_empty());
+        pair.server.accept_publish(request);
+        pair.run().unwrap();
+        assert_eq!(pair.server_media(), early.to_vec());
+    }
+
+    #[test]
     fn goodbye_says_so() {
         let mut pair = Pair::new(publisher("cam"), SessionConfig::default());
         let request = pair.publish_request();

@@ -248,6 +248,12 @@ pub struct ServerSession {
     last_stream_id: u32,
     /// What the player asked with SetBufferLength, in milliseconds.
     buffer_ms: Option<u32>,
+    /// Media that arrived between `publish` and our answer: clients that do not wait for
+    /// `NetStream.Publish.Start` send metadata and sequence headers there, and a stream is
+    /// useless without them. Emitted on accept, dropped on reject; capped at
+    /// `max_partial_bytes`.
+    early_media: Vec<Frame>,
+    early_media_bytes: usize,
 }
 
 impl ServerSession {
@@ -268,6 +274,8 @@ impl ServerSession {
             next_request: 1,
             last_stream_id: 0,
             buffer_ms: None,
+            early_media: Vec::new(),
+            early_media_bytes: 0,
         }
     }
 
@@ -337,6 +345,12 @@ impl ServerSession {
         }
     }
 
+    /// Whether the session stopped reading: after an error, `goodbye` or `close_with_status`.
+    /// The driver flushes `poll_transmit` and closes the connection.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed)
+    }
+
     /// Whether a publish was accepted and is still running.
     pub fn is_publishing(&self) -> bool {
         matches!(self.stream, StreamState::Publishing { .. })
@@ -378,6 +392,12 @@ impl ServerSession {
             &format!("{stream} is now published."),
         );
         self.stream = StreamState::Publishing { stream_id, stream };
+        self.early_media_bytes = 0;
+        self.events.extend(
+            std::mem::take(&mut self.early_media)
+                .into_iter()
+                .map(ServerEvent::Media),
+        );
         true
     }
 
@@ -398,6 +418,7 @@ impl ServerSession {
         let (code, description) = reason.publish_status();
         self.send_on_status(stream_id, "error", code, description);
         self.stream = StreamState::Idle;
+        self.drop_early_media();
         true
     }
 
@@ -584,23 +605,42 @@ impl ServerSession {
     }
 
     fn on_media(&mut self, kind: MediaKind, timestamp: u32, payload: Bytes) {
-        if self.is_publishing() {
-            self.events
-                .push_back(ServerEvent::Media(Frame::new(kind, timestamp, payload)));
+        let frame = Frame::new(kind, timestamp, payload);
+        match self.stream {
+            StreamState::Publishing { .. } => self.events.push_back(ServerEvent::Media(frame)),
+            StreamState::ExpectPublishAnswer { .. } => {
+                let len = frame.payload.len();
+                if self.early_media_bytes + len <= self.config.max_partial_bytes {
+                    self.early_media_bytes += len;
+                    self.early_media.push(frame);
+                } else {
+                    tracing::warn!("media before the publish answer over the cap, dropped");
+                }
+            }
+            _ => {}
         }
     }
 
+    fn drop_early_media(&mut self) {
+        self.early_media.clear();
+        self.early_media_bytes = 0;
+    }
+
+    /// Whether media from the peer is wanted now (publishing, or waiting for our answer).
+    fn takes_media(&self) -> bool {
+        matches!(
+            self.stream,
+            StreamState::Publishing { .. } | StreamState::ExpectPublishAnswer { .. }
+        )
+    }
+
     fn on_data(&mut self, timestamp: u32, payload: &Bytes) -> Result<(), SessionError> {
-        if !self.is_publishing() {
+        if !self.takes_media() {
             return Ok(());
         }
         let (name, body) = message::unwrap_data(payload)?;
         if name == "onMetaData" {
-            self.events.push_back(ServerEvent::Media(Frame::new(
-                MediaKind::Script,
-                timestamp,
-                body,
-            )));
+            self.on_media(MediaKind::Script, timestamp, body);
         } else {
             tracing::debug!(name, "ignoring rtmp data message");
         }
@@ -838,7 +878,7 @@ impl ServerSession {
             }
             StreamState::Playing { .. } => self.events.push_back(ServerEvent::PlayStopped),
             // A pending request is dropped: the driver's late answer returns false.
-            _ => {}
+            _ => self.drop_early_media(),
         }
     }
 
@@ -924,6 +964,83 @@ mod tests {
         assert_eq!(join_query("a=1", ""), "a=1");
     }
 
+    /// Feeds a capture of what a real client sent, accepting its request when asked.
+    fn replay(capture: &[u8]) -> (Vec<ServerEvent>, Vec<Frame>) {
+        let mut s = ServerSession::new(SessionConfig::default());
+        let (mut events, mut media) = (Vec::new(), Vec::new());
+        for piece in capture.chunks(1000) {
+            s.handle_input(piece).unwrap();
+            s.poll_transmit(&mut BytesMut::new());
+            while let Some(e) = s.poll_event() {
+                match e {
+                    ServerEvent::Media(f) => media.push(f),
+                    ServerEvent::PublishRequested { request, .. } => {
+                        assert!(s.accept_publish(request));
+                        events.push(e);
+                    }
+                    ServerEvent::PlayRequested { request, .. } => {
+                        // ffmpeg's deleteStream may be in the same piece: the answer is moot.
+                        let _ = s.accept_play(request);
+                        events.push(e);
+                    }
+                    e => events.push(e),
+                }
+            }
+        }
+        (events, media)
+    }
+
+    /// ffmpeg 5.1 (Lavf59.27.100) publishing 2 s of lavfi testsrc 64x48 (libx264) and sine
+    /// (aac) to `rtmp://127.0.0.1:PORT/live?token=x/cam?k=v`: every byte it sent, complex
+    /// handshake included.
+    #[test]
+    fn replays_an_ffmpeg_publish() {
+        let capture = include_bytes!("testdata/ffmpeg-publish.bin");
+        let c1 = &capture[1..1 + super::super::handshake::HANDSHAKE_SIZE];
+        assert!(super::super::handshake::find_digest(
+            c1,
+            &super::super::handshake::GENUINE_FP_KEY[..30]
+        )
+        .is_some());
+        let (events, media) = replay(capture);
+        let ServerEvent::Connected {
+            app,
+            tc_url,
+            query,
+            flash_ver,
+            ..
+        } = &events[0]
+        else {
+            panic!("{events:?}")
+        };
+        assert_eq!((app.as_str(), query.as_str()), ("live", "token=x"));
+        assert!(tc_url.as_deref().unwrap().ends_with("/live?token=x"));
+        assert!(flash_ver.as_deref().unwrap().starts_with("FMLE/3.0"));
+        assert!(matches!(&events[1],
+            ServerEvent::PublishRequested { app, stream, query, .. }
+                if app == "live" && stream == "cam" && query == "token=x&k=v"));
+        assert_eq!(events.last(), Some(&ServerEvent::PublishStopped));
+        assert_eq!(media.len(), 142);
+        assert_eq!(media[0].kind, MediaKind::Script);
+        assert!(media[0].payload.starts_with(b"\x02\x00\x0aonMetaData"));
+        assert!(media
+            .iter()
+            .any(|f| f.is_keyframe() && f.is_sequence_header()));
+        assert!(media
+            .iter()
+            .any(|f| f.kind == MediaKind::Audio && f.is_sequence_header()));
+    }
+
+    /// ffmpeg 5.1 playing `rtmp://127.0.0.1:PORT/live/cam` (after our answers, which it checked:
+    /// it verifies the S1 and S2 digests when playing).
+    #[test]
+    fn replays_an_ffmpeg_play() {
+        let (events, _) = replay(include_bytes!("testdata/ffmpeg-play.bin"));
+        assert!(matches!(&events[1],
+            ServerEvent::PlayRequested { app, stream, start, .. }
+                if app == "live" && stream == "cam" && *start == -2000.0));
+    }
+
     #[test]
     fn garbage_handshake_is_an_error() {
         let mut s = ServerSession::new(SessionConfig::default());
@@ -934,6 +1051,7 @@ mod tests {
             ))
         );
         // Closed afterwards: input is ignored, nothing is sent.
+        assert!(s.is_closed());
         assert_eq!(s.handle_input(&[3; 2000]), Ok(()));
         assert!(!s.poll_transmit(&mut BytesMut::new()));
     }
