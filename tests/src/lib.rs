@@ -1,1 +1,220 @@
+//! Harness for end-to-end tests: starts the real `corestream` binary on free ports and drives it
+//! with ffmpeg/ffprobe and with our own clients.
 
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub mod ff;
+
+/// Path of the engine binary built by `cargo test --workspace` next to this test's executable.
+pub fn engine_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("CORESTREAM_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/corestream
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test executable lives in target/<profile>/deps");
+    let bin = profile_dir.join("corestream");
+    assert!(
+        bin.exists(),
+        "{} not found: run the suite with `cargo test --workspace` (which builds it) or set CORESTREAM_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// A TCP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+/// A running engine. Stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Engine {
+    child: Option<Child>,
+    pub rtmp_port: u16,
+    pub http_port: u16,
+    log: Arc<Mutex<Vec<String>>>,
+    _dir: TempDir,
+}
+
+impl Engine {
+    /// Starts the engine with `extra` YAML appended to a config that sets free ports, two data
+    /// cores and debug logging; waits until it says it is ready.
+    pub fn start(extra: &str) -> Engine {
+        let rtmp_port = free_port();
+        let http_port = free_port();
+        let dir = TempDir::new("engine");
+        let config = format!(
+            "cores: 2\nlogLevel: debug\nrtmpAddress: 127.0.0.1:{rtmp_port}\nhttpAddress: 127.0.0.1:{http_port}\n{extra}"
+        );
+        let path = dir.path.join("corestream.yaml");
+        std::fs::write(&path, config).expect("write test config");
+        let mut child = Command::new(engine_binary())
+            .arg("--config")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start corestream");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("CORESTREAM_TEST_ECHO").is_some() {
+                    eprintln!("[engine] {line}");
+                }
+                sink.lock().expect("log lock").push(line);
+            }
+        });
+        let engine = Engine {
+            child: Some(child),
+            rtmp_port,
+            http_port,
+            log,
+            _dir: dir,
+        };
+        engine.wait_for_log("corestream ready", Duration::from_secs(10));
+        engine
+    }
+
+    pub fn rtmp_url(&self, path: &str) -> String {
+        format!("rtmp://127.0.0.1:{}/{path}", self.rtmp_port)
+    }
+
+    /// Every log line so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    pub fn count_log(&self, needle: &str) -> usize {
+        self.log().iter().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Waits until some log line contains `needle`; panics with the log after `timeout`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> String {
+        self.wait_for_log_count(needle, 1, timeout)
+    }
+
+    /// Waits until `count` log lines contain `needle`; returns the last of them.
+    pub fn wait_for_log_count(&self, needle: &str, count: usize, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let lines: Vec<String> = self
+                .log()
+                .into_iter()
+                .filter(|l| l.contains(needle))
+                .collect();
+            if lines.len() >= count {
+                return lines[count - 1].clone();
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "engine log never had {count} line(s) with {needle:?} within {timeout:?}; log:\n{}",
+                    self.log().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running engine").id()
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns the status and how long it took.
+    pub fn terminate(&mut self) -> (ExitStatus, Duration) {
+        let mut child = self.child.take().expect("running engine");
+        let start = Instant::now();
+        signal(child.id(), "TERM");
+        let deadline = start + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for engine") {
+                return (status, start.elapsed());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("engine did not exit within 10 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), "TERM");
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Sends a signal with kill(1), so the harness needs no libc bindings.
+pub fn signal(pid: u32, name: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+/// A directory removed when dropped.
+pub struct TempDir {
+    pub path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "corestream-test-{prefix}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir { path }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Runs `check` until it returns true or `timeout` passes.
+pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    check()
+}

@@ -1,1 +1,238 @@
-//! Configuration: the YAML model, validation and snapshots.
+//! Configuration: the YAML model, its validation, and the embedded default.
+//!
+//! The file is parsed once at start-up into an immutable [`Config`]; every problem is reported as
+//! `file:line:column: message` so an operator can go straight to the offending key.
+
+mod error;
+mod values;
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use error::ConfigError;
+pub use values::{Cores, ListenAddress, LogLevel, Millis};
+
+/// The default configuration, also shipped as `config/corestream.yaml`.
+pub const EMBEDDED: &str = include_str!("../../../config/corestream.yaml");
+/// The name errors use for the embedded default.
+pub const EMBEDDED_NAME: &str = "<embedded config/corestream.yaml>";
+
+/// The whole main configuration file. Field names are the YAML keys in camelCase.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Config {
+    #[serde(default)]
+    pub log_level: LogLevel,
+    #[serde(default)]
+    pub cores: Cores,
+    #[serde(default = "defaults::rtmp_address")]
+    pub rtmp_address: ListenAddress,
+    #[serde(default = "defaults::http_address")]
+    pub http_address: ListenAddress,
+    #[serde(default = "defaults::api_address")]
+    pub api_address: ListenAddress,
+    /// Silence from a client longer than this closes its connection.
+    #[serde(default = "defaults::read_timeout")]
+    pub read_timeout: Millis,
+    /// Largest RTMP message accepted from a client.
+    #[serde(default = "defaults::max_message_size")]
+    pub max_message_size: u32,
+    #[serde(default = "defaults::gop_cache_max_bytes")]
+    pub gop_cache_max_bytes: usize,
+    #[serde(default = "defaults::gop_cache_max_duration")]
+    pub gop_cache_max_duration: Millis,
+    /// Whether a second publisher replaces the live one (true) or is refused (false).
+    #[serde(default)]
+    pub override_publisher: bool,
+    #[serde(default = "defaults::play_wait_timeout")]
+    pub play_wait_timeout: Millis,
+    #[serde(default = "defaults::player_max_queue_bytes")]
+    pub player_max_queue_bytes: usize,
+    #[serde(default = "defaults::slow_player_timeout")]
+    pub slow_player_timeout: Millis,
+}
+
+mod defaults {
+    use super::{ListenAddress, Millis};
+
+    pub(super) fn rtmp_address() -> ListenAddress {
+        ListenAddress::any_v4(1935)
+    }
+    pub(super) fn http_address() -> ListenAddress {
+        ListenAddress::any_v4(8080)
+    }
+    pub(super) fn api_address() -> ListenAddress {
+        ListenAddress::localhost_v4(9997)
+    }
+    pub(super) fn read_timeout() -> Millis {
+        Millis(10_000)
+    }
+    pub(super) fn max_message_size() -> u32 {
+        16 << 20
+    }
+    pub(super) fn gop_cache_max_bytes() -> usize {
+        16 << 20
+    }
+    pub(super) fn gop_cache_max_duration() -> Millis {
+        Millis(10_000)
+    }
+    pub(super) fn play_wait_timeout() -> Millis {
+        Millis(5_000)
+    }
+    pub(super) fn player_max_queue_bytes() -> usize {
+        8 << 20
+    }
+    pub(super) fn slow_player_timeout() -> Millis {
+        Millis(10_000)
+    }
+}
+
+/// Where a configuration came from: a file on disk or the embedded default.
+#[derive(Debug, Clone)]
+pub enum Source {
+    Embedded,
+    File(PathBuf),
+}
+
+impl Source {
+    pub fn name(&self) -> String {
+        match self {
+            Source::Embedded => EMBEDDED_NAME.to_owned(),
+            Source::File(path) => path.display().to_string(),
+        }
+    }
+
+    /// The directory relative paths in the configuration are resolved against.
+    pub fn base_dir(&self) -> PathBuf {
+        match self {
+            Source::Embedded => PathBuf::from("."),
+            Source::File(path) => path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from(".")),
+        }
+    }
+}
+
+/// A validated configuration and where it came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub source: Source,
+}
+
+impl Config {
+    /// Loads `path`, or the embedded default when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> Result<Loaded, ConfigError> {
+        match path {
+            None => Ok(Loaded {
+                config: Config::parse(EMBEDDED, EMBEDDED_NAME)?,
+                source: Source::Embedded,
+            }),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+                    file: path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+                Ok(Loaded {
+                    config: Config::parse(&text, &path.display().to_string())?,
+                    source: Source::File(path.to_path_buf()),
+                })
+            }
+        }
+    }
+
+    /// Parses and validates one file's text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        // An empty file is a valid configuration made entirely of defaults.
+        let text = if text.trim().is_empty() { "{}" } else { text };
+        let config: Config =
+            serde_yaml_ng::from_str(text).map_err(|e| ConfigError::from_yaml(file, &e))?;
+        config.validate(text, file)?;
+        Ok(config)
+    }
+
+    fn validate(&self, text: &str, file: &str) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: &str| ConfigError::invalid(file, text, key, reason);
+        if self.max_message_size < 128 {
+            return Err(invalid("maxMessageSize", "must be at least 128 bytes"));
+        }
+        if self.player_max_queue_bytes < 64 * 1024 {
+            return Err(invalid(
+                "playerMaxQueueBytes",
+                "must be at least 65536 bytes",
+            ));
+        }
+        if self.read_timeout.0 == 0 {
+            return Err(invalid("readTimeout", "must be greater than zero"));
+        }
+        if self.slow_player_timeout.0 == 0 {
+            return Err(invalid("slowPlayerTimeout", "must be greater than zero"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_loads() {
+        let loaded = Config::load(None).expect("embedded config is valid");
+        let c = loaded.config;
+        assert_eq!(c.cores, Cores::Auto);
+        assert_eq!(c.rtmp_address.to_string(), "0.0.0.0:1935");
+        assert_eq!(c.api_address.to_string(), "127.0.0.1:9997");
+        assert_eq!(c.play_wait_timeout, Millis(5_000));
+        assert!(!c.override_publisher);
+    }
+
+    #[test]
+    fn empty_file_is_all_defaults() {
+        let c = Config::parse("", "x.yaml").unwrap();
+        assert_eq!(c.http_address.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.log_level, LogLevel::Info);
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let err = Config::parse("cores: 2\nrtmpAdress: :1935\n", "c.yaml").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("c.yaml:2:1: "), "{text}");
+        assert!(text.contains("rtmpAdress"), "{text}");
+    }
+
+    #[test]
+    fn bad_value_names_file_line_and_key() {
+        let err = Config::parse("logLevel: info\ncores: zero\n", "c.yaml").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("c.yaml:2:"), "{text}");
+        assert!(text.contains("cores"), "{text}");
+
+        let err = Config::parse("readTimeout: 10 parsecs\n", "c.yaml").unwrap_err();
+        assert!(err.to_string().starts_with("c.yaml:1:"), "{err}");
+        assert!(err.to_string().contains("readTimeout"), "{err}");
+    }
+
+    #[test]
+    fn validation_error_points_at_key_line() {
+        let err = Config::parse("cores: 1\n\nmaxMessageSize: 4\n", "c.yaml").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "c.yaml:3:1: maxMessageSize: must be at least 128 bytes"
+        );
+    }
+
+    #[test]
+    fn shipped_file_matches_embedded() {
+        let on_disk = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../config/corestream.yaml"
+        ))
+        .unwrap();
+        assert_eq!(on_disk, EMBEDDED);
+    }
+}

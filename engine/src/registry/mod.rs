@@ -1,1 +1,10 @@
-//! Per-core stream registry.
+//! Per-core stream registry: the home-core directory of publishers, and the streams a core serves
+//! (its own publishers' streams and mirrors of streams published on other cores).
+
+mod directory;
+mod key;
+mod streams;
+
+pub use directory::{ClaimOutcome, Directory, Publisher};
+pub use key::{home_core, StreamKey, DEFAULT_VHOST};
+pub use streams::{LocalStream, Player, RemoteSubscriber, SinkFormat, Upstream};

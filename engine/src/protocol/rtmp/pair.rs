@@ -362,13 +362,7 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(
-            data,
-            vec![
-                Amf0Value::string("|RtmpSampleAccess"),
-                Amf0Value::string("onStatus")
-            ]
-        );
+        assert_eq!(data, vec![Amf0Value::string("|RtmpSampleAccess")]);
 
         // Media as the driver sends it: one shared encoding, written next to session output.
         let frames = vec![

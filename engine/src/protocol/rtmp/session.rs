@@ -423,7 +423,9 @@ impl ServerSession {
     }
 
     /// Accepts a play request: StreamBegin, `NetStream.Play.Reset`, `NetStream.Play.Start`,
-    /// `|RtmpSampleAccess` and `NetStream.Data.Start`, as FMS, nginx-rtmp and SRS do. Media
+    /// and `|RtmpSampleAccess`, as FMS and nginx-rtmp do. No `NetStream.Data.Start` data message
+    /// (SRS sends one): ffmpeg's FLV demuxer turns any data message but `onMetaData` into a
+    /// spurious data stream. Media
     /// may follow on [`play_stream_id`](Self::play_stream_id). Returns false for a stale id.
     pub fn accept_play(&mut self, request: RequestId) -> bool {
         let StreamState::ExpectPlayAnswer {
@@ -459,13 +461,6 @@ impl ServerSession {
                 Amf0Value::string("|RtmpSampleAccess"),
                 Amf0Value::Boolean(true),
                 Amf0Value::Boolean(true),
-            ],
-        );
-        self.send_data(
-            stream_id,
-            &[
-                Amf0Value::string("onStatus"),
-                Amf0Value::object([("code", Amf0Value::string("NetStream.Data.Start"))]),
             ],
         );
         self.stream = StreamState::Playing { stream_id };

@@ -1,0 +1,225 @@
+//! Value types of the configuration, each parsed from the text an operator writes.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+
+/// Number of data-plane cores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Cores {
+    /// Every allowed CPU but one for the control plane (all of them on a machine of two or fewer).
+    #[default]
+    Auto,
+    Count(u16),
+}
+
+impl<'de> Deserialize<'de> for Cores {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // A visitor rather than an untagged enum, so the YAML error keeps the value's location.
+        struct CoresVisitor;
+        impl de::Visitor<'_> for CoresVisitor {
+            type Value = Cores;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("`auto` or a number of cores from 1 to 1024")
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Cores, E> {
+                match u16::try_from(n) {
+                    Ok(n) if (1..=1024).contains(&n) => Ok(Cores::Count(n)),
+                    _ => Err(E::invalid_value(de::Unexpected::Unsigned(n), &self)),
+                }
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Cores, E> {
+                match u64::try_from(n) {
+                    Ok(n) => self.visit_u64(n),
+                    Err(_) => Err(E::invalid_value(de::Unexpected::Signed(n), &self)),
+                }
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Cores, E> {
+                if s == "auto" {
+                    return Ok(Cores::Auto);
+                }
+                match s.parse::<u64>() {
+                    Ok(n) => self.visit_u64(n),
+                    Err(_) => Err(E::invalid_value(de::Unexpected::Str(s), &self)),
+                }
+            }
+        }
+        d.deserialize_any(CoresVisitor)
+    }
+}
+
+/// A listen address. `:1935` (MediaMTX style) means every IPv4 address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenAddress(pub SocketAddr);
+
+impl ListenAddress {
+    pub fn any_v4(port: u16) -> Self {
+        ListenAddress(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port))
+    }
+    pub fn localhost_v4(port: u16) -> Self {
+        ListenAddress(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
+    }
+}
+
+impl FromStr for ListenAddress {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let full = if s.starts_with(':') {
+            format!("0.0.0.0{s}")
+        } else {
+            s.to_owned()
+        };
+        full.parse::<SocketAddr>().map(ListenAddress).map_err(|_| {
+            format!("`{s}` is not a listen address (expected `:PORT`, `IP:PORT` or `[IPv6]:PORT`)")
+        })
+    }
+}
+
+impl fmt::Display for ListenAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<'de> Deserialize<'de> for ListenAddress {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(FromStrVisitor::<ListenAddress>::new(
+            "a listen address such as `:1935`",
+        ))
+    }
+}
+
+/// A duration written as MediaMTX writes them: `10s`, `500ms`, `1m30s`, `2h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Millis(pub u64);
+
+impl Millis {
+    pub fn duration(self) -> Duration {
+        Duration::from_millis(self.0)
+    }
+}
+
+impl FromStr for Millis {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}` is not a duration (expected e.g. `500ms`, `10s`, `1m30s`)");
+        let mut rest = s.trim();
+        if rest.is_empty() {
+            return Err(bad());
+        }
+        let mut total: u64 = 0;
+        while !rest.is_empty() {
+            let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+            if digits == 0 {
+                return Err(bad());
+            }
+            let value: u64 = rest[..digits].parse().map_err(|_| bad())?;
+            rest = &rest[digits..];
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            let scale = match &rest[..unit_len] {
+                "ms" => 1,
+                "s" => 1_000,
+                "m" => 60_000,
+                "h" => 3_600_000,
+                _ => return Err(bad()),
+            };
+            total = value
+                .checked_mul(scale)
+                .and_then(|v| total.checked_add(v))
+                .ok_or_else(bad)?;
+            rest = &rest[unit_len..];
+        }
+        Ok(Millis(total))
+    }
+}
+
+impl<'de> Deserialize<'de> for Millis {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(FromStrVisitor::<Millis>::new("a duration such as `10s`"))
+    }
+}
+
+/// Parses a scalar through `FromStr` inside the visitor, so YAML errors keep the value's location
+/// and key path (errors raised after deserializing lose both).
+struct FromStrVisitor<T> {
+    expecting: &'static str,
+    _parsed: std::marker::PhantomData<T>,
+}
+
+impl<T> FromStrVisitor<T> {
+    fn new(expecting: &'static str) -> Self {
+        FromStrVisitor {
+            expecting,
+            _parsed: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T: FromStr<Err = String>> de::Visitor<'_> for FromStrVisitor<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expecting)
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<T, E> {
+        s.parse().map_err(E::custom)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!("500ms".parse::<Millis>(), Ok(Millis(500)));
+        assert_eq!("10s".parse::<Millis>(), Ok(Millis(10_000)));
+        assert_eq!("1m30s".parse::<Millis>(), Ok(Millis(90_000)));
+        assert_eq!("2h".parse::<Millis>(), Ok(Millis(7_200_000)));
+        for bad in ["", "10", "s", "10 s", "1x", "-1s"] {
+            assert!(bad.parse::<Millis>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(
+            ":1935".parse::<ListenAddress>().unwrap().to_string(),
+            "0.0.0.0:1935"
+        );
+        assert_eq!(
+            "[::1]:80".parse::<ListenAddress>().unwrap().to_string(),
+            "[::1]:80"
+        );
+        assert!("localhost".parse::<ListenAddress>().is_err());
+    }
+}

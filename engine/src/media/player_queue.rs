@@ -1,0 +1,206 @@
+use std::collections::VecDeque;
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+/// What happened to a media buffer offered to a player.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum PushOutcome {
+    Queued,
+    /// The player is behind: the buffer was dropped, and so will be everything up to the next
+    /// resynchronisation point (keyframe).
+    Dropped,
+    /// The player has been behind for longer than allowed and must be disconnected.
+    TooSlow,
+}
+
+/// The bounded send queue of one player, filled by the stream's fan-out and drained by the
+/// connection's writer.
+///
+/// Invariants: `queued_bytes` is the sum of the queued buffers' lengths; media is only queued while
+/// it stays under `max_bytes` (control messages are never dropped: they are few and small). Once a
+/// buffer is dropped every following media buffer is dropped until a resynchronisation point finds
+/// the queue at most half full, so the player never decodes a frame whose references it lost.
+#[derive(Debug)]
+pub struct PlayerQueue {
+    items: VecDeque<Bytes>,
+    queued_bytes: usize,
+    max_bytes: usize,
+    slow_timeout: Duration,
+    skipping: bool,
+    behind_since: Option<Instant>,
+    dropped_frames: u64,
+    closed: bool,
+    waker: Option<Waker>,
+}
+
+impl PlayerQueue {
+    pub fn new(max_bytes: usize, slow_timeout: Duration) -> Self {
+        PlayerQueue {
+            items: VecDeque::new(),
+            queued_bytes: 0,
+            max_bytes,
+            slow_timeout,
+            skipping: false,
+            behind_since: None,
+            dropped_frames: 0,
+            closed: false,
+            waker: None,
+        }
+    }
+
+    /// Queues protocol output that must reach the player (command responses, status messages).
+    pub fn push_control(&mut self, buf: Bytes) {
+        if self.closed || buf.is_empty() {
+            return;
+        }
+        self.queued_bytes += buf.len();
+        self.items.push_back(buf);
+        self.wake();
+    }
+
+    /// Offers one encoded media frame. `resync_point` says whether a player that skipped frames
+    /// may resume here.
+    pub fn push_media(&mut self, buf: Bytes, resync_point: bool, now: Instant) -> PushOutcome {
+        if self.closed {
+            return PushOutcome::Dropped;
+        }
+        if self.skipping {
+            if resync_point && self.queued_bytes <= self.max_bytes / 2 {
+                self.skipping = false;
+                self.behind_since = None;
+            } else {
+                return self.drop_frame(now);
+            }
+        }
+        if self.queued_bytes + buf.len() > self.max_bytes {
+            self.skipping = true;
+            return self.drop_frame(now);
+        }
+        self.queued_bytes += buf.len();
+        self.items.push_back(buf);
+        self.wake();
+        PushOutcome::Queued
+    }
+
+    fn drop_frame(&mut self, now: Instant) -> PushOutcome {
+        self.dropped_frames += 1;
+        let since = *self.behind_since.get_or_insert(now);
+        if now.duration_since(since) >= self.slow_timeout {
+            PushOutcome::TooSlow
+        } else {
+            PushOutcome::Dropped
+        }
+    }
+
+    /// Moves up to `max` buffers into `out` for one vectored write, oldest first.
+    pub fn take_batch(&mut self, out: &mut Vec<Bytes>, max: usize) {
+        while out.len() < max {
+            match self.items.pop_front() {
+                Some(b) => {
+                    self.queued_bytes -= b.len();
+                    out.push(b);
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Puts back what a partial write left unsent, in front of everything else.
+    pub fn unsend(&mut self, rest: impl DoubleEndedIterator<Item = Bytes>) {
+        for b in rest.rev() {
+            self.queued_bytes += b.len();
+            self.items.push_front(b);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    pub fn dropped_frames(&self) -> u64 {
+        self.dropped_frames
+    }
+
+    /// Stops accepting output; the writer ends once the queue is drained.
+    pub fn close(&mut self) {
+        self.closed = true;
+        self.wake();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Registers the writer to be woken when output arrives or the queue closes.
+    pub fn set_waker(&mut self, waker: &Waker) {
+        if !self.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            self.waker = Some(waker.clone());
+        }
+    }
+
+    fn wake(&mut self) {
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn buf(len: usize) -> Bytes {
+        Bytes::from(vec![0u8; len])
+    }
+
+    #[test]
+    fn overflow_skips_to_the_next_resync_point() {
+        let t0 = Instant::now();
+        let mut q = PlayerQueue::new(100, Duration::from_secs(5));
+        assert_eq!(q.push_media(buf(60), true, t0), PushOutcome::Queued);
+        assert_eq!(q.push_media(buf(60), false, t0), PushOutcome::Dropped);
+        // Room again, but not a keyframe: still skipping.
+        let mut out = Vec::new();
+        q.take_batch(&mut out, 8);
+        assert_eq!(q.push_media(buf(10), false, t0), PushOutcome::Dropped);
+        assert_eq!(q.push_media(buf(10), true, t0), PushOutcome::Queued);
+        assert_eq!(q.push_media(buf(10), false, t0), PushOutcome::Queued);
+        assert_eq!(q.dropped_frames(), 2);
+        assert_eq!(q.queued_bytes(), 20);
+    }
+
+    #[test]
+    fn control_is_never_dropped_and_slow_players_are_cut() {
+        let t0 = Instant::now();
+        let mut q = PlayerQueue::new(100, Duration::from_secs(5));
+        q.push_control(buf(150));
+        assert_eq!(q.queued_bytes(), 150);
+        assert_eq!(q.push_media(buf(1), true, t0), PushOutcome::Dropped);
+        let later = t0 + Duration::from_secs(5);
+        assert_eq!(q.push_media(buf(1), true, later), PushOutcome::TooSlow);
+    }
+
+    #[test]
+    fn partial_write_is_put_back_in_order() {
+        let mut q = PlayerQueue::new(1000, Duration::from_secs(5));
+        for i in 0..3u8 {
+            q.push_control(Bytes::from(vec![i; 4]));
+        }
+        let mut out = Vec::new();
+        q.take_batch(&mut out, 8);
+        assert!(q.is_empty());
+        q.unsend(out.into_iter().skip(1));
+        let mut again = Vec::new();
+        q.take_batch(&mut again, 8);
+        assert_eq!(again[0][0], 1);
+        assert_eq!(again[1][0], 2);
+        assert_eq!(q.queued_bytes(), 0);
+    }
+}

@@ -1,0 +1,233 @@
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+
+use super::StreamKey;
+use crate::media::{Frame, GopLimits, MediaKind, PlayerQueue, PushOutcome, StreamState};
+use crate::protocol::rtmp;
+use crate::runtime::{CoreId, SessionId, StreamId};
+
+/// How a player wants its media framed. Each format is encoded once per frame per core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkFormat {
+    /// RTMP chunks on the given message stream id.
+    Rtmp { message_stream: u32 },
+}
+
+/// A player attached to a stream on this core.
+#[derive(Debug, Clone)]
+pub struct Player {
+    pub session: SessionId,
+    pub queue: Rc<RefCell<PlayerQueue>>,
+    pub format: SinkFormat,
+}
+
+/// Where a core-local stream's frames come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upstream {
+    /// A publisher connected to this core: this core owns the stream.
+    Publisher(SessionId),
+    /// The core that owns the stream; this one mirrors it for its local players.
+    Core(CoreId),
+}
+
+/// A core subscribed to a stream this core owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteSubscriber {
+    pub core: CoreId,
+    /// A frame for this core was lost (its channel was full): skip to the next keyframe.
+    pub needs_keyframe: bool,
+}
+
+/// One live stream as a core sees it: its origin on the publisher's core, or a mirror on a core
+/// with players of a stream published elsewhere. Both keep the same [`StreamState`] so players
+/// start the same way on any core, and both fan frames out to their local players, encoding each
+/// frame once per format.
+#[derive(Debug)]
+pub struct LocalStream {
+    pub id: StreamId,
+    pub key: StreamKey,
+    pub upstream: Upstream,
+    /// A mirror is not ready until the owner sent its start-up frames.
+    ready: bool,
+    state: StreamState,
+    players: Vec<Player>,
+    subscribers: Vec<RemoteSubscriber>,
+    scratch: BytesMut,
+}
+
+impl LocalStream {
+    pub fn origin(id: StreamId, key: StreamKey, publisher: SessionId, gop: GopLimits) -> Self {
+        Self::new(id, key, Upstream::Publisher(publisher), true, gop)
+    }
+
+    pub fn mirror(id: StreamId, key: StreamKey, owner: CoreId, gop: GopLimits) -> Self {
+        Self::new(id, key, Upstream::Core(owner), false, gop)
+    }
+
+    fn new(id: StreamId, key: StreamKey, upstream: Upstream, ready: bool, gop: GopLimits) -> Self {
+        LocalStream {
+            id,
+            key,
+            upstream,
+            ready,
+            state: StreamState::new(gop),
+            players: Vec::new(),
+            subscribers: Vec::new(),
+            scratch: BytesMut::new(),
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready
+    }
+
+    /// Completes a mirror with the owner's start-up frames and starts its waiting players.
+    /// Returns the players that were too slow to take them.
+    pub fn start_mirror(&mut self, startup: &[Frame], now: Instant) -> Vec<SessionId> {
+        for f in startup {
+            self.state.apply(f);
+        }
+        self.ready = true;
+        let mut too_slow = Vec::new();
+        for p in &self.players {
+            if !send_startup(&self.state, p, now, &mut self.scratch) {
+                too_slow.push(p.session);
+            }
+        }
+        too_slow
+    }
+
+    /// Attaches a player; it gets the start-up frames at once if the stream is ready.
+    /// Returns false if its queue cannot even take those.
+    pub fn add_player(&mut self, player: Player, now: Instant) -> bool {
+        let ok = !self.ready || send_startup(&self.state, &player, now, &mut self.scratch);
+        self.players.push(player);
+        ok
+    }
+
+    pub fn remove_player(&mut self, session: SessionId) -> Option<Player> {
+        let i = self.players.iter().position(|p| p.session == session)?;
+        Some(self.players.swap_remove(i))
+    }
+
+    pub fn players(&self) -> &[Player] {
+        &self.players
+    }
+
+    pub fn take_players(&mut self) -> Vec<Player> {
+        std::mem::take(&mut self.players)
+    }
+
+    pub fn startup_frames(&self) -> Vec<Frame> {
+        self.state.startup_frames()
+    }
+
+    /// Feeds the next frame: updates the start-up state and queues the frame, encoded once per
+    /// format, to every local player. Returns the players that fell too far behind.
+    pub fn deliver(&mut self, frame: &Frame, now: Instant) -> Vec<SessionId> {
+        self.state.apply(frame);
+        if !self.ready || self.players.is_empty() {
+            return Vec::new();
+        }
+        let always = frame.is_sequence_header() || frame.kind == MediaKind::Script;
+        let resync = self.state.is_resync_point(frame);
+        let mut encoded: Option<(SinkFormat, Bytes)> = None;
+        let mut too_slow = Vec::new();
+        for p in &self.players {
+            let buf = match &encoded {
+                Some((format, buf)) if *format == p.format => buf.clone(),
+                _ => {
+                    let buf = encode(frame, p.format, &mut self.scratch);
+                    encoded = Some((p.format, buf.clone()));
+                    buf
+                }
+            };
+            let mut queue = p.queue.borrow_mut();
+            if always {
+                queue.push_control(buf);
+            } else if queue.push_media(buf, resync, now) == PushOutcome::TooSlow {
+                too_slow.push(p.session);
+            }
+        }
+        too_slow
+    }
+
+    pub fn add_subscriber(&mut self, core: CoreId) {
+        if !self.subscribers.iter().any(|s| s.core == core) {
+            self.subscribers.push(RemoteSubscriber {
+                core,
+                needs_keyframe: false,
+            });
+        }
+    }
+
+    pub fn remove_subscriber(&mut self, core: CoreId) {
+        self.subscribers.retain(|s| s.core != core);
+    }
+
+    pub fn subscribers(&self) -> impl Iterator<Item = CoreId> + '_ {
+        self.subscribers.iter().map(|s| s.core)
+    }
+
+    /// The cores `frame` must be sent to. A core that lost a frame gets nothing until the next
+    /// keyframe (sequence headers and metadata always go through).
+    pub fn forward_targets(&mut self, frame: &Frame, out: &mut Vec<CoreId>) {
+        out.clear();
+        let always = frame.is_sequence_header() || frame.kind == MediaKind::Script;
+        let resync = self.state.is_resync_point(frame);
+        for s in &mut self.subscribers {
+            if s.needs_keyframe && !always {
+                if !resync {
+                    continue;
+                }
+                s.needs_keyframe = false;
+            }
+            out.push(s.core);
+        }
+    }
+
+    /// Records that `core`'s channel was full and it lost a frame.
+    pub fn mark_lagging(&mut self, core: CoreId) {
+        if let Some(s) = self.subscribers.iter_mut().find(|s| s.core == core) {
+            s.needs_keyframe = true;
+        }
+    }
+
+    pub fn gop_bytes(&self) -> usize {
+        self.state.gop_bytes()
+    }
+}
+
+fn encode(frame: &Frame, format: SinkFormat, scratch: &mut BytesMut) -> Bytes {
+    // Metadata goes out at timestamp 0 whenever it comes (see `StreamState::startup_frames`).
+    let restamped;
+    let frame = if frame.kind == MediaKind::Script && frame.timestamp != 0 {
+        restamped = Frame::new(MediaKind::Script, 0, frame.payload.clone());
+        &restamped
+    } else {
+        frame
+    };
+    match format {
+        SinkFormat::Rtmp { message_stream } => {
+            rtmp::encode_media(scratch, frame, message_stream, rtmp::OUT_CHUNK_SIZE);
+        }
+    }
+    scratch.split().freeze()
+}
+
+/// Queues the start-up frames to one player; false if it could not take them.
+fn send_startup(state: &StreamState, p: &Player, now: Instant, scratch: &mut BytesMut) -> bool {
+    let mut queue = p.queue.borrow_mut();
+    for f in state.startup_frames() {
+        let buf = encode(&f, p.format, scratch);
+        if f.is_sequence_header() || f.kind == MediaKind::Script {
+            queue.push_control(buf);
+        } else if queue.push_media(buf, state.is_resync_point(&f), now) == PushOutcome::TooSlow {
+            return false;
+        }
+    }
+    true
+}

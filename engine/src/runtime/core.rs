@@ -1,0 +1,687 @@
+//! The state and behaviour of one data-plane core: its streams, its share of the directory, and
+//! its side of the cross-core protocol.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use glommio::channels::local_channel::{self, LocalSender};
+use tracing::{debug, info, warn};
+
+use super::{
+    scoped_id, CoreId, CoreMessage, CoreStats, LocalSignal, Mesh, Reply, ReplyTo, SessionId,
+    StreamId,
+};
+use crate::config::Config;
+use crate::media::{Frame, GopLimits};
+use crate::registry::{
+    home_core, ClaimOutcome, Directory, LocalStream, Player, Publisher, StreamKey, Upstream,
+};
+
+/// How long a core waits for another core's answer before treating it as lost.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a waiting player asks whether its stream went live.
+const PLAY_WAIT_POLL: Duration = Duration::from_millis(100);
+
+/// Why the core tells a connection to close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// The stream it plays ended.
+    StreamEnded,
+    /// It stayed behind the live stream for longer than `slowPlayerTimeout`.
+    TooSlow,
+    /// A newer publisher of the same stream replaced it.
+    Replaced,
+    /// The engine is shutting down.
+    Shutdown,
+}
+
+/// What the core holds of a connection: a way to tell it to close.
+#[derive(Debug, Default)]
+pub struct SessionControl {
+    notice: Cell<Option<Notice>>,
+    signal: LocalSignal,
+}
+
+impl SessionControl {
+    /// Tells the connection to close; the first notice wins.
+    pub fn notify(&self, notice: Notice) {
+        if self.notice.get().is_none() {
+            self.notice.set(Some(notice));
+        }
+        self.signal.fire();
+    }
+
+    pub fn notice(&self) -> Option<Notice> {
+        self.notice.get()
+    }
+
+    pub fn signal(&self) -> &LocalSignal {
+        &self.signal
+    }
+}
+
+/// Why a publish was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishRefused {
+    /// Someone else publishes the stream (and `overridePublisher` is off).
+    AlreadyPublishing,
+    /// The home core did not answer (shutting down or overloaded).
+    Unavailable,
+}
+
+/// Where a player's media comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// The stream is published on this core.
+    Local,
+    /// Mirrored from the publisher's core.
+    Remote(CoreId),
+}
+
+/// One data-plane core. Lives in an `Rc` on its executor; never crosses threads.
+pub struct Core {
+    pub id: CoreId,
+    pub data_cores: usize,
+    pub config: Arc<Config>,
+    mesh: Mesh,
+    shutdown: LocalSignal,
+    streams: RefCell<HashMap<StreamKey, Rc<RefCell<LocalStream>>>>,
+    stream_keys: RefCell<HashMap<StreamId, StreamKey>>,
+    directory: RefCell<Directory>,
+    pending: RefCell<HashMap<u64, LocalSender<Reply>>>,
+    sessions: RefCell<HashMap<SessionId, Rc<SessionControl>>>,
+    stats: RefCell<CoreStats>,
+    next_id: Cell<u64>,
+}
+
+impl Core {
+    pub fn new(id: CoreId, data_cores: usize, config: Arc<Config>, mesh: Mesh) -> Rc<Core> {
+        Rc::new(Core {
+            id,
+            data_cores,
+            config,
+            mesh,
+            shutdown: LocalSignal::new(),
+            streams: RefCell::default(),
+            stream_keys: RefCell::default(),
+            directory: RefCell::default(),
+            pending: RefCell::default(),
+            sessions: RefCell::default(),
+            stats: RefCell::new(CoreStats {
+                core: id.0,
+                ..CoreStats::default()
+            }),
+            next_id: Cell::new(1),
+        })
+    }
+
+    fn next(&self) -> u64 {
+        let n = self.next_id.get();
+        self.next_id.set(n + 1);
+        scoped_id(self.id, n)
+    }
+
+    pub fn shutdown_signal(&self) -> &LocalSignal {
+        &self.shutdown
+    }
+
+    pub fn stats(&self) -> CoreStats {
+        let mut s = *self.stats.borrow();
+        let streams = self.streams.borrow();
+        s.streams_owned = streams
+            .values()
+            .filter(|st| matches!(st.borrow().upstream, Upstream::Publisher(_)))
+            .count() as u64;
+        s.streams_mirrored = streams.len() as u64 - s.streams_owned;
+        s
+    }
+
+    pub fn add_bytes_sent(&self, n: u64) {
+        self.stats.borrow_mut().bytes_sent += n;
+    }
+
+    fn gop_limits(&self) -> GopLimits {
+        GopLimits {
+            max_bytes: self.config.gop_cache_max_bytes,
+            max_duration_ms: u32::try_from(self.config.gop_cache_max_duration.0)
+                .unwrap_or(u32::MAX),
+        }
+    }
+
+    // ---- Connections ------------------------------------------------------------------------
+
+    /// Registers a new connection; the returned guard unregisters it when dropped.
+    pub fn open_session(self: &Rc<Self>) -> SessionGuard {
+        let id = SessionId(self.next());
+        let control = Rc::new(SessionControl::default());
+        if self.shutdown.is_fired() {
+            control.notify(Notice::Shutdown);
+        }
+        self.sessions.borrow_mut().insert(id, control.clone());
+        let mut stats = self.stats.borrow_mut();
+        stats.connections_accepted += 1;
+        stats.connections_open += 1;
+        SessionGuard {
+            core: self.clone(),
+            id,
+            control,
+        }
+    }
+
+    fn notify_session(&self, session: SessionId, notice: Notice) {
+        let control = self.sessions.borrow().get(&session).cloned();
+        if let Some(c) = control {
+            c.notify(notice);
+        }
+    }
+
+    // ---- Publishing -------------------------------------------------------------------------
+
+    /// Claims `key` for a publisher on this core, asking the key's home core.
+    pub async fn claim_publish(
+        self: &Rc<Self>,
+        key: &StreamKey,
+        session: SessionId,
+    ) -> Result<PublishHandle, PublishRefused> {
+        let home = home_core(key, self.data_cores);
+        let publisher = Publisher {
+            core: self.id,
+            session,
+        };
+        let replace = self.config.override_publisher;
+        let reply = self
+            .request(home, |reply| CoreMessage::ClaimPublish {
+                key: key.clone(),
+                publisher,
+                replace,
+                reply,
+            })
+            .await;
+        match reply {
+            Some(Reply::Claim(ClaimOutcome::Granted | ClaimOutcome::Replaced { .. })) => {}
+            Some(Reply::Claim(ClaimOutcome::Conflict { .. })) => {
+                return Err(PublishRefused::AlreadyPublishing)
+            }
+            _ => return Err(PublishRefused::Unavailable),
+        }
+        // A mirror of the previous publisher's stream may still be here: end it first.
+        if let Some(old) = self.streams.borrow_mut().remove(key) {
+            self.end_local_stream(&old.borrow());
+        }
+        let id = StreamId(self.next());
+        let stream = Rc::new(RefCell::new(LocalStream::origin(
+            id,
+            key.clone(),
+            session,
+            self.gop_limits(),
+        )));
+        self.streams
+            .borrow_mut()
+            .insert(key.clone(), stream.clone());
+        self.stream_keys.borrow_mut().insert(id, key.clone());
+        self.stats.borrow_mut().publishers += 1;
+        Ok(PublishHandle {
+            core: self.clone(),
+            key: key.clone(),
+            session,
+            stream,
+            targets: RefCell::new(Vec::new()),
+        })
+    }
+
+    /// Tells a stream's local players and (for an origin) its subscribed cores that it ended.
+    fn end_local_stream(&self, stream: &LocalStream) {
+        self.stream_keys.borrow_mut().remove(&stream.id);
+        for p in stream.players() {
+            self.notify_session(p.session, Notice::StreamEnded);
+        }
+        match stream.upstream {
+            Upstream::Publisher(_) => {
+                for core in stream.subscribers() {
+                    self.send(core, CoreMessage::StreamEnd { stream: stream.id });
+                }
+            }
+            Upstream::Core(owner) => self.send(
+                owner,
+                CoreMessage::Unsubscribe {
+                    key: stream.key.clone(),
+                    subscriber: self.id,
+                },
+            ),
+        }
+    }
+
+    fn kick_too_slow(&self, sessions: Vec<SessionId>) {
+        if sessions.is_empty() {
+            return;
+        }
+        self.stats.borrow_mut().players_too_slow += sessions.len() as u64;
+        for s in sessions {
+            warn!(core = %self.id, conn = %s, "player too slow for too long: disconnecting");
+            self.notify_session(s, Notice::TooSlow);
+        }
+    }
+
+    // ---- Playing ----------------------------------------------------------------------------
+
+    /// Waits up to `wait` for `key` to go live; says where its media would come from.
+    ///
+    /// Separate from [`Core::attach_player`] so the caller can answer the client (play accepted)
+    /// before the first media is queued behind that answer.
+    pub async fn find_stream(&self, key: &StreamKey, wait: Duration) -> Option<Via> {
+        let deadline = Instant::now() + wait;
+        let home = home_core(key, self.data_cores);
+        loop {
+            if let Some(stream) = self.streams.borrow().get(key) {
+                return Some(match stream.borrow().upstream {
+                    Upstream::Publisher(_) => Via::Local,
+                    Upstream::Core(owner) => Via::Remote(owner),
+                });
+            }
+            let found = self
+                .request(home, |reply| CoreMessage::FindPublisher {
+                    key: key.clone(),
+                    reply,
+                })
+                .await;
+            match found {
+                Some(Reply::Publisher(Some(p))) if p.core != self.id => {
+                    return Some(Via::Remote(p.core))
+                }
+                // Claimed on this core but not yet set up, or not live: ask again shortly.
+                _ => {}
+            }
+            let now = Instant::now();
+            if now >= deadline || self.shutdown.is_fired() {
+                return None;
+            }
+            glommio::timer::sleep(PLAY_WAIT_POLL.min(deadline - now)).await;
+        }
+    }
+
+    /// Attaches a player to `key` as found by [`Core::find_stream`]: to the local stream or
+    /// mirror if there is one, else to a new mirror subscribed to the owner core. `None` if the
+    /// stream ended in between.
+    pub fn attach_player(
+        self: &Rc<Self>,
+        key: &StreamKey,
+        player: Player,
+        via: Via,
+    ) -> Option<PlayHandle> {
+        let session = player.session;
+        let existing = self.streams.borrow().get(key).cloned();
+        let via = match (existing, via) {
+            (Some(stream), _) => {
+                let mut s = stream.borrow_mut();
+                let ok = s.add_player(player, Instant::now());
+                let via = match s.upstream {
+                    Upstream::Publisher(_) => Via::Local,
+                    Upstream::Core(owner) => Via::Remote(owner),
+                };
+                drop(s);
+                if !ok {
+                    self.kick_too_slow(vec![session]);
+                }
+                via
+            }
+            (None, Via::Remote(owner)) => {
+                let mut mirror =
+                    LocalStream::mirror(StreamId(0), key.clone(), owner, self.gop_limits());
+                mirror.add_player(player, Instant::now());
+                self.streams
+                    .borrow_mut()
+                    .insert(key.clone(), Rc::new(RefCell::new(mirror)));
+                self.send(
+                    owner,
+                    CoreMessage::Subscribe {
+                        key: key.clone(),
+                        subscriber: self.id,
+                    },
+                );
+                Via::Remote(owner)
+            }
+            (None, Via::Local) => return None,
+        };
+        Some(self.play_handle(key, session, via))
+    }
+
+    fn play_handle(self: &Rc<Self>, key: &StreamKey, session: SessionId, via: Via) -> PlayHandle {
+        let mut stats = self.stats.borrow_mut();
+        match via {
+            Via::Local => stats.players_local += 1,
+            Via::Remote(_) => stats.players_remote += 1,
+        }
+        PlayHandle {
+            core: self.clone(),
+            key: key.clone(),
+            session,
+            via,
+        }
+    }
+
+    fn detach_player(&self, key: &StreamKey, session: SessionId) {
+        let Some(stream) = self.streams.borrow().get(key).cloned() else {
+            return;
+        };
+        let mut s = stream.borrow_mut();
+        s.remove_player(session);
+        if let (Upstream::Core(owner), true) = (s.upstream, s.players().is_empty()) {
+            // Last local player of a mirror: stop the owner sending us frames.
+            self.streams.borrow_mut().remove(key);
+            self.stream_keys.borrow_mut().remove(&s.id);
+            self.send(
+                owner,
+                CoreMessage::Unsubscribe {
+                    key: key.clone(),
+                    subscriber: self.id,
+                },
+            );
+        }
+    }
+
+    // ---- The cross-core protocol ------------------------------------------------------------
+
+    fn send(&self, to: CoreId, msg: CoreMessage) {
+        if to == self.id {
+            self.handle(self.id, msg);
+        } else {
+            self.mesh.send_reliable(to, msg);
+        }
+    }
+
+    fn reply(&self, to: ReplyTo, reply: Reply) {
+        self.send(
+            to.core,
+            CoreMessage::Reply {
+                request: to.request,
+                reply,
+            },
+        );
+    }
+
+    async fn request(
+        &self,
+        to: CoreId,
+        build: impl FnOnce(ReplyTo) -> CoreMessage,
+    ) -> Option<Reply> {
+        let request = self.next();
+        let (tx, rx) = local_channel::new_bounded(1);
+        self.pending.borrow_mut().insert(request, tx);
+        self.send(
+            to,
+            build(ReplyTo {
+                core: self.id,
+                request,
+            }),
+        );
+        let answer = glommio::timer::timeout(REPLY_TIMEOUT, async { Ok(rx.recv().await) }).await;
+        self.pending.borrow_mut().remove(&request);
+        answer.ok().flatten()
+    }
+
+    /// Handles one message from core `from` (or from this core itself).
+    pub fn handle(&self, from: CoreId, msg: CoreMessage) {
+        match msg {
+            CoreMessage::ClaimPublish {
+                key,
+                publisher,
+                replace,
+                reply,
+            } => {
+                let outcome = self.directory.borrow_mut().claim(&key, publisher, replace);
+                if let ClaimOutcome::Replaced { previous } = outcome {
+                    info!(core = %self.id, stream = %key, "publisher replaced by a newer one");
+                    self.send(
+                        previous.core,
+                        CoreMessage::KickPublisher {
+                            session: previous.session,
+                        },
+                    );
+                }
+                self.reply(reply, Reply::Claim(outcome));
+            }
+            CoreMessage::ReleasePublish { key, session } => {
+                self.directory.borrow_mut().release(&key, session);
+            }
+            CoreMessage::FindPublisher { key, reply } => {
+                let found = self.directory.borrow().find(&key);
+                self.reply(reply, Reply::Publisher(found));
+            }
+            CoreMessage::Subscribe { key, subscriber } => {
+                let stream = self.streams.borrow().get(&key).cloned();
+                let start = stream.and_then(|s| {
+                    let mut s = s.borrow_mut();
+                    matches!(s.upstream, Upstream::Publisher(_)).then(|| {
+                        s.add_subscriber(subscriber);
+                        (s.id, s.startup_frames())
+                    })
+                });
+                match start {
+                    Some((stream, startup)) => self.send(
+                        subscriber,
+                        CoreMessage::StreamStart {
+                            key,
+                            stream,
+                            startup,
+                        },
+                    ),
+                    None => self.send(subscriber, CoreMessage::StreamGone { key }),
+                }
+            }
+            CoreMessage::Unsubscribe { key, subscriber } => {
+                if let Some(s) = self.streams.borrow().get(&key) {
+                    s.borrow_mut().remove_subscriber(subscriber);
+                }
+            }
+            CoreMessage::KickPublisher { session } => {
+                self.notify_session(session, Notice::Replaced);
+            }
+            CoreMessage::StreamStart {
+                key,
+                stream: id,
+                startup,
+            } => {
+                let mirror = self.streams.borrow().get(&key).cloned();
+                let waiting = mirror.filter(|m| {
+                    let m = m.borrow();
+                    m.upstream == Upstream::Core(from) && !m.is_ready()
+                });
+                match waiting {
+                    Some(m) => {
+                        let too_slow = {
+                            let mut m = m.borrow_mut();
+                            m.id = id;
+                            m.start_mirror(&startup, Instant::now())
+                        };
+                        self.stream_keys.borrow_mut().insert(id, key);
+                        self.kick_too_slow(too_slow);
+                    }
+                    None => self.send(
+                        from,
+                        CoreMessage::Unsubscribe {
+                            key,
+                            subscriber: self.id,
+                        },
+                    ),
+                }
+            }
+            CoreMessage::Media { stream, frame } => {
+                self.stats.borrow_mut().frames_from_remote += 1;
+                let key = self.stream_keys.borrow().get(&stream).cloned();
+                let target = key.and_then(|k| self.streams.borrow().get(&k).cloned());
+                if let Some(s) = target {
+                    let too_slow = s.borrow_mut().deliver(&frame, Instant::now());
+                    self.kick_too_slow(too_slow);
+                }
+            }
+            CoreMessage::StreamEnd { stream } => {
+                let key = self.stream_keys.borrow_mut().remove(&stream);
+                if let Some(key) = key {
+                    let removed = {
+                        let mut streams = self.streams.borrow_mut();
+                        let same = streams.get(&key).is_some_and(|s| s.borrow().id == stream);
+                        if same {
+                            streams.remove(&key)
+                        } else {
+                            None
+                        }
+                    };
+                    if let Some(s) = removed {
+                        for p in s.borrow().players() {
+                            self.notify_session(p.session, Notice::StreamEnded);
+                        }
+                    }
+                }
+            }
+            CoreMessage::StreamGone { key } => {
+                let removed = {
+                    let mut streams = self.streams.borrow_mut();
+                    let waiting = streams.get(&key).is_some_and(|s| {
+                        s.borrow().upstream == Upstream::Core(from) && !s.borrow().is_ready()
+                    });
+                    if waiting {
+                        streams.remove(&key)
+                    } else {
+                        None
+                    }
+                };
+                if let Some(s) = removed {
+                    for p in s.borrow().players() {
+                        self.notify_session(p.session, Notice::StreamEnded);
+                    }
+                }
+            }
+            CoreMessage::Reply { request, reply } => {
+                if let Some(tx) = self.pending.borrow_mut().remove(&request) {
+                    // The requester may have timed out and gone; nothing to do then.
+                    let _ = tx.try_send(reply);
+                }
+            }
+            CoreMessage::GatherStats { reply } => self.reply(reply, Reply::Stats(self.stats())),
+            CoreMessage::Shutdown => self.begin_shutdown(),
+        }
+    }
+
+    fn begin_shutdown(&self) {
+        if self.shutdown.is_fired() {
+            return;
+        }
+        info!(core = %self.id, "shutting down: closing listeners and telling clients");
+        self.shutdown.fire();
+        let sessions: Vec<_> = self.sessions.borrow().values().cloned().collect();
+        for s in sessions {
+            s.notify(Notice::Shutdown);
+        }
+    }
+
+    pub fn open_sessions(&self) -> usize {
+        self.sessions.borrow().len()
+    }
+}
+
+/// A registered connection; unregisters it when dropped.
+pub struct SessionGuard {
+    core: Rc<Core>,
+    pub id: SessionId,
+    pub control: Rc<SessionControl>,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.core.sessions.borrow_mut().remove(&self.id);
+        self.core.stats.borrow_mut().connections_open -= 1;
+    }
+}
+
+/// A live publish on this core. Frames pushed here reach every player on every core; dropping it
+/// ends the stream everywhere and releases the key.
+pub struct PublishHandle {
+    core: Rc<Core>,
+    pub key: StreamKey,
+    session: SessionId,
+    stream: Rc<RefCell<LocalStream>>,
+    targets: RefCell<Vec<CoreId>>,
+}
+
+impl PublishHandle {
+    pub fn stream_id(&self) -> StreamId {
+        self.stream.borrow().id
+    }
+
+    /// Delivers one frame to local players and, once per core, to every subscribed core.
+    pub fn push(&self, frame: Frame) {
+        let core = &self.core;
+        let mut targets = self.targets.borrow_mut();
+        let (id, too_slow) = {
+            let mut s = self.stream.borrow_mut();
+            let too_slow = s.deliver(&frame, Instant::now());
+            s.forward_targets(&frame, &mut targets);
+            (s.id, too_slow)
+        };
+        core.kick_too_slow(too_slow);
+        let mut stats = core.stats.borrow_mut();
+        stats.frames_published += 1;
+        for &to in targets.iter() {
+            let msg = CoreMessage::Media {
+                stream: id,
+                frame: frame.clone(),
+            };
+            if core.mesh.try_send(to, msg).is_ok() {
+                stats.frames_forwarded += 1;
+            } else {
+                stats.frames_lost_remote += 1;
+                self.stream.borrow_mut().mark_lagging(to);
+                debug!(core = %core.id, to = %to, "core channel full: remote players skip to the next keyframe");
+            }
+        }
+    }
+}
+
+impl Drop for PublishHandle {
+    fn drop(&mut self) {
+        let core = &self.core;
+        let id = self.stream.borrow().id;
+        let removed = {
+            let mut streams = core.streams.borrow_mut();
+            let ours = streams.get(&self.key).is_some_and(|s| s.borrow().id == id);
+            if ours {
+                streams.remove(&self.key)
+            } else {
+                None
+            }
+        };
+        if removed.is_some() {
+            core.end_local_stream(&self.stream.borrow());
+        }
+        core.stats.borrow_mut().publishers -= 1;
+        core.send(
+            home_core(&self.key, core.data_cores),
+            CoreMessage::ReleasePublish {
+                key: self.key.clone(),
+                session: self.session,
+            },
+        );
+    }
+}
+
+/// A player attached to a stream on this core; detaches when dropped.
+pub struct PlayHandle {
+    core: Rc<Core>,
+    pub key: StreamKey,
+    session: SessionId,
+    pub via: Via,
+}
+
+impl Drop for PlayHandle {
+    fn drop(&mut self) {
+        self.core.detach_player(&self.key, self.session);
+        let mut stats = self.core.stats.borrow_mut();
+        match self.via {
+            Via::Local => stats.players_local -= 1,
+            Via::Remote(_) => stats.players_remote -= 1,
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Starting and stopping the executors: one pinned per data core, one for the control plane.
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use glommio::{LocalExecutorBuilder, Placement as GlommioPlacement};
+use tracing::{error, info};
+
+use super::{allowed_cpus, build_mesh, os_signal, Core, CoreId, CoreMessage, MeshEnds, Placement};
+use crate::config::Config;
+
+/// How long data cores give their clients to say goodbye before the executors stop.
+const DRAIN_TIME: Duration = Duration::from_millis(1200);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Placement(#[from] super::PlacementError),
+    #[error("cannot listen on {addr} ({what}): {reason}")]
+    Listen {
+        what: &'static str,
+        addr: SocketAddr,
+        reason: std::io::Error,
+    },
+    #[error("cannot start the executor of core {core} on CPU {cpu}: {reason}")]
+    Executor {
+        core: u16,
+        cpu: usize,
+        reason: String,
+    },
+    #[error("cannot set up signal handling: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Runs the engine until SIGINT or SIGTERM; returns once every executor has stopped.
+pub fn run(config: Config) -> Result<(), StartError> {
+    let placement = Placement::plan(config.cores, &allowed_cpus())?;
+    // A listener bound without SO_REUSEPORT fails if anything already owns the port, even another
+    // process with SO_REUSEPORT, which would otherwise silently share our connections.
+    probe_listen("rtmp", config.rtmp_address.0)?;
+    os_signal::block_termination_signals().map_err(StartError::Signals)?;
+
+    let data_cores = placement.data_cpus.len();
+    let config = Arc::new(config);
+    let stop = Arc::new(AtomicBool::new(false));
+    let exited = Arc::new(AtomicUsize::new(0));
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<CoreId, StartError>>();
+    let mut ends = build_mesh(data_cores + 1).into_iter();
+    let mut handles = Vec::new();
+
+    for (i, &cpu) in placement.data_cpus.iter().enumerate() {
+        let mesh = ends.next().expect("one mesh end per executor");
+        let config = config.clone();
+        let ready = ready_tx.clone();
+        let exited = exited.clone();
+        let handle = LocalExecutorBuilder::new(GlommioPlacement::Fixed(cpu))
+            .name(&format!("data-{i}"))
+            .spawn(move || async move {
+                data_core(CoreId(i as u16), data_cores, config, mesh, ready).await;
+                exited.fetch_add(1, Ordering::SeqCst);
+            })
+            .map_err(|e| StartError::Executor {
+                core: i as u16,
+                cpu,
+                reason: e.to_string(),
+            })?;
+        handles.push(handle);
+    }
+    let control_mesh = ends.next().expect("the control executor's mesh end");
+    let control_stop = stop.clone();
+    let control = LocalExecutorBuilder::new(GlommioPlacement::Fixed(placement.control_cpu))
+        .name("control")
+        .spawn(move || control_core(data_cores, control_mesh, control_stop))
+        .map_err(|e| StartError::Executor {
+            core: data_cores as u16,
+            cpu: placement.control_cpu,
+            reason: e.to_string(),
+        })?;
+    drop(ready_tx);
+
+    let mut started = 0;
+    let mut failure = None;
+    while started < data_cores {
+        match ready_rx.recv() {
+            Ok(Ok(_)) => started += 1,
+            Ok(Err(e)) => {
+                failure = Some(e);
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    if failure.is_none() && started == data_cores {
+        info!(
+            rtmp = %config.rtmp_address,
+            data_cpus = ?placement.data_cpus,
+            control_cpu = placement.control_cpu,
+            control_shared = placement.control_shared,
+            "corestream ready"
+        );
+        loop {
+            if let Some(sig) = os_signal::wait_for_termination(Duration::from_millis(200)) {
+                info!(signal = sig, "stopping");
+                break;
+            }
+            if exited.load(Ordering::SeqCst) > 0 {
+                error!("a data core stopped unexpectedly; stopping");
+                break;
+            }
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    for h in handles {
+        if let Err(e) = h.join() {
+            error!("a data core ended with an error: {e}");
+        }
+    }
+    if let Err(e) = control.join() {
+        error!("the control core ended with an error: {e}");
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn probe_listen(what: &'static str, addr: SocketAddr) -> Result<(), StartError> {
+    StdListener::bind(addr)
+        .map(drop)
+        .map_err(|reason| StartError::Listen { what, addr, reason })
+}
+
+async fn data_core(
+    id: CoreId,
+    data_cores: usize,
+    config: Arc<Config>,
+    mesh: MeshEnds,
+    ready: mpsc::Sender<Result<CoreId, StartError>>,
+) {
+    let rtmp_addr = config.rtmp_address.0;
+    let listener = glommio::net::TcpListener::bind(rtmp_addr);
+    let (mesh, receivers) = mesh.connect().await;
+    let core = Core::new(id, data_cores, config, mesh);
+    for (from, rx) in receivers {
+        let core = core.clone();
+        glommio::spawn_local(async move {
+            while let Some(msg) = rx.recv().await {
+                core.handle(from, msg);
+            }
+        })
+        .detach();
+    }
+    let listener = match listener {
+        Ok(l) => l,
+        Err(reason) => {
+            let _ = ready.send(Err(StartError::Listen {
+                what: "rtmp",
+                addr: rtmp_addr,
+                reason: reason.into(),
+            }));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(id));
+    crate::server::serve_rtmp(core.clone(), listener).await;
+    drain(&core).await;
+    log_stats(&core);
+}
+
+/// Gives open connections up to [`DRAIN_TIME`] to send their goodbyes and close.
+async fn drain(core: &Rc<Core>) {
+    let deadline = std::time::Instant::now() + DRAIN_TIME;
+    while core.open_sessions() > 0 && std::time::Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn log_stats(core: &Core) {
+    let s = core.stats();
+    info!(
+        core = s.core,
+        connections = s.connections_accepted,
+        frames_published = s.frames_published,
+        frames_forwarded = s.frames_forwarded,
+        frames_from_remote = s.frames_from_remote,
+        frames_lost_remote = s.frames_lost_remote,
+        players_too_slow = s.players_too_slow,
+        bytes_sent = s.bytes_sent,
+        "core stopped"
+    );
+}
+
+async fn control_core(data_cores: usize, mesh: MeshEnds, stop: Arc<AtomicBool>) {
+    let (mesh, _receivers) = mesh.connect().await;
+    while !stop.load(Ordering::SeqCst) {
+        glommio::timer::sleep(Duration::from_millis(50)).await;
+    }
+    for i in 0..data_cores {
+        mesh.send_reliable(CoreId(i as u16), CoreMessage::Shutdown);
+    }
+    // Let the reliable sends leave before the executor stops.
+    glommio::timer::sleep(Duration::from_millis(20)).await;
+}

@@ -1,0 +1,114 @@
+//! Every message that crosses cores. This file is the whole protocol between executors.
+
+use crate::media::Frame;
+use crate::registry::{ClaimOutcome, Publisher, StreamKey};
+
+use super::{CoreId, SessionId, StreamId};
+
+/// Where the answer to a request goes: the asking core and its request number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyTo {
+    pub core: CoreId,
+    pub request: u64,
+}
+
+#[derive(Debug)]
+pub enum CoreMessage {
+    // To a key's home core (its directory).
+    /// A publisher on `publisher.core` wants the key; answered with [`Reply::Claim`].
+    ClaimPublish {
+        key: StreamKey,
+        publisher: Publisher,
+        replace: bool,
+        reply: ReplyTo,
+    },
+    /// The publisher `session` stopped.
+    ReleasePublish {
+        key: StreamKey,
+        session: SessionId,
+    },
+    /// Who publishes the key? Answered with [`Reply::Publisher`].
+    FindPublisher {
+        key: StreamKey,
+        reply: ReplyTo,
+    },
+
+    // To the core that owns a stream (its publisher's core).
+    /// `subscriber` has players of the key: send it the start-up frames, then every frame.
+    Subscribe {
+        key: StreamKey,
+        subscriber: CoreId,
+    },
+    /// `subscriber` has no players of the stream left.
+    /// Keyed rather than by stream id: a core may give up on a subscription before the owner's
+    /// [`CoreMessage::StreamStart`] told it the id.
+    Unsubscribe {
+        key: StreamKey,
+        subscriber: CoreId,
+    },
+    /// A newer publisher replaced `session`: disconnect it.
+    KickPublisher {
+        session: SessionId,
+    },
+
+    // To a subscribed core.
+    /// The stream's current start-up frames; frames follow as [`CoreMessage::Media`].
+    StreamStart {
+        key: StreamKey,
+        stream: StreamId,
+        startup: Vec<Frame>,
+    },
+    Media {
+        stream: StreamId,
+        frame: Frame,
+    },
+    /// The publisher left.
+    StreamEnd {
+        stream: StreamId,
+    },
+    /// A subscription found no stream (the publisher left meanwhile).
+    StreamGone {
+        key: StreamKey,
+    },
+
+    // Control.
+    Reply {
+        request: u64,
+        reply: Reply,
+    },
+    /// Gather this core's counters; answered with [`Reply::Stats`].
+    GatherStats {
+        reply: ReplyTo,
+    },
+    /// Stop accepting, tell every client, finish.
+    Shutdown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Claim(ClaimOutcome),
+    Publisher(Option<Publisher>),
+    Stats(CoreStats),
+}
+
+/// Plain per-core counters: no atomics, gathered on demand over the mesh.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CoreStats {
+    pub core: u16,
+    pub connections_accepted: u64,
+    pub connections_open: u64,
+    pub publishers: u64,
+    /// Players attached to a stream published on this core.
+    pub players_local: u64,
+    /// Players attached to a mirror of a stream published on another core.
+    pub players_remote: u64,
+    pub streams_owned: u64,
+    pub streams_mirrored: u64,
+    pub frames_published: u64,
+    pub frames_forwarded: u64,
+    pub frames_from_remote: u64,
+    /// Frames a remote core missed because its channel was full.
+    pub frames_lost_remote: u64,
+    pub players_too_slow: u64,
+    pub bytes_sent: u64,
+}

@@ -1,0 +1,314 @@
+//! The RTMP driver: accepts connections and moves bytes between sockets and
+//! [`ServerSession`]s, turning the session's events into publishes and plays on the core.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures_lite::future;
+use glommio::net::{TcpListener, TcpStream};
+use tracing::{debug, info, warn, Instrument};
+
+use super::net::{self, NetReader};
+use super::writer::drain_queue;
+use crate::media::PlayerQueue;
+use crate::protocol::rtmp::{Reject, ServerEvent, ServerSession, SessionConfig, SessionError};
+use crate::registry::{Player, SinkFormat, StreamKey, DEFAULT_VHOST};
+use crate::runtime::{Core, Notice, PlayHandle, PublishHandle, PublishRefused, SessionGuard, Via};
+
+/// Socket reads go into a buffer this large.
+const READ_BUFFER: usize = 64 * 1024;
+/// How long a closing connection may take to flush its last messages.
+const FLUSH_TIME: Duration = Duration::from_secs(1);
+
+/// Accepts RTMP connections on this core until shutdown.
+pub async fn serve_rtmp(core: Rc<Core>, listener: TcpListener) {
+    loop {
+        let accepted = future::or(async { Some(listener.accept().await) }, async {
+            core.shutdown_signal().wait().await;
+            None
+        })
+        .await;
+        match accepted {
+            None => return,
+            Some(Ok(stream)) => {
+                let core = core.clone();
+                glommio::spawn_local(async move { serve_connection(core, stream).await }).detach();
+            }
+            Some(Err(e)) => {
+                // Out of descriptors or memory: back off instead of spinning.
+                warn!(core = %core.id, "rtmp accept failed: {e}");
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Why a connection ended.
+#[derive(Debug)]
+enum Ending {
+    PeerClosed,
+    IdleTimeout,
+    Io(std::io::Error),
+    Protocol(SessionError),
+    Notice(Notice),
+}
+
+/// What the connection is doing.
+enum Role {
+    Idle,
+    Publishing(PublishHandle),
+    Playing(PlayHandle),
+}
+
+async fn serve_connection(core: Rc<Core>, stream: TcpStream) {
+    let guard = core.open_session();
+    let peer = stream.peer_addr().ok();
+    let span = tracing::info_span!("rtmp", core = %core.id, conn = %guard.id);
+    async move {
+        debug!(peer = ?peer, "connection accepted");
+        if let Err(e) = stream.set_nodelay(true) {
+            debug!("cannot set TCP_NODELAY: {e}");
+        }
+        let (reader, writer) = match net::split(stream) {
+            Ok(halves) => halves,
+            Err(e) => {
+                warn!("cannot set up connection: {e}");
+                return;
+            }
+        };
+        let queue = Rc::new(RefCell::new(PlayerQueue::new(
+            core.config.player_max_queue_bytes,
+            core.config.slow_player_timeout.duration(),
+        )));
+        let writer = glommio::spawn_local(drain_queue(queue.clone(), writer, core.clone()));
+        let mut conn = Connection {
+            core: core.clone(),
+            guard,
+            session: ServerSession::new(SessionConfig {
+                max_message_len: core.config.max_message_size as usize,
+                handshake_seed: rand::random(),
+                ..SessionConfig::default()
+            }),
+            queue: queue.clone(),
+            role: Role::Idle,
+            out: BytesMut::new(),
+            peer,
+        };
+        let ending = conn.run(reader).await;
+        let farewell = conn.finish(&ending);
+        queue.borrow_mut().close();
+        if farewell {
+            // Let the last status messages reach the client; a stuck one is cut off.
+            if let Ok(Err(e)) =
+                glommio::timer::timeout(FLUSH_TIME, async { Ok(writer.await) }).await
+            {
+                debug!("flush failed: {e}");
+            }
+        }
+        // Dropping the writer task (if still running) and both halves closes the socket.
+    }
+    .instrument(span)
+    .await
+}
+
+struct Connection {
+    core: Rc<Core>,
+    guard: SessionGuard,
+    session: ServerSession,
+    queue: Rc<RefCell<PlayerQueue>>,
+    role: Role,
+    out: BytesMut,
+    peer: Option<SocketAddr>,
+}
+
+impl Connection {
+    async fn run(&mut self, mut reader: NetReader) -> Ending {
+        let mut buf = vec![0u8; READ_BUFFER];
+        let read_timeout = self.core.config.read_timeout.duration();
+        loop {
+            let control = self.guard.control.clone();
+            // Players send next to nothing once playing, so silence only counts against the
+            // others: a publisher or a client that has not started yet.
+            let timed = !matches!(self.role, Role::Playing(_));
+            let read = future::or(
+                async {
+                    let r = if timed {
+                        glommio::timer::timeout(read_timeout, async {
+                            Ok(reader.read(&mut buf).await)
+                        })
+                        .await
+                        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+                    } else {
+                        reader.read(&mut buf).await
+                    };
+                    Some(r)
+                },
+                async {
+                    control.signal().wait().await;
+                    None
+                },
+            );
+            let n = match read.await {
+                None => break Ending::Notice(control.notice().unwrap_or(Notice::Shutdown)),
+                Some(Ok(0)) => break Ending::PeerClosed,
+                Some(Ok(n)) => n,
+                Some(Err(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    break Ending::IdleTimeout
+                }
+                Some(Err(e)) => break Ending::Io(e),
+            };
+            if let Err(e) = self.session.handle_input(&buf[..n]) {
+                break Ending::Protocol(e);
+            }
+            while let Some(event) = self.session.poll_event() {
+                self.on_event(event).await;
+            }
+            self.flush();
+        }
+    }
+
+    /// Moves the session's pending output into the send queue.
+    fn flush(&mut self) {
+        if self.session.poll_transmit(&mut self.out) {
+            self.queue
+                .borrow_mut()
+                .push_control(self.out.split().freeze());
+        }
+    }
+
+    async fn on_event(&mut self, event: ServerEvent) {
+        match event {
+            ServerEvent::PublishRequested {
+                request,
+                app,
+                stream,
+                query: _,
+                ..
+            } => {
+                let key = StreamKey::new(DEFAULT_VHOST, &app, &stream);
+                if !matches!(self.role, Role::Idle) {
+                    self.session.reject_publish(request, Reject::BadName);
+                    return;
+                }
+                match self.core.claim_publish(&key, self.guard.id).await {
+                    Ok(handle) => {
+                        self.session.accept_publish(request);
+                        info!(stream = %key, peer = ?self.peer, stream_id = %handle.stream_id(), "publish started");
+                        self.role = Role::Publishing(handle);
+                    }
+                    Err(PublishRefused::AlreadyPublishing) => {
+                        info!(stream = %key, peer = ?self.peer, "publish refused: stream is already being published");
+                        self.session.reject_publish(request, Reject::BadName);
+                    }
+                    Err(PublishRefused::Unavailable) => {
+                        warn!(stream = %key, "publish refused: the stream's home core did not answer");
+                        self.session.reject_publish(request, Reject::BadName);
+                    }
+                }
+            }
+            ServerEvent::PlayRequested {
+                request,
+                app,
+                stream,
+                query: _,
+                ..
+            } => {
+                let key = StreamKey::new(DEFAULT_VHOST, &app, &stream);
+                if !matches!(self.role, Role::Idle) {
+                    self.session.reject_play(request, Reject::NotFound);
+                    return;
+                }
+                debug!(stream = %key, "play requested");
+                let Some(via) = self
+                    .core
+                    .find_stream(&key, self.core.config.play_wait_timeout.duration())
+                    .await
+                else {
+                    info!(stream = %key, peer = ?self.peer, "play refused: stream not found");
+                    self.session.reject_play(request, Reject::NotFound);
+                    return;
+                };
+                self.session.accept_play(request);
+                // The play answer must be queued before the first media.
+                self.flush();
+                let player = Player {
+                    session: self.guard.id,
+                    queue: self.queue.clone(),
+                    format: SinkFormat::Rtmp {
+                        message_stream: self.session.play_stream_id().unwrap_or(1),
+                    },
+                };
+                match self.core.attach_player(&key, player, via) {
+                    Some(handle) => {
+                        match handle.via {
+                            Via::Local => {
+                                info!(stream = %key, peer = ?self.peer, via = "local", "player started")
+                            }
+                            Via::Remote(owner) => {
+                                info!(stream = %key, peer = ?self.peer, via = "remote", owner_core = %owner, "player started")
+                            }
+                        }
+                        self.role = Role::Playing(handle);
+                    }
+                    None => self.guard.control.notify(Notice::StreamEnded),
+                }
+            }
+            ServerEvent::Media(frame) => match &self.role {
+                Role::Publishing(handle) => handle.push(frame),
+                _ => debug!("media from a client that is not publishing: ignored"),
+            },
+            ServerEvent::PublishStopped => {
+                if let Role::Publishing(h) = &self.role {
+                    info!(stream = %h.key, "publish stopped");
+                    self.role = Role::Idle;
+                }
+            }
+            ServerEvent::PlayStopped => {
+                if matches!(self.role, Role::Playing(_)) {
+                    self.role = Role::Idle;
+                }
+            }
+            other => debug!(event = ?other, "rtmp event"),
+        }
+    }
+
+    /// Says goodbye as the ending requires; true if there is something worth flushing.
+    fn finish(&mut self, ending: &Ending) -> bool {
+        let role = std::mem::replace(&mut self.role, Role::Idle);
+        let farewell = match ending {
+            Ending::Notice(Notice::StreamEnded) => {
+                self.session.stream_eof();
+                true
+            }
+            Ending::Notice(Notice::Shutdown | Notice::Replaced) => {
+                self.session.goodbye();
+                true
+            }
+            _ => false,
+        };
+        match ending {
+            Ending::PeerClosed => debug!("closed by peer"),
+            Ending::IdleTimeout => {
+                info!(peer = ?self.peer, "closing connection: no data for readTimeout")
+            }
+            Ending::Io(e) => info!(peer = ?self.peer, "closing connection: {e}"),
+            Ending::Protocol(e) => {
+                warn!(peer = ?self.peer, "closing connection: protocol error: {e}")
+            }
+            Ending::Notice(n) => info!(peer = ?self.peer, notice = ?n, "closing connection"),
+        }
+        match &role {
+            Role::Publishing(h) => info!(stream = %h.key, "publish ended"),
+            Role::Playing(h) => debug!(stream = %h.key, "player stopped"),
+            Role::Idle => {}
+        }
+        drop(role);
+        if farewell {
+            self.flush();
+        }
+        farewell
+    }
+}
