@@ -1,10 +1,13 @@
 //! `corestream`: the relay engine's command line.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
-use corestream::config::{Config, Loaded};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use corestream::auth::{sign_url, Action, AuthRequest, RequestTarget};
+use corestream::config::{Config, Snapshot};
 use tracing_subscriber::EnvFilter;
 
 #[global_allocator]
@@ -28,40 +31,208 @@ struct Cli {
 enum Command {
     /// Run the engine (the default).
     Run,
-    /// Load and validate the configuration, print a summary, and exit.
+    /// Load and validate the configuration and its domain files; exit 0, or 2 with every error.
     CheckConfig,
+    /// Authentication tools.
+    #[command(subcommand)]
+    Auth(AuthCommand),
+    /// Print a URL signed with a domain's `url_auth` rule.
+    Sign(SignArgs),
+}
+
+#[derive(Subcommand)]
+enum AuthCommand {
+    /// Evaluate every rule for one request and print each value and outcome.
+    /// Exit 0 allow, 1 deny, 2 config error.
+    Check(CheckArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CliAction {
+    Publish,
+    Read,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    #[arg(long, value_enum)]
+    action: CliAction,
+    /// The URL as the client sends it (rtmp://…, http://…/x.flv, http://…/x.m3u8).
+    #[arg(long)]
+    url: String,
+    /// The clock, in Unix seconds (signature validity and get_time()); default now.
+    #[arg(long)]
+    now: Option<u64>,
+    /// The client's address.
+    #[arg(long, default_value = "127.0.0.1")]
+    ip: IpAddr,
+    /// A request header, `Name: value` (repeatable).
+    #[arg(long = "header")]
+    headers: Vec<String>,
+    /// User name (RTMP: the `user` query parameter; HTTP: Basic auth).
+    #[arg(long)]
+    user: Option<String>,
+    /// Password.
+    #[arg(long)]
+    pass: Option<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KeyChoice {
+    Primary,
+    Backup,
+}
+
+#[derive(Args)]
+struct SignArgs {
+    /// The URL to sign; its host names the domain.
+    #[arg(long)]
+    url: String,
+    /// Which of the domain's keys to sign with.
+    #[arg(long, value_enum, default_value = "primary")]
+    key: KeyChoice,
+    /// Signing time in Unix seconds (valid until it plus valid_seconds); default now.
+    #[arg(long)]
+    timestamp: Option<u64>,
+    /// Type A only: the random part.
+    #[arg(long, default_value = "0")]
+    rand: String,
+    /// Type A only: the user id.
+    #[arg(long, default_value = "0")]
+    uid: String,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let loaded = match Config::load(cli.config.as_deref()) {
-        Ok(l) => l,
+    let snapshot = match Config::load(cli.config.as_deref())
+        .map_err(|e| e.to_string())
+        .and_then(|loaded| Snapshot::build(loaded).map_err(|e| e.to_string()))
+    {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("corestream: {e}");
             return ExitCode::from(2);
         }
     };
     match cli.command.unwrap_or(Command::Run) {
-        Command::Run => run(loaded),
+        Command::Run => run(snapshot),
         Command::CheckConfig => {
-            println!("{}: ok", loaded.source.name());
-            println!("{:#?}", loaded.config);
+            for w in snapshot.auth.warnings() {
+                eprintln!("warning: {w}");
+            }
+            println!("{}: ok", snapshot.source.name());
             ExitCode::SUCCESS
+        }
+        Command::Auth(AuthCommand::Check(args)) => auth_check(&snapshot, &args),
+        Command::Sign(args) => sign(&snapshot, &args),
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn auth_check(snapshot: &Snapshot, args: &CheckArgs) -> ExitCode {
+    let target = match RequestTarget::parse(&args.url) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("corestream: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut headers = Vec::new();
+    for h in &args.headers {
+        match h.split_once(':') {
+            Some((k, v)) => headers.push((k.trim().to_owned(), v.trim().to_owned())),
+            None => {
+                eprintln!("corestream: --header `{h}` is not `Name: value`");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let request = AuthRequest {
+        action: match args.action {
+            CliAction::Publish => Action::Publish,
+            CliAction::Read => Action::Read,
+        },
+        protocol: target.protocol,
+        vhost: &target.vhost,
+        app: &target.app,
+        stream: &target.stream,
+        query: &target.query,
+        headers: &headers,
+        peer: args.ip,
+        user: args.user.as_deref(),
+        pass: args.pass.as_deref(),
+        now_unix: args.now.unwrap_or_else(unix_now),
+    };
+    print!("{}", snapshot.auth.explain(&request));
+    match snapshot.auth.check(&request) {
+        Ok(()) => {
+            println!("allow");
+            ExitCode::SUCCESS
+        }
+        Err(denied) => {
+            println!("deny: {denied}");
+            ExitCode::from(1)
         }
     }
 }
 
-fn run(loaded: Loaded) -> ExitCode {
+fn sign(snapshot: &Snapshot, args: &SignArgs) -> ExitCode {
+    let target = match RequestTarget::parse(&args.url) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("corestream: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(rule) = snapshot.auth.url_auth(&target.vhost) else {
+        eprintln!(
+            "corestream: no domain `{}` with an enabled url_auth rule in the configuration",
+            target.vhost
+        );
+        return ExitCode::from(2);
+    };
+    let mut rule = rule.clone();
+    if let KeyChoice::Backup = args.key {
+        match rule.backup_key.clone() {
+            Some(k) => rule.primary_key = k,
+            None => {
+                eprintln!("corestream: domain `{}` has no backup_key", target.vhost);
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let ts = args.timestamp.unwrap_or_else(unix_now);
+    match sign_url(&args.url, &rule, ts, &args.rand, &args.uid) {
+        Ok(url) => {
+            println!("{url}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("corestream: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(snapshot: Arc<Snapshot>) -> ExitCode {
     let filter = EnvFilter::try_from_env("CORESTREAM_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(loaded.config.log_level.as_str()));
+        .unwrap_or_else(|_| EnvFilter::new(snapshot.config.log_level.as_str()));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
-    tracing::info!(config = %loaded.source.name(), "starting");
-    match corestream::runtime::run(loaded.config) {
+    tracing::info!(config = %snapshot.source.name(), "starting");
+    for w in snapshot.auth.warnings() {
+        tracing::warn!("{w}");
+    }
+    match corestream::runtime::run(snapshot) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

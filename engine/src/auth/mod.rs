@@ -19,6 +19,7 @@ pub mod domain;
 pub mod dsl;
 mod locate;
 pub mod query;
+mod target;
 pub mod url_sign;
 pub mod users;
 
@@ -33,6 +34,7 @@ use serde::Deserialize;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+pub use target::RequestTarget;
 pub use url_sign::{sign_url, SignError, SignType, TimeFormat, UrlAuthConfig};
 use url_sign::{SignedRequest, UrlSignError};
 pub use users::{Action, EntryMiss, InternalUser, Permission, UserConfigError};
@@ -122,7 +124,7 @@ pub enum UnknownDomain {
     Allow,
 }
 
-fn default_users() -> Vec<InternalUser> {
+pub fn default_users() -> Vec<InternalUser> {
     InternalUser::mediamtx_defaults()
 }
 
@@ -355,6 +357,14 @@ impl Authenticator {
     pub fn stream_vhost(&self, vhost: &str) -> Option<&str> {
         let d = self.find_domain(vhost)?;
         Some(d.publish_domain.as_deref().unwrap_or(&d.name))
+    }
+
+    /// The enabled URL-signature rule of the domain named `vhost`, for `corestream sign`.
+    pub fn url_auth(&self, vhost: &str) -> Option<&UrlAuthConfig> {
+        self.find_domain(vhost)?
+            .url_auth
+            .as_ref()
+            .filter(|u| u.enabled)
     }
 
     fn find_domain(&self, vhost: &str) -> Option<&Domain> {

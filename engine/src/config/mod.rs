@@ -4,13 +4,17 @@
 //! `file:line:column: message` so an operator can go straight to the offending key.
 
 mod error;
+mod snapshot;
 mod values;
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::auth::{AuthMethod, AuthSettings, InternalUser, UnknownDomain};
+
 pub use error::ConfigError;
+pub use snapshot::{Snapshot, SnapshotError};
 pub use values::{Cores, ListenAddress, LogLevel, Millis};
 
 /// The default configuration, also shipped as `config/corestream.yaml`.
@@ -51,6 +55,18 @@ pub struct Config {
     pub player_max_queue_bytes: usize,
     #[serde(default = "defaults::slow_player_timeout")]
     pub slow_player_timeout: Millis,
+
+    // Authentication (MediaMTX names; domain files in the mms format).
+    #[serde(default)]
+    pub auth_method: AuthMethod,
+    #[serde(default = "crate::auth::default_users")]
+    pub auth_internal_users: Vec<InternalUser>,
+    /// Directory of domain files, relative to this file's directory.
+    #[serde(default)]
+    pub domains_dir: Option<PathBuf>,
+    /// Whether a request for a vhost no domain file names is admitted (only when domains exist).
+    #[serde(default)]
+    pub unknown_domain: UnknownDomain,
 }
 
 mod defaults {
@@ -124,6 +140,16 @@ pub struct Loaded {
 }
 
 impl Config {
+    /// The authentication part, as the auth layer takes it.
+    pub fn auth_settings(&self) -> AuthSettings {
+        AuthSettings {
+            auth_method: self.auth_method,
+            auth_internal_users: self.auth_internal_users.clone(),
+            domains_dir: self.domains_dir.clone(),
+            unknown_domain: self.unknown_domain,
+        }
+    }
+
     /// Loads `path`, or the embedded default when `path` is `None`.
     pub fn load(path: Option<&Path>) -> Result<Loaded, ConfigError> {
         match path {

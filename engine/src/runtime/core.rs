@@ -14,7 +14,7 @@ use super::{
     scoped_id, CoreId, CoreMessage, CoreStats, LocalSignal, Mesh, Reply, ReplyTo, SessionId,
     StreamId,
 };
-use crate::config::Config;
+use crate::config::Snapshot;
 use crate::media::{Frame, GopLimits};
 use crate::registry::{
     home_core, ClaimOutcome, Directory, LocalStream, Player, Publisher, StreamKey, Upstream,
@@ -85,7 +85,7 @@ pub enum Via {
 pub struct Core {
     pub id: CoreId,
     pub data_cores: usize,
-    pub config: Arc<Config>,
+    snapshot: RefCell<Arc<Snapshot>>,
     mesh: Mesh,
     shutdown: LocalSignal,
     streams: RefCell<HashMap<StreamKey, Rc<RefCell<LocalStream>>>>,
@@ -98,11 +98,11 @@ pub struct Core {
 }
 
 impl Core {
-    pub fn new(id: CoreId, data_cores: usize, config: Arc<Config>, mesh: Mesh) -> Rc<Core> {
+    pub fn new(id: CoreId, data_cores: usize, snapshot: Arc<Snapshot>, mesh: Mesh) -> Rc<Core> {
         Rc::new(Core {
             id,
             data_cores,
-            config,
+            snapshot: RefCell::new(snapshot),
             mesh,
             shutdown: LocalSignal::new(),
             streams: RefCell::default(),
@@ -122,6 +122,11 @@ impl Core {
         let n = self.next_id.get();
         self.next_id.set(n + 1);
         scoped_id(self.id, n)
+    }
+
+    /// The configuration and auth rules new requests are judged by.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.borrow().clone()
     }
 
     pub fn shutdown_signal(&self) -> &LocalSignal {
@@ -145,8 +150,8 @@ impl Core {
 
     fn gop_limits(&self) -> GopLimits {
         GopLimits {
-            max_bytes: self.config.gop_cache_max_bytes,
-            max_duration_ms: u32::try_from(self.config.gop_cache_max_duration.0)
+            max_bytes: self.snapshot().config.gop_cache_max_bytes,
+            max_duration_ms: u32::try_from(self.snapshot().config.gop_cache_max_duration.0)
                 .unwrap_or(u32::MAX),
         }
     }
@@ -191,7 +196,7 @@ impl Core {
             core: self.id,
             session,
         };
-        let replace = self.config.override_publisher;
+        let replace = self.snapshot().config.override_publisher;
         let reply = self
             .request(home, |reply| CoreMessage::ClaimPublish {
                 key: key.clone(),
@@ -561,6 +566,10 @@ impl Core {
                 }
             }
             CoreMessage::GatherStats { reply } => self.reply(reply, Reply::Stats(self.stats())),
+            CoreMessage::ConfigUpdate(snapshot) => {
+                info!(core = %self.id, "configuration updated");
+                *self.snapshot.borrow_mut() = snapshot;
+            }
             CoreMessage::Shutdown => self.begin_shutdown(),
         }
     }

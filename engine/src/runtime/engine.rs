@@ -10,7 +10,7 @@ use glommio::{LocalExecutorBuilder, Placement as GlommioPlacement};
 use tracing::{error, info};
 
 use super::{allowed_cpus, build_mesh, os_signal, Core, CoreId, CoreMessage, MeshEnds, Placement};
-use crate::config::Config;
+use crate::config::Snapshot;
 
 /// How long data cores give their clients to say goodbye before the executors stop.
 const DRAIN_TIME: Duration = Duration::from_millis(1200);
@@ -36,7 +36,8 @@ pub enum StartError {
 }
 
 /// Runs the engine until SIGINT or SIGTERM; returns once every executor has stopped.
-pub fn run(config: Config) -> Result<(), StartError> {
+pub fn run(snapshot: Arc<Snapshot>) -> Result<(), StartError> {
+    let config = &snapshot.config;
     let placement = Placement::plan(config.cores, &allowed_cpus())?;
     // A listener bound without SO_REUSEPORT fails if anything already owns the port, even another
     // process with SO_REUSEPORT, which would otherwise silently share our connections.
@@ -44,7 +45,6 @@ pub fn run(config: Config) -> Result<(), StartError> {
     os_signal::block_termination_signals().map_err(StartError::Signals)?;
 
     let data_cores = placement.data_cpus.len();
-    let config = Arc::new(config);
     let stop = Arc::new(AtomicBool::new(false));
     let exited = Arc::new(AtomicUsize::new(0));
     let (ready_tx, ready_rx) = mpsc::channel::<Result<CoreId, StartError>>();
@@ -53,13 +53,13 @@ pub fn run(config: Config) -> Result<(), StartError> {
 
     for (i, &cpu) in placement.data_cpus.iter().enumerate() {
         let mesh = ends.next().expect("one mesh end per executor");
-        let config = config.clone();
+        let snapshot = snapshot.clone();
         let ready = ready_tx.clone();
         let exited = exited.clone();
         let handle = LocalExecutorBuilder::new(GlommioPlacement::Fixed(cpu))
             .name(&format!("data-{i}"))
             .spawn(move || async move {
-                data_core(CoreId(i as u16), data_cores, config, mesh, ready).await;
+                data_core(CoreId(i as u16), data_cores, snapshot, mesh, ready).await;
                 exited.fetch_add(1, Ordering::SeqCst);
             })
             .map_err(|e| StartError::Executor {
@@ -136,14 +136,14 @@ fn probe_listen(what: &'static str, addr: SocketAddr) -> Result<(), StartError> 
 async fn data_core(
     id: CoreId,
     data_cores: usize,
-    config: Arc<Config>,
+    snapshot: Arc<Snapshot>,
     mesh: MeshEnds,
     ready: mpsc::Sender<Result<CoreId, StartError>>,
 ) {
-    let rtmp_addr = config.rtmp_address.0;
+    let rtmp_addr = snapshot.config.rtmp_address.0;
     let listener = glommio::net::TcpListener::bind(rtmp_addr);
     let (mesh, receivers) = mesh.connect().await;
-    let core = Core::new(id, data_cores, config, mesh);
+    let core = Core::new(id, data_cores, snapshot, mesh);
     for (from, rx) in receivers {
         let core = core.clone();
         glommio::spawn_local(async move {

@@ -80,6 +80,8 @@ pub enum CoreMessage {
     GatherStats {
         reply: ReplyTo,
     },
+    /// A new configuration for requests from now on.
+    ConfigUpdate(std::sync::Arc<crate::config::Snapshot>),
     /// Stop accepting, tell every client, finish.
     Shutdown,
 }

@@ -13,6 +13,8 @@ use tracing::{debug, info, warn, Instrument};
 
 use super::net::{self, NetReader};
 use super::writer::drain_queue;
+use crate::auth::query::Query;
+use crate::auth::{Action, AuthRequest, Protocol};
 use crate::media::PlayerQueue;
 use crate::protocol::rtmp::{Reject, ServerEvent, ServerSession, SessionConfig, SessionError};
 use crate::registry::{Player, SinkFormat, StreamKey, DEFAULT_VHOST};
@@ -54,6 +56,8 @@ enum Ending {
     Io(std::io::Error),
     Protocol(SessionError),
     Notice(Notice),
+    /// Authentication refused the request; the refusal was sent.
+    Refused,
 }
 
 /// What the connection is doing.
@@ -80,15 +84,15 @@ async fn serve_connection(core: Rc<Core>, stream: TcpStream) {
             }
         };
         let queue = Rc::new(RefCell::new(PlayerQueue::new(
-            core.config.player_max_queue_bytes,
-            core.config.slow_player_timeout.duration(),
+            core.snapshot().config.player_max_queue_bytes,
+            core.snapshot().config.slow_player_timeout.duration(),
         )));
         let writer = glommio::spawn_local(drain_queue(queue.clone(), writer, core.clone()));
         let mut conn = Connection {
             core: core.clone(),
             guard,
             session: ServerSession::new(SessionConfig {
-                max_message_len: core.config.max_message_size as usize,
+                max_message_len: core.snapshot().config.max_message_size as usize,
                 handshake_seed: rand::random(),
                 ..SessionConfig::default()
             }),
@@ -96,6 +100,8 @@ async fn serve_connection(core: Rc<Core>, stream: TcpStream) {
             role: Role::Idle,
             out: BytesMut::new(),
             peer,
+            vhost: String::new(),
+            refused: false,
         };
         let ending = conn.run(reader).await;
         let farewell = conn.finish(&ending);
@@ -122,12 +128,16 @@ struct Connection {
     role: Role,
     out: BytesMut,
     peer: Option<SocketAddr>,
+    /// Host of the `connect` tcUrl: the vhost for domains and signatures.
+    vhost: String,
+    /// Set when a request was refused: flush the refusal, then close.
+    refused: bool,
 }
 
 impl Connection {
     async fn run(&mut self, mut reader: NetReader) -> Ending {
         let mut buf = vec![0u8; READ_BUFFER];
-        let read_timeout = self.core.config.read_timeout.duration();
+        let read_timeout = self.core.snapshot().config.read_timeout.duration();
         loop {
             let control = self.guard.control.clone();
             // Players send next to nothing once playing, so silence only counts against the
@@ -167,6 +177,9 @@ impl Connection {
                 self.on_event(event).await;
             }
             self.flush();
+            if self.refused {
+                break Ending::Refused;
+            }
         }
     }
 
@@ -181,18 +194,32 @@ impl Connection {
 
     async fn on_event(&mut self, event: ServerEvent) {
         match event {
+            ServerEvent::Connected { tc_url, .. } => {
+                self.vhost = tc_url
+                    .as_deref()
+                    .map(host_of)
+                    .unwrap_or_default()
+                    .to_owned();
+            }
             ServerEvent::PublishRequested {
                 request,
                 app,
                 stream,
-                query: _,
+                query,
                 ..
             } => {
-                let key = StreamKey::new(DEFAULT_VHOST, &app, &stream);
                 if !matches!(self.role, Role::Idle) {
                     self.session.reject_publish(request, Reject::BadName);
                     return;
                 }
+                let key = match self.authorize(Action::Publish, &app, &stream, &query) {
+                    Ok(key) => key,
+                    Err(()) => {
+                        self.session.reject_publish(request, Reject::Unauthorized);
+                        self.refused = true;
+                        return;
+                    }
+                };
                 match self.core.claim_publish(&key, self.guard.id).await {
                     Ok(handle) => {
                         self.session.accept_publish(request);
@@ -213,18 +240,28 @@ impl Connection {
                 request,
                 app,
                 stream,
-                query: _,
+                query,
                 ..
             } => {
-                let key = StreamKey::new(DEFAULT_VHOST, &app, &stream);
                 if !matches!(self.role, Role::Idle) {
                     self.session.reject_play(request, Reject::NotFound);
                     return;
                 }
+                let key = match self.authorize(Action::Read, &app, &stream, &query) {
+                    Ok(key) => key,
+                    Err(()) => {
+                        self.session.reject_play(request, Reject::Unauthorized);
+                        self.refused = true;
+                        return;
+                    }
+                };
                 debug!(stream = %key, "play requested");
                 let Some(via) = self
                     .core
-                    .find_stream(&key, self.core.config.play_wait_timeout.duration())
+                    .find_stream(
+                        &key,
+                        self.core.snapshot().config.play_wait_timeout.duration(),
+                    )
                     .await
                 else {
                     info!(stream = %key, peer = ?self.peer, "play refused: stream not found");
@@ -271,14 +308,59 @@ impl Connection {
                     self.role = Role::Idle;
                 }
             }
-            other => debug!(event = ?other, "rtmp event"),
         }
+    }
+
+    /// Runs the auth rules for a publish or play; on success, the key of the stream it names.
+    /// A refusal is logged with the rule that failed; the client only learns it was refused.
+    fn authorize(
+        &self,
+        action: Action,
+        app: &str,
+        stream: &str,
+        query: &str,
+    ) -> Result<StreamKey, ()> {
+        let snapshot = self.core.snapshot();
+        let params = Query::parse(query);
+        let text = |k: &[u8]| {
+            params
+                .get(k)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        };
+        let (user, pass) = (text(b"user"), text(b"pass"));
+        let request = AuthRequest {
+            action,
+            protocol: Protocol::Rtmp,
+            vhost: &self.vhost,
+            app,
+            stream,
+            query,
+            headers: &[],
+            peer: self
+                .peer
+                .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |p| {
+                    p.ip()
+                }),
+            user: user.as_deref(),
+            pass: pass.as_deref(),
+            now_unix: unix_now(),
+        };
+        if let Err(denied) = snapshot.auth.check(&request) {
+            info!(action = %action, vhost = %self.vhost, app, stream, peer = ?self.peer, "refused: {denied}");
+            return Err(());
+        }
+        let vhost = snapshot
+            .auth
+            .stream_vhost(&self.vhost)
+            .unwrap_or(DEFAULT_VHOST);
+        Ok(StreamKey::new(vhost, app, stream))
     }
 
     /// Says goodbye as the ending requires; true if there is something worth flushing.
     fn finish(&mut self, ending: &Ending) -> bool {
         let role = std::mem::replace(&mut self.role, Role::Idle);
         let farewell = match ending {
+            Ending::Refused => true,
             Ending::Notice(Notice::StreamEnded) => {
                 self.session.stream_eof();
                 true
@@ -299,6 +381,7 @@ impl Connection {
                 warn!(peer = ?self.peer, "closing connection: protocol error: {e}")
             }
             Ending::Notice(n) => info!(peer = ?self.peer, notice = ?n, "closing connection"),
+            Ending::Refused => debug!("closing connection after a refusal"),
         }
         match &role {
             Role::Publishing(h) => info!(stream = %h.key, "publish ended"),
@@ -310,5 +393,35 @@ impl Connection {
             self.flush();
         }
         farewell
+    }
+}
+
+/// The host of a URL such as `rtmp://host:1935/app`, without port or brackets.
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host = match authority.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => authority,
+    };
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_of;
+
+    #[test]
+    fn vhost_from_tc_url() {
+        assert_eq!(host_of("rtmp://a.example.com:1935/live"), "a.example.com");
+        assert_eq!(host_of("rtmp://a.example.com/live?x=1"), "a.example.com");
+        assert_eq!(host_of("rtmp://[::1]:1935/live"), "::1");
+        assert_eq!(host_of("rtmp://localhost"), "localhost");
     }
 }

@@ -412,7 +412,7 @@ mod tests {
     fn rejections_reach_the_client() {
         for (reason, code) in [
             (Reject::BadName, "NetStream.Publish.BadName"),
-            (Reject::Unauthorized, "NetStream.Publish.Rejected"),
+            (Reject::Unauthorized, "NetStream.Publish.BadName"),
         ] {
             let mut pair = Pair::new(publisher("cam"), SessionConfig::default());
             let request = pair.publish_request();

@@ -108,7 +108,7 @@ pub struct RequestId(pub u64);
 pub enum Reject {
     /// The stream is already published: `NetStream.Publish.BadName` (play: `NetStream.Play.Failed`).
     BadName,
-    /// Authentication failed: `NetStream.Publish.Rejected` / `NetStream.Play.Failed`.
+    /// Authentication failed: `NetStream.Publish.BadName` / `NetStream.Play.Failed`.
     Unauthorized,
     /// No such stream: `NetStream.Play.StreamNotFound` (publish: `NetStream.Publish.Rejected`).
     NotFound,
@@ -118,7 +118,8 @@ impl Reject {
     fn publish_status(self) -> (&'static str, &'static str) {
         match self {
             Self::BadName => ("NetStream.Publish.BadName", "Stream already publishing."),
-            Self::Unauthorized => ("NetStream.Publish.Rejected", "Publish rejected."),
+            // What nginx-rtmp and the CDNs our signatures follow send for a refused publish.
+            Self::Unauthorized => ("NetStream.Publish.BadName", "Publish rejected."),
             Self::NotFound => ("NetStream.Publish.Rejected", "Stream not found."),
         }
     }
