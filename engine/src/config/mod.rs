@@ -56,6 +56,29 @@ pub struct Config {
     #[serde(default = "defaults::slow_player_timeout")]
     pub slow_player_timeout: Millis,
 
+    // HTTP playback (HTTP-FLV and HLS).
+    /// Origins allowed by CORS (`Access-Control-Allow-Origin`); `*` admits every origin.
+    #[serde(default = "defaults::http_allow_origins")]
+    pub http_allow_origins: Vec<String>,
+    /// Largest HTTP request head (request line and headers), in bytes.
+    #[serde(default = "defaults::http_max_header_bytes")]
+    pub http_max_header_bytes: usize,
+    /// A keep-alive HTTP connection idle this long between requests is closed.
+    #[serde(default = "defaults::http_idle_timeout")]
+    pub http_idle_timeout: Millis,
+    /// HLS segments are cut at the first keyframe after this long.
+    #[serde(default = "defaults::hls_segment_duration")]
+    pub hls_segment_duration: Millis,
+    /// Segments listed in an HLS playlist.
+    #[serde(default = "defaults::hls_segment_count")]
+    pub hls_segment_count: usize,
+    /// Mux every stream to HLS from its start, rather than on the first HLS request.
+    #[serde(default)]
+    pub hls_always_remux: bool,
+    /// An HLS muxer nobody requested for this long stops.
+    #[serde(default = "defaults::hls_muxer_close_after")]
+    pub hls_muxer_close_after: Millis,
+
     // Authentication (MediaMTX names; domain files in the mms format).
     #[serde(default)]
     pub auth_method: AuthMethod,
@@ -101,6 +124,24 @@ mod defaults {
     }
     pub(super) fn slow_player_timeout() -> Millis {
         Millis(10_000)
+    }
+    pub(super) fn http_allow_origins() -> Vec<String> {
+        vec!["*".to_owned()]
+    }
+    pub(super) fn http_max_header_bytes() -> usize {
+        8192
+    }
+    pub(super) fn http_idle_timeout() -> Millis {
+        Millis(60_000)
+    }
+    pub(super) fn hls_segment_duration() -> Millis {
+        Millis(2_000)
+    }
+    pub(super) fn hls_segment_count() -> usize {
+        6
+    }
+    pub(super) fn hls_muxer_close_after() -> Millis {
+        Millis(60_000)
     }
 }
 
@@ -193,6 +234,18 @@ impl Config {
         }
         if self.read_timeout.0 == 0 {
             return Err(invalid("readTimeout", "must be greater than zero"));
+        }
+        if !(1024..=1 << 20).contains(&self.http_max_header_bytes) {
+            return Err(invalid(
+                "httpMaxHeaderBytes",
+                "must be between 1024 and 1048576",
+            ));
+        }
+        if !(2..=100).contains(&self.hls_segment_count) {
+            return Err(invalid("hlsSegmentCount", "must be between 2 and 100"));
+        }
+        if self.hls_segment_duration.0 < 100 {
+            return Err(invalid("hlsSegmentDuration", "must be at least 100ms"));
         }
         if self.slow_player_timeout.0 == 0 {
             return Err(invalid("slowPlayerTimeout", "must be greater than zero"));

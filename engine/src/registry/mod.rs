@@ -2,9 +2,11 @@
 //! (its own publishers' streams and mirrors of streams published on other cores).
 
 mod directory;
+mod hls;
 mod key;
 mod streams;
 
 pub use directory::{ClaimOutcome, Directory, Publisher};
+pub use hls::{parse_segment_name, HlsMuxer};
 pub use key::{home_core, StreamKey, DEFAULT_VHOST};
 pub use streams::{LocalStream, Player, RemoteSubscriber, SinkFormat, Upstream};

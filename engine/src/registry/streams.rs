@@ -4,9 +4,9 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use super::StreamKey;
+use super::{HlsMuxer, StreamKey};
 use crate::media::{Frame, GopLimits, MediaKind, PlayerQueue, PushOutcome, StreamState};
-use crate::protocol::rtmp;
+use crate::protocol::{flv, http, rtmp};
 use crate::runtime::{CoreId, SessionId, StreamId};
 
 /// How a player wants its media framed. Each format is encoded once per frame per core.
@@ -14,6 +14,8 @@ use crate::runtime::{CoreId, SessionId, StreamId};
 pub enum SinkFormat {
     /// RTMP chunks on the given message stream id.
     Rtmp { message_stream: u32 },
+    /// FLV tags; `chunked` wraps each in HTTP/1.1 chunked framing (HTTP/1.0 viewers get them bare).
+    Flv { chunked: bool },
 }
 
 /// A player attached to a stream on this core.
@@ -55,6 +57,8 @@ pub struct LocalStream {
     state: StreamState,
     players: Vec<Player>,
     subscribers: Vec<RemoteSubscriber>,
+    /// The stream's HLS muxer, on the key's home core only.
+    hls: Option<Rc<RefCell<HlsMuxer>>>,
     scratch: BytesMut,
 }
 
@@ -76,6 +80,7 @@ impl LocalStream {
             state: StreamState::new(gop),
             players: Vec::new(),
             subscribers: Vec::new(),
+            hls: None,
             scratch: BytesMut::new(),
         }
     }
@@ -91,6 +96,9 @@ impl LocalStream {
             self.state.apply(f);
         }
         self.ready = true;
+        if let Some(hls) = &self.hls {
+            hls.borrow_mut().attach(startup, now);
+        }
         let mut too_slow = Vec::new();
         for p in &self.players {
             if !send_startup(&self.state, p, now, &mut self.scratch) {
@@ -129,7 +137,13 @@ impl LocalStream {
     /// format, to every local player. Returns the players that fell too far behind.
     pub fn deliver(&mut self, frame: &Frame, now: Instant) -> Vec<SessionId> {
         self.state.apply(frame);
-        if !self.ready || self.players.is_empty() {
+        if !self.ready {
+            return Vec::new();
+        }
+        if let Some(hls) = &self.hls {
+            hls.borrow_mut().push(frame, now);
+        }
+        if self.players.is_empty() {
             return Vec::new();
         }
         let always = frame.is_sequence_header() || frame.kind == MediaKind::Script;
@@ -153,6 +167,27 @@ impl LocalStream {
             }
         }
         too_slow
+    }
+
+    /// Feeds the stream to an HLS muxer from now on (from its start-up frames if it is live).
+    pub fn set_hls(&mut self, muxer: Rc<RefCell<HlsMuxer>>, now: Instant) {
+        if self.ready {
+            muxer.borrow_mut().attach(&self.state.startup_frames(), now);
+        }
+        self.hls = Some(muxer);
+    }
+
+    pub fn take_hls(&mut self) -> Option<Rc<RefCell<HlsMuxer>>> {
+        self.hls.take()
+    }
+
+    pub fn has_hls(&self) -> bool {
+        self.hls.is_some()
+    }
+
+    /// A mirror nobody on this core needs any more.
+    pub fn is_unused(&self) -> bool {
+        self.players.is_empty() && self.hls.is_none()
     }
 
     pub fn add_subscriber(&mut self, core: CoreId) {
@@ -213,6 +248,21 @@ fn encode(frame: &Frame, format: SinkFormat, scratch: &mut BytesMut) -> Bytes {
     match format {
         SinkFormat::Rtmp { message_stream } => {
             rtmp::encode_media(scratch, frame, message_stream, rtmp::OUT_CHUNK_SIZE);
+        }
+        SinkFormat::Flv { chunked } => {
+            let len = flv::tag_len(frame);
+            if chunked {
+                http::encode_chunk_header(scratch, len);
+            }
+            if let Err(e) = flv::encode_tag(scratch, frame) {
+                // Only a tag over 16 MiB fails, and RTMP cannot carry one in the first place.
+                tracing::warn!("flv: frame not framed: {e}");
+                scratch.clear();
+                return Bytes::new();
+            }
+            if chunked {
+                scratch.extend_from_slice(http::CHUNK_END);
+            }
         }
     }
     scratch.split().freeze()

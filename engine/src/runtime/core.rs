@@ -7,17 +7,19 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use glommio::channels::local_channel::{self, LocalSender};
 use tracing::{debug, info, warn};
 
 use super::{
-    scoped_id, CoreId, CoreMessage, CoreStats, LocalSignal, Mesh, Reply, ReplyTo, SessionId,
-    StreamId,
+    scoped_id, CoreId, CoreMessage, CoreStats, HlsAnswer, HlsQuery, LocalSignal, Mesh, Reply,
+    ReplyTo, SessionId, StreamId,
 };
 use crate::config::Snapshot;
 use crate::media::{Frame, GopLimits};
 use crate::registry::{
-    home_core, ClaimOutcome, Directory, LocalStream, Player, Publisher, StreamKey, Upstream,
+    home_core, ClaimOutcome, Directory, HlsMuxer, LocalStream, Player, Publisher, StreamKey,
+    Upstream,
 };
 
 /// How long a core waits for another core's answer before treating it as lost.
@@ -93,6 +95,8 @@ pub struct Core {
     directory: RefCell<Directory>,
     pending: RefCell<HashMap<u64, LocalSender<Reply>>>,
     sessions: RefCell<HashMap<SessionId, Rc<SessionControl>>>,
+    /// HLS muxers of the stream keys whose home is this core.
+    hls: RefCell<HashMap<StreamKey, Rc<RefCell<HlsMuxer>>>>,
     stats: RefCell<CoreStats>,
     next_id: Cell<u64>,
 }
@@ -110,6 +114,7 @@ impl Core {
             directory: RefCell::default(),
             pending: RefCell::default(),
             sessions: RefCell::default(),
+            hls: RefCell::default(),
             stats: RefCell::new(CoreStats {
                 core: id.0,
                 ..CoreStats::default()
@@ -214,7 +219,7 @@ impl Core {
         }
         // A mirror of the previous publisher's stream may still be here: end it first.
         if let Some(old) = self.streams.borrow_mut().remove(key) {
-            self.end_local_stream(&old.borrow());
+            self.end_local_stream(&mut old.borrow_mut());
         }
         let id = StreamId(self.next());
         let stream = Rc::new(RefCell::new(LocalStream::origin(
@@ -238,8 +243,11 @@ impl Core {
     }
 
     /// Tells a stream's local players and (for an origin) its subscribed cores that it ended.
-    fn end_local_stream(&self, stream: &LocalStream) {
+    fn end_local_stream(&self, stream: &mut LocalStream) {
         self.stream_keys.borrow_mut().remove(&stream.id);
+        if let Some(hls) = stream.take_hls() {
+            hls.borrow_mut().detach();
+        }
         for p in stream.players() {
             self.notify_session(p.session, Notice::StreamEnded);
         }
@@ -373,7 +381,7 @@ impl Core {
         };
         let mut s = stream.borrow_mut();
         s.remove_player(session);
-        if let (Upstream::Core(owner), true) = (s.upstream, s.players().is_empty()) {
+        if let (Upstream::Core(owner), true) = (s.upstream, s.is_unused()) {
             // Last local player of a mirror: stop the owner sending us frames.
             self.streams.borrow_mut().remove(key);
             self.stream_keys.borrow_mut().remove(&s.id);
@@ -447,6 +455,11 @@ impl Core {
                     );
                 }
                 self.reply(reply, Reply::Claim(outcome));
+                if self.snapshot().config.hls_always_remux
+                    && !matches!(outcome, ClaimOutcome::Conflict { .. })
+                {
+                    self.hls_muxer(&key);
+                }
             }
             CoreMessage::ReleasePublish { key, session } => {
                 self.directory.borrow_mut().release(&key, session);
@@ -535,9 +548,7 @@ impl Core {
                         }
                     };
                     if let Some(s) = removed {
-                        for p in s.borrow().players() {
-                            self.notify_session(p.session, Notice::StreamEnded);
-                        }
+                        self.ended_upstream(&mut s.borrow_mut());
                     }
                 }
             }
@@ -554,9 +565,7 @@ impl Core {
                     }
                 };
                 if let Some(s) = removed {
-                    for p in s.borrow().players() {
-                        self.notify_session(p.session, Notice::StreamEnded);
-                    }
+                    self.ended_upstream(&mut s.borrow_mut());
                 }
             }
             CoreMessage::Reply { request, reply } => {
@@ -565,12 +574,164 @@ impl Core {
                     let _ = tx.try_send(reply);
                 }
             }
+            CoreMessage::HlsGet { key, query, reply } => {
+                let answer = self.hls_answer(&key, query);
+                self.reply(reply, Reply::Hls(answer));
+            }
             CoreMessage::GatherStats { reply } => self.reply(reply, Reply::Stats(self.stats())),
             CoreMessage::ConfigUpdate(snapshot) => {
                 info!(core = %self.id, "configuration updated");
                 *self.snapshot.borrow_mut() = snapshot;
             }
             CoreMessage::Shutdown => self.begin_shutdown(),
+        }
+    }
+
+    /// A mirror whose upstream ended: its players are told, its HLS muxer detached.
+    fn ended_upstream(&self, stream: &mut LocalStream) {
+        for p in stream.players() {
+            self.notify_session(p.session, Notice::StreamEnded);
+        }
+        if let Some(hls) = stream.take_hls() {
+            hls.borrow_mut().detach();
+        }
+    }
+
+    // ---- HLS (on the stream key's home core) ---------------------------------------------
+
+    /// Asks the key's home core for a playlist or segment.
+    pub async fn hls_get(&self, key: &StreamKey, query: HlsQuery) -> Option<HlsAnswer> {
+        let home = home_core(key, self.data_cores);
+        match self
+            .request(home, |reply| CoreMessage::HlsGet {
+                key: key.clone(),
+                query,
+                reply,
+            })
+            .await
+        {
+            Some(Reply::Hls(answer)) => Some(answer),
+            _ => None,
+        }
+    }
+
+    /// The key's muxer, created (and attached if the stream is live) on first use.
+    fn hls_muxer(&self, key: &StreamKey) -> Rc<RefCell<HlsMuxer>> {
+        let existing = self.hls.borrow().get(key).cloned();
+        let muxer = existing.unwrap_or_else(|| {
+            let config = &self.snapshot().config;
+            let muxer = Rc::new(RefCell::new(HlsMuxer::new(
+                &key.stream,
+                (self.next() & 0xffff_ffff) as u32,
+                config.hls_segment_duration.duration(),
+                config.hls_segment_count,
+                Instant::now(),
+            )));
+            info!(core = %self.id, stream = %key, "hls muxer started");
+            self.hls.borrow_mut().insert(key.clone(), muxer.clone());
+            muxer
+        });
+        if !muxer.borrow().is_attached() {
+            self.hls_attach(key, &muxer);
+        }
+        muxer
+    }
+
+    fn hls_answer(&self, key: &StreamKey, query: HlsQuery) -> HlsAnswer {
+        let live = self.directory.borrow().find(key).is_some();
+        let now = Instant::now();
+        let muxer = match query {
+            HlsQuery::Playlist if live => Some(self.hls_muxer(key)),
+            _ => self.hls.borrow().get(key).cloned(),
+        };
+        let Some(muxer) = muxer else {
+            return HlsAnswer { live, body: None };
+        };
+        let mut m = muxer.borrow_mut();
+        m.touch(now);
+        let body = match query {
+            HlsQuery::Playlist => m.playlist().map(Bytes::from),
+            HlsQuery::Segment { instance, sequence } if instance == m.instance() => {
+                m.segment(sequence)
+            }
+            HlsQuery::Segment { .. } => None,
+        };
+        HlsAnswer { live, body }
+    }
+
+    /// Feeds the muxer from the key's stream: the local stream or mirror if there is one, else a
+    /// new mirror subscribed to the publisher's core. Does nothing while the key is not live.
+    fn hls_attach(&self, key: &StreamKey, muxer: &Rc<RefCell<HlsMuxer>>) {
+        let now = Instant::now();
+        if let Some(stream) = self.streams.borrow().get(key) {
+            let mut s = stream.borrow_mut();
+            if !s.has_hls() {
+                s.set_hls(muxer.clone(), now);
+            }
+            return;
+        }
+        let Some(publisher) = self.directory.borrow().find(key) else {
+            return;
+        };
+        if publisher.core == self.id {
+            // Claimed here but the stream is not set up yet: the next tick attaches.
+            return;
+        }
+        let mut mirror =
+            LocalStream::mirror(StreamId(0), key.clone(), publisher.core, self.gop_limits());
+        mirror.set_hls(muxer.clone(), now);
+        self.streams
+            .borrow_mut()
+            .insert(key.clone(), Rc::new(RefCell::new(mirror)));
+        self.send(
+            publisher.core,
+            CoreMessage::Subscribe {
+                key: key.clone(),
+                subscriber: self.id,
+            },
+        );
+    }
+
+    /// Periodic HLS upkeep: attaches muxers whose stream went live, stops idle ones.
+    pub fn hls_tick(&self) {
+        let now = Instant::now();
+        let close_after = self.snapshot().config.hls_muxer_close_after.duration();
+        let always = self.snapshot().config.hls_always_remux;
+        let muxers: Vec<_> = self
+            .hls
+            .borrow()
+            .iter()
+            .map(|(k, m)| (k.clone(), m.clone()))
+            .collect();
+        for (key, muxer) in muxers {
+            let live = self.directory.borrow().find(&key).is_some();
+            let idle = muxer.borrow().idle_for(now) >= close_after;
+            if idle && !(always && live) {
+                self.hls_stop(&key);
+            } else if !muxer.borrow().is_attached() {
+                self.hls_attach(&key, &muxer);
+            }
+        }
+    }
+
+    fn hls_stop(&self, key: &StreamKey) {
+        self.hls.borrow_mut().remove(key);
+        info!(core = %self.id, stream = %key, "hls muxer stopped: no requests");
+        let Some(stream) = self.streams.borrow().get(key).cloned() else {
+            return;
+        };
+        let mut s = stream.borrow_mut();
+        s.take_hls();
+        if let (Upstream::Core(owner), true) = (s.upstream, s.is_unused()) {
+            self.streams.borrow_mut().remove(key);
+            self.stream_keys.borrow_mut().remove(&s.id);
+            self.send(
+                owner,
+                CoreMessage::Unsubscribe {
+                    key: key.clone(),
+                    subscriber: self.id,
+                },
+            );
         }
     }
 
@@ -663,7 +824,7 @@ impl Drop for PublishHandle {
             }
         };
         if removed.is_some() {
-            core.end_local_stream(&self.stream.borrow());
+            core.end_local_stream(&mut self.stream.borrow_mut());
         }
         core.stats.borrow_mut().publishers -= 1;
         core.send(

@@ -42,6 +42,7 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), StartError> {
     // A listener bound without SO_REUSEPORT fails if anything already owns the port, even another
     // process with SO_REUSEPORT, which would otherwise silently share our connections.
     probe_listen("rtmp", config.rtmp_address.0)?;
+    probe_listen("http", config.http_address.0)?;
     os_signal::block_termination_signals().map_err(StartError::Signals)?;
 
     let data_cores = placement.data_cpus.len();
@@ -96,6 +97,7 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), StartError> {
     if failure.is_none() && started == data_cores {
         info!(
             rtmp = %config.rtmp_address,
+            http = %config.http_address,
             data_cpus = ?placement.data_cpus,
             control_cpu = placement.control_cpu,
             control_shared = placement.control_shared,
@@ -141,7 +143,17 @@ async fn data_core(
     ready: mpsc::Sender<Result<CoreId, StartError>>,
 ) {
     let rtmp_addr = snapshot.config.rtmp_address.0;
-    let listener = glommio::net::TcpListener::bind(rtmp_addr);
+    let http_addr = snapshot.config.http_address.0;
+    let rtmp = glommio::net::TcpListener::bind(rtmp_addr).map_err(|reason| StartError::Listen {
+        what: "rtmp",
+        addr: rtmp_addr,
+        reason: reason.into(),
+    });
+    let http = glommio::net::TcpListener::bind(http_addr).map_err(|reason| StartError::Listen {
+        what: "http",
+        addr: http_addr,
+        reason: reason.into(),
+    });
     let (mesh, receivers) = mesh.connect().await;
     let core = Core::new(id, data_cores, snapshot, mesh);
     for (from, rx) in receivers {
@@ -153,21 +165,30 @@ async fn data_core(
         })
         .detach();
     }
-    let listener = match listener {
-        Ok(l) => l,
-        Err(reason) => {
-            let _ = ready.send(Err(StartError::Listen {
-                what: "rtmp",
-                addr: rtmp_addr,
-                reason: reason.into(),
-            }));
+    let (rtmp, http) = match (rtmp, http) {
+        (Ok(r), Ok(h)) => (r, h),
+        (Err(e), _) | (_, Err(e)) => {
+            let _ = ready.send(Err(e));
             return;
         }
     };
     let _ = ready.send(Ok(id));
-    crate::server::serve_rtmp(core.clone(), listener).await;
+    let upkeep = glommio::spawn_local(upkeep(core.clone()));
+    let http = glommio::spawn_local(crate::server::serve_http(core.clone(), http));
+    crate::server::serve_rtmp(core.clone(), rtmp).await;
+    http.await;
+    upkeep.await;
     drain(&core).await;
     log_stats(&core);
+}
+
+/// Periodic per-core housekeeping until shutdown.
+async fn upkeep(core: Rc<Core>) {
+    while !core.shutdown_signal().is_fired() {
+        core.hls_tick();
+        let tick = glommio::timer::sleep(Duration::from_millis(250));
+        futures_lite::future::or(tick, core.shutdown_signal().wait()).await;
+    }
 }
 
 /// Gives open connections up to [`DRAIN_TIME`] to send their goodbyes and close.

@@ -71,6 +71,14 @@ pub enum CoreMessage {
         key: StreamKey,
     },
 
+    // To a key's home core (its HLS muxer).
+    /// A playlist or segment of the key; answered with [`Reply::Hls`].
+    HlsGet {
+        key: StreamKey,
+        query: HlsQuery,
+        reply: ReplyTo,
+    },
+
     // Control.
     Reply {
         request: u64,
@@ -91,6 +99,22 @@ pub enum Reply {
     Claim(ClaimOutcome),
     Publisher(Option<Publisher>),
     Stats(CoreStats),
+    Hls(HlsAnswer),
+}
+
+/// What an HLS request asks the home core for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HlsQuery {
+    Playlist,
+    Segment { instance: u32, sequence: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HlsAnswer {
+    /// Whether the key has a publisher now.
+    pub live: bool,
+    /// The playlist (once it lists a segment) or the segment; `None` if there is none (yet).
+    pub body: Option<bytes::Bytes>,
 }
 
 /// Plain per-core counters: no atomics, gathered on demand over the mesh.

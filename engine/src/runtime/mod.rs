@@ -16,6 +16,6 @@ pub use engine::{run, StartError};
 pub(crate) use ids::scoped_id;
 pub use ids::{CoreId, SessionId, StreamId};
 pub use mesh::{build as build_mesh, Mesh, MeshEnds};
-pub use message::{CoreMessage, CoreStats, Reply, ReplyTo};
+pub use message::{CoreMessage, CoreStats, HlsAnswer, HlsQuery, Reply, ReplyTo};
 pub use placement::{allowed_cpus, Placement, PlacementError};
 pub use signal::LocalSignal;

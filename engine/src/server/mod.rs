@@ -1,7 +1,11 @@
 //! glommio drivers: accept loops and per-connection tasks that feed the sans-IO codecs.
 
+mod accept;
+mod conn;
+mod http;
 pub mod net;
 mod rtmp;
 mod writer;
 
+pub use http::serve_http;
 pub use rtmp::serve_rtmp;

@@ -1,51 +1,27 @@
 //! The RTMP driver: accepts connections and moves bytes between sockets and
 //! [`ServerSession`]s, turning the session's events into publishes and plays on the core.
 
-use std::cell::RefCell;
-use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Duration;
 
 use bytes::BytesMut;
-use futures_lite::future;
 use glommio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn, Instrument};
 
-use super::net::{self, NetReader};
-use super::writer::drain_queue;
+use super::accept::accept_loop;
+use super::conn::{Conn, ReadOutcome};
+use super::net::NetReader;
 use crate::auth::query::Query;
 use crate::auth::{Action, AuthRequest, Protocol};
-use crate::media::PlayerQueue;
 use crate::protocol::rtmp::{Reject, ServerEvent, ServerSession, SessionConfig, SessionError};
 use crate::registry::{Player, SinkFormat, StreamKey, DEFAULT_VHOST};
-use crate::runtime::{Core, Notice, PlayHandle, PublishHandle, PublishRefused, SessionGuard, Via};
+use crate::runtime::{Core, Notice, PlayHandle, PublishHandle, PublishRefused, Via};
 
 /// Socket reads go into a buffer this large.
 const READ_BUFFER: usize = 64 * 1024;
-/// How long a closing connection may take to flush its last messages.
-const FLUSH_TIME: Duration = Duration::from_secs(1);
 
 /// Accepts RTMP connections on this core until shutdown.
 pub async fn serve_rtmp(core: Rc<Core>, listener: TcpListener) {
-    loop {
-        let accepted = future::or(async { Some(listener.accept().await) }, async {
-            core.shutdown_signal().wait().await;
-            None
-        })
-        .await;
-        match accepted {
-            None => return,
-            Some(Ok(stream)) => {
-                let core = core.clone();
-                glommio::spawn_local(async move { serve_connection(core, stream).await }).detach();
-            }
-            Some(Err(e)) => {
-                // Out of descriptors or memory: back off instead of spinning.
-                warn!(core = %core.id, "rtmp accept failed: {e}");
-                glommio::timer::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
+    accept_loop(core, listener, "rtmp", serve_connection).await;
 }
 
 /// Why a connection ended.
@@ -68,66 +44,37 @@ enum Role {
 }
 
 async fn serve_connection(core: Rc<Core>, stream: TcpStream) {
-    let guard = core.open_session();
-    let peer = stream.peer_addr().ok();
-    let span = tracing::info_span!("rtmp", core = %core.id, conn = %guard.id);
+    let Some((conn, reader)) = Conn::open(&core, stream) else {
+        return;
+    };
+    let span = tracing::info_span!("rtmp", core = %core.id, conn = %conn.guard.id);
     async move {
-        debug!(peer = ?peer, "connection accepted");
-        if let Err(e) = stream.set_nodelay(true) {
-            debug!("cannot set TCP_NODELAY: {e}");
-        }
-        let (reader, writer) = match net::split(stream) {
-            Ok(halves) => halves,
-            Err(e) => {
-                warn!("cannot set up connection: {e}");
-                return;
-            }
-        };
-        let queue = Rc::new(RefCell::new(PlayerQueue::new(
-            core.snapshot().config.player_max_queue_bytes,
-            core.snapshot().config.slow_player_timeout.duration(),
-        )));
-        let writer = glommio::spawn_local(drain_queue(queue.clone(), writer, core.clone()));
-        let mut conn = Connection {
-            core: core.clone(),
-            guard,
+        debug!(peer = ?conn.peer, "connection accepted");
+        let mut rtmp = Connection {
             session: ServerSession::new(SessionConfig {
                 max_message_len: core.snapshot().config.max_message_size as usize,
                 handshake_seed: rand::random(),
                 ..SessionConfig::default()
             }),
-            queue: queue.clone(),
+            conn,
             role: Role::Idle,
             out: BytesMut::new(),
-            peer,
             vhost: String::new(),
             refused: false,
         };
-        let ending = conn.run(reader).await;
-        let farewell = conn.finish(&ending);
-        queue.borrow_mut().close();
-        if farewell {
-            // Let the last status messages reach the client; a stuck one is cut off.
-            if let Ok(Err(e)) =
-                glommio::timer::timeout(FLUSH_TIME, async { Ok(writer.await) }).await
-            {
-                debug!("flush failed: {e}");
-            }
-        }
-        // Dropping the writer task (if still running) and both halves closes the socket.
+        let ending = rtmp.run(reader).await;
+        let farewell = rtmp.finish(&ending);
+        rtmp.conn.close(farewell).await;
     }
     .instrument(span)
     .await
 }
 
 struct Connection {
-    core: Rc<Core>,
-    guard: SessionGuard,
+    conn: Conn,
     session: ServerSession,
-    queue: Rc<RefCell<PlayerQueue>>,
     role: Role,
     out: BytesMut,
-    peer: Option<SocketAddr>,
     /// Host of the `connect` tcUrl: the vhost for domains and signatures.
     vhost: String,
     /// Set when a request was refused: flush the refusal, then close.
@@ -137,38 +84,17 @@ struct Connection {
 impl Connection {
     async fn run(&mut self, mut reader: NetReader) -> Ending {
         let mut buf = vec![0u8; READ_BUFFER];
-        let read_timeout = self.core.snapshot().config.read_timeout.duration();
+        let read_timeout = self.conn.core.snapshot().config.read_timeout.duration();
         loop {
-            let control = self.guard.control.clone();
             // Players send next to nothing once playing, so silence only counts against the
             // others: a publisher or a client that has not started yet.
-            let timed = !matches!(self.role, Role::Playing(_));
-            let read = future::or(
-                async {
-                    let r = if timed {
-                        glommio::timer::timeout(read_timeout, async {
-                            Ok(reader.read(&mut buf).await)
-                        })
-                        .await
-                        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
-                    } else {
-                        reader.read(&mut buf).await
-                    };
-                    Some(r)
-                },
-                async {
-                    control.signal().wait().await;
-                    None
-                },
-            );
-            let n = match read.await {
-                None => break Ending::Notice(control.notice().unwrap_or(Notice::Shutdown)),
-                Some(Ok(0)) => break Ending::PeerClosed,
-                Some(Ok(n)) => n,
-                Some(Err(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
-                    break Ending::IdleTimeout
-                }
-                Some(Err(e)) => break Ending::Io(e),
+            let timeout = (!matches!(self.role, Role::Playing(_))).then_some(read_timeout);
+            let n = match self.conn.read(&mut reader, &mut buf, timeout).await {
+                ReadOutcome::Data(n) => n,
+                ReadOutcome::Closed => break Ending::PeerClosed,
+                ReadOutcome::TimedOut => break Ending::IdleTimeout,
+                ReadOutcome::Failed(e) => break Ending::Io(e),
+                ReadOutcome::Notice(n) => break Ending::Notice(n),
             };
             if let Err(e) = self.session.handle_input(&buf[..n]) {
                 break Ending::Protocol(e);
@@ -186,7 +112,8 @@ impl Connection {
     /// Moves the session's pending output into the send queue.
     fn flush(&mut self) {
         if self.session.poll_transmit(&mut self.out) {
-            self.queue
+            self.conn
+                .queue
                 .borrow_mut()
                 .push_control(self.out.split().freeze());
         }
@@ -220,14 +147,14 @@ impl Connection {
                         return;
                     }
                 };
-                match self.core.claim_publish(&key, self.guard.id).await {
+                match self.conn.core.claim_publish(&key, self.conn.guard.id).await {
                     Ok(handle) => {
                         self.session.accept_publish(request);
-                        info!(stream = %key, peer = ?self.peer, stream_id = %handle.stream_id(), "publish started");
+                        info!(stream = %key, peer = ?self.conn.peer, stream_id = %handle.stream_id(), "publish started");
                         self.role = Role::Publishing(handle);
                     }
                     Err(PublishRefused::AlreadyPublishing) => {
-                        info!(stream = %key, peer = ?self.peer, "publish refused: stream is already being published");
+                        info!(stream = %key, peer = ?self.conn.peer, "publish refused: stream is already being published");
                         self.session.reject_publish(request, Reject::BadName);
                     }
                     Err(PublishRefused::Unavailable) => {
@@ -257,14 +184,20 @@ impl Connection {
                 };
                 debug!(stream = %key, "play requested");
                 let Some(via) = self
+                    .conn
                     .core
                     .find_stream(
                         &key,
-                        self.core.snapshot().config.play_wait_timeout.duration(),
+                        self.conn
+                            .core
+                            .snapshot()
+                            .config
+                            .play_wait_timeout
+                            .duration(),
                     )
                     .await
                 else {
-                    info!(stream = %key, peer = ?self.peer, "play refused: stream not found");
+                    info!(stream = %key, peer = ?self.conn.peer, "play refused: stream not found");
                     self.session.reject_play(request, Reject::NotFound);
                     return;
                 };
@@ -272,25 +205,25 @@ impl Connection {
                 // The play answer must be queued before the first media.
                 self.flush();
                 let player = Player {
-                    session: self.guard.id,
-                    queue: self.queue.clone(),
+                    session: self.conn.guard.id,
+                    queue: self.conn.queue.clone(),
                     format: SinkFormat::Rtmp {
                         message_stream: self.session.play_stream_id().unwrap_or(1),
                     },
                 };
-                match self.core.attach_player(&key, player, via) {
+                match self.conn.core.attach_player(&key, player, via) {
                     Some(handle) => {
                         match handle.via {
                             Via::Local => {
-                                info!(stream = %key, peer = ?self.peer, via = "local", "player started")
+                                info!(stream = %key, peer = ?self.conn.peer, via = "local", "player started")
                             }
                             Via::Remote(owner) => {
-                                info!(stream = %key, peer = ?self.peer, via = "remote", owner_core = %owner, "player started")
+                                info!(stream = %key, peer = ?self.conn.peer, via = "remote", owner_core = %owner, "player started")
                             }
                         }
                         self.role = Role::Playing(handle);
                     }
-                    None => self.guard.control.notify(Notice::StreamEnded),
+                    None => self.conn.guard.control.notify(Notice::StreamEnded),
                 }
             }
             ServerEvent::Media(frame) => match &self.role {
@@ -320,7 +253,7 @@ impl Connection {
         stream: &str,
         query: &str,
     ) -> Result<StreamKey, ()> {
-        let snapshot = self.core.snapshot();
+        let snapshot = self.conn.core.snapshot();
         let params = Query::parse(query);
         let text = |k: &[u8]| {
             params
@@ -337,6 +270,7 @@ impl Connection {
             query,
             headers: &[],
             peer: self
+                .conn
                 .peer
                 .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |p| {
                     p.ip()
@@ -346,7 +280,7 @@ impl Connection {
             now_unix: unix_now(),
         };
         if let Err(denied) = snapshot.auth.check(&request) {
-            info!(action = %action, vhost = %self.vhost, app, stream, peer = ?self.peer, "refused: {denied}");
+            info!(action = %action, vhost = %self.vhost, app, stream, peer = ?self.conn.peer, "refused: {denied}");
             return Err(());
         }
         let vhost = snapshot
@@ -374,13 +308,13 @@ impl Connection {
         match ending {
             Ending::PeerClosed => debug!("closed by peer"),
             Ending::IdleTimeout => {
-                info!(peer = ?self.peer, "closing connection: no data for readTimeout")
+                info!(peer = ?self.conn.peer, "closing connection: no data for readTimeout")
             }
-            Ending::Io(e) => info!(peer = ?self.peer, "closing connection: {e}"),
+            Ending::Io(e) => info!(peer = ?self.conn.peer, "closing connection: {e}"),
             Ending::Protocol(e) => {
-                warn!(peer = ?self.peer, "closing connection: protocol error: {e}")
+                warn!(peer = ?self.conn.peer, "closing connection: protocol error: {e}")
             }
-            Ending::Notice(n) => info!(peer = ?self.peer, notice = ?n, "closing connection"),
+            Ending::Notice(n) => info!(peer = ?self.conn.peer, notice = ?n, "closing connection"),
             Ending::Refused => debug!("closing connection after a refusal"),
         }
         match &role {

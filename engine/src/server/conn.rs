@@ -1,0 +1,115 @@
+//! What every client connection has, whatever its protocol: a registration with the core, a
+//! reading half, and a bounded send queue drained by a writer task.
+
+use std::cell::RefCell;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_lite::future;
+use glommio::net::TcpStream;
+use tracing::{debug, warn};
+
+use super::net::{self, NetReader};
+use super::writer::drain_queue;
+use crate::media::PlayerQueue;
+use crate::runtime::{Core, Notice, SessionGuard};
+
+/// How long a closing connection may take to flush its last bytes.
+const FLUSH_TIME: Duration = Duration::from_secs(1);
+
+/// One accepted connection's plumbing.
+pub(crate) struct Conn {
+    pub(crate) core: Rc<Core>,
+    pub(crate) guard: SessionGuard,
+    pub(crate) queue: Rc<RefCell<PlayerQueue>>,
+    pub(crate) peer: Option<SocketAddr>,
+    /// Dropping it cancels the writer, which closes the last descriptor of the socket.
+    writer: glommio::Task<io::Result<()>>,
+}
+
+/// What a read that can be interrupted returned.
+pub(crate) enum ReadOutcome {
+    Data(usize),
+    Closed,
+    TimedOut,
+    Failed(io::Error),
+    /// The core told the connection to close.
+    Notice(Notice),
+}
+
+impl Conn {
+    /// Registers the connection and starts its writer; `None` if the socket is unusable.
+    pub(crate) fn open(core: &Rc<Core>, stream: TcpStream) -> Option<(Conn, NetReader)> {
+        let guard = core.open_session();
+        let peer = stream.peer_addr().ok();
+        if let Err(e) = stream.set_nodelay(true) {
+            debug!("cannot set TCP_NODELAY: {e}");
+        }
+        let (reader, writer) = match net::split(stream) {
+            Ok(halves) => halves,
+            Err(e) => {
+                warn!(core = %core.id, "cannot set up connection: {e}");
+                return None;
+            }
+        };
+        let config = &core.snapshot().config;
+        let queue = Rc::new(RefCell::new(PlayerQueue::new(
+            config.player_max_queue_bytes,
+            config.slow_player_timeout.duration(),
+        )));
+        let writer = glommio::spawn_local(drain_queue(queue.clone(), writer, core.clone()));
+        let conn = Conn {
+            core: core.clone(),
+            guard,
+            queue,
+            peer,
+            writer,
+        };
+        Some((conn, reader))
+    }
+
+    /// Reads once, giving up after `timeout` (if any) or when the core sends a notice.
+    pub(crate) async fn read(
+        &self,
+        reader: &mut NetReader,
+        buf: &mut [u8],
+        timeout: Option<Duration>,
+    ) -> ReadOutcome {
+        let control = self.guard.control.clone();
+        let read = async {
+            let r = match timeout {
+                Some(t) => glommio::timer::timeout(t, async { Ok(reader.read(buf).await) })
+                    .await
+                    .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
+                None => reader.read(buf).await,
+            };
+            match r {
+                Ok(0) => ReadOutcome::Closed,
+                Ok(n) => ReadOutcome::Data(n),
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => ReadOutcome::TimedOut,
+                Err(e) => ReadOutcome::Failed(e),
+            }
+        };
+        let notice = async {
+            control.signal().wait().await;
+            ReadOutcome::Notice(control.notice().unwrap_or(Notice::Shutdown))
+        };
+        future::or(read, notice).await
+    }
+
+    /// Ends the connection: with `flush`, the queued output gets [`FLUSH_TIME`] to reach the
+    /// client first. Dropping the halves closes the socket.
+    pub(crate) async fn close(self, flush: bool) {
+        self.queue.borrow_mut().close();
+        if flush {
+            let writer = self.writer;
+            match glommio::timer::timeout(FLUSH_TIME, async { Ok(writer.await) }).await {
+                Ok(Err(e)) => debug!("flush failed: {e}"),
+                Ok(_) => {}
+                Err(_) => debug!("flush cut off after {FLUSH_TIME:?}"),
+            }
+        }
+    }
+}

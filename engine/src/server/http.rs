@@ -1,0 +1,608 @@
+//! The HTTP driver: HTTP-FLV and HLS for viewers, on every data core, over the sans-IO HTTP codec.
+
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::{Buf, Bytes, BytesMut};
+use glommio::net::{TcpListener, TcpStream};
+use tracing::{debug, info, Instrument};
+
+use super::accept::accept_loop;
+use super::conn::{Conn, ReadOutcome};
+use super::net::NetReader;
+use super::rtmp::unix_now;
+use crate::auth::{Action, AuthRequest, Protocol};
+use crate::protocol::flv;
+use crate::protocol::http::{
+    encode_chunk, parse_request, BodyFraming, Limits, Method, Parsed, Request, ResponseHead,
+    Version, LAST_CHUNK,
+};
+use crate::registry::{parse_segment_name, Player, SinkFormat, StreamKey, DEFAULT_VHOST};
+use crate::runtime::{Core, HlsQuery, Notice, PlayHandle, Via};
+
+const READ_BUFFER: usize = 16 * 1024;
+/// How often a playlist request asks again while the first segment is being made.
+const PLAYLIST_POLL: Duration = Duration::from_millis(100);
+
+/// Accepts HTTP connections on this core until shutdown.
+pub async fn serve_http(core: Rc<Core>, listener: TcpListener) {
+    accept_loop(core, listener, "http", serve_connection).await;
+}
+
+/// What a request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    Flv {
+        app: String,
+        stream: String,
+    },
+    Playlist {
+        app: String,
+        stream: String,
+    },
+    Segment {
+        app: String,
+        stream: String,
+        instance: u32,
+        sequence: u64,
+    },
+}
+
+impl Route {
+    /// `/{app}/{stream}.flv`, `/{app}/{stream}.m3u8`, `/{app}/{stream}-{instance}-{seq}.ts`.
+    fn parse(path: &str) -> Option<Route> {
+        let (app, file) = path.strip_prefix('/')?.rsplit_once('/')?;
+        if app.is_empty() || app.split('/').any(str::is_empty) {
+            return None;
+        }
+        let app = app.to_owned();
+        if let Some(stream) = file.strip_suffix(".flv").filter(|s| !s.is_empty()) {
+            return Some(Route::Flv {
+                app,
+                stream: stream.to_owned(),
+            });
+        }
+        if let Some(stream) = file.strip_suffix(".m3u8").filter(|s| !s.is_empty()) {
+            return Some(Route::Playlist {
+                app,
+                stream: stream.to_owned(),
+            });
+        }
+        let (stream, instance, sequence) = parse_segment_name(file)?;
+        Some(Route::Segment {
+            app,
+            stream: stream.to_owned(),
+            instance,
+            sequence,
+        })
+    }
+
+    fn app_stream(&self) -> (&str, &str) {
+        match self {
+            Route::Flv { app, stream }
+            | Route::Playlist { app, stream }
+            | Route::Segment { app, stream, .. } => (app, stream),
+        }
+    }
+}
+
+/// What the connection does after a response.
+enum Next {
+    KeepAlive,
+    Close,
+    /// Streaming HTTP-FLV until the stream or the viewer ends.
+    Streaming {
+        handle: PlayHandle,
+        chunked: bool,
+    },
+}
+
+async fn serve_connection(core: Rc<Core>, stream: TcpStream) {
+    let Some((conn, reader)) = Conn::open(&core, stream) else {
+        return;
+    };
+    let span = tracing::info_span!("http", core = %core.id, conn = %conn.guard.id);
+    async move {
+        debug!(peer = ?conn.peer, "connection accepted");
+        let flush = serve_requests(&conn, reader).await;
+        conn.close(flush).await;
+    }
+    .instrument(span)
+    .await
+}
+
+/// Serves requests until the connection ends; returns whether queued output should be flushed.
+async fn serve_requests(conn: &Conn, mut reader: NetReader) -> bool {
+    let config = HttpSettings::from_config(&conn.core.snapshot().config);
+    let mut buf = BytesMut::with_capacity(READ_BUFFER);
+    let mut chunk = vec![0u8; READ_BUFFER];
+    loop {
+        let request = match parse_request(&buf, &config.limits) {
+            Ok(Parsed::Complete { message, consumed }) => {
+                buf.advance(consumed);
+                message
+            }
+            Ok(Parsed::NeedMore) => {
+                // Between requests the idle timeout applies; once a head has started, it must
+                // arrive whole within readTimeout (slow-header clients are cut off).
+                let timeout = if buf.is_empty() {
+                    config.idle_timeout
+                } else {
+                    config.header_timeout
+                };
+                match conn.read(&mut reader, &mut chunk, Some(timeout)).await {
+                    ReadOutcome::Data(n) => {
+                        buf.extend_from_slice(&chunk[..n]);
+                        continue;
+                    }
+                    ReadOutcome::TimedOut if !buf.is_empty() => {
+                        info!(peer = ?conn.peer, "closing connection: request head not received within readTimeout");
+                        respond_error(conn, 408, Version::Http11);
+                        return true;
+                    }
+                    ReadOutcome::TimedOut | ReadOutcome::Closed | ReadOutcome::Notice(_) => {
+                        return false
+                    }
+                    ReadOutcome::Failed(e) => {
+                        debug!("read failed: {e}");
+                        return false;
+                    }
+                }
+            }
+            Err(e) => {
+                info!(peer = ?conn.peer, status = e.status(), "closing connection: bad request: {e}");
+                respond_error(conn, e.status(), Version::Http11);
+                return true;
+            }
+        };
+        match handle(conn, &request).await {
+            Next::KeepAlive => continue,
+            Next::Close => return true,
+            Next::Streaming { handle, chunked } => {
+                return stream_flv(conn, &mut reader, handle, chunked).await
+            }
+        }
+    }
+}
+
+/// The HTTP settings of a configuration, read once per connection.
+struct HttpSettings {
+    limits: Limits,
+    header_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+impl HttpSettings {
+    fn from_config(config: &crate::config::Config) -> Self {
+        HttpSettings {
+            limits: Limits {
+                max_head_bytes: config.http_max_header_bytes,
+                ..Limits::default()
+            },
+            header_timeout: config.read_timeout.duration(),
+            idle_timeout: config.http_idle_timeout.duration(),
+        }
+    }
+}
+
+/// Keeps an HTTP-FLV response going until the viewer leaves or the stream ends.
+async fn stream_flv(
+    conn: &Conn,
+    reader: &mut NetReader,
+    handle: PlayHandle,
+    chunked: bool,
+) -> bool {
+    let mut sink = vec![0u8; 4096];
+    let flush = loop {
+        // A viewer sends nothing more; reading only tells us when it goes away.
+        match conn.read(reader, &mut sink, None).await {
+            ReadOutcome::Data(_) => continue,
+            ReadOutcome::Notice(Notice::StreamEnded) => {
+                if chunked {
+                    conn.queue
+                        .borrow_mut()
+                        .push_control(Bytes::from_static(LAST_CHUNK));
+                }
+                info!(stream = %handle.key, "flv viewer: stream ended");
+                break true;
+            }
+            ReadOutcome::Notice(n) => {
+                info!(stream = %handle.key, notice = ?n, "closing flv viewer");
+                break n == Notice::Shutdown;
+            }
+            ReadOutcome::Closed | ReadOutcome::TimedOut | ReadOutcome::Failed(_) => {
+                debug!(stream = %handle.key, "flv viewer left");
+                break false;
+            }
+        }
+    };
+    drop(handle);
+    flush
+}
+
+fn respond_error(conn: &Conn, status: u16, version: Version) {
+    let head =
+        with_cors(conn, ResponseHead::new(status), None).with_header("Content-Type", "text/plain");
+    let body = format!(
+        "{} {}\n",
+        status,
+        crate::protocol::http::reason_phrase(status)
+    );
+    send(conn, head, version, false, Some(Bytes::from(body)), true);
+}
+
+/// Queues a response head and body; returns whether the connection stays open.
+fn send(
+    conn: &Conn,
+    head: ResponseHead,
+    version: Version,
+    keep_alive: bool,
+    body: Option<Bytes>,
+    with_body: bool,
+) -> bool {
+    let mut out = BytesMut::new();
+    let framing = BodyFraming::Length(body.as_ref().map_or(0, |b| b.len() as u64));
+    let open = match head.encode(version, framing, keep_alive, &mut out) {
+        Ok(open) => open,
+        Err(e) => {
+            // Our own headers are fixed strings; this would be a bug, not a client's fault.
+            tracing::error!("http response not encoded: {e}");
+            return false;
+        }
+    };
+    if let (Some(body), true) = (body, with_body) {
+        out.extend_from_slice(&body);
+    }
+    conn.queue.borrow_mut().push_control(out.freeze());
+    open
+}
+
+/// Adds the CORS headers the configuration allows for the request's `Origin`.
+fn with_cors(conn: &Conn, head: ResponseHead, origin: Option<&str>) -> ResponseHead {
+    let snapshot = conn.core.snapshot();
+    let allowed = &snapshot.config.http_allow_origins;
+    if allowed.iter().any(|o| o == "*") {
+        return head.with_header("Access-Control-Allow-Origin", "*");
+    }
+    match origin {
+        Some(o) if allowed.iter().any(|a| a == o) => head
+            .with_header("Access-Control-Allow-Origin", o)
+            .with_header("Vary", "Origin"),
+        _ => head,
+    }
+}
+
+async fn handle(conn: &Conn, req: &Request) -> Next {
+    let origin = req.header("Origin");
+    let keep_alive = req.keep_alive;
+    let version = req.version;
+    let head_only = req.method == Method::Head;
+    match req.method {
+        Method::Get | Method::Head => {}
+        Method::Options => {
+            let head = with_cors(conn, ResponseHead::new(204), origin)
+                .with_header("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
+                .with_header(
+                    "Access-Control-Allow-Headers",
+                    req.header("Access-Control-Request-Headers").unwrap_or("*"),
+                )
+                .with_header("Access-Control-Max-Age", "86400");
+            let mut out = BytesMut::new();
+            return match head.encode(version, BodyFraming::None, keep_alive, &mut out) {
+                Ok(open) => {
+                    conn.queue.borrow_mut().push_control(out.freeze());
+                    if open {
+                        Next::KeepAlive
+                    } else {
+                        Next::Close
+                    }
+                }
+                Err(_) => Next::Close,
+            };
+        }
+        _ => {
+            let head = with_cors(conn, ResponseHead::new(405), origin)
+                .with_header("Allow", "GET, HEAD, OPTIONS");
+            return reply(
+                conn,
+                head,
+                req,
+                Some(Bytes::from_static(b"405 Method Not Allowed\n")),
+            );
+        }
+    }
+    let Some(route) = Route::parse(&req.path) else {
+        return not_found(conn, req);
+    };
+    let (app, stream) = route.app_stream();
+    let protocol = match route {
+        Route::Flv { .. } => Protocol::Flv,
+        _ => Protocol::Hls,
+    };
+    let Some(key) = authorize(conn, req, protocol, app, stream) else {
+        let head = with_cors(conn, ResponseHead::new(403), origin);
+        return reply(
+            conn,
+            head,
+            req,
+            Some(Bytes::from_static(b"403 Forbidden\n")),
+        );
+    };
+    match route {
+        Route::Flv { .. } => serve_flv(conn, req, key, head_only).await,
+        Route::Playlist { .. } => serve_playlist(conn, req, &key).await,
+        Route::Segment {
+            instance, sequence, ..
+        } => {
+            match conn
+                .core
+                .hls_get(&key, HlsQuery::Segment { instance, sequence })
+                .await
+                .and_then(|a| a.body)
+            {
+                Some(segment) => {
+                    let head = with_cors(conn, ResponseHead::new(200), origin)
+                        .with_header("Content-Type", "video/mp2t")
+                        // A segment name is never reused (it carries its muxer's instance).
+                        .with_header("Cache-Control", "public, max-age=86400, immutable");
+                    reply(conn, head, req, Some(segment))
+                }
+                None => not_found(conn, req),
+            }
+        }
+    }
+}
+
+/// Sends a response with a body (dropped for HEAD); the next step for the connection.
+fn reply(conn: &Conn, head: ResponseHead, req: &Request, body: Option<Bytes>) -> Next {
+    let with_body = req.method != Method::Head;
+    if send(conn, head, req.version, req.keep_alive, body, with_body) {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    }
+}
+
+fn not_found(conn: &Conn, req: &Request) -> Next {
+    let head = with_cors(conn, ResponseHead::new(404), req.header("Origin"))
+        .with_header("Content-Type", "text/plain");
+    reply(
+        conn,
+        head,
+        req,
+        Some(Bytes::from_static(b"404 Not Found\n")),
+    )
+}
+
+/// Runs the auth rules; on success the key of the stream the request names.
+fn authorize(
+    conn: &Conn,
+    req: &Request,
+    protocol: Protocol,
+    app: &str,
+    stream: &str,
+) -> Option<StreamKey> {
+    let snapshot = conn.core.snapshot();
+    let host = req.header("Host").unwrap_or_default();
+    let vhost = host_without_port(host);
+    let headers: Vec<(String, String)> = req
+        .headers
+        .iter()
+        .map(|h| (h.name.clone(), h.value.clone()))
+        .collect();
+    let (user, pass) = basic_credentials(req.header("Authorization")).unzip();
+    let request = AuthRequest {
+        action: Action::Read,
+        protocol,
+        vhost,
+        app,
+        stream,
+        query: &req.query,
+        headers: &headers,
+        peer: conn
+            .peer
+            .map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |p| p.ip()),
+        user: user.as_deref(),
+        pass: pass.as_deref(),
+        now_unix: unix_now(),
+    };
+    if let Err(denied) = snapshot.auth.check(&request) {
+        info!(path = %req.path, vhost, peer = ?conn.peer, "refused: {denied}");
+        return None;
+    }
+    let vhost = snapshot.auth.stream_vhost(vhost).unwrap_or(DEFAULT_VHOST);
+    Some(StreamKey::new(vhost, app, stream))
+}
+
+fn host_without_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or_default();
+    }
+    host.split(':').next().unwrap_or_default()
+}
+
+/// `Authorization: Basic base64(user:pass)`.
+fn basic_credentials(header: Option<&str>) -> Option<(String, String)> {
+    let encoded = header?
+        .strip_prefix("Basic ")
+        .or_else(|| header?.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, pass) = text.split_once(':')?;
+    Some((user.to_owned(), pass.to_owned()))
+}
+
+async fn serve_flv(conn: &Conn, req: &Request, key: StreamKey, head_only: bool) -> Next {
+    let wait = conn.core.snapshot().config.play_wait_timeout.duration();
+    let Some(via) = conn.core.find_stream(&key, wait).await else {
+        info!(stream = %key, peer = ?conn.peer, "flv refused: stream not found");
+        return not_found(conn, req);
+    };
+    let chunked = req.version == Version::Http11;
+    let head = with_cors(conn, ResponseHead::new(200), req.header("Origin"))
+        .with_header("Content-Type", "video/x-flv")
+        .with_header("Cache-Control", "no-cache");
+    let framing = if head_only {
+        BodyFraming::None
+    } else if chunked {
+        BodyFraming::Chunked
+    } else {
+        BodyFraming::UntilClose
+    };
+    let mut out = BytesMut::new();
+    if head
+        .encode(req.version, framing, !head_only && req.keep_alive, &mut out)
+        .is_err()
+    {
+        return Next::Close;
+    }
+    if head_only {
+        conn.queue.borrow_mut().push_control(out.freeze());
+        return if req.keep_alive {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        };
+    }
+    let mut header = BytesMut::new();
+    flv::encode_header(&mut header, true, true);
+    if chunked {
+        encode_chunk(&mut out, &header);
+    } else {
+        out.extend_from_slice(&header);
+    }
+    // The head and FLV header go before the first tag the attach queues.
+    conn.queue.borrow_mut().push_control(out.freeze());
+    let player = Player {
+        session: conn.guard.id,
+        queue: conn.queue.clone(),
+        format: SinkFormat::Flv { chunked },
+    };
+    match conn.core.attach_player(&key, player, via) {
+        Some(handle) => {
+            match handle.via {
+                Via::Local => {
+                    info!(stream = %key, peer = ?conn.peer, via = "local", "flv player started")
+                }
+                Via::Remote(owner) => {
+                    info!(stream = %key, peer = ?conn.peer, via = "remote", owner_core = %owner, "flv player started")
+                }
+            }
+            Next::Streaming { handle, chunked }
+        }
+        None => Next::Close,
+    }
+}
+
+async fn serve_playlist(conn: &Conn, req: &Request, key: &StreamKey) -> Next {
+    let config = &conn.core.snapshot().config;
+    // The first request starts the muxer; wait for its first segment (a bit over one target
+    // duration after the next keyframe) rather than hand out an empty playlist.
+    let deadline =
+        Instant::now() + (config.hls_segment_duration.duration() * 4).max(Duration::from_secs(10));
+    let playlist = loop {
+        match conn.core.hls_get(key, HlsQuery::Playlist).await {
+            Some(answer) if answer.body.is_some() => break answer.body,
+            Some(answer) if answer.live && Instant::now() < deadline => {
+                glommio::timer::sleep(PLAYLIST_POLL).await;
+            }
+            _ => break None,
+        }
+    };
+    let Some(playlist) = playlist else {
+        return not_found(conn, req);
+    };
+    let body = with_query_on_segments(&playlist, &req.query);
+    let head = with_cors(conn, ResponseHead::new(200), req.header("Origin"))
+        .with_header("Content-Type", "application/vnd.apple.mpegurl")
+        // A live playlist changes every segment: a CDN may hold it for a second at most.
+        .with_header("Cache-Control", "max-age=1");
+    reply(conn, head, req, Some(body))
+}
+
+/// Carries the playlist request's query (its signature, its token) onto every segment URI, so
+/// segment requests pass the same auth rules.
+fn with_query_on_segments(playlist: &[u8], query: &str) -> Bytes {
+    if query.is_empty() {
+        return Bytes::copy_from_slice(playlist);
+    }
+    let text = String::from_utf8_lossy(playlist);
+    let mut out = String::with_capacity(text.len() + 64);
+    for line in text.lines() {
+        out.push_str(line);
+        if !line.is_empty() && !line.starts_with('#') {
+            out.push('?');
+            out.push_str(query);
+        }
+        out.push('\n');
+    }
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(
+            Route::parse("/live/cam.flv"),
+            Some(Route::Flv {
+                app: "live".into(),
+                stream: "cam".into()
+            })
+        );
+        assert_eq!(
+            Route::parse("/a/b/cam.m3u8"),
+            Some(Route::Playlist {
+                app: "a/b".into(),
+                stream: "cam".into()
+            })
+        );
+        assert_eq!(
+            Route::parse("/live/cam-1f-12.ts"),
+            Some(Route::Segment {
+                app: "live".into(),
+                stream: "cam".into(),
+                instance: 0x1f,
+                sequence: 12
+            })
+        );
+        for bad in [
+            "/cam.flv",
+            "/live/.flv",
+            "//cam.flv",
+            "/live/cam.mp4",
+            "/live/cam.ts",
+            "live/cam.flv",
+        ] {
+            assert_eq!(Route::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn query_goes_onto_segment_uris_only() {
+        let playlist = b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.000,\ns-1-0.ts\n";
+        let out = with_query_on_segments(playlist, "token=a%20b");
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.000,\ns-1-0.ts?token=a%20b\n"
+        );
+    }
+
+    #[test]
+    fn hosts_and_credentials() {
+        assert_eq!(host_without_port("a.com:8080"), "a.com");
+        assert_eq!(host_without_port("[::1]:8080"), "::1");
+        assert_eq!(host_without_port("a.com"), "a.com");
+        assert_eq!(
+            basic_credentials(Some("Basic dXNlcjpwYXNz")),
+            Some(("user".into(), "pass".into()))
+        );
+        assert_eq!(basic_credentials(Some("Bearer x")), None);
+    }
+}
