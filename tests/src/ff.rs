@@ -59,8 +59,14 @@ pub struct Probe {
 
 /// Starts ffprobe counting every frame of `url` until the stream ends.
 pub fn spawn_probe(url: &str) -> Child {
+    spawn_probe_with(url, &[])
+}
+
+/// Like [`spawn_probe`], with extra input options (e.g. HLS demuxer options).
+pub fn spawn_probe_with(url: &str, input_options: &[&str]) -> Child {
     Command::new("ffprobe")
         .args(["-v", "error", "-count_frames", "-rw_timeout", "15000000"])
+        .args(input_options)
         .args([
             "-show_entries",
             "stream=codec_type,codec_name,width,height,nb_read_frames",

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod ff;
+pub mod http;
 
 /// Path of the engine binary built by `cargo test --workspace` next to this test's executable.
 pub fn engine_binary() -> PathBuf {
@@ -89,6 +90,10 @@ impl Engine {
         engine
     }
 
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.http_port)
+    }
+
     pub fn rtmp_url(&self, path: &str) -> String {
         format!("rtmp://127.0.0.1:{}/{path}", self.rtmp_port)
     }
@@ -127,6 +132,22 @@ impl Engine {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Data cores that accepted connections so far, from the per-connection log lines
+    /// (`rtmp{core=N …}: connection accepted`, likewise `http{…}`).
+    pub fn cores_with_connections(&self) -> std::collections::BTreeSet<u16> {
+        self.log()
+            .iter()
+            .filter(|l| l.contains("connection accepted"))
+            .filter_map(|l| {
+                let rest = &l[l.find("core=")? + 5..];
+                rest.split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .collect()
     }
 
     pub fn pid(&self) -> u32 {

@@ -9,19 +9,6 @@ const SECONDS: u32 = 6;
 /// testsrc2 at 25 fps for SECONDS.
 const FRAMES: u64 = 25 * SECONDS as u64;
 
-/// Cores that accepted connections so far, from the engine's per-connection log lines.
-fn cores_with_connections(engine: &Engine) -> std::collections::BTreeSet<String> {
-    engine
-        .log()
-        .iter()
-        .filter(|l| l.contains("connection accepted"))
-        .filter_map(|l| {
-            let rest = &l[l.find("core=")? + 5..];
-            Some(rest.split(|c: char| !c.is_ascii_digit()).next()?.to_owned())
-        })
-        .collect()
-}
-
 #[test]
 fn players_on_both_cores_receive_every_frame() {
     let engine = Engine::start("playWaitTimeout: 20s\n");
@@ -39,12 +26,12 @@ fn players_on_both_cores_receive_every_frame() {
             decoders.push(ff::spawn_decoder(&url));
         }
         engine.wait_for_log_count("connection accepted", i + 1, Duration::from_secs(10));
-        if i >= 3 && cores_with_connections(&engine).len() == 2 {
+        if i >= 3 && engine.cores_with_connections().len() == 2 {
             break;
         }
     }
     assert_eq!(
-        cores_with_connections(&engine).len(),
+        engine.cores_with_connections().len(),
         2,
         "players landed on one core only"
     );

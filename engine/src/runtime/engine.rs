@@ -144,15 +144,15 @@ async fn data_core(
 ) {
     let rtmp_addr = snapshot.config.rtmp_address.0;
     let http_addr = snapshot.config.http_address.0;
-    let rtmp = glommio::net::TcpListener::bind(rtmp_addr).map_err(|reason| StartError::Listen {
+    let rtmp = crate::server::net::listen(rtmp_addr).map_err(|reason| StartError::Listen {
         what: "rtmp",
         addr: rtmp_addr,
-        reason: reason.into(),
+        reason,
     });
-    let http = glommio::net::TcpListener::bind(http_addr).map_err(|reason| StartError::Listen {
+    let http = crate::server::net::listen(http_addr).map_err(|reason| StartError::Listen {
         what: "http",
         addr: http_addr,
-        reason: reason.into(),
+        reason,
     });
     let (mesh, receivers) = mesh.connect().await;
     let core = Core::new(id, data_cores, snapshot, mesh);

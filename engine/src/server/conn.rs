@@ -18,6 +18,9 @@ use crate::runtime::{Core, Notice, SessionGuard};
 
 /// How long a closing connection may take to flush its last bytes.
 const FLUSH_TIME: Duration = Duration::from_secs(1);
+/// How long, and for how many bytes, a lingering close keeps reading.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_MAX_BYTES: usize = 1 << 20;
 
 /// One accepted connection's plumbing.
 pub(crate) struct Conn {
@@ -97,6 +100,33 @@ impl Conn {
             ReadOutcome::Notice(control.notice().unwrap_or(Notice::Shutdown))
         };
         future::or(read, notice).await
+    }
+
+    /// Ends the connection after an error response while the client may still be sending (a
+    /// request head too large, say): flush, send FIN, and read what is in flight for a moment, so
+    /// the kernel does not answer the client's last bytes with a reset that destroys the response.
+    pub(crate) async fn close_lingering(self, mut reader: NetReader) {
+        self.queue.borrow_mut().close();
+        let writer = self.writer;
+        if glommio::timer::timeout(FLUSH_TIME, async { Ok(writer.await) })
+            .await
+            .is_err()
+        {
+            return;
+        }
+        reader.shutdown_write();
+        let mut sink = vec![0u8; 16 * 1024];
+        let _ = glommio::timer::timeout(LINGER_TIME, async {
+            let mut total = 0;
+            while let Ok(n) = reader.read(&mut sink).await {
+                total += n;
+                if n == 0 || total > LINGER_MAX_BYTES {
+                    break;
+                }
+            }
+            Ok(())
+        })
+        .await;
     }
 
     /// Ends the connection: with `flush`, the queued output gets [`FLUSH_TIME`] to reach the

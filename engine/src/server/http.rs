@@ -106,15 +106,27 @@ async fn serve_connection(core: Rc<Core>, stream: TcpStream) {
     let span = tracing::info_span!("http", core = %core.id, conn = %conn.guard.id);
     async move {
         debug!(peer = ?conn.peer, "connection accepted");
-        let flush = serve_requests(&conn, reader).await;
-        conn.close(flush).await;
+        match serve_requests(&conn, reader).await {
+            Close::Now => conn.close(false).await,
+            Close::Flush => conn.close(true).await,
+            Close::Linger(reader) => conn.close_lingering(reader).await,
+        }
     }
     .instrument(span)
     .await
 }
 
-/// Serves requests until the connection ends; returns whether queued output should be flushed.
-async fn serve_requests(conn: &Conn, mut reader: NetReader) -> bool {
+/// How a connection ends.
+enum Close {
+    Now,
+    /// Let the queued output out first.
+    Flush,
+    /// An error response to a client that may still be sending: flush, then drain its input.
+    Linger(NetReader),
+}
+
+/// Serves requests until the connection ends.
+async fn serve_requests(conn: &Conn, mut reader: NetReader) -> Close {
     let config = HttpSettings::from_config(&conn.core.snapshot().config);
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
     let mut chunk = vec![0u8; READ_BUFFER];
@@ -140,28 +152,32 @@ async fn serve_requests(conn: &Conn, mut reader: NetReader) -> bool {
                     ReadOutcome::TimedOut if !buf.is_empty() => {
                         info!(peer = ?conn.peer, "closing connection: request head not received within readTimeout");
                         respond_error(conn, 408, Version::Http11);
-                        return true;
+                        return Close::Linger(reader);
                     }
                     ReadOutcome::TimedOut | ReadOutcome::Closed | ReadOutcome::Notice(_) => {
-                        return false
+                        return Close::Now
                     }
                     ReadOutcome::Failed(e) => {
                         debug!("read failed: {e}");
-                        return false;
+                        return Close::Now;
                     }
                 }
             }
             Err(e) => {
                 info!(peer = ?conn.peer, status = e.status(), "closing connection: bad request: {e}");
                 respond_error(conn, e.status(), Version::Http11);
-                return true;
+                return Close::Linger(reader);
             }
         };
         match handle(conn, &request).await {
             Next::KeepAlive => continue,
-            Next::Close => return true,
+            Next::Close => return Close::Flush,
             Next::Streaming { handle, chunked } => {
-                return stream_flv(conn, &mut reader, handle, chunked).await
+                return if stream_flv(conn, &mut reader, handle, chunked).await {
+                    Close::Flush
+                } else {
+                    Close::Now
+                };
             }
         }
     }

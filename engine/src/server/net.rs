@@ -27,6 +27,25 @@ pub struct NetWriter {
     stream: TcpStream,
 }
 
+/// Binds a listener for one core: `SO_REUSEPORT`, so every core binds the same address and the
+/// kernel spreads connections over them, and `SO_REUSEADDR`, so a restart is not refused while
+/// connections of the previous run linger in TIME_WAIT (glommio's own `bind` sets only the former).
+pub fn listen(addr: std::net::SocketAddr) -> io::Result<glommio::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    // SAFETY: the descriptor is a freshly bound, listening TCP socket, handed over whole.
+    Ok(unsafe {
+        glommio::net::TcpListener::from_raw_fd(std::os::unix::io::IntoRawFd::into_raw_fd(socket))
+    })
+}
+
 /// Splits a connection into halves that can be used by two tasks at once.
 pub fn split(stream: TcpStream) -> io::Result<(NetReader, NetWriter)> {
     // SAFETY: `dup` on a valid open descriptor owned by `stream`; the result is checked below.
@@ -44,11 +63,11 @@ impl NetReader {
         self.stream.read(buf).await
     }
 
-    /// Ends both directions, waking any read or write pending on either half.
-    pub fn shutdown(&self) {
+    /// Ends our sending direction (FIN) while the peer may still send.
+    pub fn shutdown_write(&self) {
         // SAFETY: shutdown(2) on a descriptor we own; failure (already closed) is harmless.
         unsafe {
-            libc::shutdown(self.stream.as_raw_fd(), libc::SHUT_RDWR);
+            libc::shutdown(self.stream.as_raw_fd(), libc::SHUT_WR);
         }
     }
 }

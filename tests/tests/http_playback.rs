@@ -1,0 +1,296 @@
+//! End-to-end: HTTP-FLV and HLS from a two-core engine, published by ffmpeg over RTMP.
+
+use std::time::Duration;
+
+use tests::ff::{self, decoded_frames, parse_probe, wait_with_timeout};
+use tests::http::{get, raw_request, request};
+use tests::Engine;
+
+#[test]
+fn flv_viewers_on_both_cores_receive_every_frame() {
+    let engine = Engine::start("playWaitTimeout: 20s\n");
+    let url = engine.http_url("live/flv.flv");
+    let mut probes = Vec::new();
+    let mut decoders = Vec::new();
+    for i in 0..16 {
+        if i % 2 == 0 {
+            probes.push(ff::spawn_probe(&url));
+        } else {
+            decoders.push(ff::spawn_decoder(&url));
+        }
+        engine.wait_for_log_count("connection accepted", i + 1, Duration::from_secs(10));
+        if i >= 3 && engine.cores_with_connections().len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(
+        engine.cores_with_connections().len(),
+        2,
+        "viewers landed on one core only"
+    );
+    let viewers = probes.len() + decoders.len();
+    let publisher = ff::publish(&engine.rtmp_url("live/flv"), 6);
+    engine.wait_for_log_count("flv player started", viewers, Duration::from_secs(15));
+    assert!(
+        engine.count_log("via=\"remote\"") >= 1,
+        "no viewer was served across cores"
+    );
+    assert!(
+        wait_with_timeout(publisher, Duration::from_secs(30), "publisher")
+            .status
+            .success()
+    );
+    for probe in probes {
+        let p = parse_probe(&wait_with_timeout(
+            probe,
+            Duration::from_secs(30),
+            "ffprobe",
+        ))
+        .unwrap();
+        assert_eq!(
+            (p.video_codec.as_str(), p.audio_codec.as_str()),
+            ("h264", "aac")
+        );
+        assert_eq!((p.width, p.height), (320, 240));
+        assert_eq!(p.video_frames, 150, "{p:?}");
+    }
+    for decoder in decoders {
+        let out = wait_with_timeout(decoder, Duration::from_secs(30), "ffmpeg");
+        assert_eq!(
+            decoded_frames(&out),
+            Some(150),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn flv_response_headers_and_missing_stream() {
+    let engine =
+        Engine::start("playWaitTimeout: 1s\nhttpAllowOrigins: [\"https://player.example\"]\n");
+    let missing = get(engine.http_port, "/live/none.flv", &[]);
+    assert_eq!(missing.status, 404);
+    let publisher = ff::publish(&engine.rtmp_url("live/h"), 4);
+    engine.wait_for_log("publish started", Duration::from_secs(10));
+    let head = request(
+        engine.http_port,
+        "HEAD",
+        "/live/h.flv",
+        &["Origin: https://player.example"],
+    );
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("Content-Type"), Some("video/x-flv"));
+    assert_eq!(
+        head.header("Access-Control-Allow-Origin"),
+        Some("https://player.example")
+    );
+    let other = request(
+        engine.http_port,
+        "HEAD",
+        "/live/h.flv",
+        &["Origin: https://evil.example"],
+    );
+    assert_eq!(other.header("Access-Control-Allow-Origin"), None);
+    wait_with_timeout(publisher, Duration::from_secs(20), "publisher");
+}
+
+/// The lines of a playlist that carry a tag's value, e.g. `#EXT-X-MEDIA-SEQUENCE`.
+fn tag<'a>(playlist: &'a str, name: &str) -> Option<&'a str> {
+    playlist
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+}
+
+fn durations(playlist: &str) -> Vec<f64> {
+    playlist
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .map(|d| d.trim_end_matches(',').parse().expect("EXTINF duration"))
+        .collect()
+}
+
+#[test]
+fn hls_playlist_slides_and_segments_decode() {
+    let engine = Engine::start("hlsSegmentDuration: 1s\nhlsSegmentCount: 3\n");
+    let publisher = ff::publish(&engine.rtmp_url("live/hls"), 14);
+    engine.wait_for_log("publish started", Duration::from_secs(10));
+
+    let first = get(engine.http_port, "/live/hls.m3u8", &[]);
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(
+        first.header("Content-Type"),
+        Some("application/vnd.apple.mpegurl")
+    );
+    assert_eq!(first.header("Cache-Control"), Some("max-age=1"));
+    let mut last_sequence: Option<u64> = None;
+    let mut slid = false;
+    for _ in 0..8 {
+        let p = get(engine.http_port, "/live/hls.m3u8", &[]).text();
+        let lines: Vec<&str> = p.lines().collect();
+        assert_eq!(lines[0], "#EXTM3U", "{p}");
+        assert!(p.contains("#EXT-X-VERSION:3"), "{p}");
+        let target: f64 = tag(&p, "#EXT-X-TARGETDURATION").unwrap().parse().unwrap();
+        let seq: u64 = tag(&p, "#EXT-X-MEDIA-SEQUENCE").unwrap().parse().unwrap();
+        let segs = durations(&p);
+        assert!(!segs.is_empty() && segs.len() <= 3, "window of 3: {p}");
+        for d in &segs {
+            assert!(
+                *d > 0.0 && *d <= target,
+                "segment of {d}s over target {target}: {p}"
+            );
+        }
+        if let Some(prev) = last_sequence {
+            assert!(seq >= prev, "media sequence went back: {p}");
+            slid |= seq > prev;
+        }
+        last_sequence = Some(seq);
+        // Every listed segment is served, whole, as MPEG-TS.
+        let uri = lines.iter().rev().find(|l| l.ends_with(".ts")).unwrap();
+        let seg = get(engine.http_port, &format!("/live/{uri}"), &[]);
+        assert_eq!(seg.status, 200);
+        assert_eq!(seg.header("Content-Type"), Some("video/mp2t"));
+        assert!(seg.header("Cache-Control").unwrap().contains("immutable"));
+        assert_eq!(seg.body.len() % 188, 0);
+        assert!(seg.body.chunks(188).all(|p| p[0] == 0x47));
+        std::thread::sleep(Duration::from_millis(900));
+    }
+    assert!(slid, "the window never slid");
+
+    // ffprobe reads the live playlist and decodes the right codecs and resolution.
+    let probe = ff::spawn_probe_with(
+        &engine.http_url("live/hls.m3u8"),
+        &["-m3u8_hold_counters", "2"],
+    );
+    let p = parse_probe(&wait_with_timeout(
+        probe,
+        Duration::from_secs(40),
+        "ffprobe hls",
+    ))
+    .unwrap();
+    assert_eq!(
+        (p.video_codec.as_str(), p.audio_codec.as_str()),
+        ("h264", "aac")
+    );
+    assert_eq!((p.width, p.height), (320, 240));
+    wait_with_timeout(publisher, Duration::from_secs(30), "publisher");
+}
+
+#[test]
+fn hls_holds_the_whole_stream_when_muxed_from_the_start() {
+    let engine =
+        Engine::start("hlsAlwaysRemux: true\nhlsSegmentDuration: 1s\nhlsSegmentCount: 10\n");
+    let publisher = ff::publish(&engine.rtmp_url("live/all"), 6);
+    assert!(
+        wait_with_timeout(publisher, Duration::from_secs(30), "publisher")
+            .status
+            .success()
+    );
+    let probe = ff::spawn_probe_with(
+        &engine.http_url("live/all.m3u8"),
+        // ffmpeg 5.1 fails on the first segment with a hold counter of 1 and start index 0.
+        &["-live_start_index", "0", "-m3u8_hold_counters", "3"],
+    );
+    let p = parse_probe(&wait_with_timeout(
+        probe,
+        Duration::from_secs(40),
+        "ffprobe hls",
+    ))
+    .unwrap();
+    assert_eq!(p.video_frames, 150, "{p:?}");
+}
+
+#[test]
+fn republish_makes_a_discontinuity() {
+    let engine = Engine::start("hlsSegmentDuration: 1s\nhlsSegmentCount: 10\n");
+    let url = engine.rtmp_url("live/re");
+    let first = ff::publish(&url, 4);
+    engine.wait_for_log("publish started", Duration::from_secs(10));
+    let p = get(engine.http_port, "/live/re.m3u8", &[]);
+    assert_eq!(p.status, 200);
+    assert!(!p.text().contains("#EXT-X-DISCONTINUITY"), "{}", p.text());
+    wait_with_timeout(first, Duration::from_secs(20), "first publisher");
+    engine.wait_for_log("publish stopped", Duration::from_secs(5));
+
+    let second = ff::publish(&url, 4);
+    engine.wait_for_log_count("publish started", 2, Duration::from_secs(10));
+    let found = tests::eventually(Duration::from_secs(10), || {
+        get(engine.http_port, "/live/re.m3u8", &[])
+            .text()
+            .contains("#EXT-X-DISCONTINUITY")
+    });
+    assert!(
+        found,
+        "{}",
+        get(engine.http_port, "/live/re.m3u8", &[]).text()
+    );
+    wait_with_timeout(second, Duration::from_secs(20), "second publisher");
+}
+
+#[test]
+fn malformed_requests_get_their_status_while_a_stream_flows() {
+    let engine = Engine::start("playWaitTimeout: 10s\n");
+    let probe = ff::spawn_probe(&engine.http_url("live/ok.flv"));
+    let publisher = ff::publish(&engine.rtmp_url("live/ok"), 6);
+    engine.wait_for_log("flv player started", Duration::from_secs(15));
+
+    let port = engine.http_port;
+    assert_eq!(raw_request(port, b"GARBAGE\r\n\r\n").status, 400);
+    assert_eq!(
+        raw_request(port, b"GET /live/ok.flv HTTP/2.0\r\nHost: x\r\n\r\n").status,
+        505
+    );
+    let huge = format!(
+        "GET /live/ok.m3u8 HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    assert_eq!(raw_request(port, huge.as_bytes()).status, 431);
+    assert_eq!(
+        request(port, "POST", "/live/ok.flv", &["Content-Length: 0"]).status,
+        405
+    );
+    assert_eq!(get(port, "/live/ok.mp4", &[]).status, 404);
+    assert_eq!(get(port, "/nothing", &[]).status, 404);
+    assert_eq!(get(port, "/live/missing-0-0.ts", &[]).status, 404);
+    let options = request(
+        port,
+        "OPTIONS",
+        "/live/ok.m3u8",
+        &[
+            "Origin: https://a.example",
+            "Access-Control-Request-Method: GET",
+        ],
+    );
+    assert_eq!(options.status, 204);
+    assert_eq!(options.header("Access-Control-Allow-Origin"), Some("*"));
+    assert!(options
+        .header("Access-Control-Allow-Methods")
+        .unwrap()
+        .contains("GET"));
+
+    // Keep-alive: two requests on one connection.
+    let two = b"GET /a.m3u8 HTTP/1.1\r\nHost: x\r\n\r\nGET /live/ok.mp4 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    std::io::Write::write_all(&mut s, two).unwrap();
+    let mut both = String::new();
+    std::io::Read::read_to_string(&mut s, &mut both).unwrap();
+    assert_eq!(
+        both.matches("HTTP/1.1 404 Not Found\r\n").count(),
+        2,
+        "{both}"
+    );
+
+    assert!(
+        wait_with_timeout(publisher, Duration::from_secs(30), "publisher")
+            .status
+            .success()
+    );
+    let p = parse_probe(&wait_with_timeout(
+        probe,
+        Duration::from_secs(30),
+        "ffprobe",
+    ))
+    .unwrap();
+    assert_eq!(p.video_frames, 150, "the live viewer lost frames: {p:?}");
+}
