@@ -31,6 +31,9 @@ pub struct PlayerQueue {
     slow_timeout: Duration,
     skipping: bool,
     behind_since: Option<Instant>,
+    /// `TooSlow` was reported: the player is being cut, so later pushes are only `Dropped`
+    /// (one slow player is kicked, logged and counted once, however many frames follow).
+    too_slow: bool,
     dropped_frames: u64,
     closed: bool,
     waker: Option<Waker>,
@@ -45,6 +48,7 @@ impl PlayerQueue {
             slow_timeout,
             skipping: false,
             behind_since: None,
+            too_slow: false,
             dropped_frames: 0,
             closed: false,
             waker: None,
@@ -88,7 +92,8 @@ impl PlayerQueue {
     fn drop_frame(&mut self, now: Instant) -> PushOutcome {
         self.dropped_frames += 1;
         let since = *self.behind_since.get_or_insert(now);
-        if now.duration_since(since) >= self.slow_timeout {
+        if !self.too_slow && now.duration_since(since) >= self.slow_timeout {
+            self.too_slow = true;
             PushOutcome::TooSlow
         } else {
             PushOutcome::Dropped
@@ -185,6 +190,9 @@ mod tests {
         assert_eq!(q.push_media(buf(1), true, t0), PushOutcome::Dropped);
         let later = t0 + Duration::from_secs(5);
         assert_eq!(q.push_media(buf(1), true, later), PushOutcome::TooSlow);
+        // Reported once: the frames offered before the connection closes are only dropped.
+        assert_eq!(q.push_media(buf(1), false, later), PushOutcome::Dropped);
+        assert_eq!(q.push_media(buf(1), true, later), PushOutcome::Dropped);
     }
 
     #[test]
