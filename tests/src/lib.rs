@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod ff;
+pub mod rtmp_client;
 
 /// Path of the engine binary built by `cargo test --workspace` next to this test's executable.
 pub fn engine_binary() -> PathBuf {
