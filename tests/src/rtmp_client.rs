@@ -200,10 +200,26 @@ impl RtmpClient {
         }
     }
 
+    /// Waits for `PublishStarted`.
+    pub fn wait_publish_started(&mut self, timeout: Duration) -> Result<(), String> {
+        self.wait_for(timeout, |e| {
+            matches!(e, ClientEvent::PublishStarted { .. }).then_some(())
+        })
+        .map(|_| ())
+        .map_err(|(err, seen)| format!("no PublishStarted: {err}; events: {seen:?}"))
+    }
+
     /// Sends one frame (after `PublishStarted`).
     pub fn send_media(&mut self, frame: &corestream::media::Frame) -> io::Result<()> {
         self.session.send_media(frame);
         self.flush()
+    }
+
+    /// Ends the stream as ffmpeg does (`FCUnpublish`/`deleteStream`) and closes the connection.
+    pub fn goodbye(mut self) -> io::Result<()> {
+        self.session.goodbye();
+        self.flush()?;
+        self.stream.shutdown(std::net::Shutdown::Both)
     }
 }
 
