@@ -29,7 +29,8 @@ fn cores_with_connections(engine: &Engine) -> BTreeSet<String> {
         .collect()
 }
 
-fn assert_success(out: &std::process::Output, what: &str) {
+fn assert_success(engine: &Engine, out: &std::process::Output, what: &str) {
+    engine.assert_not_stopped_by_someone_else();
     assert!(
         out.status.success(),
         "{what} failed ({:?}): {}",
@@ -90,7 +91,7 @@ fn slow_player_is_cut_off_while_others_get_every_frame() {
     engine.wait_for_log("notice=TooSlow", Duration::from_secs(2));
 
     let out = wait_with_timeout(publisher, Duration::from_secs(30), "publisher");
-    assert_success(&out, "publisher");
+    assert_success(&engine, &out, "publisher");
     let p = parse_probe(&wait_with_timeout(
         probe,
         Duration::from_secs(20),
@@ -265,7 +266,7 @@ fn garbage_input_closes_only_that_connection() {
     drop(fresh);
 
     let out = wait_with_timeout(publisher, Duration::from_secs(30), "publisher");
-    assert_success(&out, "publisher");
+    assert_success(&engine, &out, "publisher");
     let p = parse_probe(&wait_with_timeout(
         probe,
         Duration::from_secs(20),
@@ -379,7 +380,7 @@ fn our_clients_play_across_cores() {
         "no player was served across cores"
     );
     let out = wait_with_timeout(publisher, Duration::from_secs(30), "publisher");
-    assert_success(&out, "publisher");
+    assert_success(&engine, &out, "publisher");
 
     for (i, r) in readers.into_iter().enumerate() {
         let events = r.join().expect("reader thread").unwrap();
@@ -438,7 +439,7 @@ fn missing_stream_and_duplicate_publisher_status() {
         Duration::from_secs(2),
     );
     let out = wait_with_timeout(publisher, Duration::from_secs(20), "publisher");
-    assert_success(&out, "first publisher");
+    assert_success(&engine, &out, "first publisher");
 }
 
 /// A keyframe larger than the whole `playerMaxQueueBytes` still reaches a player that keeps up:
