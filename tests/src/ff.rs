@@ -11,13 +11,18 @@ pub fn publish(url: &str, seconds: u32) -> Child {
 
 /// Like [`publish`], with extra output options (e.g. a higher bitrate).
 pub fn publish_with(url: &str, seconds: u32, extra: &[&str]) -> Child {
+    publish_sized(url, seconds, "320x240", extra)
+}
+
+/// Like [`publish_with`], with the picture size (`WxH`) too.
+pub fn publish_sized(url: &str, seconds: u32, size: &str, extra: &[&str]) -> Child {
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
         .args([
             "-f",
             "lavfi",
             "-i",
-            &format!("testsrc2=size=320x240:rate=25:duration={seconds}"),
+            &format!("testsrc2=size={size}:rate=25:duration={seconds}"),
         ])
         .args([
             "-f",

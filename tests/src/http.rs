@@ -43,7 +43,10 @@ pub fn get(port: u16, path: &str, extra_headers: &[&str]) -> Response {
 
 pub fn request(port: u16, method: &str, path: &str, extra_headers: &[&str]) -> Response {
     let mut raw = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
-    if !extra_headers.iter().any(|h| h.to_ascii_lowercase().starts_with("host:")) {
+    if !extra_headers
+        .iter()
+        .any(|h| h.to_ascii_lowercase().starts_with("host:"))
+    {
         raw.push_str(&format!("Host: 127.0.0.1:{port}\r\n"));
     }
     for h in extra_headers {

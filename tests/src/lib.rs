@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 pub mod ff;
 pub mod http;
+pub mod rtmp_client;
 
 /// Path of the engine binary built by `cargo test --workspace` next to this test's executable.
 pub fn engine_binary() -> PathBuf {
@@ -125,6 +126,7 @@ impl Engine {
                 return lines[count - 1].clone();
             }
             if Instant::now() > deadline {
+                self.assert_not_stopped_by_someone_else();
                 panic!(
                     "engine log never had {count} line(s) with {needle:?} within {timeout:?}; log:\n{}",
                     self.log().join("\n")
@@ -148,6 +150,23 @@ impl Engine {
                     .ok()
             })
             .collect()
+    }
+
+    /// The engine's "stopping" line if it was stopped by a signal the harness did not send (on
+    /// a shared machine, someone's `pkill corestream`): a failure after that is not the test's.
+    pub fn stopped_by_someone_else(&self) -> Option<String> {
+        // No child: the harness stopped the engine itself.
+        self.child.as_ref()?;
+        self.log()
+            .into_iter()
+            .find(|l| l.contains("stopping signal="))
+    }
+
+    /// Panics saying so if [`Engine::stopped_by_someone_else`].
+    pub fn assert_not_stopped_by_someone_else(&self) {
+        if let Some(line) = self.stopped_by_someone_else() {
+            panic!("the engine (pid {}) was stopped by a signal this test did not send, so nothing it did after can be checked: {line}", self.pid());
+        }
     }
 
     pub fn pid(&self) -> u32 {

@@ -20,7 +20,9 @@ pub enum PushOutcome {
 /// connection's writer.
 ///
 /// Invariants: `queued_bytes` is the sum of the queued buffers' lengths; media is only queued while
-/// it stays under `max_bytes` (control messages are never dropped: they are few and small). Once a
+/// it stays under `max_bytes` (control messages are never dropped: they are few and small), except
+/// a single frame larger than `max_bytes`, which is queued when the queue is at most half full so
+/// that streams with keyframes bigger than the bound still play. Once a
 /// buffer is dropped every following media buffer is dropped until a resynchronisation point finds
 /// the queue at most half full, so the player never decodes a frame whose references it lost.
 #[derive(Debug)]
@@ -31,6 +33,9 @@ pub struct PlayerQueue {
     slow_timeout: Duration,
     skipping: bool,
     behind_since: Option<Instant>,
+    /// `TooSlow` was reported: the player is being cut, so later pushes are only `Dropped`
+    /// (one slow player is kicked, logged and counted once, however many frames follow).
+    too_slow: bool,
     dropped_frames: u64,
     closed: bool,
     waker: Option<Waker>,
@@ -45,6 +50,7 @@ impl PlayerQueue {
             slow_timeout,
             skipping: false,
             behind_since: None,
+            too_slow: false,
             dropped_frames: 0,
             closed: false,
             waker: None,
@@ -75,7 +81,11 @@ impl PlayerQueue {
                 return self.drop_frame(now);
             }
         }
-        if self.queued_bytes + buf.len() > self.max_bytes {
+        // A frame larger than the whole bound would never fit, and a player that keeps up would
+        // skip every one of them (and everything after them, forever): take it when the queue
+        // is no fuller than a skipping player needs it to be to resume.
+        let oversized = buf.len() > self.max_bytes && self.queued_bytes <= self.max_bytes / 2;
+        if self.queued_bytes + buf.len() > self.max_bytes && !oversized {
             self.skipping = true;
             return self.drop_frame(now);
         }
@@ -88,7 +98,8 @@ impl PlayerQueue {
     fn drop_frame(&mut self, now: Instant) -> PushOutcome {
         self.dropped_frames += 1;
         let since = *self.behind_since.get_or_insert(now);
-        if now.duration_since(since) >= self.slow_timeout {
+        if !self.too_slow && now.duration_since(since) >= self.slow_timeout {
+            self.too_slow = true;
             PushOutcome::TooSlow
         } else {
             PushOutcome::Dropped
@@ -185,6 +196,29 @@ mod tests {
         assert_eq!(q.push_media(buf(1), true, t0), PushOutcome::Dropped);
         let later = t0 + Duration::from_secs(5);
         assert_eq!(q.push_media(buf(1), true, later), PushOutcome::TooSlow);
+        // Reported once: the frames offered before the connection closes are only dropped.
+        assert_eq!(q.push_media(buf(1), false, later), PushOutcome::Dropped);
+        assert_eq!(q.push_media(buf(1), true, later), PushOutcome::Dropped);
+    }
+
+    #[test]
+    fn a_frame_larger_than_the_bound_reaches_a_player_that_keeps_up() {
+        let t0 = Instant::now();
+        let mut q = PlayerQueue::new(100, Duration::from_secs(5));
+        // Something small ahead of it (e.g. audio in the same batch) does not keep it out.
+        assert_eq!(q.push_media(buf(10), false, t0), PushOutcome::Queued);
+        assert_eq!(q.push_media(buf(150), true, t0), PushOutcome::Queued);
+        assert_eq!(q.queued_bytes(), 160);
+        // Over the bound now: the next frames are dropped up to the next keyframe...
+        assert_eq!(q.push_media(buf(10), false, t0), PushOutcome::Dropped);
+        let mut out = Vec::new();
+        q.take_batch(&mut out, 8);
+        // ...which, oversized again, is taken once the player has caught up.
+        assert_eq!(q.push_media(buf(150), true, t0), PushOutcome::Queued);
+        // A queue more than half full takes no oversized frame.
+        let mut q = PlayerQueue::new(100, Duration::from_secs(5));
+        assert_eq!(q.push_media(buf(60), true, t0), PushOutcome::Queued);
+        assert_eq!(q.push_media(buf(150), true, t0), PushOutcome::Dropped);
     }
 
     #[test]
