@@ -1,7 +1,6 @@
 //! End-to-end robustness: slow players, hostile input, and our own RTMP client, against the real
 //! binary on two data cores.
 
-use std::collections::BTreeSet;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
