@@ -15,4 +15,7 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# The end-to-end tests start target/debug/corestream; build it first so a partial run
+# (`tests/run.sh -p tests`) never tests a stale binary.
+cargo build -p engine --bin corestream
 cargo test --workspace "$@"
