@@ -17,7 +17,7 @@ use crate::registry::{Player, SinkFormat, StreamKey, DEFAULT_VHOST};
 use crate::runtime::{Core, Notice, PlayHandle, PublishHandle, PublishRefused, Via};
 
 /// Socket reads go into a buffer this large.
-const READ_BUFFER: usize = 64 * 1024;
+const READ_BUFFER: usize = 16 * 1024;
 
 /// Accepts RTMP connections on this core until shutdown.
 pub async fn serve_rtmp(core: Rc<Core>, listener: TcpListener) {
