@@ -496,3 +496,61 @@ fn keyframes_larger_than_the_player_queue_still_play() {
         .count();
     assert_eq!(keyframes, 4);
 }
+
+/// Codecs the engine does not parse (enhanced-RTMP HEVC here) pass through byte for byte, and the
+/// GOP logic still finds their keyframes from the frame-type bits.
+#[test]
+fn enhanced_rtmp_hevc_passes_through_untouched() {
+    let engine = Engine::start("playWaitTimeout: 10s\n");
+    let mut player =
+        RtmpClient::connect(engine.rtmp_port, "live", "hevc", ClientMode::Play).unwrap();
+    let mut publisher =
+        RtmpClient::connect(engine.rtmp_port, "live", "hevc", ClientMode::Publish).unwrap();
+    publisher
+        .wait_publish_started(Duration::from_secs(10))
+        .unwrap();
+    // The sequence start goes first so the player can attach before the rest is sent.
+    publisher
+        .send_media(&Frame::new(
+            MediaKind::Video,
+            0,
+            bytes::Bytes::from_static(&[0x90, b'h', b'v', b'c', b'1', 0xAA]),
+        ))
+        .unwrap();
+    player.wait_play_started(Duration::from_secs(10)).unwrap();
+
+    // isExHeader | frame type (1 key, 2 inter) << 4 | packet type (0 SequenceStart, 1 CodedFrames),
+    // then the FourCC and opaque codec bytes.
+    let frame = |ts: u32, first: u8, fill: u8, len: usize| {
+        let mut body = vec![first, b'h', b'v', b'c', b'1'];
+        body.extend(std::iter::repeat_n(fill, len));
+        Frame::new(MediaKind::Video, ts, bytes::Bytes::from(body))
+    };
+    let mut sent = vec![frame(0, 0x90, 0xAA, 1)];
+    for i in 0..50u32 {
+        let first = if i % 25 == 0 { 0x91 } else { 0xA1 };
+        sent.push(frame(i * 40, first, i as u8, 300 + i as usize));
+    }
+    for f in &sent[1..] {
+        publisher.send_media(f).unwrap();
+    }
+    publisher.goodbye().unwrap();
+    let (events, ended) = player.collect_until_end(Duration::from_secs(10));
+    assert!(ended, "the player's stream never ended");
+    let received: Vec<Frame> = events
+        .into_iter()
+        .filter_map(|e| match e {
+            ClientEvent::Media(f) if f.kind == MediaKind::Video => Some(f),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(received.len(), sent.len());
+    for (got, want) in received.iter().zip(&sent) {
+        assert_eq!(
+            got.payload, want.payload,
+            "payload changed at ts {}",
+            want.timestamp
+        );
+        assert_eq!(got.timestamp, want.timestamp);
+    }
+}
