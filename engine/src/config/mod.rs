@@ -193,14 +193,13 @@ impl Config {
                 reason: e.to_string(),
             })?;
             if !overlay.is_empty() {
-                loaded.config = state::apply(&loaded.config, &overlay).map_err(|message| {
-                    ConfigError::At {
+                loaded.config =
+                    state::apply(&loaded.config, &overlay).map_err(|message| ConfigError::At {
                         file,
                         line: 1,
                         column: 1,
                         message,
-                    }
-                })?;
+                    })?;
             }
         }
         Ok(loaded)
@@ -281,7 +280,8 @@ impl Config {
                 format!("`{bad}` is not an IP address or CIDR range"),
             ));
         }
-        let defaults = PathFields::default().resolve("", &self.path_defaults, self.override_publisher);
+        let defaults =
+            PathFields::default().resolve("", &self.path_defaults, self.override_publisher);
         defaults.check().map_err(|e| ("pathDefaults", e))?;
         for (name, fields) in self.paths.iter() {
             fields

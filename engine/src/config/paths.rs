@@ -111,8 +111,18 @@ impl PathConf {
 /// `publisher` is the only source served; pull URLs come with relaying.
 pub fn check_source(source: &str) -> Result<(), String> {
     const PULL: [&str; 12] = [
-        "rtmp://", "rtmps://", "http://", "https://", "rtsp://", "rtsps://", "srt://", "udp://",
-        "whep://", "wheps://", "redirect", "rpiCamera",
+        "rtmp://",
+        "rtmps://",
+        "http://",
+        "https://",
+        "rtsp://",
+        "rtsps://",
+        "srt://",
+        "udp://",
+        "whep://",
+        "wheps://",
+        "redirect",
+        "rpiCamera",
     ];
     if source == "publisher" {
         Ok(())
@@ -237,7 +247,10 @@ impl Paths {
         }
         for (name, re) in &self.regexes {
             if re.is_match(path.as_bytes()) {
-                return self.entries.get_key_value(name).map(|(n, f)| (n.as_str(), f));
+                return self
+                    .entries
+                    .get_key_value(name)
+                    .map(|(n, f)| (n.as_str(), f));
             }
         }
         CATCH_ALL

@@ -3,7 +3,7 @@
 use crate::media::Frame;
 use crate::registry::{ClaimOutcome, Publisher, StreamKey};
 
-use super::{CoreId, SessionId, StreamId};
+use super::{ConnUuid, CoreId, CoreView, SessionId, StreamId};
 
 /// Where the answer to a request goes: the asking core and its request number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +84,17 @@ pub enum CoreMessage {
     ConfigUpdate(std::sync::Arc<crate::config::Snapshot>),
     /// Stop accepting, tell every client, finish.
     Shutdown,
+
+    // Control API queries (answered in `runtime/core/gather.rs`).
+    /// Report counters and connections; answered with [`Reply::View`].
+    GatherView {
+        reply: ReplyTo,
+    },
+    /// Close the connection with this id if it is on this core; answered with [`Reply::Kicked`].
+    KickConn {
+        id: ConnUuid,
+        reply: ReplyTo,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +102,9 @@ pub enum Reply {
     Claim(ClaimOutcome),
     Publisher(Option<Publisher>),
     Stats(CoreStats),
+    View(Box<CoreView>),
+    /// Whether the connection was on this core (and is now told to close).
+    Kicked(bool),
 }
 
 /// Plain per-core counters: no atomics, gathered on demand over the mesh.

@@ -18,7 +18,9 @@ use crate::auth::{Action, AuthRequest, Protocol};
 use crate::media::PlayerQueue;
 use crate::protocol::rtmp::{Reject, ServerEvent, ServerSession, SessionConfig, SessionError};
 use crate::registry::{Player, SinkFormat, StreamKey, DEFAULT_VHOST};
-use crate::runtime::{Core, Notice, PlayHandle, PublishHandle, PublishRefused, SessionGuard, Via};
+use crate::runtime::{
+    ConnState, Core, Notice, PlayHandle, PublishHandle, PublishRefused, SessionGuard, Via,
+};
 
 /// Socket reads go into a buffer this large.
 const READ_BUFFER: usize = 64 * 1024;
@@ -87,6 +89,8 @@ async fn serve_connection(core: Rc<Core>, stream: TcpStream) {
             core.snapshot().config.player_max_queue_bytes,
             core.snapshot().config.slow_player_timeout.duration(),
         )));
+        guard.control.info.set_remote(peer);
+        guard.control.info.set_queue(queue.clone());
         let writer = glommio::spawn_local(drain_queue(queue.clone(), writer, core.clone()));
         let mut conn = Connection {
             core: core.clone(),
@@ -170,6 +174,7 @@ impl Connection {
                 }
                 Some(Err(e)) => break Ending::Io(e),
             };
+            self.guard.control.info.add_bytes_in(n as u64);
             if let Err(e) = self.session.handle_input(&buf[..n]) {
                 break Ending::Protocol(e);
             }
@@ -213,8 +218,8 @@ impl Connection {
                     return;
                 }
                 let key = match self.authorize(Action::Publish, &app, &stream, &query) {
-                    Ok(key) => key,
-                    Err(()) => {
+                    Ok(key) if self.path_configured(&key) => key,
+                    _ => {
                         self.session.reject_publish(request, Reject::Unauthorized);
                         self.refused = true;
                         return;
@@ -224,6 +229,10 @@ impl Connection {
                     Ok(handle) => {
                         self.session.accept_publish(request);
                         info!(stream = %key, peer = ?self.peer, stream_id = %handle.stream_id(), "publish started");
+                        self.guard
+                            .control
+                            .info
+                            .set_role(ConnState::Publish, key.path(), &query);
                         self.role = Role::Publishing(handle);
                     }
                     Err(PublishRefused::AlreadyPublishing) => {
@@ -248,8 +257,8 @@ impl Connection {
                     return;
                 }
                 let key = match self.authorize(Action::Read, &app, &stream, &query) {
-                    Ok(key) => key,
-                    Err(()) => {
+                    Ok(key) if self.path_configured(&key) => key,
+                    _ => {
                         self.session.reject_play(request, Reject::Unauthorized);
                         self.refused = true;
                         return;
@@ -288,6 +297,10 @@ impl Connection {
                                 info!(stream = %key, peer = ?self.peer, via = "remote", owner_core = %owner, "player started")
                             }
                         }
+                        self.guard
+                            .control
+                            .info
+                            .set_role(ConnState::Read, key.path(), &query);
                         self.role = Role::Playing(handle);
                     }
                     None => self.guard.control.notify(Notice::StreamEnded),
@@ -301,11 +314,13 @@ impl Connection {
                 if let Role::Publishing(h) = &self.role {
                     info!(stream = %h.key, "publish stopped");
                     self.role = Role::Idle;
+                    self.guard.control.info.set_idle();
                 }
             }
             ServerEvent::PlayStopped => {
                 if matches!(self.role, Role::Playing(_)) {
                     self.role = Role::Idle;
+                    self.guard.control.info.set_idle();
                 }
             }
         }
@@ -356,6 +371,16 @@ impl Connection {
         Ok(StreamKey::new(vhost, app, stream))
     }
 
+    /// Whether a `paths` entry covers the stream (MediaMTX refuses unconfigured paths); logs why not.
+    fn path_configured(&self, key: &StreamKey) -> bool {
+        let path = key.path();
+        let configured = self.core.snapshot().config.path_conf(&path).is_some();
+        if !configured {
+            info!(path, peer = ?self.peer, "refused: no paths entry matches the path");
+        }
+        configured
+    }
+
     /// Says goodbye as the ending requires; true if there is something worth flushing.
     fn finish(&mut self, ending: &Ending) -> bool {
         let role = std::mem::replace(&mut self.role, Role::Idle);
@@ -365,7 +390,9 @@ impl Connection {
                 self.session.stream_eof();
                 true
             }
-            Ending::Notice(Notice::Shutdown | Notice::Replaced) => {
+            Ending::Notice(
+                Notice::Shutdown | Notice::Replaced | Notice::Kicked | Notice::PathRemoved,
+            ) => {
                 self.session.goodbye();
                 true
             }
