@@ -1,7 +1,7 @@
 //! The state and behaviour of one data-plane core: its streams, its share of the directory, and
 //! its side of the cross-core protocol.
 
-mod gather;
+pub(super) mod gather;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -103,6 +103,8 @@ pub struct Core {
     sessions: RefCell<HashMap<SessionId, Rc<SessionControl>>>,
     stats: RefCell<CoreStats>,
     next_id: Cell<u64>,
+    /// Home-core count of every key's readers, for `maxReaders` (see `core/gather.rs`).
+    readers: RefCell<HashMap<StreamKey, std::collections::HashSet<SessionId>>>,
 }
 
 impl Core {
@@ -123,6 +125,7 @@ impl Core {
                 ..CoreStats::default()
             }),
             next_id: Cell::new(1),
+            readers: RefCell::default(),
         })
     }
 
@@ -590,6 +593,16 @@ impl Core {
                 let kicked = self.kick_conn(id);
                 self.reply(reply, Reply::Kicked(kicked));
             }
+            CoreMessage::ClaimReader {
+                key,
+                session,
+                max,
+                reply,
+            } => {
+                let admitted = self.admit_reader(key, session, max);
+                self.reply(reply, Reply::ReaderClaim(admitted));
+            }
+            CoreMessage::ReleaseReader { key, session } => self.release_reader(&key, session),
         }
     }
 

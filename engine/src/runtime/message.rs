@@ -95,6 +95,20 @@ pub enum CoreMessage {
         id: ConnUuid,
         reply: ReplyTo,
     },
+    // To a key's home core: readers counted against the path's `maxReaders`.
+    /// `session` wants to read the key; admitted while fewer than `max` (0: any number) read it.
+    /// Answered with [`Reply::ReaderClaim`].
+    ClaimReader {
+        key: StreamKey,
+        session: SessionId,
+        max: u32,
+        reply: ReplyTo,
+    },
+    /// `session` stopped reading the key.
+    ReleaseReader {
+        key: StreamKey,
+        session: SessionId,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +119,8 @@ pub enum Reply {
     View(Box<CoreView>),
     /// Whether the connection was on this core (and is now told to close).
     Kicked(bool),
+    /// Whether the reader was admitted.
+    ReaderClaim(bool),
 }
 
 /// Plain per-core counters: no atomics, gathered on demand over the mesh.

@@ -11,6 +11,7 @@ mod os_signal;
 mod placement;
 mod signal;
 
+pub use self::core::gather::ReaderSlot;
 pub use self::core::{
     Core, Notice, PlayHandle, PublishHandle, PublishRefused, SessionControl, SessionGuard, Via,
 };

@@ -19,7 +19,8 @@ use crate::media::PlayerQueue;
 use crate::protocol::rtmp::{Reject, ServerEvent, ServerSession, SessionConfig, SessionError};
 use crate::registry::{Player, SinkFormat, StreamKey, DEFAULT_VHOST};
 use crate::runtime::{
-    ConnState, Core, Notice, PlayHandle, PublishHandle, PublishRefused, SessionGuard, Via,
+    ConnState, Core, Notice, PlayHandle, PublishHandle, PublishRefused, ReaderSlot, SessionGuard,
+    Via,
 };
 
 /// Socket reads go into a buffer this large.
@@ -106,6 +107,7 @@ async fn serve_connection(core: Rc<Core>, stream: TcpStream) {
             peer,
             vhost: String::new(),
             refused: false,
+            reader_slot: None,
         };
         let ending = conn.run(reader).await;
         let farewell = conn.finish(&ending);
@@ -136,6 +138,8 @@ struct Connection {
     vhost: String,
     /// Set when a request was refused: flush the refusal, then close.
     refused: bool,
+    /// While reading: this connection's place under the path's `maxReaders`.
+    reader_slot: Option<ReaderSlot>,
 }
 
 impl Connection {
@@ -265,6 +269,23 @@ impl Connection {
                     }
                 };
                 debug!(stream = %key, "play requested");
+                let max_readers = self
+                    .core
+                    .snapshot()
+                    .config
+                    .path_conf(&key.path())
+                    .map_or(0, |p| p.max_readers);
+                let Some(slot) = self
+                    .core
+                    .claim_reader(&key, self.guard.id, max_readers)
+                    .await
+                else {
+                    info!(stream = %key, peer = ?self.peer, max_readers, "play refused: the path has maxReaders readers");
+                    self.session.reject_play(request, Reject::NotFound);
+                    self.refused = true;
+                    return;
+                };
+                self.reader_slot = Some(slot);
                 let Some(via) = self
                     .core
                     .find_stream(
@@ -275,6 +296,7 @@ impl Connection {
                 else {
                     info!(stream = %key, peer = ?self.peer, "play refused: stream not found");
                     self.session.reject_play(request, Reject::NotFound);
+                    self.reader_slot = None;
                     return;
                 };
                 self.session.accept_play(request);
@@ -320,6 +342,7 @@ impl Connection {
             ServerEvent::PlayStopped => {
                 if matches!(self.role, Role::Playing(_)) {
                     self.role = Role::Idle;
+                    self.reader_slot = None;
                     self.guard.control.info.set_idle();
                 }
             }

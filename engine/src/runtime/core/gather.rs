@@ -4,16 +4,81 @@
 //! core.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use tracing::info;
 
 use super::{Core, Notice};
 use crate::config::Snapshot;
 use crate::media::{AudioCodec, VideoCodec};
-use crate::registry::Upstream;
-use crate::runtime::{ConnUuid, CoreView, SessionId};
+use crate::registry::{home_core, StreamKey, Upstream};
+use crate::runtime::{ConnUuid, CoreMessage, CoreView, Reply, SessionId};
+
+/// A reader counted at its key's home core against `maxReaders`; released when dropped.
+pub struct ReaderSlot {
+    core: Rc<Core>,
+    key: StreamKey,
+    session: SessionId,
+}
+
+impl Drop for ReaderSlot {
+    fn drop(&mut self) {
+        self.core.send(
+            home_core(&self.key, self.core.data_cores),
+            CoreMessage::ReleaseReader {
+                key: self.key.clone(),
+                session: self.session,
+            },
+        );
+    }
+}
 
 impl Core {
+    /// Counts `session` as a reader of `key` at the key's home core, if fewer than `max` (0: no
+    /// limit) read it already. `None`: the path is full, or the home core did not answer.
+    pub async fn claim_reader(
+        self: &Rc<Self>,
+        key: &StreamKey,
+        session: SessionId,
+        max: u32,
+    ) -> Option<ReaderSlot> {
+        let home = home_core(key, self.data_cores);
+        let reply = self
+            .request(home, |reply| CoreMessage::ClaimReader {
+                key: key.clone(),
+                session,
+                max,
+                reply,
+            })
+            .await;
+        matches!(reply, Some(Reply::ReaderClaim(true))).then(|| ReaderSlot {
+            core: self.clone(),
+            key: key.clone(),
+            session,
+        })
+    }
+
+    pub(super) fn admit_reader(&self, key: StreamKey, session: SessionId, max: u32) -> bool {
+        let mut readers = self.readers.borrow_mut();
+        let set = readers.entry(key).or_default();
+        if max == 0 || set.len() < max as usize {
+            set.insert(session);
+            true
+        } else {
+            false
+        }
+    }
+
+    pub(super) fn release_reader(&self, key: &StreamKey, session: SessionId) {
+        let mut readers = self.readers.borrow_mut();
+        if let Some(set) = readers.get_mut(key) {
+            set.remove(&session);
+            if set.is_empty() {
+                readers.remove(key);
+            }
+        }
+    }
+
     /// This core's counters and connections, publishers with their tracks.
     pub(super) fn gather_view(&self) -> CoreView {
         let mut tracks: HashMap<SessionId, Vec<&'static str>> = HashMap::new();
