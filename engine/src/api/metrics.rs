@@ -28,6 +28,9 @@ fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
     let _ = writeln!(out, "{name}_count {}", h.count);
 }
 
+/// A per-core metric: name, Prometheus type, and how to read it from a core's view.
+type PerCore = (&'static str, &'static str, fn(&CoreView) -> u64);
+
 /// The whole scrape.
 pub fn render(views: &[CoreView], mesh_round_trip: &Histogram, api_latency: &Histogram) -> String {
     let mut out = String::with_capacity(4096);
@@ -92,7 +95,7 @@ pub fn render(views: &[CoreView], mesh_round_trip: &Histogram, api_latency: &His
         let _ = writeln!(out, "{m} 0");
     }
 
-    let per_core: [(&str, &str, fn(&CoreView) -> u64); 12] = [
+    let per_core: [PerCore; 12] = [
         ("corestream_core_connections_open", "gauge", |v| {
             v.stats.connections_open
         }),

@@ -65,8 +65,10 @@ const FIXED: [(&str, Method, Route); 10] = [
     ("/v3/rtmpsconns/list", Method::Get, Route::RtmpConnsList),
 ];
 
-/// Endpoints that take a name: prefix, method, route constructor.
-const NAMED: [(&str, Method, fn(String) -> Route); 9] = [
+/// An endpoint that takes a name: prefix, method, route constructor.
+type Named = (&'static str, Method, fn(String) -> Route);
+
+const NAMED: [Named; 9] = [
     ("/v3/config/paths/get/", Method::Get, Route::ConfigPathGet),
     ("/v3/config/paths/add/", Method::Post, Route::ConfigPathAdd),
     (

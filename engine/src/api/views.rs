@@ -29,7 +29,7 @@ pub fn conn_json(c: &ConnView) -> Value {
 /// Every connection of every core, oldest first (then by id, for a stable order).
 pub fn all_conns(views: &[CoreView]) -> Vec<&ConnView> {
     let mut conns: Vec<&ConnView> = views.iter().flat_map(|v| &v.conns).collect();
-    conns.sort_by(|a, b| (a.created_ms, a.id).cmp(&(b.created_ms, b.id)));
+    conns.sort_by_key(|c| (c.created_ms, c.id));
     conns
 }
 

@@ -168,7 +168,8 @@ impl fmt::Display for Millis {
         if ms == 0 {
             return f.write_str("0s");
         }
-        if ms % 1000 != 0 {
+        let sub_second = ms % 1000;
+        if sub_second > 0 {
             return write!(f, "{ms}ms");
         }
         let (h, m, s) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60);
