@@ -32,7 +32,27 @@ pub fn engine_binary() -> PathBuf {
 }
 
 /// A TCP port that was free a moment ago.
+///
+/// Taken below Linux's ephemeral range (32768 and up by default), so that no client connection
+/// of a test running beside this one can be given it as its local port while the engine that
+/// owns it restarts.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id().wrapping_mul(7919)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = FIRST + seed.wrapping_add(n.wrapping_mul(4099)) % SPAN;
+        let port = port as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -86,9 +106,9 @@ impl Engine {
         })
     }
 
-    /// Starts a stopped engine again on the same configuration file and ports. While it was
-    /// down, a client of a test running beside this one may have taken one of its ports as a
-    /// local port for a moment: that start is retried for a few seconds.
+    /// Starts a stopped engine again on the same configuration file and ports. A killed engine's
+    /// listeners can outlive the process for a moment (io_uring releases its files after the
+    /// process is reaped): a start that finds a port still taken is retried for a few seconds.
     pub fn restart(mut stopped: Stopped) -> Engine {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -99,10 +119,19 @@ impl Engine {
             if ready && engine.count_log("corestream ready") > 0 {
                 return engine;
             }
-            let busy = engine.count_log("Address already in use") > 0;
+            // The process may be gone before its last log lines are read.
+            let busy = eventually(Duration::from_secs(2), || {
+                engine.count_log("Address already in use") > 0
+            });
             if !busy || Instant::now() > deadline {
                 panic!("engine did not restart; log:\n{}", engine.log().join("\n"));
             }
+            let why = engine
+                .log()
+                .into_iter()
+                .find(|l| l.contains("Address already in use"))
+                .unwrap_or_default();
+            eprintln!("engine restart: a port is taken, retrying ({why})");
             stopped = engine.kill();
             std::thread::sleep(Duration::from_millis(200));
         }

@@ -784,6 +784,17 @@ fn viewer_keeps_every_frame_while_other_paths_change_and_api_load() {
         f64::from(requests) / elapsed.as_secs_f64()
     );
 
+    // Under that load no core lost a frame or dropped one for a player.
+    let scrape = http::request(engine.metrics_port, "GET", "/metrics", None, &[]);
+    for (name, value) in parse_metrics(&scrape.body) {
+        if name.starts_with("corestream_core_frames_lost_remote_total")
+            || name.starts_with("corestream_core_frames_discarded_total")
+            || name.starts_with("corestream_core_players_too_slow_total")
+        {
+            assert_eq!(value, 0.0, "{name}");
+        }
+    }
+
     let out = wait_with_timeout(viewer, Duration::from_secs(40), "viewer");
     assert_eq!(
         decoded_frames(&out),
