@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -15,7 +15,8 @@ use tracing::{debug, warn};
 use super::{Api, Listener, Response};
 use crate::protocol::http::{parse_request, BodyFraming, Limits, Parsed, ResponseHead, Version};
 
-/// A request (or the silence before the next one on a kept-alive connection) may take this long.
+/// A whole request, from its first byte (or the silence before the next one on a kept-alive
+/// connection), may take this long: a client trickling bytes is cut off too.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Heads of 8 KiB, 64 headers, JSON bodies of 256 KiB at most.
@@ -51,15 +52,17 @@ async fn connection(mut stream: TcpStream, api: Rc<Api>, kind: Listener) {
     let mut buf = BytesMut::with_capacity(4096);
     let mut chunk = vec![0u8; 16 * 1024];
     let mut out = BytesMut::with_capacity(4096);
+    let mut deadline = Instant::now() + REQUEST_TIMEOUT;
     loop {
         let (response, version, keep_alive) = match parse_request(&buf, &LIMITS) {
             Ok(Parsed::Complete { message, consumed }) => {
                 buf.advance(consumed);
                 let response = api.handle(&message, peer, kind).await;
+                deadline = Instant::now() + REQUEST_TIMEOUT;
                 (response, message.version, message.keep_alive)
             }
             Ok(Parsed::NeedMore) => {
-                match read_some(&mut stream, &mut chunk).await {
+                match read_some(&mut stream, &mut chunk, deadline).await {
                     Some(n) => buf.extend_from_slice(&chunk[..n]),
                     None => return,
                 }
@@ -80,9 +83,13 @@ async fn connection(mut stream: TcpStream, api: Rc<Api>, kind: Listener) {
     }
 }
 
-/// Reads what arrives within [`REQUEST_TIMEOUT`]; `None` at end of stream, error or timeout.
-async fn read_some(stream: &mut TcpStream, chunk: &mut [u8]) -> Option<usize> {
-    let read = glommio::timer::timeout(REQUEST_TIMEOUT, async { Ok(stream.read(chunk).await) });
+/// Reads what arrives before `deadline`; `None` at end of stream, error or timeout.
+async fn read_some(stream: &mut TcpStream, chunk: &mut [u8], deadline: Instant) -> Option<usize> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return None;
+    }
+    let read = glommio::timer::timeout(left, async { Ok(stream.read(chunk).await) });
     match read.await {
         Ok(Ok(n)) if n > 0 => Some(n),
         _ => None,
