@@ -6,6 +6,7 @@
 //! sockets and codecs in [`server`].
 #![warn(unreachable_pub)]
 
+pub mod api;
 pub mod auth;
 pub mod config;
 pub mod media;

@@ -1,11 +1,12 @@
-//! A minimal blocking HTTP/1.1 client over std sockets, for poking the engine's HTTP side with
-//! exactly the bytes a test wants (malformed ones included).
+//! A tiny blocking HTTP/1.1 client on `std::net`, for the engine's HTTP side and control API: one
+//! request per connection, many on a kept-alive [`Client`] (for load loops), or raw bytes
+//! (malformed requests included).
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-/// A parsed response.
+/// A response.
 #[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
@@ -14,109 +15,143 @@ pub struct Response {
 }
 
 impl Response {
+    /// The first header with this name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
-}
 
-/// Sends `raw` as is and reads one response (body by Content-Length, or to the close).
-pub fn raw_request(port: u16, raw: &[u8]) -> Response {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to engine http");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    stream.write_all(raw).expect("send request");
-    read_response(&mut stream)
-}
-
-/// `GET path` with `Connection: close` and any extra header lines.
-pub fn get(port: u16, path: &str, extra_headers: &[&str]) -> Response {
-    request(port, "GET", path, extra_headers)
-}
-
-pub fn request(port: u16, method: &str, path: &str, extra_headers: &[&str]) -> Response {
-    let mut raw = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
-    if !extra_headers
-        .iter()
-        .any(|h| h.to_ascii_lowercase().starts_with("host:"))
-    {
-        raw.push_str(&format!("Host: 127.0.0.1:{port}\r\n"));
+    /// The body as JSON; panics with the body when it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text()))
     }
-    for h in extra_headers {
-        raw.push_str(h);
-        raw.push_str("\r\n");
+
+    /// The `error` text of an error body.
+    pub fn error(&self) -> String {
+        self.json()["error"].as_str().unwrap_or_default().to_owned()
     }
-    raw.push_str("\r\n");
-    raw_request(port, raw.as_bytes())
 }
 
-/// Reads one response from `stream`.
-pub fn read_response(stream: &mut TcpStream) -> Response {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        if let Some(i) = find(&buf, b"\r\n\r\n") {
-            break i + 4;
+/// A kept-alive connection to `127.0.0.1:port`.
+pub struct Client {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Client {
+    pub fn connect(port: u16) -> Client {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the engine");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("read timeout");
+        let _ = stream.set_nodelay(true);
+        Client {
+            reader: BufReader::new(stream.try_clone().expect("clone stream")),
+            writer: stream,
         }
-        let n = stream.read(&mut chunk).expect("read response head");
-        assert!(
-            n > 0,
-            "connection closed before a response head: {:?}",
-            String::from_utf8_lossy(&buf)
-        );
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    let mut body = buf[head_end..].to_vec();
-    let length = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse::<usize>().ok());
-    match length {
-        Some(len) => {
-            while body.len() < len {
-                let n = stream.read(&mut chunk).expect("read body");
-                assert!(n > 0, "body cut short");
-                body.extend_from_slice(&chunk[..n]);
+    }
+
+    /// Sends one request and reads its response. `Host: 127.0.0.1` is added unless `headers`
+    /// has a Host.
+    pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        let mut req = format!("{method} {path} HTTP/1.1\r\n");
+        if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+            req.push_str("Host: 127.0.0.1\r\n");
+        }
+        for (n, v) in headers {
+            req.push_str(&format!("{n}: {v}\r\n"));
+        }
+        let body = body.unwrap_or("");
+        if !body.is_empty() || !matches!(method, "GET" | "HEAD" | "OPTIONS") {
+            req.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
+        }
+        req.push_str("\r\n");
+        req.push_str(body);
+        self.writer.write_all(req.as_bytes()).expect("send request");
+        self.read_response(method == "HEAD")
+    }
+
+    /// Sends raw bytes and reads one response.
+    pub fn raw(&mut self, bytes: &[u8]) -> Response {
+        self.writer.write_all(bytes).expect("send");
+        self.read_response(false)
+    }
+
+    /// Reads one response; its body is framed by `Content-Length` (none for HEAD, 1xx, 204, 304).
+    pub fn read_response(&mut self, head_only: bool) -> Response {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("status line");
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {line:?}"));
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            self.reader.read_line(&mut h).expect("header line");
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
             }
-            body.truncate(len);
-        }
-        None => {
-            if status != 204 && status != 304 {
-                while let Ok(n) = stream.read(&mut chunk) {
-                    if n == 0 {
-                        break;
-                    }
-                    body.extend_from_slice(&chunk[..n]);
-                }
+            if let Some((n, v)) = h.split_once(':') {
+                headers.push((n.trim().to_owned(), v.trim().to_owned()));
             }
         }
-    }
-    Response {
-        status,
-        headers,
-        body,
+        let no_body = head_only || status < 200 || status == 204 || status == 304;
+        let len: usize = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0u8; if no_body { 0 } else { len }];
+        self.reader.read_exact(&mut body).expect("body");
+        Response {
+            status,
+            headers,
+            body,
+        }
     }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+/// One request on a new connection.
+pub fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Response {
+    Client::connect(port).request(method, path, body, headers)
+}
+
+/// `GET path` on a new connection.
+pub fn get(port: u16, path: &str, headers: &[(&str, &str)]) -> Response {
+    request(port, "GET", path, None, headers)
+}
+
+/// Sends raw bytes on a new connection and reads the answer (for malformed requests).
+pub fn raw_request(port: u16, bytes: &[u8]) -> Response {
+    Client::connect(port).raw(bytes)
+}
+
+/// The status of the answer to raw bytes.
+pub fn raw_status(port: u16, bytes: &[u8]) -> u16 {
+    raw_request(port, bytes).status
 }

@@ -33,7 +33,27 @@ pub fn engine_binary() -> PathBuf {
 }
 
 /// A TCP port that was free a moment ago.
+///
+/// Taken below Linux's ephemeral range (32768 and up by default), so that no client connection
+/// of a test running beside this one can be given it as its local port while the engine that
+/// owns it restarts.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id().wrapping_mul(7919)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = FIRST + seed.wrapping_add(n.wrapping_mul(4099)) % SPAN;
+        let port = port as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -45,22 +65,115 @@ pub struct Engine {
     child: Option<Child>,
     pub rtmp_port: u16,
     pub http_port: u16,
+    /// The control API (`apiAddress`).
+    pub api_port: u16,
+    /// Prometheus (`metricsAddress`).
+    pub metrics_port: u16,
+    /// The configuration file the engine runs with.
+    pub config_path: PathBuf,
     log: Arc<Mutex<Vec<String>>>,
-    _dir: TempDir,
+    dir: TempDir,
+}
+
+/// An engine that was stopped, with its directory and configuration kept for a restart.
+pub struct Stopped {
+    dir: TempDir,
+    config_path: PathBuf,
+    ports: [u16; 4],
+}
+
+impl Stopped {
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir.path
+    }
 }
 
 impl Engine {
     /// Starts the engine with `extra` YAML appended to a config that sets free ports, two data
     /// cores and debug logging; waits until it says it is ready.
     pub fn start(extra: &str) -> Engine {
-        let rtmp_port = free_port();
-        let http_port = free_port();
+        let ports = [free_port(), free_port(), free_port(), free_port()];
+        let [rtmp_port, http_port, api_port, metrics_port] = ports;
         let dir = TempDir::new("engine");
         let config = format!(
-            "cores: 2\nlogLevel: debug\nrtmpAddress: 127.0.0.1:{rtmp_port}\nhttpAddress: 127.0.0.1:{http_port}\n{extra}"
+            "cores: 2\nlogLevel: debug\nrtmpAddress: 127.0.0.1:{rtmp_port}\nhttpAddress: 127.0.0.1:{http_port}\napiAddress: 127.0.0.1:{api_port}\nmetricsAddress: 127.0.0.1:{metrics_port}\n{extra}"
         );
         let path = dir.path.join("corestream.yaml");
         std::fs::write(&path, config).expect("write test config");
+        Engine::launch(Stopped {
+            dir,
+            config_path: path,
+            ports,
+        })
+    }
+
+    /// Starts a stopped engine again on the same configuration file and ports. A killed engine's
+    /// listeners can outlive the process for a moment (io_uring releases its files after the
+    /// process is reaped): a start that finds a port still taken is retried for a few seconds.
+    pub fn restart(mut stopped: Stopped) -> Engine {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut engine = Engine::spawn(stopped);
+            let ready = eventually(Duration::from_secs(10), || {
+                engine.count_log("corestream ready") > 0 || !engine.is_running()
+            });
+            if ready && engine.count_log("corestream ready") > 0 {
+                return engine;
+            }
+            // The process may be gone before its last log lines are read.
+            let busy = eventually(Duration::from_secs(2), || {
+                engine.count_log("Address already in use") > 0
+            });
+            if !busy || Instant::now() > deadline {
+                panic!("engine did not restart; log:\n{}", engine.log().join("\n"));
+            }
+            let why = engine
+                .log()
+                .into_iter()
+                .find(|l| l.contains("Address already in use"))
+                .unwrap_or_default();
+            eprintln!("engine restart: a port is taken, retrying ({why})");
+            stopped = engine.kill();
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Kills the engine with SIGKILL (no chance to clean up) and waits for it to be gone.
+    pub fn kill(mut self) -> Stopped {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), "KILL");
+            let _ = child.wait();
+        }
+        let dir = std::mem::replace(
+            &mut self.dir,
+            TempDir {
+                path: PathBuf::new(),
+            },
+        );
+        Stopped {
+            dir,
+            config_path: self.config_path.clone(),
+            ports: [
+                self.rtmp_port,
+                self.http_port,
+                self.api_port,
+                self.metrics_port,
+            ],
+        }
+    }
+
+    fn launch(stopped: Stopped) -> Engine {
+        let engine = Engine::spawn(stopped);
+        engine.wait_for_log("corestream ready", Duration::from_secs(10));
+        engine
+    }
+
+    fn spawn(stopped: Stopped) -> Engine {
+        let Stopped {
+            dir,
+            config_path: path,
+            ports: [rtmp_port, http_port, api_port, metrics_port],
+        } = stopped;
         let mut child = Command::new(engine_binary())
             .arg("--config")
             .arg(&path)
@@ -80,15 +193,16 @@ impl Engine {
                 sink.lock().expect("log lock").push(line);
             }
         });
-        let engine = Engine {
+        Engine {
             child: Some(child),
             rtmp_port,
             http_port,
+            api_port,
+            metrics_port,
+            config_path: path,
             log,
-            _dir: dir,
-        };
-        engine.wait_for_log("corestream ready", Duration::from_secs(10));
-        engine
+            dir,
+        }
     }
 
     pub fn http_url(&self, path: &str) -> String {
@@ -97,6 +211,16 @@ impl Engine {
 
     pub fn rtmp_url(&self, path: &str) -> String {
         format!("rtmp://127.0.0.1:{}/{path}", self.rtmp_port)
+    }
+
+    /// A request to the control API.
+    pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> http::Response {
+        http::request(self.api_port, method, path, body, &[])
+    }
+
+    /// The state file the API persists to (the default, beside the configuration).
+    pub fn state_file(&self) -> PathBuf {
+        self.dir.path.join("corestream.state.yaml")
     }
 
     /// Every log line so far.
@@ -243,6 +367,9 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        if self.path.as_os_str().is_empty() {
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.path);
     }
 }

@@ -151,7 +151,7 @@ fn signed_publish_and_play_over_rtmp_flv_and_hls() {
             .status
             .success()
     );
-    let flv_unsigned = get(http, "/live/s.flv", &["Host: localhost"]);
+    let flv_unsigned = get(http, "/live/s.flv", &[("Host", "localhost")]);
     assert_eq!(flv_unsigned.status, 403);
     let banned = sign(
         &config,
@@ -159,7 +159,7 @@ fn signed_publish_and_play_over_rtmp_flv_and_hls() {
         &[],
     );
     let banned_path = banned.split_once(&format!(":{http}")).unwrap().1;
-    assert_eq!(get(http, banned_path, &["Host: localhost"]).status, 403);
+    assert_eq!(get(http, banned_path, &[("Host", "localhost")]).status, 403);
     // The publish domain does not serve players.
     assert_eq!(get(http, "/live/s.flv", &[]).status, 403);
 
@@ -171,7 +171,7 @@ fn signed_publish_and_play_over_rtmp_flv_and_hls() {
         &[],
     );
     let hls_path = hls.split_once(&format!(":{http}")).unwrap().1.to_owned();
-    let playlist = get(http, &hls_path, &["Host: localhost"]);
+    let playlist = get(http, &hls_path, &[("Host", "localhost")]);
     assert_eq!(playlist.status, 200, "{}", playlist.text());
     let query = hls_path.split_once('?').unwrap().1;
     let segment = playlist
@@ -182,15 +182,18 @@ fn signed_publish_and_play_over_rtmp_flv_and_hls() {
         .to_owned();
     assert!(segment.ends_with(&format!("?{query}")), "{segment}");
     assert_eq!(
-        get(http, &format!("/live/{segment}"), &["Host: localhost"]).status,
+        get(http, &format!("/live/{segment}"), &[("Host", "localhost")]).status,
         200
     );
     let bare = segment.split('?').next().unwrap();
     assert_eq!(
-        get(http, &format!("/live/{bare}"), &["Host: localhost"]).status,
+        get(http, &format!("/live/{bare}"), &[("Host", "localhost")]).status,
         403
     );
-    assert_eq!(get(http, "/live/s.m3u8", &["Host: localhost"]).status, 403);
+    assert_eq!(
+        get(http, "/live/s.m3u8", &[("Host", "localhost")]).status,
+        403
+    );
 
     assert!(
         wait_with_timeout(publisher, Duration::from_secs(30), "publisher")

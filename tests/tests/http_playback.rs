@@ -77,7 +77,8 @@ fn flv_response_headers_and_missing_stream() {
         engine.http_port,
         "HEAD",
         "/live/h.flv",
-        &["Origin: https://player.example"],
+        None,
+        &[("Origin", "https://player.example")],
     );
     assert_eq!(head.status, 200);
     assert_eq!(head.header("Content-Type"), Some("video/x-flv"));
@@ -89,7 +90,8 @@ fn flv_response_headers_and_missing_stream() {
         engine.http_port,
         "HEAD",
         "/live/h.flv",
-        &["Origin: https://evil.example"],
+        None,
+        &[("Origin", "https://evil.example")],
     );
     assert_eq!(other.header("Access-Control-Allow-Origin"), None);
     wait_with_timeout(publisher, Duration::from_secs(20), "publisher");
@@ -245,10 +247,7 @@ fn malformed_requests_get_their_status_while_a_stream_flows() {
         "a".repeat(20_000)
     );
     assert_eq!(raw_request(port, huge.as_bytes()).status, 431);
-    assert_eq!(
-        request(port, "POST", "/live/ok.flv", &["Content-Length: 0"]).status,
-        405
-    );
+    assert_eq!(request(port, "POST", "/live/ok.flv", None, &[]).status, 405);
     assert_eq!(get(port, "/live/ok.mp4", &[]).status, 404);
     assert_eq!(get(port, "/nothing", &[]).status, 404);
     assert_eq!(get(port, "/live/missing-0-0.ts", &[]).status, 404);
@@ -256,9 +255,10 @@ fn malformed_requests_get_their_status_while_a_stream_flows() {
         port,
         "OPTIONS",
         "/live/ok.m3u8",
+        None,
         &[
-            "Origin: https://a.example",
-            "Access-Control-Request-Method: GET",
+            ("Origin", "https://a.example"),
+            ("Access-Control-Request-Method", "GET"),
         ],
     );
     assert_eq!(options.status, 204);

@@ -30,7 +30,7 @@ use domain::{Domain, DomainErrorKind, DomainType};
 use dsl::vm::{CheckOutcome, Env, Vm};
 use dsl::{caret_snippet, Diagnostic, Span};
 use query::Query;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -101,7 +101,7 @@ pub struct AuthRequest<'a> {
 }
 
 /// `authMethod` (MediaMTX). Only `internal` is implemented; the others are refused at load.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthMethod {
     /// `authInternalUsers`.
@@ -114,7 +114,7 @@ pub enum AuthMethod {
 }
 
 /// What to do with a vhost that matches no domain file (only when some are configured).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum UnknownDomain {
     /// Refuse (default).

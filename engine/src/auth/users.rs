@@ -11,13 +11,13 @@ use super::ct_eq;
 use base64::Engine as _;
 use regex_automata::dfa::{dense, regex::Regex};
 use regex_automata::util::syntax;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::net::IpAddr;
 
 /// What a request wants to do (MediaMTX's actions).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     /// Publish a stream.
@@ -60,7 +60,7 @@ fn null_as_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(
 }
 
 /// One `authInternalUsers` entry as written.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct InternalUser {
     /// User name, `sha256:...`, or `any` (no credentials checked).
@@ -77,7 +77,7 @@ pub struct InternalUser {
 }
 
 /// One permission of an [`InternalUser`].
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Permission {
     /// The action allowed.
@@ -293,7 +293,8 @@ pub struct UserQuery<'a> {
     pub pass: Option<&'a str>,
 }
 
-fn compile_regex(pattern: &str) -> Result<Regex, String> {
+/// Compiles a MediaMTX `~regex` (without the `~`) as RE2 would: ASCII classes, unanchored search.
+pub(crate) fn compile_regex(pattern: &str) -> Result<Regex, String> {
     Regex::builder()
         .syntax(syntax::Config::new().unicode(false).utf8(false))
         .dense(

@@ -4,16 +4,19 @@
 //! `file:line:column: message` so an operator can go straight to the offending key.
 
 mod error;
+pub mod paths;
 mod snapshot;
+pub mod state;
 mod values;
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::auth::{AuthMethod, AuthSettings, InternalUser, UnknownDomain};
 
 pub use error::ConfigError;
+pub use paths::{PathConf, PathFields, Paths};
 pub use snapshot::{Snapshot, SnapshotError};
 pub use values::{Cores, ListenAddress, LogLevel, Millis};
 
@@ -23,7 +26,7 @@ pub const EMBEDDED: &str = include_str!("../../../config/corestream.yaml");
 pub const EMBEDDED_NAME: &str = "<embedded config/corestream.yaml>";
 
 /// The whole main configuration file. Field names are the YAML keys in camelCase.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Config {
     #[serde(default)]
@@ -90,6 +93,29 @@ pub struct Config {
     /// Whether a request for a vhost no domain file names is admitted (only when domains exist).
     #[serde(default)]
     pub unknown_domain: UnknownDomain,
+
+    // Control API, metrics and paths (MediaMTX names; see `api/`).
+    /// Whether the control API is served on `apiAddress`.
+    #[serde(default = "defaults::yes")]
+    pub api: bool,
+    /// Peers whose `X-Forwarded-For` is believed (addresses and CIDR ranges).
+    #[serde(default)]
+    pub api_trusted_proxies: Vec<String>,
+    /// Whether `/metrics` is served on `metricsAddress`.
+    #[serde(default = "defaults::yes")]
+    pub metrics: bool,
+    #[serde(default = "defaults::metrics_address")]
+    pub metrics_address: ListenAddress,
+    /// Where API changes are persisted, relative to this file's directory; default
+    /// `<config stem>.state.yaml` beside it (none for the embedded default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_state_file: Option<PathBuf>,
+    /// Defaults of every `paths` entry.
+    #[serde(default)]
+    pub path_defaults: PathFields,
+    /// Path entries: exact names, `~regex`, `all_others`; absent: `all_others: {}`.
+    #[serde(default = "Paths::all_others")]
+    pub paths: Paths,
 }
 
 mod defaults {
@@ -143,6 +169,12 @@ mod defaults {
     pub(super) fn hls_muxer_close_after() -> Millis {
         Millis(60_000)
     }
+    pub(super) fn yes() -> bool {
+        true
+    }
+    pub(super) fn metrics_address() -> ListenAddress {
+        ListenAddress::localhost_v4(9998)
+    }
 }
 
 /// Where a configuration came from: a file on disk or the embedded default.
@@ -191,8 +223,46 @@ impl Config {
         }
     }
 
-    /// Loads `path`, or the embedded default when `path` is `None`.
+    /// Loads `path`, or the embedded default when `path` is `None`, with the API's state file
+    /// (see [`state`]) laid over it.
     pub fn load(path: Option<&Path>) -> Result<Loaded, ConfigError> {
+        let mut loaded = Self::load_main(path)?;
+        if let Some(state_path) = state::state_path(&loaded.config, &loaded.source) {
+            let file = state_path.display().to_string();
+            let overlay = state::read_overlay(&state_path).map_err(|e| ConfigError::Read {
+                file: file.clone(),
+                reason: e.to_string(),
+            })?;
+            if !overlay.is_empty() {
+                loaded.config =
+                    state::apply(&loaded.config, &overlay).map_err(|message| ConfigError::At {
+                        file,
+                        line: 1,
+                        column: 1,
+                        message,
+                    })?;
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// The whole configuration of the entry `path` falls under; `None`: not configured.
+    pub fn path_conf(&self, path: &str) -> Option<PathConf> {
+        let (name, fields) = self.paths.find(path)?;
+        Some(fields.resolve(name, &self.path_defaults, self.override_publisher))
+    }
+
+    /// Deserializes and validates a configuration given as JSON (the API and the state file).
+    /// `Err` is the reason, without a position.
+    pub fn from_value(value: serde_json::Value) -> Result<Config, String> {
+        let config: Config = serde_json::from_value(value).map_err(|e| e.to_string())?;
+        config
+            .check()
+            .map_err(|(key, reason)| format!("{key}: {reason}"))?;
+        Ok(config)
+    }
+
+    fn load_main(path: Option<&Path>) -> Result<Loaded, ConfigError> {
         match path {
             None => Ok(Loaded {
                 config: Config::parse(EMBEDDED, EMBEDDED_NAME)?,
@@ -222,33 +292,52 @@ impl Config {
     }
 
     fn validate(&self, text: &str, file: &str) -> Result<(), ConfigError> {
-        let invalid = |key: &str, reason: &str| ConfigError::invalid(file, text, key, reason);
+        self.check()
+            .map_err(|(key, reason)| ConfigError::invalid(file, text, key, &reason))
+    }
+
+    /// Rules serde cannot express; `Err` names the key and the reason.
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        let invalid = |key, reason: &str| Err((key, reason.to_owned()));
         if self.max_message_size < 128 {
-            return Err(invalid("maxMessageSize", "must be at least 128 bytes"));
+            return invalid("maxMessageSize", "must be at least 128 bytes");
         }
         if self.player_max_queue_bytes < 64 * 1024 {
-            return Err(invalid(
-                "playerMaxQueueBytes",
-                "must be at least 65536 bytes",
-            ));
+            return invalid("playerMaxQueueBytes", "must be at least 65536 bytes");
         }
         if self.read_timeout.0 == 0 {
-            return Err(invalid("readTimeout", "must be greater than zero"));
+            return invalid("readTimeout", "must be greater than zero");
         }
         if !(1024..=1 << 20).contains(&self.http_max_header_bytes) {
-            return Err(invalid(
-                "httpMaxHeaderBytes",
-                "must be between 1024 and 1048576",
-            ));
+            return invalid("httpMaxHeaderBytes", "must be between 1024 and 1048576");
         }
         if !(2..=100).contains(&self.hls_segment_count) {
-            return Err(invalid("hlsSegmentCount", "must be between 2 and 100"));
+            return invalid("hlsSegmentCount", "must be between 2 and 100");
         }
         if self.hls_segment_duration.0 < 100 {
-            return Err(invalid("hlsSegmentDuration", "must be at least 100ms"));
+            return invalid("hlsSegmentDuration", "must be at least 100ms");
         }
         if self.slow_player_timeout.0 == 0 {
-            return Err(invalid("slowPlayerTimeout", "must be greater than zero"));
+            return invalid("slowPlayerTimeout", "must be greater than zero");
+        }
+        if let Some(bad) = self
+            .api_trusted_proxies
+            .iter()
+            .find(|p| crate::auth::users::IpNet::parse(p).is_none())
+        {
+            return Err((
+                "apiTrustedProxies",
+                format!("`{bad}` is not an IP address or CIDR range"),
+            ));
+        }
+        let defaults =
+            PathFields::default().resolve("", &self.path_defaults, self.override_publisher);
+        defaults.check().map_err(|e| ("pathDefaults", e))?;
+        for (name, fields) in self.paths.iter() {
+            fields
+                .resolve(name, &self.path_defaults, self.override_publisher)
+                .check()
+                .map_err(|e| ("paths", format!("`{name}`: {e}")))?;
         }
         Ok(())
     }

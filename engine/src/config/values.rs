@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::de::{self, Deserializer};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 
 /// Number of data-plane cores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -146,6 +146,52 @@ impl<'de> Deserialize<'de> for Millis {
     }
 }
 
+impl Serialize for Cores {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Cores::Auto => s.serialize_str("auto"),
+            Cores::Count(n) => s.serialize_u16(*n),
+        }
+    }
+}
+
+impl Serialize for ListenAddress {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl fmt::Display for Millis {
+    /// The shortest text [`Millis::from_str`] reads back: `500ms`, `10s`, `1m30s`, `2h`, `0s`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0;
+        if ms == 0 {
+            return f.write_str("0s");
+        }
+        let sub_second = ms % 1000;
+        if sub_second > 0 {
+            return write!(f, "{ms}ms");
+        }
+        let (h, m, s) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60);
+        if h > 0 {
+            write!(f, "{h}h")?;
+        }
+        if m > 0 {
+            write!(f, "{m}m")?;
+        }
+        if s > 0 {
+            write!(f, "{s}s")?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Millis {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// Parses a scalar through `FromStr` inside the visitor, so YAML errors keep the value's location
 /// and key path (errors raised after deserializing lose both).
 struct FromStrVisitor<T> {
@@ -172,7 +218,7 @@ impl<T: FromStr<Err = String>> de::Visitor<'_> for FromStrVisitor<T> {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     Error,
@@ -208,6 +254,11 @@ mod tests {
         for bad in ["", "10", "s", "10 s", "1x", "-1s"] {
             assert!(bad.parse::<Millis>().is_err(), "{bad}");
         }
+        for ms in [0, 500, 1_500, 10_000, 90_000, 7_200_000, 3_661_000] {
+            let text = Millis(ms).to_string();
+            assert_eq!(text.parse::<Millis>(), Ok(Millis(ms)), "{text}");
+        }
+        assert_eq!(Millis(90_000).to_string(), "1m30s");
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub struct PlayerQueue {
     dropped_frames: u64,
     closed: bool,
     waker: Option<Waker>,
+    /// Bytes handed to the socket writer and not given back: the connection's outbound bytes.
+    sent_bytes: u64,
 }
 
 impl PlayerQueue {
@@ -54,6 +56,7 @@ impl PlayerQueue {
             dropped_frames: 0,
             closed: false,
             waker: None,
+            sent_bytes: 0,
         }
     }
 
@@ -112,6 +115,7 @@ impl PlayerQueue {
             match self.items.pop_front() {
                 Some(b) => {
                     self.queued_bytes -= b.len();
+                    self.sent_bytes += b.len() as u64;
                     out.push(b);
                 }
                 None => break,
@@ -123,6 +127,7 @@ impl PlayerQueue {
     pub fn unsend(&mut self, rest: impl DoubleEndedIterator<Item = Bytes>) {
         for b in rest.rev() {
             self.queued_bytes += b.len();
+            self.sent_bytes -= b.len() as u64;
             self.items.push_front(b);
         }
     }
@@ -133,6 +138,11 @@ impl PlayerQueue {
 
     pub fn queued_bytes(&self) -> usize {
         self.queued_bytes
+    }
+
+    /// Bytes taken for writing (and not put back) so far.
+    pub fn sent_bytes(&self) -> u64 {
+        self.sent_bytes
     }
 
     pub fn dropped_frames(&self) -> u64 {

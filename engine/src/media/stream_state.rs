@@ -1,4 +1,4 @@
-use super::{Frame, GopCache, GopLimits, MediaKind};
+use super::{AudioCodec, Frame, GopCache, GopLimits, MediaKind, VideoCodec};
 
 /// What a late joiner needs before live frames: metadata, codec sequence headers, and the GOP so far.
 ///
@@ -83,6 +83,14 @@ impl StreamState {
 
     pub fn gop_bytes(&self) -> usize {
         self.gop.bytes()
+    }
+
+    /// The codecs the sequence headers announced so far.
+    pub fn codecs(&self) -> (Option<VideoCodec>, Option<AudioCodec>) {
+        (
+            self.video_header.as_ref().and_then(Frame::video_codec),
+            self.audio_header.as_ref().and_then(Frame::audio_codec),
+        )
     }
 }
 

@@ -23,9 +23,13 @@ impl StreamKey {
         }
     }
 
-    /// The MediaMTX-style path name, `app/stream`.
+    /// The MediaMTX-style path name, `app/stream` (`app` alone when there is no stream name).
     pub fn path(&self) -> String {
-        format!("{}/{}", self.app, self.stream)
+        if self.stream.is_empty() {
+            self.app.clone()
+        } else {
+            format!("{}/{}", self.app, self.stream)
+        }
     }
 }
 

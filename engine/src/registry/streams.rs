@@ -234,6 +234,16 @@ impl LocalStream {
     pub fn gop_bytes(&self) -> usize {
         self.state.gop_bytes()
     }
+
+    /// The codecs announced so far (for the control API's `tracks`).
+    pub fn codecs(
+        &self,
+    ) -> (
+        Option<crate::media::VideoCodec>,
+        Option<crate::media::AudioCodec>,
+    ) {
+        self.state.codecs()
+    }
 }
 
 fn encode(frame: &Frame, format: SinkFormat, scratch: &mut BytesMut) -> Bytes {

@@ -1,6 +1,8 @@
 //! The state and behaviour of one data-plane core: its streams, its share of the directory, and
 //! its side of the cross-core protocol.
 
+pub(super) mod gather;
+
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -38,6 +40,10 @@ pub enum Notice {
     Replaced,
     /// The engine is shutting down.
     Shutdown,
+    /// The control API kicked it.
+    Kicked,
+    /// The configuration no longer has its path, or changed the path's source.
+    PathRemoved,
 }
 
 /// What the core holds of a connection: a way to tell it to close.
@@ -45,6 +51,8 @@ pub enum Notice {
 pub struct SessionControl {
     notice: Cell<Option<Notice>>,
     signal: LocalSignal,
+    /// What the control API shows of the connection.
+    pub info: super::ConnInfo,
 }
 
 impl SessionControl {
@@ -99,6 +107,8 @@ pub struct Core {
     hls: RefCell<HashMap<StreamKey, Rc<RefCell<HlsMuxer>>>>,
     stats: RefCell<CoreStats>,
     next_id: Cell<u64>,
+    /// Home-core count of every key's readers, for `maxReaders` (see `core/gather.rs`).
+    readers: RefCell<HashMap<StreamKey, std::collections::HashSet<SessionId>>>,
 }
 
 impl Core {
@@ -120,6 +130,7 @@ impl Core {
                 ..CoreStats::default()
             }),
             next_id: Cell::new(1),
+            readers: RefCell::default(),
         })
     }
 
@@ -201,7 +212,10 @@ impl Core {
             core: self.id,
             session,
         };
-        let replace = self.snapshot().config.override_publisher;
+        let config = &self.snapshot().config;
+        let replace = config
+            .path_conf(&key.path())
+            .map_or(config.override_publisher, |p| p.override_publisher);
         let reply = self
             .request(home, |reply| CoreMessage::ClaimPublish {
                 key: key.clone(),
@@ -581,9 +595,27 @@ impl Core {
             CoreMessage::GatherStats { reply } => self.reply(reply, Reply::Stats(self.stats())),
             CoreMessage::ConfigUpdate(snapshot) => {
                 info!(core = %self.id, "configuration updated");
-                *self.snapshot.borrow_mut() = snapshot;
+                let old = std::mem::replace(&mut *self.snapshot.borrow_mut(), snapshot.clone());
+                self.close_unconfigured(&old, &snapshot);
             }
             CoreMessage::Shutdown => self.begin_shutdown(),
+            CoreMessage::GatherView { reply } => {
+                self.reply(reply, Reply::View(Box::new(self.gather_view())))
+            }
+            CoreMessage::KickConn { id, reply } => {
+                let kicked = self.kick_conn(id);
+                self.reply(reply, Reply::Kicked(kicked));
+            }
+            CoreMessage::ClaimReader {
+                key,
+                session,
+                max,
+                reply,
+            } => {
+                let admitted = self.admit_reader(key, session, max);
+                self.reply(reply, Reply::ReaderClaim(admitted));
+            }
+            CoreMessage::ReleaseReader { key, session } => self.release_reader(&key, session),
         }
     }
 

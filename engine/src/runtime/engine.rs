@@ -9,7 +9,7 @@ use std::time::Duration;
 use glommio::{LocalExecutorBuilder, Placement as GlommioPlacement};
 use tracing::{error, info};
 
-use super::{allowed_cpus, build_mesh, os_signal, Core, CoreId, CoreMessage, MeshEnds, Placement};
+use super::{allowed_cpus, build_mesh, os_signal, ControlLink, Core, CoreId, MeshEnds, Placement};
 use crate::config::Snapshot;
 
 /// How long data cores give their clients to say goodbye before the executors stop.
@@ -43,6 +43,12 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), StartError> {
     // process with SO_REUSEPORT, which would otherwise silently share our connections.
     probe_listen("rtmp", config.rtmp_address.0)?;
     probe_listen("http", config.http_address.0)?;
+    if config.api {
+        probe_listen("api", config.api_address.0)?;
+    }
+    if config.metrics {
+        probe_listen("metrics", config.metrics_address.0)?;
+    }
     os_signal::block_termination_signals().map_err(StartError::Signals)?;
 
     let data_cores = placement.data_cpus.len();
@@ -72,9 +78,19 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), StartError> {
     }
     let control_mesh = ends.next().expect("the control executor's mesh end");
     let control_stop = stop.clone();
+    let control_snapshot = snapshot.clone();
+    let control_ready = ready_tx.clone();
     let control = LocalExecutorBuilder::new(GlommioPlacement::Fixed(placement.control_cpu))
         .name("control")
-        .spawn(move || control_core(data_cores, control_mesh, control_stop))
+        .spawn(move || {
+            control_core(
+                data_cores,
+                control_snapshot,
+                control_mesh,
+                control_stop,
+                control_ready,
+            )
+        })
         .map_err(|e| StartError::Executor {
             core: data_cores as u16,
             cpu: placement.control_cpu,
@@ -84,7 +100,8 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), StartError> {
 
     let mut started = 0;
     let mut failure = None;
-    while started < data_cores {
+    // Every data core and the control core report in.
+    while started < data_cores + 1 {
         match ready_rx.recv() {
             Ok(Ok(_)) => started += 1,
             Ok(Err(e)) => {
@@ -94,7 +111,7 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), StartError> {
             Err(_) => break,
         }
     }
-    if failure.is_none() && started == data_cores {
+    if failure.is_none() && started == data_cores + 1 {
         info!(
             rtmp = %config.rtmp_address,
             http = %config.http_address,
@@ -214,14 +231,31 @@ fn log_stats(core: &Core) {
     );
 }
 
-async fn control_core(data_cores: usize, mesh: MeshEnds, stop: Arc<AtomicBool>) {
-    let (mesh, _receivers) = mesh.connect().await;
+/// The control executor: serves the control API and metrics (see `api/`), reaching the data cores
+/// only through the mesh, and tells them to stop.
+async fn control_core(
+    data_cores: usize,
+    snapshot: Arc<Snapshot>,
+    mesh: MeshEnds,
+    stop: Arc<AtomicBool>,
+    ready: mpsc::Sender<Result<CoreId, StartError>>,
+) {
+    let (mesh, receivers) = mesh.connect().await;
+    let link = ControlLink::new(CoreId(data_cores as u16), data_cores, mesh);
+    for (_, rx) in receivers {
+        let link = link.clone();
+        glommio::spawn_local(async move {
+            while let Some(msg) = rx.recv().await {
+                link.handle(msg);
+            }
+        })
+        .detach();
+    }
+    let _ = ready.send(crate::api::start(link.clone(), snapshot).map(|()| link.id));
     while !stop.load(Ordering::SeqCst) {
         glommio::timer::sleep(Duration::from_millis(50)).await;
     }
-    for i in 0..data_cores {
-        mesh.send_reliable(CoreId(i as u16), CoreMessage::Shutdown);
-    }
+    link.shutdown();
     // Let the reliable sends leave before the executor stops.
     glommio::timer::sleep(Duration::from_millis(20)).await;
 }

@@ -3,7 +3,7 @@
 use crate::media::Frame;
 use crate::registry::{ClaimOutcome, Publisher, StreamKey};
 
-use super::{CoreId, SessionId, StreamId};
+use super::{ConnUuid, CoreId, CoreView, SessionId, StreamId};
 
 /// Where the answer to a request goes: the asking core and its request number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +92,31 @@ pub enum CoreMessage {
     ConfigUpdate(std::sync::Arc<crate::config::Snapshot>),
     /// Stop accepting, tell every client, finish.
     Shutdown,
+
+    // Control API queries (answered in `runtime/core/gather.rs`).
+    /// Report counters and connections; answered with [`Reply::View`].
+    GatherView {
+        reply: ReplyTo,
+    },
+    /// Close the connection with this id if it is on this core; answered with [`Reply::Kicked`].
+    KickConn {
+        id: ConnUuid,
+        reply: ReplyTo,
+    },
+    // To a key's home core: readers counted against the path's `maxReaders`.
+    /// `session` wants to read the key; admitted while fewer than `max` (0: any number) read it.
+    /// Answered with [`Reply::ReaderClaim`].
+    ClaimReader {
+        key: StreamKey,
+        session: SessionId,
+        max: u32,
+        reply: ReplyTo,
+    },
+    /// `session` stopped reading the key.
+    ReleaseReader {
+        key: StreamKey,
+        session: SessionId,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +125,11 @@ pub enum Reply {
     Publisher(Option<Publisher>),
     Stats(CoreStats),
     Hls(HlsAnswer),
+    View(Box<CoreView>),
+    /// Whether the connection was on this core (and is now told to close).
+    Kicked(bool),
+    /// Whether the reader was admitted.
+    ReaderClaim(bool),
 }
 
 /// What an HLS request asks the home core for.

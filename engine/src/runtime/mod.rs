@@ -1,5 +1,7 @@
 //! Executors, core placement, the cross-core message protocol, shutdown.
 
+mod conn;
+pub mod control;
 mod core;
 mod engine;
 mod ids;
@@ -9,9 +11,13 @@ mod os_signal;
 mod placement;
 mod signal;
 
+pub use self::core::gather::ReaderSlot;
 pub use self::core::{
     Core, Notice, PlayHandle, PublishHandle, PublishRefused, SessionControl, SessionGuard, Via,
 };
+pub(crate) use conn::unix_ms;
+pub use conn::{ConnInfo, ConnState, ConnUuid, ConnView, CoreView};
+pub use control::ControlLink;
 pub use engine::{run, StartError};
 pub(crate) use ids::scoped_id;
 pub use ids::{CoreId, SessionId, StreamId};

@@ -20,7 +20,7 @@ use crate::protocol::http::{
     Version, LAST_CHUNK,
 };
 use crate::registry::{parse_segment_name, Player, SinkFormat, StreamKey, DEFAULT_VHOST};
-use crate::runtime::{Core, HlsQuery, Notice, PlayHandle, Via};
+use crate::runtime::{Core, HlsQuery, Notice, PlayHandle, ReaderSlot, Via};
 
 const READ_BUFFER: usize = 16 * 1024;
 /// How often a playlist request asks again while the first segment is being made.
@@ -96,6 +96,8 @@ enum Next {
     Streaming {
         handle: PlayHandle,
         chunked: bool,
+        /// The viewer's place under the path's `maxReaders`, held while it streams.
+        _slot: ReaderSlot,
     },
 }
 
@@ -172,7 +174,9 @@ async fn serve_requests(conn: &Conn, mut reader: NetReader) -> Close {
         match handle(conn, &request).await {
             Next::KeepAlive => continue,
             Next::Close => return Close::Flush,
-            Next::Streaming { handle, chunked } => {
+            Next::Streaming {
+                handle, chunked, ..
+            } => {
                 return if stream_flv(conn, &mut reader, handle, chunked).await {
                     Close::Flush
                 } else {
@@ -346,6 +350,10 @@ async fn handle(conn: &Conn, req: &Request) -> Next {
             Some(Bytes::from_static(b"403 Forbidden\n")),
         );
     };
+    if conn.core.snapshot().config.path_conf(&key.path()).is_none() {
+        info!(path = %key.path(), peer = ?conn.peer, "refused: no paths entry matches the path");
+        return not_found(conn, req);
+    }
     match route {
         Route::Flv { .. } => serve_flv(conn, req, key, head_only).await,
         Route::Playlist { .. } => serve_playlist(conn, req, &key).await,
@@ -453,7 +461,28 @@ fn basic_credentials(header: Option<&str>) -> Option<(String, String)> {
 }
 
 async fn serve_flv(conn: &Conn, req: &Request, key: StreamKey, head_only: bool) -> Next {
-    let wait = conn.core.snapshot().config.play_wait_timeout.duration();
+    let snapshot = conn.core.snapshot();
+    let max_readers = snapshot
+        .config
+        .path_conf(&key.path())
+        .map_or(0, |p| p.max_readers);
+    let Some(slot) = conn
+        .core
+        .claim_reader(&key, conn.guard.id, max_readers)
+        .await
+    else {
+        info!(stream = %key, peer = ?conn.peer, max_readers, "flv refused: the path has maxReaders readers");
+        let head = with_cors(conn, ResponseHead::new(503), req.header("Origin"));
+        return reply(
+            conn,
+            head,
+            req,
+            Some(Bytes::from_static(
+                b"503 the path has its maximum number of readers\n",
+            )),
+        );
+    };
+    let wait = snapshot.config.play_wait_timeout.duration();
     let Some(via) = conn.core.find_stream(&key, wait).await else {
         info!(stream = %key, peer = ?conn.peer, "flv refused: stream not found");
         return not_found(conn, req);
@@ -508,7 +537,11 @@ async fn serve_flv(conn: &Conn, req: &Request, key: StreamKey, head_only: bool) 
                     info!(stream = %key, peer = ?conn.peer, via = "remote", owner_core = %owner, "flv player started")
                 }
             }
-            Next::Streaming { handle, chunked }
+            Next::Streaming {
+                handle,
+                chunked,
+                _slot: slot,
+            }
         }
         None => Next::Close,
     }

@@ -14,7 +14,9 @@ use crate::auth::query::Query;
 use crate::auth::{Action, AuthRequest, Protocol};
 use crate::protocol::rtmp::{Reject, ServerEvent, ServerSession, SessionConfig, SessionError};
 use crate::registry::{Player, SinkFormat, StreamKey, DEFAULT_VHOST};
-use crate::runtime::{Core, Notice, PlayHandle, PublishHandle, PublishRefused, Via};
+use crate::runtime::{
+    ConnState, Core, Notice, PlayHandle, PublishHandle, PublishRefused, ReaderSlot, Via,
+};
 
 /// Socket reads go into a buffer this large.
 const READ_BUFFER: usize = 16 * 1024;
@@ -50,6 +52,8 @@ async fn serve_connection(core: Rc<Core>, stream: TcpStream) {
     let span = tracing::info_span!("rtmp", core = %core.id, conn = %conn.guard.id);
     async move {
         debug!(peer = ?conn.peer, "connection accepted");
+        conn.guard.control.info.set_remote(conn.peer);
+        conn.guard.control.info.set_queue(conn.queue.clone());
         let mut rtmp = Connection {
             session: ServerSession::new(SessionConfig {
                 max_message_len: core.snapshot().config.max_message_size as usize,
@@ -61,6 +65,7 @@ async fn serve_connection(core: Rc<Core>, stream: TcpStream) {
             out: BytesMut::new(),
             vhost: String::new(),
             refused: false,
+            reader_slot: None,
         };
         let ending = rtmp.run(reader).await;
         let farewell = rtmp.finish(&ending);
@@ -79,6 +84,8 @@ struct Connection {
     vhost: String,
     /// Set when a request was refused: flush the refusal, then close.
     refused: bool,
+    /// While reading: this connection's place under the path's `maxReaders`.
+    reader_slot: Option<ReaderSlot>,
 }
 
 impl Connection {
@@ -96,6 +103,7 @@ impl Connection {
                 ReadOutcome::Failed(e) => break Ending::Io(e),
                 ReadOutcome::Notice(n) => break Ending::Notice(n),
             };
+            self.conn.guard.control.info.add_bytes_in(n as u64);
             if let Err(e) = self.session.handle_input(&buf[..n]) {
                 break Ending::Protocol(e);
             }
@@ -140,8 +148,8 @@ impl Connection {
                     return;
                 }
                 let key = match self.authorize(Action::Publish, &app, &stream, &query) {
-                    Ok(key) => key,
-                    Err(()) => {
+                    Ok(key) if self.path_configured(&key) => key,
+                    _ => {
                         self.session.reject_publish(request, Reject::Unauthorized);
                         self.refused = true;
                         return;
@@ -151,6 +159,11 @@ impl Connection {
                     Ok(handle) => {
                         self.session.accept_publish(request);
                         info!(stream = %key, peer = ?self.conn.peer, stream_id = %handle.stream_id(), "publish started");
+                        self.conn.guard.control.info.set_role(
+                            ConnState::Publish,
+                            key.path(),
+                            &query,
+                        );
                         self.role = Role::Publishing(handle);
                     }
                     Err(PublishRefused::AlreadyPublishing) => {
@@ -175,14 +188,33 @@ impl Connection {
                     return;
                 }
                 let key = match self.authorize(Action::Read, &app, &stream, &query) {
-                    Ok(key) => key,
-                    Err(()) => {
+                    Ok(key) if self.path_configured(&key) => key,
+                    _ => {
                         self.session.reject_play(request, Reject::Unauthorized);
                         self.refused = true;
                         return;
                     }
                 };
                 debug!(stream = %key, "play requested");
+                let max_readers = self
+                    .conn
+                    .core
+                    .snapshot()
+                    .config
+                    .path_conf(&key.path())
+                    .map_or(0, |p| p.max_readers);
+                let Some(slot) = self
+                    .conn
+                    .core
+                    .claim_reader(&key, self.conn.guard.id, max_readers)
+                    .await
+                else {
+                    info!(stream = %key, peer = ?self.conn.peer, max_readers, "play refused: the path has maxReaders readers");
+                    self.session.reject_play(request, Reject::NotFound);
+                    self.refused = true;
+                    return;
+                };
+                self.reader_slot = Some(slot);
                 let Some(via) = self
                     .conn
                     .core
@@ -199,6 +231,7 @@ impl Connection {
                 else {
                     info!(stream = %key, peer = ?self.conn.peer, "play refused: stream not found");
                     self.session.reject_play(request, Reject::NotFound);
+                    self.reader_slot = None;
                     return;
                 };
                 self.session.accept_play(request);
@@ -221,6 +254,11 @@ impl Connection {
                                 info!(stream = %key, peer = ?self.conn.peer, via = "remote", owner_core = %owner, "player started")
                             }
                         }
+                        self.conn
+                            .guard
+                            .control
+                            .info
+                            .set_role(ConnState::Read, key.path(), &query);
                         self.role = Role::Playing(handle);
                     }
                     None => self.conn.guard.control.notify(Notice::StreamEnded),
@@ -234,11 +272,14 @@ impl Connection {
                 if let Role::Publishing(h) = &self.role {
                     info!(stream = %h.key, "publish stopped");
                     self.role = Role::Idle;
+                    self.conn.guard.control.info.set_idle();
                 }
             }
             ServerEvent::PlayStopped => {
                 if matches!(self.role, Role::Playing(_)) {
                     self.role = Role::Idle;
+                    self.reader_slot = None;
+                    self.conn.guard.control.info.set_idle();
                 }
             }
         }
@@ -290,6 +331,16 @@ impl Connection {
         Ok(StreamKey::new(vhost, app, stream))
     }
 
+    /// Whether a `paths` entry covers the stream (MediaMTX refuses unconfigured paths); logs why not.
+    fn path_configured(&self, key: &StreamKey) -> bool {
+        let path = key.path();
+        let configured = self.conn.core.snapshot().config.path_conf(&path).is_some();
+        if !configured {
+            info!(path, peer = ?self.conn.peer, "refused: no paths entry matches the path");
+        }
+        configured
+    }
+
     /// Says goodbye as the ending requires; true if there is something worth flushing.
     fn finish(&mut self, ending: &Ending) -> bool {
         let role = std::mem::replace(&mut self.role, Role::Idle);
@@ -299,7 +350,9 @@ impl Connection {
                 self.session.stream_eof();
                 true
             }
-            Ending::Notice(Notice::Shutdown | Notice::Replaced) => {
+            Ending::Notice(
+                Notice::Shutdown | Notice::Replaced | Notice::Kicked | Notice::PathRemoved,
+            ) => {
                 self.session.goodbye();
                 true
             }

@@ -1,0 +1,124 @@
+//! Who is asking: the client address (through trusted proxies) and HTTP Basic credentials, checked
+//! against the internal users with the `api` or `metrics` action.
+
+use std::net::IpAddr;
+
+use base64::Engine as _;
+
+use super::ApiError;
+use crate::auth::users::IpNet;
+use crate::auth::{Action, AuthRequest, Authenticator, Protocol};
+
+/// The client's address: `peer`, or, when `peer` is a trusted proxy, the right-most
+/// `X-Forwarded-For` entry that is not itself a trusted proxy (gin's rule, which MediaMTX uses).
+/// A malformed entry stops the walk at the last address known good.
+pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let Some(header) = forwarded_for else {
+        return peer;
+    };
+    let mut client = peer;
+    for entry in header.rsplit(',') {
+        match entry.trim().parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !is_trusted(ip) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    client
+}
+
+/// `Authorization: Basic` user and password; `None` when absent or not Basic.
+pub fn basic_credentials(authorization: Option<&str>) -> Option<(String, String)> {
+    let value = authorization?.trim();
+    let (scheme, b64) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (user, pass) = text.split_once(':')?;
+    Some((user.to_owned(), pass.to_owned()))
+}
+
+/// Checks an API or metrics request against the internal users.
+pub fn authorize(
+    auth: &Authenticator,
+    action: Action,
+    client: IpAddr,
+    credentials: Option<&(String, String)>,
+    query: &str,
+    now_unix: u64,
+) -> Result<(), ApiError> {
+    let request = AuthRequest {
+        action,
+        protocol: Protocol::Api,
+        vhost: "",
+        app: "",
+        stream: "",
+        query,
+        headers: &[],
+        peer: client,
+        user: credentials.map(|c| c.0.as_str()),
+        pass: credentials.map(|c| c.1.as_str()),
+        now_unix,
+    };
+    auth.check(&request).map_err(|denied| {
+        tracing::info!(action = %action, client = %client, "api request refused: {denied}");
+        ApiError::Unauthorized {
+            challenge: credentials.is_none(),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter().map(|s| IpNet::parse(s).unwrap()).collect()
+    }
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_for_only_from_trusted_proxies() {
+        let trusted = nets(&["10.0.0.0/8"]);
+        let xff = Some("203.0.113.9, 10.0.0.7");
+        assert_eq!(client_ip(ip("10.1.1.1"), xff, &trusted), ip("203.0.113.9"));
+        assert_eq!(client_ip(ip("192.0.2.1"), xff, &trusted), ip("192.0.2.1"));
+        assert_eq!(client_ip(ip("10.1.1.1"), None, &trusted), ip("10.1.1.1"));
+        // A client cannot smuggle an address past the proxy's own entry.
+        assert_eq!(
+            client_ip(ip("10.1.1.1"), Some("127.0.0.1, 198.51.100.4"), &trusted),
+            ip("198.51.100.4")
+        );
+        assert_eq!(
+            client_ip(ip("10.1.1.1"), Some("junk"), &trusted),
+            ip("10.1.1.1")
+        );
+        assert_eq!(client_ip(ip("10.1.1.1"), xff, &[]), ip("10.1.1.1"));
+    }
+
+    #[test]
+    fn basic_auth() {
+        // "admin:s3cr:et"
+        assert_eq!(
+            basic_credentials(Some("Basic YWRtaW46czNjcjpldA==")),
+            Some(("admin".into(), "s3cr:et".into()))
+        );
+        assert_eq!(basic_credentials(Some("Bearer abc")), None);
+        assert_eq!(basic_credentials(Some("Basic !!!")), None);
+        assert_eq!(basic_credentials(None), None);
+    }
+}

@@ -1,0 +1,51 @@
+//! The API's errors: each is a status and MediaMTX's text, sent as
+//! `{"status":"error","error":"<text>"}`.
+
+use crate::config::state::StateError;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// No internal user admits the request. `challenge`: no credentials were sent, so the
+    /// answer carries `WWW-Authenticate`.
+    #[error("authentication error")]
+    Unauthorized { challenge: bool },
+    /// A body, a field, a name or a query parameter the API refuses; the text is the reason.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("path already exists")]
+    PathExists,
+    /// Patch or delete of a configuration entry that does not exist; also a runtime path.
+    #[error("path not found")]
+    PathNotFound,
+    #[error("path configuration not found")]
+    PathConfNotFound,
+    #[error("connection not found")]
+    ConnNotFound,
+    #[error("not found")]
+    NoRoute,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The change is valid but the state file could not be written: nothing was applied.
+    #[error("cannot persist the configuration: {0}")]
+    Persist(#[from] StateError),
+}
+
+impl ApiError {
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::Unauthorized { .. } => 401,
+            ApiError::Invalid(_) | ApiError::PathExists => 400,
+            ApiError::PathNotFound
+            | ApiError::PathConfNotFound
+            | ApiError::ConnNotFound
+            | ApiError::NoRoute => 404,
+            ApiError::MethodNotAllowed => 405,
+            ApiError::Persist(_) => 500,
+        }
+    }
+
+    pub fn invalid(reason: impl std::fmt::Display) -> Self {
+        ApiError::Invalid(reason.to_string())
+    }
+}

@@ -1,0 +1,214 @@
+//! `/metrics` in the Prometheus text format: MediaMTX's metric names (a `0` sample when a family
+//! has no item, as MediaMTX writes it), then per-core figures and latency histograms. Rendering is
+//! a pure function of what the cores reported.
+
+use std::fmt::Write as _;
+
+use super::views::{all_conns, paths};
+use crate::runtime::control::{Histogram, ROUND_TRIP_BUCKETS};
+use crate::runtime::CoreView;
+
+/// Escapes a label value (`\`, `"`, newline).
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    let mut cumulative = 0;
+    for (i, bound) in ROUND_TRIP_BUCKETS.iter().enumerate() {
+        cumulative += h.counts[i];
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+    }
+    cumulative += h.counts[ROUND_TRIP_BUCKETS.len()];
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+    let _ = writeln!(out, "{name}_sum {}", h.sum_seconds);
+    let _ = writeln!(out, "{name}_count {}", h.count);
+}
+
+/// A per-core metric: name, Prometheus type, and how to read it from a core's view.
+type PerCore = (&'static str, &'static str, fn(&CoreView) -> u64);
+
+/// The whole scrape.
+pub fn render(views: &[CoreView], mesh_round_trip: &Histogram, api_latency: &Histogram) -> String {
+    let mut out = String::with_capacity(4096);
+    let paths = paths(views);
+    if paths.is_empty() {
+        for m in [
+            "paths",
+            "paths_bytes_received",
+            "paths_bytes_sent",
+            "paths_inbound_bytes",
+            "paths_outbound_bytes",
+            "paths_readers",
+        ] {
+            let _ = writeln!(out, "{m} 0");
+        }
+    }
+    for p in &paths {
+        let tags = format!(
+            "{{name=\"{}\",state=\"{}\"}}",
+            label(&p.name),
+            if p.ready() { "ready" } else { "notReady" }
+        );
+        let _ = writeln!(out, "paths{tags} 1");
+        let _ = writeln!(out, "paths_bytes_received{tags} {}", p.inbound_bytes());
+        let _ = writeln!(out, "paths_bytes_sent{tags} {}", p.outbound_bytes());
+        let _ = writeln!(out, "paths_inbound_bytes{tags} {}", p.inbound_bytes());
+        let _ = writeln!(out, "paths_outbound_bytes{tags} {}", p.outbound_bytes());
+        let _ = writeln!(out, "paths_readers{tags} {}", p.readers.len());
+    }
+    let conns = all_conns(views);
+    if conns.is_empty() {
+        for m in [
+            "rtmp_conns",
+            "rtmp_conns_bytes_received",
+            "rtmp_conns_bytes_sent",
+            "rtmp_conns_inbound_bytes",
+            "rtmp_conns_outbound_bytes",
+            "rtmp_conns_outbound_frames_discarded",
+        ] {
+            let _ = writeln!(out, "{m} 0");
+        }
+    }
+    for c in &conns {
+        let tags = format!("{{id=\"{}\",state=\"{}\"}}", c.id, c.state.as_str());
+        let _ = writeln!(out, "rtmp_conns{tags} 1");
+        let _ = writeln!(out, "rtmp_conns_bytes_received{tags} {}", c.bytes_in);
+        let _ = writeln!(out, "rtmp_conns_bytes_sent{tags} {}", c.bytes_out);
+        let _ = writeln!(out, "rtmp_conns_inbound_bytes{tags} {}", c.bytes_in);
+        let _ = writeln!(out, "rtmp_conns_outbound_bytes{tags} {}", c.bytes_out);
+        let _ = writeln!(
+            out,
+            "rtmp_conns_outbound_frames_discarded{tags} {}",
+            c.frames_discarded
+        );
+    }
+    // No HLS yet: MediaMTX writes a zero sample for an empty family.
+    for m in [
+        "hls_muxers",
+        "hls_muxers_bytes_sent",
+        "hls_muxers_outbound_bytes",
+    ] {
+        let _ = writeln!(out, "{m} 0");
+    }
+
+    let per_core: [PerCore; 12] = [
+        ("corestream_core_connections_open", "gauge", |v| {
+            v.stats.connections_open
+        }),
+        (
+            "corestream_core_connections_accepted_total",
+            "counter",
+            |v| v.stats.connections_accepted,
+        ),
+        ("corestream_core_publishers", "gauge", |v| {
+            v.stats.publishers
+        }),
+        ("corestream_core_players_local", "gauge", |v| {
+            v.stats.players_local
+        }),
+        ("corestream_core_players_remote", "gauge", |v| {
+            v.stats.players_remote
+        }),
+        ("corestream_core_streams_owned", "gauge", |v| {
+            v.stats.streams_owned
+        }),
+        ("corestream_core_frames_published_total", "counter", |v| {
+            v.stats.frames_published
+        }),
+        ("corestream_core_frames_forwarded_total", "counter", |v| {
+            v.stats.frames_forwarded
+        }),
+        ("corestream_core_frames_from_remote_total", "counter", |v| {
+            v.stats.frames_from_remote
+        }),
+        ("corestream_core_frames_lost_remote_total", "counter", |v| {
+            v.stats.frames_lost_remote
+        }),
+        ("corestream_core_players_too_slow_total", "counter", |v| {
+            v.stats.players_too_slow
+        }),
+        ("corestream_core_bytes_sent_total", "counter", |v| {
+            v.stats.bytes_sent
+        }),
+    ];
+    for (name, kind, get) in per_core {
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for v in views {
+            let _ = writeln!(out, "{name}{{core=\"{}\"}} {}", v.stats.core, get(v));
+        }
+    }
+    let _ = writeln!(out, "# TYPE corestream_core_frames_discarded_total counter");
+    for v in views {
+        let dropped: u64 = v.conns.iter().map(|c| c.frames_discarded).sum();
+        let _ = writeln!(
+            out,
+            "corestream_core_frames_discarded_total{{core=\"{}\"}} {dropped}",
+            v.stats.core
+        );
+    }
+    histogram(
+        &mut out,
+        "corestream_mesh_round_trip_seconds",
+        "control core request to data core answer",
+        mesh_round_trip,
+    );
+    histogram(
+        &mut out,
+        "corestream_api_request_seconds",
+        "control API request handling time",
+        api_latency,
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::views::tests::two_cores;
+
+    /// Every line is a comment or `name{labels} value` with a numeric value.
+    fn parse(text: &str) -> Vec<(String, f64)> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| {
+                let (name, value) = l.rsplit_once(' ').unwrap();
+                (name.to_owned(), value.parse::<f64>().unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn renders_mediamtx_names_and_core_figures() {
+        let mut h = Histogram::default();
+        h.record(0.0003);
+        h.record(5.0);
+        let text = render(&two_cores(), &h, &Histogram::default());
+        let samples = parse(&text);
+        let get = |n: &str| samples.iter().find(|(k, _)| k == n).map(|s| s.1);
+        assert_eq!(get("paths{name=\"live/a\",state=\"ready\"}"), Some(1.0));
+        assert_eq!(
+            get("paths_outbound_bytes{name=\"live/a\",state=\"ready\"}"),
+            Some(500.0)
+        );
+        assert_eq!(
+            get("corestream_core_connections_open{core=\"1\"}"),
+            Some(0.0)
+        );
+        assert_eq!(
+            get("corestream_mesh_round_trip_seconds_bucket{le=\"0.0005\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            get("corestream_mesh_round_trip_seconds_bucket{le=\"+Inf\"}"),
+            Some(2.0)
+        );
+        assert_eq!(get("hls_muxers"), Some(0.0));
+        let empty = render(&[], &h, &h);
+        assert!(parse(&empty).iter().any(|(k, v)| k == "paths" && *v == 0.0));
+        assert_eq!(label("a\"b\\c"), "a\\\"b\\\\c");
+    }
+}

@@ -1,0 +1,172 @@
+//! Which endpoint a request is for: a pure function of method and decoded path, no I/O.
+//!
+//! Names are everything after the endpoint's prefix, slashes included
+//! (`/v3/config/paths/add/live/cam1` adds `live/cam1`).
+
+use super::ApiError;
+use crate::protocol::http::Method;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Info,
+    GlobalGet,
+    GlobalPatch,
+    PathDefaultsGet,
+    PathDefaultsPatch,
+    ConfigPathsList,
+    ConfigPathGet(String),
+    ConfigPathAdd(String),
+    ConfigPathPatch(String),
+    ConfigPathReplace(String),
+    ConfigPathDelete(String),
+    PathsList,
+    PathGet(String),
+    RtmpConnsList,
+    RtmpConnGet(String),
+    RtmpConnKick(String),
+    HlsMuxersList,
+}
+
+impl Route {
+    /// Whether the endpoint changes the configuration.
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self,
+            Route::GlobalPatch
+                | Route::PathDefaultsPatch
+                | Route::ConfigPathAdd(_)
+                | Route::ConfigPathPatch(_)
+                | Route::ConfigPathReplace(_)
+                | Route::ConfigPathDelete(_)
+        )
+    }
+}
+
+/// Fixed endpoints: path, method, route.
+const FIXED: [(&str, Method, Route); 10] = [
+    ("/v3/info", Method::Get, Route::Info),
+    ("/v3/config/global/get", Method::Get, Route::GlobalGet),
+    ("/v3/config/global/patch", Method::Patch, Route::GlobalPatch),
+    (
+        "/v3/config/pathdefaults/get",
+        Method::Get,
+        Route::PathDefaultsGet,
+    ),
+    (
+        "/v3/config/pathdefaults/patch",
+        Method::Patch,
+        Route::PathDefaultsPatch,
+    ),
+    ("/v3/config/paths/list", Method::Get, Route::ConfigPathsList),
+    ("/v3/paths/list", Method::Get, Route::PathsList),
+    ("/v3/rtmpconns/list", Method::Get, Route::RtmpConnsList),
+    ("/v3/hlsmuxers/list", Method::Get, Route::HlsMuxersList),
+    // MediaMTX lists RTMPS connections apart; there are none here.
+    ("/v3/rtmpsconns/list", Method::Get, Route::RtmpConnsList),
+];
+
+/// An endpoint that takes a name: prefix, method, route constructor.
+type Named = (&'static str, Method, fn(String) -> Route);
+
+const NAMED: [Named; 9] = [
+    ("/v3/config/paths/get/", Method::Get, Route::ConfigPathGet),
+    ("/v3/config/paths/add/", Method::Post, Route::ConfigPathAdd),
+    (
+        "/v3/config/paths/patch/",
+        Method::Patch,
+        Route::ConfigPathPatch,
+    ),
+    (
+        "/v3/config/paths/replace/",
+        Method::Post,
+        Route::ConfigPathReplace,
+    ),
+    (
+        "/v3/config/paths/delete/",
+        Method::Delete,
+        Route::ConfigPathDelete,
+    ),
+    ("/v3/paths/get/", Method::Get, Route::PathGet),
+    ("/v3/rtmpconns/get/", Method::Get, Route::RtmpConnGet),
+    ("/v3/rtmpconns/kick/", Method::Post, Route::RtmpConnKick),
+    ("/v3/rtmpsconns/get/", Method::Get, Route::RtmpConnGet),
+];
+
+/// The endpoint for `method` and the percent-decoded `path`.
+pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
+    let mut known_path = false;
+    for (p, m, r) in &FIXED {
+        if path == *p {
+            if m == method {
+                return Ok(r.clone());
+            }
+            known_path = true;
+        }
+    }
+    for (prefix, m, make) in &NAMED {
+        if let Some(name) = path.strip_prefix(prefix) {
+            if name.is_empty() {
+                continue;
+            }
+            if m == method {
+                return Ok(make(name.to_owned()));
+            }
+            known_path = true;
+        }
+    }
+    Err(if known_path {
+        ApiError::MethodNotAllowed
+    } else {
+        ApiError::NoRoute
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_keep_their_slashes() {
+        assert_eq!(
+            route(&Method::Post, "/v3/config/paths/add/live/cam1").unwrap(),
+            Route::ConfigPathAdd("live/cam1".into())
+        );
+        assert_eq!(
+            route(&Method::Get, "/v3/paths/get/a/b/c").unwrap(),
+            Route::PathGet("a/b/c".into())
+        );
+        assert_eq!(
+            route(&Method::Post, "/v3/config/paths/replace/~^live/").unwrap(),
+            Route::ConfigPathReplace("~^live/".into())
+        );
+    }
+
+    #[test]
+    fn fixed_routes_and_errors() {
+        assert_eq!(route(&Method::Get, "/v3/info").unwrap(), Route::Info);
+        assert_eq!(
+            route(&Method::Patch, "/v3/config/global/patch").unwrap(),
+            Route::GlobalPatch
+        );
+        assert!(matches!(
+            route(&Method::Get, "/v3/config/global/patch"),
+            Err(ApiError::MethodNotAllowed)
+        ));
+        assert!(matches!(
+            route(&Method::Get, "/v3/config/paths/delete/x"),
+            Err(ApiError::MethodNotAllowed)
+        ));
+        assert!(matches!(
+            route(&Method::Get, "/v3/config/paths/get/"),
+            Err(ApiError::NoRoute)
+        ));
+        assert!(matches!(
+            route(&Method::Get, "/v2/paths/list"),
+            Err(ApiError::NoRoute)
+        ));
+        assert!(route(&Method::Post, "/v3/config/paths/add/x")
+            .unwrap()
+            .is_write());
+        assert!(!route(&Method::Get, "/v3/paths/list").unwrap().is_write());
+    }
+}

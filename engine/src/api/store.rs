@@ -1,0 +1,383 @@
+//! The configuration as the API changes it: the live snapshot, the overlay of API changes, and
+//! the state file they are persisted to.
+//!
+//! A change is planned without side effects ([`plan`]: validate, build the new configuration and
+//! overlay), then committed: the new snapshot is built (auth rules compiled), the overlay written
+//! atomically, and only then the snapshot handed to every data core. A change that does not
+//! validate or cannot be persisted is not applied.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use tracing::{info, warn};
+
+use super::ApiError;
+use crate::config::state::{self, Overlay};
+use crate::config::{Config, Loaded, PathFields, Snapshot};
+use crate::runtime::ControlLink;
+
+/// Global keys that only take effect at start: the API refuses to change them.
+const RESTART_ONLY: [&str; 10] = [
+    "logLevel",
+    "cores",
+    "rtmpAddress",
+    "httpAddress",
+    "api",
+    "apiAddress",
+    "metrics",
+    "metricsAddress",
+    "apiStateFile",
+    "domainsDir",
+];
+
+/// Top-level keys that are not part of the global configuration.
+const NOT_GLOBAL: [&str; 2] = ["paths", "pathDefaults"];
+
+/// One change the API can make.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// `PATCH /v3/config/global/patch`: the given global keys.
+    Global(Map<String, Value>),
+    /// `PATCH /v3/config/pathdefaults/patch`.
+    PathDefaults(PathFields),
+    Add(String, PathFields),
+    Patch(String, PathFields),
+    /// Creates the entry when it is missing.
+    Replace(String, PathFields),
+    Delete(String),
+}
+
+impl Change {
+    /// The change a write endpoint's body asks for; a body that is not the expected JSON is a 400.
+    pub fn global(body: &[u8]) -> Result<Change, ApiError> {
+        match parse_json::<Value>(body)? {
+            Value::Object(map) => Ok(Change::Global(map)),
+            _ => Err(ApiError::invalid("json: expected an object")),
+        }
+    }
+}
+
+/// Parses a JSON body strictly; an empty body is an empty object.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("json: {e}")))
+}
+
+/// The global configuration as JSON: every key but `paths` and `pathDefaults`.
+pub fn global_json(config: &Config) -> Value {
+    let mut v = serde_json::to_value(config).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut v {
+        for k in NOT_GLOBAL {
+            map.remove(k);
+        }
+    }
+    v
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(v).map_err(ApiError::invalid)
+}
+
+/// Plans `change` over `config` and `overlay`: the validated new configuration and the overlay to
+/// persist. No side effects.
+pub fn plan(
+    config: &Config,
+    overlay: &Overlay,
+    change: &Change,
+) -> Result<(Config, Overlay), ApiError> {
+    let Value::Object(mut doc) = to_value(config)? else {
+        return Err(ApiError::invalid("configuration is not a mapping"));
+    };
+    let mut overlay = overlay.clone();
+    let mut set_path = |doc: &mut Map<String, Value>, name: &str, fields: Option<&PathFields>| {
+        let value = match fields {
+            Some(f) => to_value(f)?,
+            None => Value::Null,
+        };
+        if let Some(Value::Object(paths)) = doc.get_mut("paths") {
+            match fields {
+                Some(_) => {
+                    paths.insert(name.to_owned(), value.clone());
+                }
+                None => {
+                    paths.remove(name);
+                }
+            }
+        }
+        let entries = overlay
+            .entry("paths")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(entries) = entries {
+            entries.insert(name.to_owned(), value);
+        }
+        Ok::<(), ApiError>(())
+    };
+    match change {
+        Change::Global(patch) => {
+            for (key, value) in patch {
+                if NOT_GLOBAL.contains(&key.as_str()) {
+                    return Err(ApiError::invalid(format!("json: unknown field `{key}`")));
+                }
+                doc.insert(key.clone(), value.clone());
+            }
+        }
+        Change::PathDefaults(fields) => {
+            let merged = config.path_defaults.patched(fields);
+            doc.insert("pathDefaults".to_owned(), to_value(&merged)?);
+        }
+        Change::Add(name, fields) => {
+            if config.paths.get(name).is_some() {
+                return Err(ApiError::PathExists);
+            }
+            set_path(&mut doc, name, Some(fields))?;
+        }
+        Change::Patch(name, fields) => {
+            let Some(current) = config.paths.get(name) else {
+                return Err(ApiError::PathNotFound);
+            };
+            set_path(&mut doc, name, Some(&current.patched(fields)))?;
+        }
+        Change::Replace(name, fields) => set_path(&mut doc, name, Some(fields))?,
+        Change::Delete(name) => {
+            if config.paths.get(name).is_none() {
+                return Err(ApiError::PathNotFound);
+            }
+            set_path(&mut doc, name, None)?;
+        }
+    }
+    let new = Config::from_value(Value::Object(doc)).map_err(ApiError::Invalid)?;
+    let old_doc = to_value(config)?;
+    let new_doc = to_value(&new)?;
+    match change {
+        Change::Global(patch) => {
+            for key in patch.keys() {
+                if RESTART_ONLY.contains(&key.as_str()) && old_doc.get(key) != new_doc.get(key) {
+                    return Err(ApiError::invalid(format!(
+                        "'{key}' cannot be changed while the engine runs: edit the configuration file and restart"
+                    )));
+                }
+                if let Some(v) = new_doc.get(key) {
+                    overlay.insert(key.clone(), v.clone());
+                }
+            }
+        }
+        Change::PathDefaults(_) => {
+            if let Some(v) = new_doc.get("pathDefaults") {
+                overlay.insert("pathDefaults".to_owned(), v.clone());
+            }
+        }
+        _ => {}
+    }
+    Ok((new, overlay))
+}
+
+/// The live configuration and its persisted overlay, on the control core.
+pub struct Store {
+    snapshot: RefCell<Arc<Snapshot>>,
+    overlay: RefCell<Overlay>,
+    state_path: Option<PathBuf>,
+}
+
+impl Store {
+    /// Starts from the snapshot the engine was started with (state file already laid over it).
+    pub fn new(snapshot: Arc<Snapshot>) -> Rc<Store> {
+        let state_path = state::state_path(&snapshot.config, &snapshot.source);
+        let overlay = match &state_path {
+            Some(p) => state::read_overlay(p).unwrap_or_else(|e| {
+                // Config::load read it a moment ago; this only happens if it changed since.
+                warn!("{e}; API changes start from an empty overlay");
+                Overlay::new()
+            }),
+            None => Overlay::new(),
+        };
+        if state_path.is_none() {
+            warn!("no apiStateFile for the embedded configuration: API changes are not persisted");
+        }
+        Rc::new(Store {
+            snapshot: RefCell::new(snapshot),
+            overlay: RefCell::new(overlay),
+            state_path,
+        })
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.borrow().clone()
+    }
+
+    /// Validates, persists and hot-applies `change`. Returns once every data core applied it.
+    pub async fn apply(&self, link: &ControlLink, change: &Change) -> Result<(), ApiError> {
+        let current = self.snapshot();
+        let (config, overlay) = plan(&current.config, &self.overlay.borrow(), change)?;
+        let snapshot = Snapshot::build(Loaded {
+            config,
+            source: current.source.clone(),
+        })
+        .map_err(ApiError::invalid)?;
+        info!("reloading configuration (API request)");
+        if let Some(path) = &self.state_path {
+            state::write_overlay(path, &overlay)?;
+        }
+        // No await since the plan: concurrent writes are applied in order, none lost.
+        *self.overlay.borrow_mut() = overlay;
+        *self.snapshot.borrow_mut() = snapshot.clone();
+        if !link.apply_config(&snapshot).await {
+            warn!("a data core did not confirm the configuration update in time");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn base() -> Config {
+        Config::parse(
+            "paths:\n  all_others:\n  live/a: {maxReaders: 2}\n",
+            "c.yaml",
+        )
+        .unwrap()
+    }
+
+    fn fields(v: Value) -> PathFields {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn add_patch_replace_delete() {
+        let c = base();
+        let o = Overlay::new();
+        let err = plan(&c, &o, &Change::Add("live/a".into(), PathFields::default())).unwrap_err();
+        assert_eq!(
+            (err.status(), err.to_string().as_str()),
+            (400, "path already exists")
+        );
+
+        let (c2, o2) = plan(
+            &c,
+            &o,
+            &Change::Add("live/b/c".into(), fields(json!({"maxReaders": 1}))),
+        )
+        .unwrap();
+        assert_eq!(c2.path_conf("live/b/c").unwrap().max_readers, 1);
+        assert_eq!(o2["paths"]["live/b/c"], json!({"maxReaders": 1}));
+
+        let (c3, _) = plan(
+            &c2,
+            &o2,
+            &Change::Patch("live/a".into(), fields(json!({"overridePublisher": true}))),
+        )
+        .unwrap();
+        let a = c3.path_conf("live/a").unwrap();
+        assert!(a.override_publisher);
+        assert_eq!(a.max_readers, 2, "patch keeps the other fields");
+
+        let (c4, _) = plan(
+            &c3,
+            &o2,
+            &Change::Replace("live/a".into(), PathFields::default()),
+        )
+        .unwrap();
+        assert_eq!(
+            c4.path_conf("live/a").unwrap().max_readers,
+            0,
+            "replace drops them"
+        );
+
+        let (c5, o5) = plan(&c4, &o2, &Change::Delete("live/a".into())).unwrap();
+        assert_eq!(c5.path_conf("live/a").unwrap().name, "all_others");
+        assert_eq!(o5["paths"]["live/a"], Value::Null, "a tombstone");
+
+        for change in [
+            Change::Delete("nope".into()),
+            Change::Patch("nope".into(), PathFields::default()),
+        ] {
+            let e = plan(&c, &o, &change).unwrap_err();
+            assert_eq!(
+                (e.status(), e.to_string().as_str()),
+                (404, "path not found")
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_changes_say_why() {
+        let c = base();
+        let o = Overlay::new();
+        let e = plan(
+            &c,
+            &o,
+            &Change::Add("x".into(), fields(json!({"source": "rtsp://cam/1"}))),
+        )
+        .unwrap_err();
+        assert_eq!(e.status(), 400);
+        assert!(e.to_string().contains("not supported yet"), "{e}");
+        let e = plan(&c, &o, &Change::Add("/x".into(), PathFields::default())).unwrap_err();
+        assert!(e.to_string().contains("slash"), "{e}");
+        let e = plan(&c, &o, &Change::Add("~(".into(), PathFields::default())).unwrap_err();
+        assert!(e.to_string().contains("regular expression"), "{e}");
+        let e = parse_json::<PathFields>(br#"{"maxReaders": "many"}"#).unwrap_err();
+        assert!(e.to_string().starts_with("json: "), "{e}");
+    }
+
+    #[test]
+    fn global_patch() {
+        let c = base();
+        let o = Overlay::new();
+        let patch = |v: Value| Change::global(v.to_string().as_bytes()).unwrap();
+        let (c2, o2) = plan(
+            &c,
+            &o,
+            &patch(json!({"readTimeout": "3s", "overridePublisher": true})),
+        )
+        .unwrap();
+        assert_eq!(c2.read_timeout.0, 3_000);
+        assert_eq!(
+            o2,
+            serde_json::from_value::<Overlay>(
+                json!({"readTimeout": "3s", "overridePublisher": true})
+            )
+            .unwrap()
+        );
+        // Sending back what GET returned is fine, even the keys that cannot change.
+        assert!(plan(
+            &c,
+            &o,
+            &Change::Global(global_json(&c).as_object().unwrap().clone())
+        )
+        .is_ok());
+        let e = plan(&c, &o, &patch(json!({"rtmpAddress": ":1936"}))).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("cannot be changed while the engine runs"),
+            "{e}"
+        );
+        let e = plan(&c, &o, &patch(json!({"paths": {}}))).unwrap_err();
+        assert!(e.to_string().contains("unknown field `paths`"), "{e}");
+        let e = plan(&c, &o, &patch(json!({"readTimout": "3s"}))).unwrap_err();
+        assert!(e.to_string().contains("readTimout"), "{e}");
+        assert!(Change::global(b"[1]").is_err());
+    }
+
+    #[test]
+    fn path_defaults_patch_reaches_entries() {
+        let c = base();
+        let (c2, o2) = plan(
+            &c,
+            &Overlay::new(),
+            &Change::PathDefaults(fields(json!({"maxReaders": 7}))),
+        )
+        .unwrap();
+        assert_eq!(c2.path_conf("other").unwrap().max_readers, 7);
+        assert_eq!(c2.path_conf("live/a").unwrap().max_readers, 2);
+        assert_eq!(o2["pathDefaults"], json!({"maxReaders": 7}));
+    }
+}

@@ -1,0 +1,188 @@
+//! Runtime views in MediaMTX's JSON shapes, built from what every data core reported
+//! ([`CoreView`]): connections as they are, paths by grouping connections by path name.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use super::time::rfc3339;
+use crate::config::Config;
+use crate::runtime::{ConnState, ConnView, CoreView};
+
+/// An RTMP connection (`/v3/rtmpconns/...`).
+pub fn conn_json(c: &ConnView) -> Value {
+    json!({
+        "id": c.id.to_string(),
+        "created": rfc3339(c.created_ms),
+        "remoteAddr": c.remote.map(|a| a.to_string()).unwrap_or_default(),
+        "state": c.state.as_str(),
+        "path": c.path,
+        "query": c.query,
+        "bytesReceived": c.bytes_in,
+        "bytesSent": c.bytes_out,
+        "inboundBytes": c.bytes_in,
+        "outboundBytes": c.bytes_out,
+        "outboundFramesDiscarded": c.frames_discarded,
+    })
+}
+
+/// Every connection of every core, oldest first (then by id, for a stable order).
+pub fn all_conns(views: &[CoreView]) -> Vec<&ConnView> {
+    let mut conns: Vec<&ConnView> = views.iter().flat_map(|v| &v.conns).collect();
+    conns.sort_by_key(|c| (c.created_ms, c.id));
+    conns
+}
+
+/// A path with a publisher or readers, as the cores see it.
+#[derive(Debug, Default)]
+pub struct PathView<'a> {
+    pub name: String,
+    pub publisher: Option<&'a ConnView>,
+    pub readers: Vec<&'a ConnView>,
+}
+
+impl PathView<'_> {
+    pub fn inbound_bytes(&self) -> u64 {
+        self.publisher.map_or(0, |p| p.bytes_in)
+    }
+
+    pub fn outbound_bytes(&self) -> u64 {
+        self.readers.iter().map(|r| r.bytes_out).sum()
+    }
+
+    pub fn ready(&self) -> bool {
+        self.publisher.is_some()
+    }
+
+    /// `/v3/paths/...` item; `config` gives `confName`.
+    pub fn json(&self, config: &Config) -> Value {
+        let conf_name = config
+            .path_conf(&self.name)
+            .map(|c| c.name)
+            .unwrap_or_default();
+        let source = self
+            .publisher
+            .map(|p| json!({"type": "rtmpConn", "id": p.id.to_string()}));
+        let ready_time = self.publisher.map(|p| rfc3339(p.since_ms));
+        let tracks: Vec<&str> = self.publisher.map(|p| p.tracks.clone()).unwrap_or_default();
+        let readers: Vec<Value> = self
+            .readers
+            .iter()
+            .map(|r| json!({"type": "rtmpConn", "id": r.id.to_string()}))
+            .collect();
+        json!({
+            "name": self.name,
+            "confName": conf_name,
+            "source": source,
+            "ready": self.ready(),
+            "readyTime": ready_time,
+            "available": self.ready(),
+            "availableTime": ready_time,
+            "online": self.ready(),
+            "onlineTime": ready_time,
+            "tracks": tracks,
+            "bytesReceived": self.inbound_bytes(),
+            "bytesSent": self.outbound_bytes(),
+            "inboundBytes": self.inbound_bytes(),
+            "outboundBytes": self.outbound_bytes(),
+            "inboundFramesInError": 0,
+            "readers": readers,
+        })
+    }
+}
+
+/// Paths with a publisher or a reader, sorted by name.
+pub fn paths(views: &[CoreView]) -> Vec<PathView<'_>> {
+    let mut by_name: BTreeMap<&str, PathView<'_>> = BTreeMap::new();
+    for c in all_conns(views) {
+        if c.state == ConnState::Idle {
+            continue;
+        }
+        let p = by_name.entry(&c.path).or_insert_with(|| PathView {
+            name: c.path.clone(),
+            ..PathView::default()
+        });
+        match c.state {
+            ConnState::Publish => p.publisher = Some(c),
+            ConnState::Read => p.readers.push(c),
+            ConnState::Idle => {}
+        }
+    }
+    by_name.into_values().collect()
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::runtime::{ConnUuid, CoreStats};
+
+    pub(crate) fn conn(n: u8, state: ConnState, path: &str, bytes: (u64, u64)) -> ConnView {
+        ConnView {
+            id: ConnUuid([n; 16]),
+            core: 0,
+            created_ms: u64::from(n),
+            remote: "127.0.0.1:5000".parse().ok(),
+            state,
+            path: path.into(),
+            query: String::new(),
+            since_ms: 1_000,
+            bytes_in: bytes.0,
+            bytes_out: bytes.1,
+            frames_discarded: 0,
+            tracks: if state == ConnState::Publish {
+                vec!["H264"]
+            } else {
+                vec![]
+            },
+        }
+    }
+
+    pub(crate) fn two_cores() -> Vec<CoreView> {
+        vec![
+            CoreView {
+                stats: CoreStats::default(),
+                conns: vec![
+                    conn(1, ConnState::Publish, "live/a", (1000, 0)),
+                    conn(2, ConnState::Read, "live/a", (10, 300)),
+                ],
+            },
+            CoreView {
+                stats: CoreStats {
+                    core: 1,
+                    ..CoreStats::default()
+                },
+                conns: vec![
+                    conn(3, ConnState::Read, "live/a", (10, 200)),
+                    conn(4, ConnState::Idle, "", (5, 5)),
+                    conn(5, ConnState::Read, "live/b", (1, 1)),
+                ],
+            },
+        ]
+    }
+
+    #[test]
+    fn paths_group_connections_across_cores() {
+        let views = two_cores();
+        let p = paths(&views);
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].name, "live/a");
+        assert_eq!((p[0].inbound_bytes(), p[0].outbound_bytes()), (1000, 500));
+        assert!(!p[1].ready());
+        let config = Config::parse("", "c").unwrap();
+        let j = p[0].json(&config);
+        assert_eq!(j["confName"], "all_others");
+        assert_eq!(j["source"]["type"], "rtmpConn");
+        assert_eq!(j["readers"].as_array().unwrap().len(), 2);
+        assert_eq!(j["tracks"], json!(["H264"]));
+        assert_eq!(p[1].json(&config)["source"], Value::Null);
+    }
+
+    #[test]
+    fn conn_shape() {
+        let j = conn_json(&conn(9, ConnState::Read, "live/x", (1, 2)));
+        assert_eq!(j["state"], "read");
+        assert_eq!(j["bytesSent"], 2);
+        assert_eq!(j["remoteAddr"], "127.0.0.1:5000");
+        assert_eq!(j["id"].as_str().unwrap().len(), 36);
+    }
+}

@@ -1,0 +1,387 @@
+//! MediaMTX path configuration: `paths` entries over `pathDefaults`, and which entry a path falls
+//! under.
+//!
+//! A path name is `app/stream` of the RTMP/HTTP URL (or `app` alone). An entry is named by an exact
+//! path name, by `~regex` (an unanchored RE2-style search, as MediaMTX's `FindStringSubmatch`), or
+//! `all_others` / `all` (everything else). [`Paths::find`] tries them in MediaMTX's order: the exact
+//! name, then every regex entry in name order, then `all_others` / `all`.
+//!
+//! Entries are stored as written ([`PathFields`], every field optional) and made whole on lookup
+//! over `pathDefaults` and the built-in defaults ([`PathConf`]), so a change to `pathDefaults`
+//! reaches every entry that does not set the field itself, as in MediaMTX.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use regex_automata::dfa::regex::Regex;
+use serde::de::{Deserializer, Error as _};
+use serde::{Deserialize, Serialize, Serializer};
+
+use super::Millis;
+use crate::auth::users::compile_regex;
+
+/// The entry names that match every path no other entry matches.
+const CATCH_ALL: [&str; 2] = ["all_others", "all"];
+
+/// One `paths` entry (or `pathDefaults`) as written: unset fields come from the defaults.
+/// Also the JSON body of the API's add, patch and replace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PathFields {
+    /// Accepted and ignored: MediaMTX's GET answers carry it, and clients send them back.
+    #[serde(default, skip_serializing)]
+    pub name: Option<String>,
+    /// `publisher`, or a pull URL (none is supported yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_on_demand: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_on_demand_start_timeout: Option<Millis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_on_demand_close_after: Option<Millis>,
+    /// Readers allowed at once; 0 is no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_readers: Option<u32>,
+    /// Whether a new publisher replaces the live one; unset: the global `overridePublisher`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub override_publisher: Option<bool>,
+}
+
+impl PathFields {
+    /// `self` with every field `patch` sets replaced (MediaMTX's PATCH).
+    pub fn patched(&self, patch: &PathFields) -> PathFields {
+        PathFields {
+            name: None,
+            source: patch.source.clone().or_else(|| self.source.clone()),
+            source_on_demand: patch.source_on_demand.or(self.source_on_demand),
+            source_on_demand_start_timeout: patch
+                .source_on_demand_start_timeout
+                .or(self.source_on_demand_start_timeout),
+            source_on_demand_close_after: patch
+                .source_on_demand_close_after
+                .or(self.source_on_demand_close_after),
+            max_readers: patch.max_readers.or(self.max_readers),
+            override_publisher: patch.override_publisher.or(self.override_publisher),
+        }
+    }
+
+    /// The whole configuration of `name`: `self` over `defaults` over the built-in defaults.
+    pub fn resolve(&self, name: &str, defaults: &PathFields, override_publisher: bool) -> PathConf {
+        let f = defaults.patched(self);
+        PathConf {
+            name: name.to_owned(),
+            source: f.source.unwrap_or_else(|| "publisher".to_owned()),
+            source_on_demand: f.source_on_demand.unwrap_or(false),
+            source_on_demand_start_timeout: f
+                .source_on_demand_start_timeout
+                .unwrap_or(Millis(10_000)),
+            source_on_demand_close_after: f.source_on_demand_close_after.unwrap_or(Millis(10_000)),
+            max_readers: f.max_readers.unwrap_or(0),
+            override_publisher: f.override_publisher.unwrap_or(override_publisher),
+        }
+    }
+}
+
+/// A path entry made whole: what the engine applies and the API shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PathConf {
+    /// The entry's name (`live/cam1`, `~^live/`, `all_others`).
+    pub name: String,
+    pub source: String,
+    pub source_on_demand: bool,
+    pub source_on_demand_start_timeout: Millis,
+    pub source_on_demand_close_after: Millis,
+    pub max_readers: u32,
+    pub override_publisher: bool,
+}
+
+impl PathConf {
+    /// MediaMTX's rules for a path entry's fields; the reason is the API's 400 text.
+    pub fn check(&self) -> Result<(), String> {
+        check_source(&self.source)?;
+        if self.source == "publisher" && self.source_on_demand {
+            return Err("'sourceOnDemand' is useless when source is 'publisher'".to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// `publisher` is the only source served; pull URLs come with relaying.
+pub fn check_source(source: &str) -> Result<(), String> {
+    const PULL: [&str; 12] = [
+        "rtmp://",
+        "rtmps://",
+        "http://",
+        "https://",
+        "rtsp://",
+        "rtsps://",
+        "srt://",
+        "udp://",
+        "whep://",
+        "wheps://",
+        "redirect",
+        "rpiCamera",
+    ];
+    if source == "publisher" {
+        Ok(())
+    } else if PULL.iter().any(|p| source.starts_with(p)) {
+        Err(format!(
+            "source '{source}' is not supported yet: only 'publisher' is (pull sources come with relaying)"
+        ))
+    } else {
+        Err(format!("invalid source: '{source}'"))
+    }
+}
+
+/// Why a name cannot be a path (MediaMTX's texts).
+pub fn check_path_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("path name cannot be empty".to_owned());
+    }
+    if name.starts_with('/') {
+        return Err("path name can't begin with a slash".to_owned());
+    }
+    if name.ends_with('/') {
+        return Err("path name can't end with a slash".to_owned());
+    }
+    let ok = |c: char| c.is_ascii_alphanumeric() || "_-/.~:".contains(c);
+    if !name.chars().all(ok) {
+        return Err(
+            "path name can contain only alphanumeric characters, underscore, dot, tilde, minus, slash, colon"
+                .to_owned(),
+        );
+    }
+    Ok(())
+}
+
+/// Why an entry name is refused: a regex that does not compile, or a bad path name.
+fn check_entry_name(name: &str) -> Result<Option<Regex>, String> {
+    if CATCH_ALL.contains(&name) {
+        return Ok(None);
+    }
+    match name.strip_prefix('~') {
+        Some(re) => compile_regex(re)
+            .map(Some)
+            .map_err(|e| format!("invalid regular expression '{re}': {e}")),
+        None => check_path_name(name).map(|()| None),
+    }
+}
+
+/// The `paths` map: entries as written, with their regexes compiled.
+#[derive(Clone, Default)]
+pub struct Paths {
+    entries: BTreeMap<String, PathFields>,
+    /// `~regex` entries in name order, compiled once when the entry is added.
+    regexes: Vec<(String, Regex)>,
+}
+
+impl fmt::Debug for Paths {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.entries.iter()).finish()
+    }
+}
+
+impl PartialEq for Paths {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries == other.entries
+    }
+}
+
+impl Paths {
+    /// The default when `paths` is absent: `all_others: {}`, every path allowed.
+    pub fn all_others() -> Paths {
+        let mut p = Paths::default();
+        p.entries
+            .insert("all_others".to_owned(), PathFields::default());
+        p
+    }
+
+    /// Adds or replaces an entry; `Err` says why the name is refused.
+    pub fn insert(&mut self, name: &str, fields: PathFields) -> Result<(), String> {
+        let regex = check_entry_name(name)?;
+        self.regexes.retain(|(n, _)| n != name);
+        if let Some(re) = regex {
+            let at = self.regexes.partition_point(|(n, _)| n.as_str() < name);
+            self.regexes.insert(at, (name.to_owned(), re));
+        }
+        let fields = PathFields {
+            name: None,
+            ..fields
+        };
+        self.entries.insert(name.to_owned(), fields);
+        Ok(())
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<PathFields> {
+        self.regexes.retain(|(n, _)| n != name);
+        self.entries.remove(name)
+    }
+
+    /// The entry named exactly `name`, as written.
+    pub fn get(&self, name: &str) -> Option<&PathFields> {
+        self.entries.get(name)
+    }
+
+    /// Entries as written, in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &PathFields)> {
+        self.entries.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entry a path falls under: its exact name, else the first matching `~regex` in name
+    /// order, else `all_others` / `all`. `None`: the path is not configured.
+    pub fn find(&self, path: &str) -> Option<(&str, &PathFields)> {
+        if let Some((name, fields)) = self.entries.get_key_value(path) {
+            if !path.starts_with('~') && !CATCH_ALL.contains(&path) {
+                return Some((name, fields));
+            }
+        }
+        for (name, re) in &self.regexes {
+            if re.is_match(path.as_bytes()) {
+                return self
+                    .entries
+                    .get_key_value(name)
+                    .map(|(n, f)| (n.as_str(), f));
+            }
+        }
+        CATCH_ALL
+            .iter()
+            .find_map(|n| self.entries.get_key_value(*n))
+            .map(|(n, f)| (n.as_str(), f))
+    }
+}
+
+impl Serialize for Paths {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.entries.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Paths {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // `name:` with nothing after it (YAML null) is an entry of defaults, as in MediaMTX.
+        let raw = BTreeMap::<String, Option<PathFields>>::deserialize(d)?;
+        let mut paths = Paths::default();
+        for (name, fields) in raw {
+            paths
+                .insert(&name, fields.unwrap_or_default())
+                .map_err(|e| D::Error::custom(format!("paths: `{name}`: {e}")))?;
+        }
+        Ok(paths)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(names: &[&str]) -> Paths {
+        let mut p = Paths::default();
+        for n in names {
+            p.insert(n, PathFields::default()).unwrap();
+        }
+        p
+    }
+
+    #[test]
+    fn exact_then_regex_in_name_order_then_all_others() {
+        let p = paths(&["all_others", "live/cam1", "~^live/", "~^live/c", "~cam"]);
+        assert_eq!(p.find("live/cam1").unwrap().0, "live/cam1");
+        // Regexes are tried in name order: "~^live/" sorts before "~^live/c" and "~cam".
+        assert_eq!(p.find("live/cam2").unwrap().0, "~^live/");
+        assert_eq!(p.find("other/cam").unwrap().0, "~cam");
+        assert_eq!(p.find("other/x").unwrap().0, "all_others");
+        // An entry name is not a path: `all_others` and `~...` are never matched literally.
+        assert_eq!(p.find("~cam").unwrap().0, "~cam");
+        assert_eq!(paths(&["live/a"]).find("live/b"), None);
+        assert_eq!(paths(&["all"]).find("x").unwrap().0, "all");
+    }
+
+    #[test]
+    fn regex_is_an_unanchored_search() {
+        let p = paths(&["~cam[0-9]+$"]);
+        assert!(p.find("live/cam12").is_some());
+        assert!(p.find("live/cam12x").is_none());
+        assert!(p.find("cam").is_none());
+    }
+
+    #[test]
+    fn removing_an_entry_removes_its_regex() {
+        let mut p = paths(&["~^live/"]);
+        assert!(p.find("live/a").is_some());
+        p.remove("~^live/");
+        assert!(p.find("live/a").is_none());
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn names_are_checked() {
+        let mut p = Paths::default();
+        for bad in ["", "/live", "live/", "live cam", "live/é", "~(unclosed"] {
+            assert!(p.insert(bad, PathFields::default()).is_err(), "{bad:?}");
+        }
+        for good in ["live", "live/cam1", "a.b~c-d_e:f/g", "~^.*$", "all_others"] {
+            p.insert(good, PathFields::default()).unwrap();
+        }
+    }
+
+    #[test]
+    fn fields_resolve_over_defaults() {
+        let defaults = PathFields {
+            max_readers: Some(5),
+            source_on_demand_close_after: Some(Millis(3_000)),
+            ..PathFields::default()
+        };
+        let entry = PathFields {
+            max_readers: Some(2),
+            ..PathFields::default()
+        };
+        let conf = entry.resolve("live/a", &defaults, true);
+        assert_eq!(conf.max_readers, 2);
+        assert_eq!(conf.source_on_demand_close_after, Millis(3_000));
+        assert_eq!(conf.source_on_demand_start_timeout, Millis(10_000));
+        assert_eq!(conf.source, "publisher");
+        assert!(conf.override_publisher, "falls back to the global flag");
+    }
+
+    #[test]
+    fn sources() {
+        assert!(check_source("publisher").is_ok());
+        let e = check_source("rtmp://origin/live/a").unwrap_err();
+        assert!(e.contains("is not supported yet"), "{e}");
+        assert!(check_source("https://x/y.m3u8").is_err());
+        assert_eq!(
+            check_source("carrier pigeon").unwrap_err(),
+            "invalid source: 'carrier pigeon'"
+        );
+        let mut conf = PathFields::default().resolve("a", &PathFields::default(), false);
+        conf.source_on_demand = true;
+        assert!(conf.check().is_err());
+    }
+
+    #[test]
+    fn json_is_strict_and_null_entries_are_defaults() {
+        let err = serde_json::from_str::<PathFields>(r#"{"sorce":"publisher"}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field `sorce`"), "{err}");
+        let f: PathFields =
+            serde_json::from_str(r#"{"name":"x","maxReaders":3,"sourceOnDemandCloseAfter":"2s"}"#)
+                .unwrap();
+        assert_eq!(f.max_readers, Some(3));
+        assert_eq!(f.source_on_demand_close_after, Some(Millis(2_000)));
+        let p: Paths = serde_yaml_ng::from_str("all_others:\nlive/a: {maxReaders: 1}\n").unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!(
+            serde_json::to_string(&p).unwrap(),
+            r#"{"all_others":{},"live/a":{"maxReaders":1}}"#
+        );
+    }
+}

@@ -1,0 +1,229 @@
+//! What a core knows about each of its connections for the control API: a UUID, the peer, what
+//! it does and on which path, and its byte counters. Plain cells on the connection's core; the
+//! control core reads them only through [`CoreMessage::GatherView`](super::CoreMessage).
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::str::FromStr;
+
+use crate::media::PlayerQueue;
+
+use super::CoreStats;
+
+/// A connection's public id (MediaMTX ids connections with random v4 UUIDs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnUuid(pub [u8; 16]);
+
+impl ConnUuid {
+    /// A random (version 4, RFC 4122 variant) UUID.
+    pub fn new_v4() -> Self {
+        let mut b: [u8; 16] = rand::random();
+        b[6] = (b[6] & 0x0f) | 0x40;
+        b[8] = (b[8] & 0x3f) | 0x80;
+        ConnUuid(b)
+    }
+}
+
+impl fmt::Display for ConnUuid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, b) in self.0.iter().enumerate() {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                f.write_str("-")?;
+            }
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for ConnUuid {
+    type Err = ();
+    /// The canonical 8-4-4-4-12 hex form, either case.
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let b = s.as_bytes();
+        if b.len() != 36 || [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
+            return Err(());
+        }
+        let hex: Vec<u8> = b.iter().copied().filter(|&c| c != b'-').collect();
+        if hex.len() != 32 {
+            return Err(());
+        }
+        let mut out = [0u8; 16];
+        for (i, pair) in hex.chunks(2).enumerate() {
+            let text = std::str::from_utf8(pair).map_err(|_| ())?;
+            out[i] = u8::from_str_radix(text, 16).map_err(|_| ())?;
+        }
+        Ok(ConnUuid(out))
+    }
+}
+
+/// What a connection is doing, as MediaMTX names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConnState {
+    #[default]
+    Idle,
+    Read,
+    Publish,
+}
+
+impl ConnState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnState::Idle => "idle",
+            ConnState::Read => "read",
+            ConnState::Publish => "publish",
+        }
+    }
+}
+
+/// A connection's descriptive state, kept beside its [`SessionControl`](super::SessionControl).
+#[derive(Debug)]
+pub struct ConnInfo {
+    pub uuid: ConnUuid,
+    /// Unix milliseconds at accept.
+    pub created_ms: u64,
+    remote: Cell<Option<SocketAddr>>,
+    role: RefCell<Role>,
+    bytes_in: Cell<u64>,
+    /// The send queue, for bytes sent and frames discarded.
+    queue: RefCell<Option<Rc<RefCell<PlayerQueue>>>>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Role {
+    state: ConnState,
+    path: String,
+    query: String,
+    /// Unix milliseconds the publish or play started.
+    since_ms: u64,
+}
+
+impl Default for ConnInfo {
+    fn default() -> Self {
+        ConnInfo {
+            uuid: ConnUuid::new_v4(),
+            created_ms: unix_ms(),
+            remote: Cell::new(None),
+            role: RefCell::default(),
+            bytes_in: Cell::new(0),
+            queue: RefCell::new(None),
+        }
+    }
+}
+
+impl ConnInfo {
+    pub fn set_remote(&self, peer: Option<SocketAddr>) {
+        self.remote.set(peer);
+    }
+
+    pub fn set_queue(&self, queue: Rc<RefCell<PlayerQueue>>) {
+        *self.queue.borrow_mut() = Some(queue);
+    }
+
+    pub fn add_bytes_in(&self, n: u64) {
+        self.bytes_in.set(self.bytes_in.get() + n);
+    }
+
+    /// The connection started publishing or reading `path` (MediaMTX's path name).
+    pub fn set_role(&self, state: ConnState, path: String, query: &str) {
+        *self.role.borrow_mut() = Role {
+            state,
+            path,
+            query: query.to_owned(),
+            since_ms: unix_ms(),
+        };
+    }
+
+    pub fn set_idle(&self) {
+        *self.role.borrow_mut() = Role::default();
+    }
+
+    pub fn state(&self) -> ConnState {
+        self.role.borrow().state
+    }
+
+    pub fn path(&self) -> Option<String> {
+        let r = self.role.borrow();
+        (r.state != ConnState::Idle).then(|| r.path.clone())
+    }
+
+    /// A copy for the control core, tagged with the connection's core.
+    pub fn view(&self, core: u16) -> ConnView {
+        let role = self.role.borrow().clone();
+        let (bytes_out, frames_discarded) = match &*self.queue.borrow() {
+            Some(q) => {
+                let q = q.borrow();
+                (q.sent_bytes(), q.dropped_frames())
+            }
+            None => (0, 0),
+        };
+        ConnView {
+            id: self.uuid,
+            core,
+            created_ms: self.created_ms,
+            remote: self.remote.get(),
+            state: role.state,
+            path: role.path,
+            query: role.query,
+            since_ms: role.since_ms,
+            bytes_in: self.bytes_in.get(),
+            bytes_out,
+            frames_discarded,
+            tracks: Vec::new(),
+        }
+    }
+}
+
+/// One connection as the control core sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnView {
+    pub id: ConnUuid,
+    pub core: u16,
+    pub created_ms: u64,
+    pub remote: Option<SocketAddr>,
+    pub state: ConnState,
+    pub path: String,
+    pub query: String,
+    /// When the publish or read started (Unix ms).
+    pub since_ms: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub frames_discarded: u64,
+    /// A publisher's tracks, MediaMTX's codec names (`H264`, `MPEG-4 Audio`).
+    pub tracks: Vec<&'static str>,
+}
+
+/// Everything one data core reports to a gather: its counters and its connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreView {
+    pub stats: CoreStats,
+    pub conns: Vec<ConnView>,
+}
+
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_is_v4_and_round_trips() {
+        let u = ConnUuid::new_v4();
+        let text = u.to_string();
+        assert_eq!(text.len(), 36);
+        assert_eq!(&text[14..15], "4", "{text}");
+        assert!("89ab".contains(&text[19..20]), "{text}");
+        assert_eq!(text.parse::<ConnUuid>(), Ok(u));
+        assert_eq!(text.to_uppercase().parse::<ConnUuid>(), Ok(u));
+        assert_ne!(ConnUuid::new_v4(), u);
+        for bad in ["", "x", "0000000000000000000000000000000000-0", &text[1..]] {
+            assert!(bad.parse::<ConnUuid>().is_err(), "{bad}");
+        }
+    }
+}

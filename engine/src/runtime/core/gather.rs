@@ -1,0 +1,179 @@
+//! The data core's side of the control API: reporting its connections, kicking one, and closing
+//! the sessions a configuration change leaves without a path. Kept apart from the media path in
+//! `core.rs`; everything here runs on the core's own thread, answering messages from the control
+//! core.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use tracing::info;
+
+use super::{Core, Notice};
+use crate::config::Snapshot;
+use crate::media::{AudioCodec, VideoCodec};
+use crate::registry::{home_core, StreamKey, Upstream};
+use crate::runtime::{ConnUuid, CoreMessage, CoreView, Reply, SessionId};
+
+/// A reader counted at its key's home core against `maxReaders`; released when dropped.
+pub struct ReaderSlot {
+    core: Rc<Core>,
+    key: StreamKey,
+    session: SessionId,
+}
+
+impl Drop for ReaderSlot {
+    fn drop(&mut self) {
+        self.core.send(
+            home_core(&self.key, self.core.data_cores),
+            CoreMessage::ReleaseReader {
+                key: self.key.clone(),
+                session: self.session,
+            },
+        );
+    }
+}
+
+impl Core {
+    /// Counts `session` as a reader of `key` at the key's home core, if fewer than `max` (0: no
+    /// limit) read it already. `None`: the path is full, or the home core did not answer.
+    pub async fn claim_reader(
+        self: &Rc<Self>,
+        key: &StreamKey,
+        session: SessionId,
+        max: u32,
+    ) -> Option<ReaderSlot> {
+        let home = home_core(key, self.data_cores);
+        let reply = self
+            .request(home, |reply| CoreMessage::ClaimReader {
+                key: key.clone(),
+                session,
+                max,
+                reply,
+            })
+            .await;
+        matches!(reply, Some(Reply::ReaderClaim(true))).then(|| ReaderSlot {
+            core: self.clone(),
+            key: key.clone(),
+            session,
+        })
+    }
+
+    pub(super) fn admit_reader(&self, key: StreamKey, session: SessionId, max: u32) -> bool {
+        let mut readers = self.readers.borrow_mut();
+        let set = readers.entry(key).or_default();
+        if max == 0 || set.len() < max as usize {
+            set.insert(session);
+            true
+        } else {
+            false
+        }
+    }
+
+    pub(super) fn release_reader(&self, key: &StreamKey, session: SessionId) {
+        let mut readers = self.readers.borrow_mut();
+        if let Some(set) = readers.get_mut(key) {
+            set.remove(&session);
+            if set.is_empty() {
+                readers.remove(key);
+            }
+        }
+    }
+
+    /// This core's counters and connections, publishers with their tracks.
+    pub(super) fn gather_view(&self) -> CoreView {
+        let mut tracks: HashMap<SessionId, Vec<&'static str>> = HashMap::new();
+        for stream in self.streams.borrow().values() {
+            let s = stream.borrow();
+            if let Upstream::Publisher(session) = s.upstream {
+                let (video, audio) = s.codecs();
+                let names = video
+                    .map(video_track)
+                    .into_iter()
+                    .chain(audio.map(audio_track))
+                    .collect();
+                tracks.insert(session, names);
+            }
+        }
+        let conns = self
+            .sessions
+            .borrow()
+            .iter()
+            .map(|(id, control)| {
+                let mut view = control.info.view(self.id.0);
+                if let Some(t) = tracks.remove(id) {
+                    view.tracks = t;
+                }
+                view
+            })
+            .collect();
+        CoreView {
+            stats: self.stats(),
+            conns,
+        }
+    }
+
+    /// Tells the connection `id` to close; false if it is not on this core.
+    pub(super) fn kick_conn(&self, id: ConnUuid) -> bool {
+        let found = self
+            .sessions
+            .borrow()
+            .iter()
+            .find(|(_, c)| c.info.uuid == id)
+            .map(|(s, c)| (*s, c.clone()));
+        match found {
+            Some((session, control)) => {
+                info!(core = %self.id, conn = %session, id = %id, "connection kicked through the API");
+                control.notify(Notice::Kicked);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// After a configuration change: closes the sessions whose path no entry matches any more,
+    /// or whose entry changed name or source. Every other session keeps running.
+    pub(super) fn close_unconfigured(&self, old: &Snapshot, new: &Snapshot) {
+        let sessions: Vec<_> = self
+            .sessions
+            .borrow()
+            .iter()
+            .map(|(s, c)| (*s, c.clone()))
+            .collect();
+        for (session, control) in sessions {
+            let Some(path) = control.info.path() else {
+                continue;
+            };
+            let before = old.config.path_conf(&path);
+            let after = new.config.path_conf(&path);
+            let keep = match (&before, &after) {
+                (Some(b), Some(a)) => a.name == b.name && a.source == b.source,
+                (None, Some(_)) => true,
+                (_, None) => false,
+            };
+            if !keep {
+                info!(core = %self.id, conn = %session, path, "closing: its path configuration was removed or changed");
+                control.notify(Notice::PathRemoved);
+            }
+        }
+    }
+}
+
+/// MediaMTX's track names.
+fn video_track(codec: VideoCodec) -> &'static str {
+    match codec {
+        VideoCodec::H264 => "H264",
+        VideoCodec::H265 => "H265",
+        VideoCodec::Av1 => "AV1",
+        VideoCodec::Vp9 => "VP9",
+        VideoCodec::Other(_) => "Generic",
+    }
+}
+
+fn audio_track(codec: AudioCodec) -> &'static str {
+    match codec {
+        AudioCodec::Aac => "MPEG-4 Audio",
+        AudioCodec::Mp3 => "MPEG-1/2 Audio",
+        AudioCodec::G711ALaw | AudioCodec::G711MuLaw => "G711",
+        AudioCodec::Other(_) => "Generic",
+    }
+}
