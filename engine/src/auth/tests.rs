@@ -628,3 +628,102 @@ authInternalUsers:
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Authenticator>();
 }
+
+/// The documented examples in `config/domains/` load, compile and do what their comments say; the
+/// default config does not use them.
+#[test]
+fn example_domain_files_load_and_admit_signed_requests() {
+    let config_dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../config"));
+    let settings = AuthSettings {
+        domains_dir: Some("domains".into()),
+        ..AuthSettings::default()
+    };
+    let auth = Authenticator::load(&settings, config_dir).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(auth.warnings(), &[] as &[String]);
+    assert_eq!(
+        auth.stream_vhost("play.example.com"),
+        Some("publish.example.com")
+    );
+    let default = crate::config::Config::parse(crate::config::EMBEDDED, "corestream.yaml").unwrap();
+    assert_eq!(default.auth_settings().domains_dir, None);
+
+    // Publish: type B signature plus the per-stream key.
+    let publish = auth.url_auth("publish.example.com").unwrap();
+    assert_eq!(publish.sign_type, SignType::B);
+    let pk: String = Md5::digest("EncoderSecret:live/cam1")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let unsigned = format!("rtmp://publish.example.com/live/cam1?pk={pk}");
+    let signed = sign_url(&unsigned, publish, NOW, "", "").unwrap();
+    assert_eq!(auth.check(&request(Action::Publish, &signed, NOW)), Ok(()));
+    let rotated = UrlAuthConfig {
+        primary_key: "PublishKey2023z".into(),
+        ..publish.clone()
+    };
+    let signed_backup = sign_url(&unsigned, &rotated, NOW, "", "").unwrap();
+    assert_eq!(
+        auth.check(&request(Action::Publish, &signed_backup, NOW)),
+        Ok(())
+    );
+    let no_pk = sign_url("rtmp://publish.example.com/live/cam1", publish, NOW, "", "").unwrap();
+    assert_eq!(
+        check_index(&auth.check(&request(Action::Publish, &no_pk, NOW))),
+        Some(1)
+    );
+    let mut over_http = request(Action::Publish, &signed, NOW);
+    over_http.protocol = Protocol::Flv;
+    assert_eq!(check_index(&auth.check(&over_http)), Some(2));
+    assert!(matches!(
+        auth.check(&request(Action::Publish, &signed, NOW + 600)),
+        Err(Denied::UrlAuth {
+            error: UrlSignError::Expired { .. },
+            ..
+        })
+    ));
+
+    // Play: type C signature plus the expiring md5 token, over RTMP and HTTP-FLV.
+    let play = auth.url_auth("play.example.com").unwrap();
+    assert_eq!(play.sign_type, SignType::C);
+    let expire = NOW + 60;
+    let token: String = Md5::digest(format!("sys@publish.example.com/cam1/{expire}"))
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    let rtmp = sign_url(
+        &format!("rtmp://play.example.com/live/cam1?expire={expire}&token={token}"),
+        play,
+        NOW,
+        "",
+        "",
+    )
+    .unwrap();
+    assert_eq!(auth.check(&request(Action::Read, &rtmp, NOW)), Ok(()));
+    let flv = sign_url(
+        &format!("http://play.example.com/live/cam1.flv?expire={expire}&token={token}"),
+        play,
+        NOW,
+        "",
+        "",
+    )
+    .unwrap();
+    let (vhost, app, stream_flv, query) = split_url(&flv);
+    let r = AuthRequest {
+        protocol: Protocol::Flv,
+        vhost,
+        app,
+        stream: stream_flv.trim_end_matches(".flv"),
+        query,
+        ..request(Action::Read, &flv, NOW)
+    };
+    assert_eq!(auth.check(&r), Ok(()));
+    // The token expires before the signature does.
+    assert_eq!(
+        check_index(&auth.check(&request(Action::Read, &rtmp, expire))),
+        Some(2)
+    );
+    assert!(matches!(
+        auth.check(&request(Action::Publish, &rtmp, NOW)),
+        Err(Denied::WrongDomainType { .. })
+    ));
+}
