@@ -81,8 +81,8 @@ struct Common {
     duration: Duration,
     /// CPUs for the bench's executors, e.g. 1 or 2-3 (one executor per CPU). Default: one
     /// executor, not pinned.
-    #[arg(long, value_parser = parse_cores)]
-    cores: Option<Vec<usize>>,
+    #[arg(long, value_parser = parse_core_list)]
+    cores: Option<CoreList>,
     /// Pid(s) of the server to sample CPU time and RSS from (/proc), comma-separated.
     #[arg(long, value_delimiter = ',')]
     server_pid: Vec<u32>,
@@ -101,6 +101,14 @@ struct Common {
     /// No progress line.
     #[arg(long, short)]
     quiet: bool,
+}
+
+/// A `--cores` list (a newtype, so clap takes it as one value rather than many).
+#[derive(Clone, Debug, PartialEq)]
+struct CoreList(Vec<usize>);
+
+fn parse_core_list(s: &str) -> Result<CoreList, args::ArgError> {
+    parse_cores(s).map(CoreList)
 }
 
 #[derive(Args)]
@@ -225,7 +233,7 @@ fn execute(command: Command) -> Result<ExitCode, BoxError> {
         publish,
         play,
         duration: common.duration,
-        cores: common.cores.clone(),
+        cores: common.cores.clone().map(|c| c.0),
         late: common.late,
         connect_timeout: common.connect_timeout,
     };
@@ -249,7 +257,7 @@ fn execute(command: Command) -> Result<ExitCode, BoxError> {
             source_name
         },
         duration_s: common.duration.as_secs_f64(),
-        cores: common.cores.clone(),
+        cores: common.cores.clone().map(|c| c.0),
         late_ms: common.late.as_secs_f64() * 1000.0,
     };
 
@@ -430,5 +438,72 @@ impl Monitor {
             _ => ProcReport::default(),
         };
         (server, bench)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_command_line() {
+        let cli = Cli::try_parse_from([
+            "corestream-bench",
+            "run",
+            "--url",
+            "rtmp://127.0.0.1:1935/live/s",
+            "--streams",
+            "4",
+            "--players",
+            "10",
+            "--duration",
+            "3s",
+            "--bitrate",
+            "2.5M",
+            "--gop",
+            "1s",
+            "--cores",
+            "1,3",
+            "--server-pid",
+            "10,11",
+            "--play-url",
+            "http://127.0.0.1:8080/live/s.flv",
+        ])
+        .unwrap();
+        let Command::Run {
+            common,
+            source,
+            players,
+            play_url,
+        } = cli.command
+        else {
+            panic!("not run");
+        };
+        assert_eq!(common.streams, 4);
+        assert_eq!(common.duration, Duration::from_secs(3));
+        assert_eq!(common.cores, Some(CoreList(vec![1, 3])));
+        assert_eq!(common.server_pid, vec![10, 11]);
+        assert_eq!(source.bitrate, 2_500_000);
+        assert_eq!(source.gop, Duration::from_secs(1));
+        assert_eq!(players.players, 10);
+        assert_eq!(
+            play_url.as_deref(),
+            Some("http://127.0.0.1:8080/live/s.flv")
+        );
+        assert!(Cli::try_parse_from([
+            "corestream-bench",
+            "run",
+            "--url",
+            "x",
+            "--bitrate",
+            "fast"
+        ])
+        .is_err());
     }
 }
