@@ -52,9 +52,10 @@ impl SyntheticSpec {
     }
 }
 
-/// AAC-LC at 48 kHz: samples per frame and the sample rate.
+/// AAC-LC at 44.1 kHz (the rate FLV's audio tag header can announce): samples per frame and the
+/// sample rate.
 const AAC_FRAME_SAMPLES: u64 = 1024;
-const AAC_RATE: u64 = 48_000;
+const AAC_RATE: u64 = 44_100;
 /// A keyframe is this many times as large as an inter frame.
 const KEYFRAME_WEIGHT: u64 = 4;
 /// Payload bytes that are not slice data: tag header, NAL length prefixes, stamp SEI, slice header.
@@ -240,9 +241,10 @@ impl Synthetic {
     }
 }
 
-/// FLV AAC sequence header: AAC, 44 kHz flag (always for AAC), 16-bit, stereo; AAC-LC 48 kHz stereo.
+/// FLV AAC sequence header: AAC, 44 kHz, 16-bit, stereo; AudioSpecificConfig AAC-LC (object
+/// type 2), 44.1 kHz (frequency index 4), 2 channels.
 fn aac_sequence_header() -> Bytes {
-    Bytes::from_static(&[0xaf, 0x00, 0x11, 0x90])
+    Bytes::from_static(&[0xaf, 0x00, 0x12, 0x10])
 }
 
 /// A Baseline-profile SPS (level 3.1) for `width` x `height` (rounded up to macroblocks).
@@ -405,7 +407,11 @@ impl FlvFile {
         reader.feed(data);
         let mut frames = Vec::new();
         while let Some(frame) = reader.poll_frame()? {
-            frames.push(frame);
+            // An AVC end-of-sequence tag ends the file, not the looped stream: a player would
+            // reset its decoder at every pass.
+            if !stamp::is_avc_end_of_sequence(&frame.payload) {
+                frames.push(frame);
+            }
         }
         if !frames.iter().any(|f| f.kind != MediaKind::Script) {
             return Err(None);
@@ -507,6 +513,7 @@ impl Source {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use corestream::protocol::flv::{encode_header, encode_tag};
 
     fn take(src: &mut Synthetic, n: usize) -> Vec<Frame> {
@@ -560,7 +567,7 @@ mod tests {
         }
         assert!(frames.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
         let audio = frames.iter().filter(|f| f.kind == MediaKind::Audio).count();
-        assert_eq!(audio, 1 + 469); // sequence header + 10 s of 1024-sample frames at 48 kHz
+        assert_eq!(audio, 1 + 431); // sequence header + 10 s of 1024-sample frames at 44.1 kHz
     }
 
     #[test]
@@ -604,7 +611,15 @@ mod tests {
         for f in &frames {
             encode_tag(&mut file, f).unwrap();
         }
+        // ffmpeg ends its FLV files with an AVC end-of-sequence tag: dropped.
+        let eos = Frame::new(
+            MediaKind::Video,
+            1200,
+            Bytes::from_static(&[0x17, 2, 0, 0, 0]),
+        );
+        encode_tag(&mut file, &eos).unwrap();
         let loaded = FlvFile::parse(&file).unwrap();
+        assert_eq!(loaded.frames.len(), 30);
         let period = loaded.period_ms;
         let mut lp = FlvLoop::new(loaded);
         let mut st = Stamper::new(1);

@@ -187,6 +187,11 @@ pub fn is_avc_nalu_tag(payload: &[u8]) -> bool {
         && payload[1] == 1
 }
 
+/// True for a legacy FLV AVC end-of-sequence tag body (AVCPacketType 2), which carries no picture.
+pub fn is_avc_end_of_sequence(payload: &[u8]) -> bool {
+    payload.len() >= 2 && payload[0] & 0x80 == 0 && payload[0] & 0x0f == 7 && payload[1] == 2
+}
+
 /// The NAL unit length size (1..=4) announced by an AVC sequence header tag body
 /// (`AVCDecoderConfigurationRecord.lengthSizeMinusOne`), or `None` if this is not one.
 pub fn avc_length_size(payload: &[u8]) -> Option<usize> {

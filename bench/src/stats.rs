@@ -273,6 +273,9 @@ impl PlayerObserver {
             }
             return outcome;
         }
+        if stamp::is_avc_end_of_sequence(&frame.payload) {
+            return outcome;
+        }
         let since_start = micros(now - self.started);
         if !self.got_frame {
             self.got_frame = true;

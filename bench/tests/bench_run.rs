@@ -257,3 +257,49 @@ fn refused_scenario() -> Result<(), Interrupted> {
     assert!(stdout.contains("StreamNotFound"), "{stdout}");
     Ok(())
 }
+
+#[test]
+fn ffprobe_recognises_the_synthetic_stream() {
+    with_retries("ffprobe", probe_scenario);
+}
+
+fn probe_scenario() -> Result<(), Interrupted> {
+    let engine = Engine::start("");
+    let url = engine.rtmp_url("live/probe");
+    let mut publisher = Command::new(BENCH)
+        .args(["publish", "--url", &url, "--duration", "4", "-q"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the publisher");
+    engine.wait_for_log("publish started", Duration::from_secs(10));
+    let probe = tests::ff::wait_with_timeout(
+        Command::new("ffprobe")
+            .args(["-v", "quiet", "-rw_timeout", "10000000"])
+            .args([
+                "-show_entries",
+                "stream=codec_name,profile,width,height,channels",
+            ])
+            .args(["-of", "compact", &url])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ffprobe (tests/run.sh installs ffmpeg)"),
+        Duration::from_secs(20),
+        "ffprobe",
+    );
+    let status = publisher.wait().expect("publisher exit");
+    if status.signal() == Some(15) {
+        return Err(Interrupted("the publisher got SIGTERM".into()));
+    }
+    let text = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        text.contains("codec_name=h264|profile=Constrained Baseline|width=1280|height=720"),
+        "{text}"
+    );
+    assert!(text.contains("codec_name=aac|profile=LC"), "{text}");
+    assert!(text.contains("channels=2"), "{text}");
+    Ok(())
+}
