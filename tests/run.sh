@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs the real clients the end-to-end tests drive
-# (ffmpeg/ffprobe from Debian) when they are missing, then runs every test of the workspace.
+# (ffmpeg/ffprobe from Debian) when they are missing, runs every test of the workspace, then a
+# CI-sized comparison run against nginx-rtmp.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,3 +20,7 @@ fi
 # (`tests/run.sh -p tests`) never tests a stale binary.
 cargo build -p engine --bin corestream
 cargo test --workspace "$@"
+
+# The side-by-side comparison against nginx-rtmp, CI-sized (installs nginx + libnginx-mod-rtmp
+# when missing): it must finish and print both columns.
+perf-scripts/ci-smoke.sh

@@ -1,9 +1,8 @@
 //! End-to-end: `corestream-bench` against the real engine binary (built by
 //! `cargo test --workspace`, found like the other end-to-end tests find it).
 //!
-//! On a shared machine someone's `pkill corestream` also hits `corestream-bench` and the engine.
-//! Neither the bench nor this test ever sends SIGTERM, so a scenario whose bench or engine died of
-//! one was interrupted from outside: it is run again (up to three times) rather than failed.
+//! Neither the bench nor this test ever sends SIGTERM: a scenario whose bench or engine died of one
+//! fails saying so (on a shared machine, someone's `pkill corestream`), rather than as a bench bug.
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -53,17 +52,11 @@ fn check_interrupted(out: &Output, engine: &Engine, what: &str) -> Result<(), In
     Ok(())
 }
 
-/// Runs `scenario` until it is not interrupted from outside, at most three times.
-fn with_retries(name: &str, scenario: impl Fn() -> Result<(), Interrupted>) {
-    for attempt in 1..=3 {
-        match scenario() {
-            Ok(()) => return,
-            Err(Interrupted(why)) => {
-                eprintln!("{name}: attempt {attempt} interrupted from outside ({why}); again")
-            }
-        }
+/// Runs `scenario`; one stopped from outside fails with the reason.
+fn judged(name: &str, scenario: impl Fn() -> Result<(), Interrupted>) {
+    if let Err(Interrupted(why)) = scenario() {
+        panic!("{name}: interrupted from outside ({why})");
     }
-    panic!("{name}: interrupted from outside three times (someone's pkill corestream?)");
 }
 
 fn read_report(path: &Path) -> Value {
@@ -111,7 +104,7 @@ fn assert_clean_players(r: &Value, players: f64, what: &str) {
 
 #[test]
 fn run_against_the_engine_delivers_every_frame() {
-    with_retries("run", run_scenario);
+    judged("run", run_scenario);
 }
 
 fn run_scenario() -> Result<(), Interrupted> {
@@ -165,7 +158,7 @@ fn run_scenario() -> Result<(), Interrupted> {
 
 #[test]
 fn separate_publish_and_play_processes_share_the_stamps() {
-    with_retries("publish + play", split_scenario);
+    judged("publish + play", split_scenario);
 }
 
 fn split_scenario() -> Result<(), Interrupted> {
@@ -230,7 +223,7 @@ fn split_scenario() -> Result<(), Interrupted> {
 
 #[test]
 fn a_refused_play_is_reported_and_fails_the_run() {
-    with_retries("refused play", refused_scenario);
+    judged("refused play", refused_scenario);
 }
 
 fn refused_scenario() -> Result<(), Interrupted> {
@@ -260,7 +253,7 @@ fn refused_scenario() -> Result<(), Interrupted> {
 
 #[test]
 fn ffprobe_recognises_the_synthetic_stream() {
-    with_retries("ffprobe", probe_scenario);
+    judged("ffprobe", probe_scenario);
 }
 
 fn probe_scenario() -> Result<(), Interrupted> {
