@@ -12,6 +12,10 @@ use tracing::{error, info};
 use super::{allowed_cpus, build_mesh, os_signal, ControlLink, Core, CoreId, MeshEnds, Placement};
 use crate::config::Snapshot;
 
+/// Memory each executor registers with io_uring up front. glommio's default (10 MiB) is sized for
+/// DMA file I/O, which the relay does not do; sockets read into our own buffers.
+const IO_MEMORY: usize = 256 * 1024;
+
 /// How long data cores give their clients to say goodbye before the executors stop.
 const DRAIN_TIME: Duration = Duration::from_millis(1200);
 
@@ -65,6 +69,7 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), StartError> {
         let exited = exited.clone();
         let handle = LocalExecutorBuilder::new(GlommioPlacement::Fixed(cpu))
             .name(&format!("data-{i}"))
+            .io_memory(IO_MEMORY)
             .spawn(move || async move {
                 data_core(CoreId(i as u16), data_cores, snapshot, mesh, ready).await;
                 exited.fetch_add(1, Ordering::SeqCst);
@@ -82,6 +87,7 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), StartError> {
     let control_ready = ready_tx.clone();
     let control = LocalExecutorBuilder::new(GlommioPlacement::Fixed(placement.control_cpu))
         .name("control")
+        .io_memory(IO_MEMORY)
         .spawn(move || {
             control_core(
                 data_cores,
