@@ -159,6 +159,15 @@ fn hls_playlist_slides_and_segments_decode() {
     }
     assert!(slid, "the window never slid");
 
+    // The control API lists the stream's one muxer, however many cores served its viewers.
+    let muxers = tests::http::get(engine.api_port, "/v3/hlsmuxers/list", &[]).json();
+    assert_eq!(muxers["itemCount"], 1, "{muxers}");
+    assert_eq!(muxers["items"][0]["path"], "live/hls", "{muxers}");
+    assert!(
+        muxers["items"][0]["bytesSent"].as_u64().unwrap() > 0,
+        "{muxers}"
+    );
+
     // ffprobe reads the live playlist and decodes the right codecs and resolution.
     let probe = ff::spawn_probe_with(
         &engine.http_url("live/hls.m3u8"),

@@ -327,7 +327,15 @@ impl Api {
                 }
             }
             // HLS is being added separately; until then there is never a muxer.
-            Route::HlsMuxersList => Ok(page()?.list(Vec::new())),
+            Route::HlsMuxersList => {
+                let page = page()?;
+                let views = self.gather().await;
+                let items = views::all_hls_muxers(&views)
+                    .into_iter()
+                    .map(views::hls_muxer_json)
+                    .collect();
+                Ok(page.list(items))
+            }
         }
     }
 }

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::time::rfc3339;
 use crate::config::Config;
-use crate::runtime::{ConnState, ConnView, CoreView};
+use crate::runtime::{ConnState, ConnView, CoreView, HlsMuxerView};
 
 /// An RTMP connection (`/v3/rtmpconns/...`).
 pub fn conn_json(c: &ConnView) -> Value {
@@ -24,6 +24,23 @@ pub fn conn_json(c: &ConnView) -> Value {
         "outboundBytes": c.bytes_out,
         "outboundFramesDiscarded": c.frames_discarded,
     })
+}
+
+/// An HLS muxer (`/v3/hlsmuxers/list`).
+pub fn hls_muxer_json(m: &HlsMuxerView) -> Value {
+    json!({
+        "path": m.path,
+        "created": rfc3339(m.created_ms),
+        "lastRequest": rfc3339(m.last_request_ms),
+        "bytesSent": m.bytes_sent,
+    })
+}
+
+/// Every HLS muxer of every core, by path.
+pub fn all_hls_muxers(views: &[CoreView]) -> Vec<&HlsMuxerView> {
+    let mut muxers: Vec<&HlsMuxerView> = views.iter().flat_map(|v| &v.hls_muxers).collect();
+    muxers.sort_by(|a, b| a.path.cmp(&b.path));
+    muxers
 }
 
 /// Every connection of every core, oldest first (then by id, for a stable order).

@@ -21,6 +21,10 @@ pub struct HlsMuxer {
     attached: bool,
     /// The stream left; its next frames start a new timeline.
     resumed: bool,
+    /// For the API: wall-clock creation and last request, and bytes served.
+    created_unix_ms: u64,
+    last_request_unix_ms: u64,
+    bytes_sent: u64,
 }
 
 impl HlsMuxer {
@@ -34,6 +38,9 @@ impl HlsMuxer {
             last_request: now,
             attached: false,
             resumed: false,
+            created_unix_ms: unix_ms(),
+            last_request_unix_ms: unix_ms(),
+            bytes_sent: 0,
         }
     }
 
@@ -73,6 +80,21 @@ impl HlsMuxer {
 
     pub fn touch(&mut self, now: Instant) {
         self.last_request = now;
+        self.last_request_unix_ms = unix_ms();
+    }
+
+    /// Counts a playlist or segment handed out.
+    pub fn record_sent(&mut self, bytes: usize) {
+        self.bytes_sent += bytes as u64;
+    }
+
+    /// (created, last request) in Unix milliseconds, and bytes served.
+    pub fn usage(&self) -> (u64, u64, u64) {
+        (
+            self.created_unix_ms,
+            self.last_request_unix_ms,
+            self.bytes_sent,
+        )
     }
 
     pub fn idle_for(&self, now: Instant) -> Duration {
@@ -87,6 +109,12 @@ impl HlsMuxer {
     pub fn segment(&self, sequence: u64) -> Option<Bytes> {
         self.segmenter.segment(sequence)
     }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Splits a segment file name `<stream>-<instance hex>-<sequence>.ts` into its parts.

@@ -200,6 +200,17 @@ pub struct ConnView {
 pub struct CoreView {
     pub stats: CoreStats,
     pub conns: Vec<ConnView>,
+    /// The HLS muxers of the keys whose home is this core.
+    pub hls_muxers: Vec<HlsMuxerView>,
+}
+
+/// One HLS muxer as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HlsMuxerView {
+    pub path: String,
+    pub created_ms: u64,
+    pub last_request_ms: u64,
+    pub bytes_sent: u64,
 }
 
 pub(crate) fn unix_ms() -> u64 {

@@ -688,6 +688,9 @@ impl Core {
             }
             HlsQuery::Segment { .. } => None,
         };
+        if let Some(b) = &body {
+            m.record_sent(b.len());
+        }
         HlsAnswer { live, body }
     }
 

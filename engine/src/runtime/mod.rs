@@ -16,7 +16,7 @@ pub use self::core::{
     Core, Notice, PlayHandle, PublishHandle, PublishRefused, SessionControl, SessionGuard, Via,
 };
 pub(crate) use conn::unix_ms;
-pub use conn::{ConnInfo, ConnState, ConnUuid, ConnView, CoreView};
+pub use conn::{ConnInfo, ConnState, ConnUuid, ConnView, CoreView, HlsMuxerView};
 pub use control::ControlLink;
 pub use engine::{run, StartError};
 pub(crate) use ids::scoped_id;

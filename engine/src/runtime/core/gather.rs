@@ -12,7 +12,7 @@ use super::{Core, Notice};
 use crate::config::Snapshot;
 use crate::media::{AudioCodec, VideoCodec};
 use crate::registry::{home_core, StreamKey, Upstream};
-use crate::runtime::{ConnUuid, CoreMessage, CoreView, Reply, SessionId};
+use crate::runtime::{ConnUuid, CoreMessage, CoreView, HlsMuxerView, Reply, SessionId};
 
 /// A reader counted at its key's home core against `maxReaders`; released when dropped.
 pub struct ReaderSlot {
@@ -106,9 +106,24 @@ impl Core {
                 view
             })
             .collect();
+        let hls_muxers = self
+            .hls
+            .borrow()
+            .iter()
+            .map(|(key, m)| {
+                let (created_ms, last_request_ms, bytes_sent) = m.borrow().usage();
+                HlsMuxerView {
+                    path: key.path(),
+                    created_ms,
+                    last_request_ms,
+                    bytes_sent,
+                }
+            })
+            .collect();
         CoreView {
             stats: self.stats(),
             conns,
+            hls_muxers,
         }
     }
 
