@@ -162,6 +162,7 @@ pub(super) mod tests {
                     conn(1, ConnState::Publish, "live/a", (1000, 0)),
                     conn(2, ConnState::Read, "live/a", (10, 300)),
                 ],
+                hls_muxers: Vec::new(),
             },
             CoreView {
                 stats: CoreStats {
@@ -173,6 +174,7 @@ pub(super) mod tests {
                     conn(4, ConnState::Idle, "", (5, 5)),
                     conn(5, ConnState::Read, "live/b", (1, 1)),
                 ],
+                hls_muxers: Vec::new(),
             },
         ]
     }
