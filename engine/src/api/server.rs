@@ -129,7 +129,7 @@ async fn write_response(
     keep
 }
 
-/// Binds `addr` on this executor.
+/// Binds `addr` on this executor (SO_REUSEADDR, no SO_REUSEPORT: one listener owns the port).
 pub(super) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).map_err(std::io::Error::from)
+    crate::server::net::listen_single(addr)
 }

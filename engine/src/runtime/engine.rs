@@ -152,10 +152,24 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), StartError> {
     }
 }
 
+/// How long start-up waits for a port still held by a process that just exited: io_uring releases
+/// a dead process's sockets shortly after it is reaped, so a quick restart would otherwise fail.
+const PORT_RELEASE_WAIT: Duration = Duration::from_secs(3);
+
 fn probe_listen(what: &'static str, addr: SocketAddr) -> Result<(), StartError> {
-    StdListener::bind(addr)
-        .map(drop)
-        .map_err(|reason| StartError::Listen { what, addr, reason })
+    let deadline = std::time::Instant::now() + PORT_RELEASE_WAIT;
+    loop {
+        match StdListener::bind(addr) {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(reason) => return Err(StartError::Listen { what, addr, reason }),
+        }
+    }
 }
 
 async fn data_core(

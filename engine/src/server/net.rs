@@ -31,10 +31,20 @@ pub struct NetWriter {
 /// kernel spreads connections over them, and `SO_REUSEADDR`, so a restart is not refused while
 /// connections of the previous run linger in TIME_WAIT (glommio's own `bind` sets only the former).
 pub fn listen(addr: std::net::SocketAddr) -> io::Result<glommio::net::TcpListener> {
+    bind(addr, true)
+}
+
+/// Binds the one listener of a service a single core serves (the control API, metrics): like
+/// [`listen`] but without `SO_REUSEPORT`, so no other socket can share the port.
+pub fn listen_single(addr: std::net::SocketAddr) -> io::Result<glommio::net::TcpListener> {
+    bind(addr, false)
+}
+
+fn bind(addr: std::net::SocketAddr, reuse_port: bool) -> io::Result<glommio::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
+    socket.set_reuse_port(reuse_port)?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
