@@ -207,3 +207,14 @@ fn sigterm_stops_within_two_seconds_with_clients_connected() {
     wait_with_timeout(publisher, Duration::from_secs(10), "publisher");
     wait_with_timeout(player, Duration::from_secs(10), "player");
 }
+
+#[test]
+fn a_waiting_player_that_leaves_is_let_go_at_once() {
+    let engine = Engine::start("playWaitTimeout: 60s\n");
+    let mut probe = ff::spawn_probe(&engine.rtmp_url("live/never"));
+    engine.wait_for_log("play requested", Duration::from_secs(10));
+    probe.kill().unwrap();
+    probe.wait().unwrap();
+    // Not 60 s later: the wait notices the client hung up.
+    engine.wait_for_log("play refused: stream not found", Duration::from_secs(2));
+}

@@ -298,7 +298,15 @@ impl Core {
     ///
     /// Separate from [`Core::attach_player`] so the caller can answer the client (play accepted)
     /// before the first media is queued behind that answer.
-    pub async fn find_stream(&self, key: &StreamKey, wait: Duration) -> Option<Via> {
+    ///
+    /// `gone` is asked between polls: a client that disconnects while waiting stops the wait (and
+    /// frees its connection) at once rather than at the end of `wait`.
+    pub async fn find_stream(
+        &self,
+        key: &StreamKey,
+        wait: Duration,
+        gone: &dyn Fn() -> bool,
+    ) -> Option<Via> {
         let deadline = Instant::now() + wait;
         let home = home_core(key, self.data_cores);
         loop {
@@ -322,7 +330,7 @@ impl Core {
                 _ => {}
             }
             let now = Instant::now();
-            if now >= deadline || self.shutdown.is_fired() {
+            if now >= deadline || self.shutdown.is_fired() || gone() {
                 return None;
             }
             glommio::timer::sleep(PLAY_WAIT_POLL.min(deadline - now)).await;

@@ -171,7 +171,7 @@ async fn serve_requests(conn: &Conn, mut reader: NetReader) -> Close {
                 return Close::Linger(reader);
             }
         };
-        match handle(conn, &request).await {
+        match handle(conn, &request, &reader).await {
             Next::KeepAlive => continue,
             Next::Close => return Close::Flush,
             Next::Streaming {
@@ -294,7 +294,7 @@ fn with_cors(conn: &Conn, head: ResponseHead, origin: Option<&str>) -> ResponseH
     }
 }
 
-async fn handle(conn: &Conn, req: &Request) -> Next {
+async fn handle(conn: &Conn, req: &Request, reader: &NetReader) -> Next {
     let origin = req.header("Origin");
     let keep_alive = req.keep_alive;
     let version = req.version;
@@ -355,7 +355,7 @@ async fn handle(conn: &Conn, req: &Request) -> Next {
         return not_found(conn, req);
     }
     match route {
-        Route::Flv { .. } => serve_flv(conn, req, key, head_only).await,
+        Route::Flv { .. } => serve_flv(conn, req, key, head_only, reader).await,
         Route::Playlist { .. } => serve_playlist(conn, req, &key).await,
         Route::Segment {
             instance, sequence, ..
@@ -460,7 +460,13 @@ fn basic_credentials(header: Option<&str>) -> Option<(String, String)> {
     Some((user.to_owned(), pass.to_owned()))
 }
 
-async fn serve_flv(conn: &Conn, req: &Request, key: StreamKey, head_only: bool) -> Next {
+async fn serve_flv(
+    conn: &Conn,
+    req: &Request,
+    key: StreamKey,
+    head_only: bool,
+    reader: &NetReader,
+) -> Next {
     let snapshot = conn.core.snapshot();
     let max_readers = snapshot
         .config
@@ -483,7 +489,11 @@ async fn serve_flv(conn: &Conn, req: &Request, key: StreamKey, head_only: bool) 
         );
     };
     let wait = snapshot.config.play_wait_timeout.duration();
-    let Some(via) = conn.core.find_stream(&key, wait).await else {
+    let found = conn
+        .core
+        .find_stream(&key, wait, &|| reader.peer_closed())
+        .await;
+    let Some(via) = found else {
         info!(stream = %key, peer = ?conn.peer, "flv refused: stream not found");
         return not_found(conn, req);
     };

@@ -73,6 +73,19 @@ impl NetReader {
         self.stream.read(buf).await
     }
 
+    /// Whether the peer has closed its side (FIN or reset), whatever it sent before that is still
+    /// unread: a zero-timeout `poll` for `POLLRDHUP`, which consumes nothing.
+    pub fn peer_closed(&self) -> bool {
+        let mut fd = libc::pollfd {
+            fd: self.stream.as_raw_fd(),
+            events: libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call; a zero timeout never blocks.
+        let n = unsafe { libc::poll(&mut fd, 1, 0) };
+        n > 0 && fd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+    }
+
     /// Ends our sending direction (FIN) while the peer may still send.
     pub fn shutdown_write(&self) {
         // SAFETY: shutdown(2) on a descriptor we own; failure (already closed) is harmless.

@@ -108,7 +108,7 @@ impl Connection {
                 break Ending::Protocol(e);
             }
             while let Some(event) = self.session.poll_event() {
-                self.on_event(event).await;
+                self.on_event(event, &reader).await;
             }
             self.flush();
             if self.refused {
@@ -127,7 +127,7 @@ impl Connection {
         }
     }
 
-    async fn on_event(&mut self, event: ServerEvent) {
+    async fn on_event(&mut self, event: ServerEvent, reader: &NetReader) {
         match event {
             ServerEvent::Connected { tc_url, .. } => {
                 self.vhost = tc_url
@@ -215,20 +215,13 @@ impl Connection {
                     return;
                 };
                 self.reader_slot = Some(slot);
-                let Some(via) = self
+                let wait = self.conn.core.snapshot().config.play_wait_timeout.duration();
+                let found = self
                     .conn
                     .core
-                    .find_stream(
-                        &key,
-                        self.conn
-                            .core
-                            .snapshot()
-                            .config
-                            .play_wait_timeout
-                            .duration(),
-                    )
-                    .await
-                else {
+                    .find_stream(&key, wait, &|| reader.peer_closed())
+                    .await;
+                let Some(via) = found else {
                     info!(stream = %key, peer = ?self.conn.peer, "play refused: stream not found");
                     self.session.reject_play(request, Reject::NotFound);
                     self.reader_slot = None;
