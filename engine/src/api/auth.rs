@@ -50,8 +50,9 @@ pub fn basic_credentials(authorization: Option<&str>) -> Option<(String, String)
     Some((user.to_owned(), pass.to_owned()))
 }
 
-/// Checks an API or metrics request against the internal users.
-pub fn authorize(
+/// Checks an API or metrics request against the internal users, then (with `authMethod: http`,
+/// for actions not in `authHTTPExclude`) asks the auth service.
+pub async fn authorize(
     auth: &Authenticator,
     action: Action,
     client: IpAddr,
@@ -72,12 +73,20 @@ pub fn authorize(
         pass: credentials.map(|c| c.1.as_str()),
         now_unix,
     };
+    let refuse = || ApiError::Unauthorized {
+        challenge: credentials.is_none(),
+    };
     auth.check(&request).map_err(|denied| {
         tracing::info!(action = %action, client = %client, "api request refused: {denied}");
-        ApiError::Unauthorized {
-            challenge: credentials.is_none(),
+        refuse()
+    })?;
+    if let Some((addr, ask)) = auth.http_hook_request(&request, None) {
+        if let Err(why) = crate::server::auth_hook::ask(addr, ask).await {
+            tracing::info!(action = %action, client = %client, "api request refused: {why}");
+            return Err(refuse());
         }
-    })
+    }
+    Ok(())
 }
 
 #[cfg(test)]

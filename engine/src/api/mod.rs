@@ -174,7 +174,8 @@ impl Api {
             credentials.as_ref(),
             &req.query,
             crate::runtime::unix_ms() / 1000,
-        )?;
+        )
+        .await?;
         match kind {
             Listener::Metrics => self.metrics(req).await,
             Listener::Api => {

@@ -17,6 +17,7 @@
 
 pub mod domain;
 pub mod dsl;
+pub mod http_hook;
 mod locate;
 pub mod query;
 mod target;
@@ -100,14 +101,14 @@ pub struct AuthRequest<'a> {
     pub now_unix: u64,
 }
 
-/// `authMethod` (MediaMTX). Only `internal` is implemented; the others are refused at load.
+/// `authMethod` (MediaMTX). `internal` and `http` are implemented; `jwt` is refused at load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthMethod {
     /// `authInternalUsers`.
     #[default]
     Internal,
-    /// MediaMTX's HTTP callback (not supported).
+    /// MediaMTX's HTTP callback: `authHTTPAddress`, `authHTTPExclude`.
     Http,
     /// MediaMTX's JWT (not supported).
     Jwt,
@@ -144,6 +145,12 @@ pub struct AuthSettings {
     /// `unknownDomain`.
     #[serde(default)]
     pub unknown_domain: UnknownDomain,
+    /// `authHTTPAddress`: the service `authMethod: http` asks.
+    #[serde(default, rename = "authHTTPAddress")]
+    pub auth_http_address: Option<String>,
+    /// `authHTTPExclude`: actions (and paths) not asked of it, judged by the internal users.
+    #[serde(default = "http_hook::default_exclude", rename = "authHTTPExclude")]
+    pub auth_http_exclude: Vec<Permission>,
 }
 
 impl Default for AuthSettings {
@@ -153,6 +160,8 @@ impl Default for AuthSettings {
             auth_internal_users: default_users(),
             domains_dir: None,
             unknown_domain: UnknownDomain::Deny,
+            auth_http_address: None,
+            auth_http_exclude: http_hook::default_exclude(),
         }
     }
 }
@@ -201,9 +210,12 @@ pub enum AuthConfigError {
     /// An `authInternalUsers` entry.
     #[error(transparent)]
     Users(#[from] UserConfigError),
-    /// `authMethod: http` or `jwt`.
-    #[error("authMethod {0:?} is not supported; use internal")]
+    /// `authMethod: jwt`.
+    #[error("authMethod {0:?} is not supported; use internal or http")]
     UnsupportedAuthMethod(AuthMethod),
+    /// `authHTTPAddress` is missing or unusable.
+    #[error("{0}")]
+    HttpHook(#[from] http_hook::HookConfigError),
 }
 
 /// A refused request: which rule failed and why (for logs; clients get a generic refusal).
@@ -287,6 +299,8 @@ pub struct CheckFailure {
 #[derive(Debug)]
 pub struct Authenticator {
     users: Users,
+    /// `authMethod: http`: the service asked instead of the internal users.
+    hook: Option<http_hook::HttpHook>,
     domains: Vec<Domain>,
     unknown_domain: UnknownDomain,
     warnings: Vec<String>,
@@ -323,9 +337,16 @@ impl Authenticator {
         settings: &AuthSettings,
         config_dir: &Path,
     ) -> Result<Authenticator, AuthConfigError> {
-        if settings.auth_method != AuthMethod::Internal {
-            return Err(AuthConfigError::UnsupportedAuthMethod(settings.auth_method));
-        }
+        let hook = match settings.auth_method {
+            AuthMethod::Internal => None,
+            AuthMethod::Http => Some(http_hook::HttpHook::new(
+                settings.auth_http_address.as_deref(),
+                settings.auth_http_exclude.clone(),
+            )?),
+            AuthMethod::Jwt => {
+                return Err(AuthConfigError::UnsupportedAuthMethod(settings.auth_method))
+            }
+        };
         let users = Users::compile(&settings.auth_internal_users)?;
         let domains = match &settings.domains_dir {
             Some(d) => domain::load_dir(&config_dir.join(d))?,
@@ -341,6 +362,7 @@ impl Authenticator {
         }
         Ok(Self {
             users,
+            hook,
             domains,
             unknown_domain: settings.unknown_domain,
             warnings,
@@ -357,6 +379,22 @@ impl Authenticator {
     pub fn stream_vhost(&self, vhost: &str) -> Option<&str> {
         let d = self.find_domain(vhost)?;
         Some(d.publish_domain.as_deref().unwrap_or(&d.name))
+    }
+
+    /// With `authMethod: http`, the request to send to the auth service for `req` (after
+    /// [`Authenticator::check`] passed); `None` when nothing needs asking (another method, or an
+    /// excluded action, which the internal users judged).
+    pub fn http_hook_request(
+        &self,
+        req: &AuthRequest<'_>,
+        id: Option<&str>,
+    ) -> Option<(std::net::SocketAddr, bytes::BytesMut)> {
+        let hook = self.hook.as_ref()?;
+        let path = format!("{}/{}", req.app, req.stream);
+        if hook.excludes(req.action, &path) {
+            return None;
+        }
+        Some((hook.addr, hook.request(req, id)))
     }
 
     /// The enabled URL-signature rule of the domain named `vhost`, for `corestream sign`.
@@ -427,20 +465,32 @@ impl Authenticator {
             user: req.user,
             pass: req.pass,
         };
-        note!("internal users (first match wins):");
-        if tracing {
-            for line in self.users.explain(&uq) {
-                note!("{line}");
+        // With authMethod: http the service decides instead, unless the action is excluded.
+        let users_decide = self
+            .hook
+            .as_ref()
+            .is_none_or(|h| h.excludes(req.action, &path));
+        if users_decide {
+            note!("internal users (first match wins):");
+            if tracing {
+                for line in self.users.explain(&uq) {
+                    note!("{line}");
+                }
             }
-        }
-        if let Err(misses) = self.users.check(&uq) {
-            return Err(Denied::NoUser {
-                action: req.action,
-                path,
-                peer: req.peer,
-                user: req.user.map(str::to_string),
-                misses,
-            });
+            if let Err(misses) = self.users.check(&uq) {
+                return Err(Denied::NoUser {
+                    action: req.action,
+                    path,
+                    peer: req.peer,
+                    user: req.user.map(str::to_string),
+                    misses,
+                });
+            }
+        } else if let Some(hook) = &self.hook {
+            note!(
+                "internal users: not used (authMethod: http asks {})",
+                hook.addr
+            );
         }
         // 2. Domains.
         if !matches!(

@@ -582,7 +582,14 @@ fn domain_config_errors_name_file_line_key() {
     let http: AuthSettings = serde_yaml_ng::from_str("authMethod: http\n").unwrap();
     assert!(matches!(
         Authenticator::load(&http, Path::new(".")),
-        Err(AuthConfigError::UnsupportedAuthMethod(AuthMethod::Http))
+        Err(AuthConfigError::HttpHook(
+            http_hook::HookConfigError::MissingAddress
+        ))
+    ));
+    let jwt: AuthSettings = serde_yaml_ng::from_str("authMethod: jwt\n").unwrap();
+    assert!(matches!(
+        Authenticator::load(&jwt, Path::new(".")),
+        Err(AuthConfigError::UnsupportedAuthMethod(AuthMethod::Jwt))
     ));
     let missing = AuthSettings {
         domains_dir: Some("no-such-dir".into()),

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{AuthMethod, AuthSettings, InternalUser, UnknownDomain};
+use crate::auth::{AuthMethod, AuthSettings, InternalUser, Permission, UnknownDomain};
 
 pub use error::ConfigError;
 pub use paths::{PathConf, PathFields, Paths};
@@ -93,6 +93,15 @@ pub struct Config {
     /// Whether a request for a vhost no domain file names is admitted (only when domains exist).
     #[serde(default)]
     pub unknown_domain: UnknownDomain,
+    /// `authMethod: http`: the service asked about every publish and read.
+    #[serde(default, rename = "authHTTPAddress")]
+    pub auth_http_address: Option<String>,
+    /// Actions (and paths) not asked of that service; the internal users judge them.
+    #[serde(
+        default = "crate::auth::http_hook::default_exclude",
+        rename = "authHTTPExclude"
+    )]
+    pub auth_http_exclude: Vec<Permission>,
 
     // Control API, metrics and paths (MediaMTX names; see `api/`).
     /// Whether the control API is served on `apiAddress`.
@@ -220,6 +229,8 @@ impl Config {
             auth_internal_users: self.auth_internal_users.clone(),
             domains_dir: self.domains_dir.clone(),
             unknown_domain: self.unknown_domain,
+            auth_http_address: self.auth_http_address.clone(),
+            auth_http_exclude: self.auth_http_exclude.clone(),
         }
     }
 

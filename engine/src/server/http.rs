@@ -10,6 +10,7 @@ use glommio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, Instrument};
 
 use super::accept::accept_loop;
+use super::auth_hook;
 use super::conn::{Conn, ReadOutcome};
 use super::net::NetReader;
 use super::rtmp::unix_now;
@@ -341,7 +342,7 @@ async fn handle(conn: &Conn, req: &Request, reader: &NetReader) -> Next {
         Route::Flv { .. } => Protocol::Flv,
         _ => Protocol::Hls,
     };
-    let Some(key) = authorize(conn, req, protocol, app, stream) else {
+    let Some(key) = authorize(conn, req, protocol, app, stream).await else {
         let head = with_cors(conn, ResponseHead::new(403), origin);
         return reply(
             conn,
@@ -401,7 +402,7 @@ fn not_found(conn: &Conn, req: &Request) -> Next {
 }
 
 /// Runs the auth rules; on success the key of the stream the request names.
-fn authorize(
+async fn authorize(
     conn: &Conn,
     req: &Request,
     protocol: Protocol,
@@ -435,6 +436,12 @@ fn authorize(
     if let Err(denied) = snapshot.auth.check(&request) {
         info!(path = %req.path, vhost, peer = ?conn.peer, "refused: {denied}");
         return None;
+    }
+    if let Some((addr, ask)) = snapshot.auth.http_hook_request(&request, None) {
+        if let Err(why) = auth_hook::ask(addr, ask).await {
+            info!(path = %req.path, peer = ?conn.peer, "refused: {why}");
+            return None;
+        }
     }
     let vhost = snapshot.auth.stream_vhost(vhost).unwrap_or(DEFAULT_VHOST);
     Some(StreamKey::new(vhost, app, stream))

@@ -1,6 +1,7 @@
 //! glommio drivers: accept loops and per-connection tasks that feed the sans-IO codecs.
 
 mod accept;
+pub(crate) mod auth_hook;
 mod conn;
 mod http;
 pub mod net;

@@ -8,6 +8,7 @@ use glommio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn, Instrument};
 
 use super::accept::accept_loop;
+use super::auth_hook;
 use super::conn::{Conn, ReadOutcome};
 use super::net::NetReader;
 use crate::auth::query::Query;
@@ -147,7 +148,7 @@ impl Connection {
                     self.session.reject_publish(request, Reject::BadName);
                     return;
                 }
-                let key = match self.authorize(Action::Publish, &app, &stream, &query) {
+                let key = match self.authorize(Action::Publish, &app, &stream, &query).await {
                     Ok(key) if self.path_configured(&key) => key,
                     _ => {
                         self.session.reject_publish(request, Reject::Unauthorized);
@@ -187,7 +188,7 @@ impl Connection {
                     self.session.reject_play(request, Reject::NotFound);
                     return;
                 }
-                let key = match self.authorize(Action::Read, &app, &stream, &query) {
+                let key = match self.authorize(Action::Read, &app, &stream, &query).await {
                     Ok(key) if self.path_configured(&key) => key,
                     _ => {
                         self.session.reject_play(request, Reject::Unauthorized);
@@ -215,7 +216,13 @@ impl Connection {
                     return;
                 };
                 self.reader_slot = Some(slot);
-                let wait = self.conn.core.snapshot().config.play_wait_timeout.duration();
+                let wait = self
+                    .conn
+                    .core
+                    .snapshot()
+                    .config
+                    .play_wait_timeout
+                    .duration();
                 let found = self
                     .conn
                     .core
@@ -280,7 +287,7 @@ impl Connection {
 
     /// Runs the auth rules for a publish or play; on success, the key of the stream it names.
     /// A refusal is logged with the rule that failed; the client only learns it was refused.
-    fn authorize(
+    async fn authorize(
         &self,
         action: Action,
         app: &str,
@@ -316,6 +323,13 @@ impl Connection {
         if let Err(denied) = snapshot.auth.check(&request) {
             info!(action = %action, vhost = %self.vhost, app, stream, peer = ?self.conn.peer, "refused: {denied}");
             return Err(());
+        }
+        let id = self.conn.guard.control.info.uuid.to_string();
+        if let Some((addr, ask)) = snapshot.auth.http_hook_request(&request, Some(&id)) {
+            if let Err(why) = auth_hook::ask(addr, ask).await {
+                info!(action = %action, app, stream, peer = ?self.conn.peer, "refused: {why}");
+                return Err(());
+            }
         }
         let vhost = snapshot
             .auth
