@@ -276,6 +276,36 @@ impl Engine {
             .collect()
     }
 
+    /// Starts ffprobe and ffmpeg players of `url` alternately (at least four, at most sixteen)
+    /// until both data cores hold at least one: SO_REUSEPORT spreads connections by their ports,
+    /// so whichever core a publisher lands on, some player is then remote from it.
+    /// Returns the ffprobe and the ffmpeg children.
+    pub fn players_on_both_cores(&self, url: &str) -> (Vec<Child>, Vec<Child>) {
+        let (mut probes, mut decoders) = (Vec::new(), Vec::new());
+        let before = self.count_log("connection accepted");
+        for i in 0..16 {
+            if i % 2 == 0 {
+                probes.push(ff::spawn_probe(url));
+            } else {
+                decoders.push(ff::spawn_decoder(url));
+            }
+            self.wait_for_log_count(
+                "connection accepted",
+                before + i + 1,
+                Duration::from_secs(10),
+            );
+            if i >= 3 && self.cores_with_connections().len() == 2 {
+                break;
+            }
+        }
+        assert_eq!(
+            self.cores_with_connections().len(),
+            2,
+            "players landed on one core only"
+        );
+        (probes, decoders)
+    }
+
     /// The engine's "stopping" line if it was stopped by a signal the harness did not send (on
     /// a shared machine, someone's `pkill corestream`): a failure after that is not the test's.
     pub fn stopped_by_someone_else(&self) -> Option<String> {

@@ -10,24 +10,7 @@ use tests::Engine;
 fn flv_viewers_on_both_cores_receive_every_frame() {
     let engine = Engine::start("playWaitTimeout: 20s\n");
     let url = engine.http_url("live/flv.flv");
-    let mut probes = Vec::new();
-    let mut decoders = Vec::new();
-    for i in 0..16 {
-        if i % 2 == 0 {
-            probes.push(ff::spawn_probe(&url));
-        } else {
-            decoders.push(ff::spawn_decoder(&url));
-        }
-        engine.wait_for_log_count("connection accepted", i + 1, Duration::from_secs(10));
-        if i >= 3 && engine.cores_with_connections().len() == 2 {
-            break;
-        }
-    }
-    assert_eq!(
-        engine.cores_with_connections().len(),
-        2,
-        "viewers landed on one core only"
-    );
+    let (probes, decoders) = engine.players_on_both_cores(&url);
     let viewers = probes.len() + decoders.len();
     let publisher = ff::publish(&engine.rtmp_url("live/flv"), 6);
     engine.wait_for_log_count("flv player started", viewers, Duration::from_secs(15));

@@ -17,24 +17,7 @@ fn players_on_both_cores_receive_every_frame() {
     // Players connect first and wait for the stream, so each must receive it from its very first
     // frame. SO_REUSEPORT spreads them over the cores: keep adding players until both cores hold
     // at least one, so whichever core the publisher lands on, a player is remote from it.
-    let mut probes = Vec::new();
-    let mut decoders = Vec::new();
-    for i in 0..16 {
-        if i % 2 == 0 {
-            probes.push(ff::spawn_probe(&url));
-        } else {
-            decoders.push(ff::spawn_decoder(&url));
-        }
-        engine.wait_for_log_count("connection accepted", i + 1, Duration::from_secs(10));
-        if i >= 3 && engine.cores_with_connections().len() == 2 {
-            break;
-        }
-    }
-    assert_eq!(
-        engine.cores_with_connections().len(),
-        2,
-        "players landed on one core only"
-    );
+    let (probes, decoders) = engine.players_on_both_cores(&url);
     let players = probes.len() + decoders.len();
     // Let every player reach `play` before the publisher starts.
     engine.wait_for_log_count("play requested", players, Duration::from_secs(10));

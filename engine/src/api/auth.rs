@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use base64::Engine as _;
+pub use crate::protocol::http::basic_credentials;
 
 use super::ApiError;
 use crate::auth::users::IpNet;
@@ -33,21 +33,6 @@ pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpNet]) -
         }
     }
     client
-}
-
-/// `Authorization: Basic` user and password; `None` when absent or not Basic.
-pub fn basic_credentials(authorization: Option<&str>) -> Option<(String, String)> {
-    let value = authorization?.trim();
-    let (scheme, b64) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
-        .ok()?;
-    let text = String::from_utf8(raw).ok()?;
-    let (user, pass) = text.split_once(':')?;
-    Some((user.to_owned(), pass.to_owned()))
 }
 
 /// Checks an API or metrics request against the internal users, then (with `authMethod: http`,

@@ -4,7 +4,6 @@ use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use bytes::{Buf, Bytes, BytesMut};
 use glommio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, Instrument};
@@ -17,8 +16,8 @@ use super::rtmp::unix_now;
 use crate::auth::{Action, AuthRequest, Protocol};
 use crate::protocol::flv;
 use crate::protocol::http::{
-    encode_chunk, parse_request, BodyFraming, Limits, Method, Parsed, Request, ResponseHead,
-    Version, LAST_CHUNK,
+    basic_credentials, encode_chunk, parse_request, BodyFraming, Limits, Method, Parsed, Request,
+    ResponseHead, Version, LAST_CHUNK,
 };
 use crate::registry::{parse_segment_name, Player, SinkFormat, StreamKey, DEFAULT_VHOST};
 use crate::runtime::{Core, HlsQuery, Notice, PlayHandle, ReaderSlot, Via};
@@ -452,19 +451,6 @@ fn host_without_port(host: &str) -> &str {
         return rest.split(']').next().unwrap_or_default();
     }
     host.split(':').next().unwrap_or_default()
-}
-
-/// `Authorization: Basic base64(user:pass)`.
-fn basic_credentials(header: Option<&str>) -> Option<(String, String)> {
-    let encoded = header?
-        .strip_prefix("Basic ")
-        .or_else(|| header?.strip_prefix("basic "))?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (user, pass) = text.split_once(':')?;
-    Some((user.to_owned(), pass.to_owned()))
 }
 
 async fn serve_flv(

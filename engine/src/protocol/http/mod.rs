@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod credentials;
 mod query;
 mod request;
 mod response;
@@ -19,6 +20,7 @@ mod response;
 pub use client::{
     encode_request_head, parse_response_head, ChunkedDecoder, ChunkedEvent, Response,
 };
+pub use credentials::basic_credentials;
 pub use query::{parse_query, percent_decode_path};
 pub use request::{parse_request, Header, Limits, Method, Parsed, Request, Version};
 pub use response::{

@@ -798,25 +798,36 @@ impl ServerSession {
         Ok(())
     }
 
-    fn on_publish(&mut self, cmd: &Command, stream_id: u32) -> Result<(), SessionError> {
+    /// What `publish` and `play` share: the stream must be idle and named; the name's query is
+    /// joined to the connect query. Returns the request id, the stream name and the query.
+    fn stream_request(
+        &mut self,
+        cmd: &Command,
+        command: &'static str,
+    ) -> Result<(RequestId, String, String), SessionError> {
         if self.stream != StreamState::Idle {
-            return Err(SessionError::StreamBusy { command: "publish" });
+            return Err(SessionError::StreamBusy { command });
         }
         let name = cmd
             .arg_str(0)
-            .ok_or(SessionError::MissingStreamName { command: "publish" })?;
+            .ok_or(SessionError::MissingStreamName { command })?;
         let (stream, query) = split_query(name);
-        let request = self.next_request();
+        let query = join_query(&self.connect_query, query);
+        Ok((self.next_request(), stream.to_owned(), query))
+    }
+
+    fn on_publish(&mut self, cmd: &Command, stream_id: u32) -> Result<(), SessionError> {
+        let (request, stream, query) = self.stream_request(cmd, "publish")?;
         self.stream = StreamState::ExpectPublishAnswer {
             request,
             stream_id,
-            stream: stream.to_owned(),
+            stream: stream.clone(),
         };
         self.events.push_back(ServerEvent::PublishRequested {
             request,
             app: self.app.clone(),
-            stream: stream.to_owned(),
-            query: join_query(&self.connect_query, query),
+            stream,
+            query,
             publish_type: cmd.arg_str(1).unwrap_or("live").to_owned(),
             stream_id,
         });
@@ -824,24 +835,17 @@ impl ServerSession {
     }
 
     fn on_play(&mut self, cmd: &Command, stream_id: u32) -> Result<(), SessionError> {
-        if self.stream != StreamState::Idle {
-            return Err(SessionError::StreamBusy { command: "play" });
-        }
-        let name = cmd
-            .arg_str(0)
-            .ok_or(SessionError::MissingStreamName { command: "play" })?;
-        let (stream, query) = split_query(name);
-        let request = self.next_request();
+        let (request, stream, query) = self.stream_request(cmd, "play")?;
         self.stream = StreamState::ExpectPlayAnswer {
             request,
             stream_id,
-            stream: stream.to_owned(),
+            stream: stream.clone(),
         };
         self.events.push_back(ServerEvent::PlayRequested {
             request,
             app: self.app.clone(),
-            stream: stream.to_owned(),
-            query: join_query(&self.connect_query, query),
+            stream,
+            query,
             start: cmd.arg_number(1).unwrap_or(-2.0),
             stream_id,
         });
