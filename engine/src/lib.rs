@@ -12,5 +12,6 @@ pub mod config;
 pub mod media;
 pub mod protocol;
 pub mod registry;
+pub mod relay;
 pub mod runtime;
 pub mod server;

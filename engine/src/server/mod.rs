@@ -1,7 +1,7 @@
 //! glommio drivers: accept loops and per-connection tasks that feed the sans-IO codecs.
 
 mod accept;
-mod conn;
+pub(crate) mod conn;
 mod http;
 pub mod net;
 mod rtmp;
