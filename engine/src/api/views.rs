@@ -262,7 +262,10 @@ pub(super) mod tests {
         assert_eq!(j["sourceError"], "connect 127.0.0.1:1: connection refused");
         assert_eq!(j["sourceErrorTime"], "1970-01-01T00:00:01.000Z");
         // A path without a pulled source has nulls there.
-        assert_eq!(p[0].json(&Config::parse("", "c").unwrap())["sourceState"], Value::Null);
+        assert_eq!(
+            p[0].json(&Config::parse("", "c").unwrap())["sourceState"],
+            Value::Null
+        );
     }
 
     #[test]

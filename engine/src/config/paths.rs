@@ -132,7 +132,9 @@ impl PathConf {
         }
         for origin in &self.origins {
             if !origin.starts_with("rtmp://") {
-                return Err(format!("origin '{origin}' is not supported: only rtmp:// is"));
+                return Err(format!(
+                    "origin '{origin}' is not supported: only rtmp:// is"
+                ));
             }
             crate::relay::url::parse(origin).map_err(|e| format!("origin '{origin}': {e}"))?;
         }

@@ -9,7 +9,7 @@ use bytes::BytesMut;
 
 use super::error::{os_text, RelayError};
 use super::status::LinkStatus;
-use crate::runtime::{Core, Notice, SessionId, LocalSignal};
+use crate::runtime::{Core, LocalSignal, Notice, SessionId};
 use crate::server::conn::{Conn, ReadOutcome};
 use crate::server::net::NetReader;
 
@@ -81,8 +81,5 @@ pub(super) fn send(conn: &Conn, out: &mut BytesMut) {
 pub(super) fn attach(link: &Link, conn: &Conn) {
     link.session.set(Some(conn.guard.id));
     conn.guard.control.info.set_remote(conn.peer);
-    conn.guard
-        .control
-        .info
-        .set_queue(Rc::clone(&conn.queue));
+    conn.guard.control.info.set_queue(Rc::clone(&conn.queue));
 }

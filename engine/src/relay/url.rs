@@ -196,7 +196,10 @@ mod tests {
         assert_eq!(u.stream, "cam1?token=x");
         assert_eq!(u.tc_url, "rtmp://origin.example:1936/live");
         let u = rtmp("rtmp://127.0.0.1/live");
-        assert_eq!((u.port, u.app.as_str(), u.stream.as_str()), (1935, "live", ""));
+        assert_eq!(
+            (u.port, u.app.as_str(), u.stream.as_str()),
+            (1935, "live", "")
+        );
         let u = rtmp("rtmp://[::1]:2000/app/a/b");
         assert_eq!((u.host.as_str(), u.port), ("::1", 2000));
         assert_eq!(u.stream, "a/b");

@@ -1,0 +1,262 @@
+//! End-to-end relaying between engines on loopback: edges pulling on demand from origins (one
+//! upstream connection whatever the readers, failover), static pulls that survive their origin's
+//! restart, pushes to another engine, on-demand start timeout and close-after, and the source
+//! state the API shows.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tests::ff::{self, parse_probe, wait_with_timeout};
+use tests::{eventually, free_port, Engine};
+
+/// A path's `/v3/paths/get` item (Null while the path is unknown).
+fn path_item(engine: &Engine, path: &str) -> Value {
+    let r = engine.api("GET", &format!("/v3/paths/get/{path}"), None);
+    if r.status == 200 {
+        r.json()
+    } else {
+        Value::Null
+    }
+}
+
+/// Waits until the path's `sourceState` is `state`; panics with the item otherwise.
+fn wait_source_state(engine: &Engine, path: &str, state: &str, timeout: Duration) -> Value {
+    let mut last = Value::Null;
+    let ok = eventually(timeout, || {
+        last = path_item(engine, path);
+        last["sourceState"] == state
+    });
+    assert!(ok, "{path} never had sourceState {state}: {last}");
+    last
+}
+
+/// The origin's RTMP connections reading `path`.
+fn readers_on(engine: &Engine, path: &str) -> usize {
+    let list = engine.api("GET", "/v3/rtmpconns/list", None).json();
+    list["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter(|c| c["state"] == "read" && c["path"] == path)
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn assert_plays(probe: std::process::Child, what: &str) {
+    let out = wait_with_timeout(probe, Duration::from_secs(60), what);
+    let p = parse_probe(&out).unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_eq!(p.video_codec, "h264", "{what}");
+    assert!(p.video_frames > 25, "{what}: {p:?}");
+}
+
+#[test]
+fn edge_pulls_on_demand_once_for_many_readers() {
+    let origin = Engine::start("");
+    let edge = Engine::start(&format!(
+        "paths:\n  \"~^live/\":\n    origins: [\"rtmp://127.0.0.1:{}/live\"]\n    sourceOnDemandCloseAfter: 2s\n",
+        origin.rtmp_port
+    ));
+    let publisher = ff::publish(&origin.rtmp_url("live/s"), 10);
+    origin.wait_for_log("publish started", Duration::from_secs(10));
+    assert_eq!(edge.count_log("source starting"), 0, "no reader yet");
+
+    let probes: Vec<_> = (0..3)
+        .map(|_| ff::spawn_probe(&edge.rtmp_url("live/s")))
+        .collect();
+    let item = wait_source_state(&edge, "live/s", "ready", Duration::from_secs(15));
+    assert_eq!(item["source"]["type"], "rtmpSource");
+    assert_eq!(item["sourceOnDemand"], true);
+    edge.wait_for_log_count("player started", 3, Duration::from_secs(15));
+    // However many readers the edge has, the origin serves it one connection.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(readers_on(&origin, "live/s"), 1);
+    assert_eq!(edge.count_log("source starting"), 1);
+
+    for (i, p) in probes.into_iter().enumerate() {
+        assert_plays(p, &format!("edge reader {i}"));
+    }
+    let _ = wait_with_timeout(publisher, Duration::from_secs(30), "publisher");
+    // The last reader left: the pull closes after sourceOnDemandCloseAfter.
+    edge.wait_for_log(
+        "no readers for sourceOnDemandCloseAfter",
+        Duration::from_secs(15),
+    );
+    assert!(eventually(Duration::from_secs(5), || readers_on(
+        &origin, "live/s"
+    ) == 0));
+}
+
+#[test]
+fn edge_fails_over_to_the_next_origin() {
+    let dead = free_port();
+    let empty = Engine::start("playWaitTimeout: 1s\n");
+    let live = Engine::start("");
+    let edge = Engine::start(&format!(
+        "paths:\n  \"~^live/\":\n    origins: [\"rtmp://127.0.0.1:{dead}/live\", \"rtmp://127.0.0.1:{}/live\", \"rtmp://127.0.0.1:{}/live\"]\n    sourceOnDemandStartTimeout: 15s\n",
+        empty.rtmp_port, live.rtmp_port
+    ));
+    let publisher = ff::publish(&live.rtmp_url("live/f"), 8);
+    live.wait_for_log("publish started", Duration::from_secs(10));
+    let probe = ff::spawn_probe(&edge.rtmp_url("live/f"));
+    let item = wait_source_state(&edge, "live/f", "ready", Duration::from_secs(20));
+    assert_eq!(
+        item["sourceUrl"],
+        format!("rtmp://127.0.0.1:{}/live/f", live.rtmp_port)
+    );
+    let errors = edge.log().join("\n");
+    assert!(errors.contains("connection refused"), "{errors}");
+    assert!(errors.contains("NetStream.Play.StreamNotFound"), "{errors}");
+    assert_eq!(readers_on(&live, "live/f"), 1);
+    assert_plays(probe, "edge reader after failover");
+    let _ = wait_with_timeout(publisher, Duration::from_secs(30), "publisher");
+}
+
+#[test]
+fn static_pull_reports_errors_and_reconnects_after_its_origin_restarts() {
+    let origin = Engine::start("");
+    let closed = free_port();
+    let edge = Engine::start(&format!(
+        "paths:\n  live/s:\n    source: rtmp://127.0.0.1:{0}/live/s\n  live/h:\n    source: http://127.0.0.1:{1}/live/s.flv\n  live/dead:\n    source: rtmp://127.0.0.1:{closed}/live/x\n",
+        origin.rtmp_port, origin.http_port
+    ));
+    // A source pointing at a closed port says so, in the system's words.
+    let dead = wait_source_state(&edge, "live/dead", "error", Duration::from_secs(10));
+    let error = dead["sourceError"].as_str().unwrap_or_default();
+    assert!(error.contains("connection refused"), "{dead}");
+    assert!(dead["sourceErrorTime"].is_string(), "{dead}");
+    assert_eq!(dead["ready"], false);
+
+    let publisher = ff::publish(&origin.rtmp_url("live/s"), 30);
+    wait_source_state(&edge, "live/s", "ready", Duration::from_secs(20));
+    let h = wait_source_state(&edge, "live/h", "ready", Duration::from_secs(20));
+    assert_eq!(h["source"]["type"], "httpFlvSource");
+    assert_plays(
+        ff::spawn_probe_with(&edge.rtmp_url("live/h"), &["-read_intervals", "%+3"]),
+        "reader of the http-flv pull",
+    );
+
+    // The origin goes away: the pull errors, then comes back by itself once the origin does.
+    let stopped = origin.kill();
+    let mut publisher = publisher;
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+    wait_source_state(&edge, "live/s", "error", Duration::from_secs(15));
+    let origin = Engine::restart(stopped);
+    let publisher = ff::publish(&origin.rtmp_url("live/s"), 12);
+    wait_source_state(&edge, "live/s", "ready", Duration::from_secs(40));
+    assert_plays(
+        ff::spawn_probe_with(&edge.rtmp_url("live/s"), &["-read_intervals", "%+3"]),
+        "reader after the origin restarted",
+    );
+    drop(publisher);
+}
+
+#[test]
+fn forward_pushes_a_live_stream_to_another_engine() {
+    let target = Engine::start("playWaitTimeout: 20s\n");
+    let source = Engine::start(&format!(
+        "paths:\n  all_others:\n    forward:\n      - dest: rtmp://127.0.0.1:{}/pushed\n",
+        target.rtmp_port
+    ));
+    let probe = ff::spawn_probe(&target.rtmp_url("pushed/p"));
+    let publisher = ff::publish(&source.rtmp_url("live/p"), 8);
+    target.wait_for_log("publish started", Duration::from_secs(15));
+    let mut item = Value::Null;
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            item = path_item(&source, "live/p");
+            item["forwards"][0]["state"] == "live"
+                && item["forwards"][0]["bytesSent"].as_u64() > Some(0)
+        }),
+        "{item}"
+    );
+    assert_plays(probe, "reader of the pushed stream");
+    let _ = wait_with_timeout(publisher, Duration::from_secs(30), "publisher");
+}
+
+#[test]
+fn on_demand_source_times_out_its_reader_and_closes_after_the_last() {
+    let origin = Engine::start("playWaitTimeout: 30s\n");
+    let edge = Engine::start(&format!(
+        "paths:\n  live/od:\n    source: rtmp://127.0.0.1:{}/live/od\n    sourceOnDemand: true\n    sourceOnDemandStartTimeout: 2s\n    sourceOnDemandCloseAfter: 1s\n",
+        origin.rtmp_port
+    ));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        edge.count_log("source starting"),
+        0,
+        "on demand: nothing before a reader"
+    );
+    assert_eq!(path_item(&edge, "live/od"), Value::Null);
+
+    let started = Instant::now();
+    let probe = ff::spawn_probe(&edge.rtmp_url("live/od"));
+    edge.wait_for_log("source starting", Duration::from_secs(10));
+    let out = wait_with_timeout(probe, Duration::from_secs(20), "ffprobe");
+    let waited = started.elapsed();
+    assert!(!out.status.success(), "the reader should have been refused");
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_secs(8),
+        "refused after {waited:?}"
+    );
+    edge.wait_for_log("play refused: stream not found", Duration::from_secs(5));
+    edge.wait_for_log(
+        "no readers for sourceOnDemandCloseAfter",
+        Duration::from_secs(10),
+    );
+    // The pull and its connection are gone from the edge. (The origin itself only notices when
+    // its waiting player's playWaitTimeout ends: a waiting RTMP player is not read meanwhile.)
+    assert!(eventually(Duration::from_secs(5), || {
+        path_item(&edge, "live/od").is_null()
+            && edge.api("GET", "/v3/rtmpconns/list", None).json()["itemCount"] == 0
+    }));
+}
+
+#[test]
+fn sources_follow_path_add_patch_and_delete_through_the_api() {
+    let engine = Engine::start("");
+    let (a, b) = (free_port(), free_port());
+    let add = engine.api(
+        "POST",
+        "/v3/config/paths/add/live/api",
+        Some(&format!(r#"{{"source":"rtmp://127.0.0.1:{a}/live/x"}}"#)),
+    );
+    assert_eq!(add.status, 200, "{}", add.text());
+    let item = wait_source_state(&engine, "live/api", "error", Duration::from_secs(10));
+    assert!(
+        item["sourceError"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("127.0.0.1:{a}: connection refused")),
+        "{item}"
+    );
+    // A patched source replaces the running one.
+    let patch = engine.api(
+        "PATCH",
+        "/v3/config/paths/patch/live/api",
+        Some(&format!(
+            r#"{{"source":"http://127.0.0.1:{b}/live/x.flv"}}"#
+        )),
+    );
+    assert_eq!(patch.status, 200, "{}", patch.text());
+    let mut last = Value::Null;
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            last = path_item(&engine, "live/api");
+            last["sourceUrl"] == format!("http://127.0.0.1:{b}/live/x.flv")
+                && last["sourceState"] == "error"
+        }),
+        "{last}"
+    );
+    assert_eq!(last["source"]["type"], "httpFlvSource");
+    // Deleting the path stops its source.
+    let delete = engine.api("DELETE", "/v3/config/paths/delete/live/api", None);
+    assert_eq!(delete.status, 200, "{}", delete.text());
+    assert!(eventually(Duration::from_secs(5), || path_item(
+        &engine, "live/api"
+    )
+    .is_null()));
+    engine.wait_for_log("source stopped", Duration::from_secs(5));
+}
