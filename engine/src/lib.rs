@@ -9,6 +9,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod doctor;
 pub mod media;
 pub mod protocol;
 pub mod registry;
