@@ -260,3 +260,188 @@ fn sources_follow_path_add_patch_and_delete_through_the_api() {
     .is_null()));
     engine.wait_for_log("source stopped", Duration::from_secs(5));
 }
+
+/// A network namespace of this test's own, deleted (with its interfaces) when dropped.
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// `None` (and why) where namespaces cannot be created here (no root, no `ip`, a sandbox).
+    fn create(name: &str) -> Result<Netns, String> {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "add", name])
+            .output()
+            .map_err(|e| format!("cannot run ip: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+        }
+        Ok(Netns {
+            name: name.to_owned(),
+        })
+    }
+
+    /// Runs `ip ARGS` inside the namespace (`ip -n NAME ARGS`); panics if it fails.
+    fn ip(&self, args: &str) {
+        let out = std::process::Command::new("ip")
+            .args(["-n", &self.name])
+            .args(args.split_whitespace())
+            .output()
+            .expect("run ip");
+        assert!(
+            out.status.success(),
+            "ip -n {} {args}: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn exec(&self, program: &std::path::Path) -> std::process::Command {
+        let mut cmd = std::process::Command::new("ip");
+        cmd.args(["netns", "exec", &self.name]).arg(program);
+        cmd
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// A plain HTTP GET over a fresh connection; the body.
+fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
+}
+
+#[test]
+fn a_source_behind_an_overlapping_bridge_is_diagnosed() {
+    let pid = std::process::id();
+    let ns_name = format!("csrelay{pid}");
+    let ns = match Netns::create(&ns_name) {
+        Ok(ns) => ns,
+        Err(why) => {
+            println!("SKIPPED a_source_behind_an_overlapping_bridge_is_diagnosed: cannot create a network namespace here ({why})");
+            return;
+        }
+    };
+    // The "real" uplink: a veth to the host side, which plays the gateway and reaches the API.
+    let n = (pid % 16_000) * 4;
+    let (host_ip, ns_ip) = (
+        format!("10.213.{}.{}", n / 256, n % 256 + 1),
+        format!("10.213.{}.{}", n / 256, n % 256 + 2),
+    );
+    let (host_if, ns_if) = (format!("csr{pid}h"), format!("csr{pid}n"));
+    let status = std::process::Command::new("ip")
+        .args([
+            "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if, "netns", &ns_name,
+        ])
+        .status()
+        .expect("run ip");
+    assert!(status.success(), "veth");
+    let host = std::process::Command::new("ip")
+        .args(["addr", "add", &format!("{host_ip}/30"), "dev", &host_if])
+        .status()
+        .and_then(|_| {
+            std::process::Command::new("ip")
+                .args(["link", "set", &host_if, "up"])
+                .status()
+        })
+        .expect("run ip");
+    assert!(host.success());
+    ns.ip("link set lo up");
+    ns.ip(&format!("addr add {ns_ip}/30 dev {ns_if}"));
+    ns.ip(&format!("link set {ns_if} up"));
+    ns.ip(&format!("route add default via {host_ip} dev {ns_if}"));
+    // Docker's default bridge, holding the camera's network.
+    ns.ip("link add docker0 type bridge");
+    ns.ip("addr add 172.17.0.1/16 dev docker0");
+    ns.ip("link set docker0 up");
+
+    let dir = tests::TempDir::new("netns");
+    let config = dir.path.join("corestream.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "cores: 1\nlogLevel: debug\nrtmpAddress: 127.0.0.1:1935\nhttpAddress: 127.0.0.1:8080\napiAddress: {ns_ip}:9997\nmetricsAddress: 127.0.0.1:9998\nauthInternalUsers:\n  - user: any\n    permissions: [{{action: api}}, {{action: read}}, {{action: publish}}]\npaths:\n  live/cam:\n    source: rtmp://172.17.5.9/live/cam\n"
+        ),
+    )
+    .expect("write config");
+    let log = std::fs::File::create(dir.path.join("engine.log")).expect("log file");
+    let mut engine = ns
+        .exec(&tests::engine_binary())
+        .arg("--config")
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start corestream in the namespace");
+    let api = format!("{ns_ip}:9997");
+    let mut item = Value::Null;
+    let diagnosed = eventually(Duration::from_secs(30), || {
+        item = http_get(&api, "/v3/paths/get/live/cam")
+            .and_then(|b| serde_json::from_str(&b).ok())
+            .unwrap_or(Value::Null);
+        item["sourceError"]
+            .as_str()
+            .is_some_and(|e| e.contains("no route to host"))
+    });
+    let doctor = ns
+        .exec(&tests::engine_binary())
+        .arg("--config")
+        .arg(&config)
+        .args(["doctor", "rtmp://172.17.5.9/live/cam", "--json"])
+        .output()
+        .expect("run doctor");
+    let _ = engine.kill();
+    let _ = engine.wait();
+    let engine_log = std::fs::read_to_string(dir.path.join("engine.log")).unwrap_or_default();
+    assert!(
+        diagnosed,
+        "the API never showed `no route to host`: {item}\n{engine_log}"
+    );
+    assert_eq!(item["sourceState"], "error");
+
+    let report: Value = serde_json::from_slice(&doctor.stdout).unwrap_or_else(|e| {
+        panic!(
+            "doctor --json: {e}: {}{}",
+            String::from_utf8_lossy(&doctor.stdout),
+            String::from_utf8_lossy(&doctor.stderr)
+        )
+    });
+    assert_eq!(doctor.status.code(), Some(1), "{report:#}");
+    let target = &report["target"];
+    assert_eq!(target["route"]["interface"], "docker0", "{report:#}");
+    assert_eq!(target["bridgeOverlaps"][0]["bridge"], "docker0");
+    assert_eq!(target["bridgeOverlaps"][0]["network"], "172.17.0.0/16");
+    assert_eq!(target["bridgeOverlaps"][0]["chosen"], true);
+    assert_eq!(target["connect"], "no route to host");
+    let remedies = target["remedies"].to_string();
+    assert!(remedies.contains("daemon.json"), "{remedies}");
+    assert!(
+        remedies.contains(&format!(
+            "ip route add 172.17.5.9/32 via {host_ip} dev {ns_if}"
+        )),
+        "{remedies}"
+    );
+    let rtmp = &report["ports"][0];
+    assert_eq!(
+        (rtmp["name"].as_str(), rtmp["listening"].as_bool()),
+        (Some("rtmp"), Some(true)),
+        "{report:#}"
+    );
+}

@@ -20,8 +20,8 @@ use crate::config::Config;
 use crate::relay::error::os_text;
 use procnet::{bridge_overlaps, parse_listeners, parse_routes, route_for, BridgeOverlap, Route};
 
-/// How long the connect probe waits.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long the connect probe waits (ARP gives up after about 3 s with `no route to host`).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One of the engine's listeners.
 #[derive(Debug, Clone)]
