@@ -428,6 +428,42 @@ mod tests {
     }
 
     #[test]
+    fn forward_and_origins() {
+        let conf = |json: &str| {
+            serde_json::from_str::<PathFields>(json)
+                .map_err(|e| e.to_string())?
+                .resolve("live/a", &PathFields::default(), false)
+                .check()
+        };
+        assert_eq!(conf(r#"{"forward":[{"dest":"rtmp://cdn/app"}]}"#), Ok(()));
+        assert_eq!(
+            conf(r#"{"origins":["rtmp://o1/live"],"sourceOnDemand":true}"#),
+            Ok(())
+        );
+        let e = conf(r#"{"forward":[{"dest":"rtmp://cdn/app","x":1}]}"#).unwrap_err();
+        assert!(e.contains("unknown field `x`"), "{e}");
+        let e = conf(r#"{"forward":[{"dest":"http://cdn/app.flv"}]}"#).unwrap_err();
+        assert!(e.contains("only rtmp:// is"), "{e}");
+        let e = conf(r#"{"origins":["rtmp://o1/live"],"source":"rtmp://o/live/a"}"#).unwrap_err();
+        assert!(e.contains("'origins' can only be used"), "{e}");
+        let e = conf(r#"{"origins":["rtmp:///live"]}"#).unwrap_err();
+        assert!(e.contains("no host"), "{e}");
+        let yaml: Paths = serde_yaml_ng::from_str(
+            "\"~^live/\":\n  origins: [rtmp://o1/live]\n  forward:\n    - dest: rtmp://cdn/x\n",
+        )
+        .unwrap();
+        let f = yaml.get("~^live/").unwrap();
+        assert_eq!(
+            f.origins.as_deref(),
+            Some(&["rtmp://o1/live".to_owned()][..])
+        );
+        assert_eq!(
+            f.forward.as_ref().map(|f| f[0].dest.as_str()),
+            Some("rtmp://cdn/x")
+        );
+    }
+
+    #[test]
     fn json_is_strict_and_null_entries_are_defaults() {
         let err = serde_json::from_str::<PathFields>(r#"{"sorce":"publisher"}"#).unwrap_err();
         assert!(err.to_string().contains("unknown field `sorce`"), "{err}");

@@ -98,6 +98,25 @@ impl Source {
     }
 }
 
+/// After attempt `index` of `urls` failed: which URL to try next, and how long to wait first.
+/// A link that had worked starts over from the first URL after the shortest backoff; otherwise
+/// the next URL is tried at once, and a backoff follows a whole round of failures.
+fn after_failure(
+    index: usize,
+    urls: usize,
+    was_ready: bool,
+    backoff: &mut Backoff,
+) -> (usize, Option<Duration>) {
+    if was_ready {
+        backoff.reset();
+        (0, Some(backoff.next_delay()))
+    } else if index + 1 < urls {
+        (index + 1, None)
+    } else {
+        (0, Some(backoff.next_delay()))
+    }
+}
+
 /// Keeps `source` pulling until it is stopped: each URL in turn (the next at once after a
 /// failure), then a backoff once every URL failed; a source that was ready starts over from the
 /// first URL after the shortest backoff.
@@ -115,17 +134,69 @@ pub(super) async fn run(core: Rc<Core>, source: Rc<Source>) {
         }
         warn!(core = %core.id, stream = %source.key, url, "source failed: {error}");
         link.status.failed(error.to_string());
-        if was_ready {
-            backoff.reset();
-            index = 0;
-        } else if index + 1 < source.spec.urls.len() {
-            index += 1;
-            continue;
-        } else {
-            index = 0;
+        let (next, wait) = after_failure(index, source.spec.urls.len(), was_ready, &mut backoff);
+        index = next;
+        if let Some(delay) = wait {
+            link.pause(&core, delay).await;
         }
-        link.pause(&core, backoff.next_delay()).await;
     }
     link.status.idle();
     info!(core = %core.id, stream = %source.key, "source stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Millis, PathFields};
+    use crate::registry::DEFAULT_VHOST;
+
+    #[test]
+    fn failover_walks_the_origins_then_backs_off() {
+        let mut b = Backoff::default();
+        let secs = |d: Option<Duration>| d.map(|d| d.as_secs());
+        // Three origins all down: two immediate failovers, then 1 s; the next round waits 2 s.
+        assert_eq!(after_failure(0, 3, false, &mut b), (1, None));
+        let (i, d) = after_failure(1, 3, false, &mut b);
+        assert_eq!((i, d), (2, None));
+        let (i, d) = after_failure(2, 3, false, &mut b);
+        assert_eq!((i, secs(d)), (0, Some(1)));
+        assert_eq!(after_failure(0, 3, false, &mut b).0, 1);
+        let (_, d) = after_failure(2, 3, false, &mut b);
+        assert_eq!(secs(d), Some(2));
+        // A source that was live and dropped starts over from the first origin, quickly.
+        let (i, d) = after_failure(1, 3, true, &mut b);
+        assert_eq!((i, secs(d)), (0, Some(1)));
+        // A single static URL just backs off.
+        let mut single = Backoff::default();
+        let waits: Vec<_> = (0..3)
+            .map(|_| secs(after_failure(0, 1, false, &mut single).1))
+            .collect();
+        assert_eq!(waits, [Some(1), Some(2), Some(4)]);
+    }
+
+    #[test]
+    fn specs_from_paths() {
+        let key = StreamKey::new(DEFAULT_VHOST, "live", "cam");
+        let resolve = |f: PathFields| f.resolve("x", &PathFields::default(), false);
+        assert_eq!(
+            SourceSpec::for_path(&resolve(PathFields::default()), &key),
+            None
+        );
+        let pulled = resolve(PathFields {
+            source: Some("rtmp://o/live/cam".into()),
+            source_on_demand_start_timeout: Some(Millis(2_000)),
+            ..PathFields::default()
+        });
+        let spec = SourceSpec::for_path(&pulled, &key).unwrap();
+        assert_eq!(spec.urls, ["rtmp://o/live/cam"]);
+        assert!(!spec.on_demand);
+        assert_eq!(spec.start_timeout, Duration::from_secs(2));
+        let edge = resolve(PathFields {
+            origins: Some(vec!["rtmp://o1/live".into(), "rtmp://o2:1936/live".into()]),
+            ..PathFields::default()
+        });
+        let spec = SourceSpec::for_path(&edge, &key).unwrap();
+        assert_eq!(spec.urls, ["rtmp://o1/live/cam", "rtmp://o2:1936/live/cam"]);
+        assert!(spec.on_demand, "edges pull on demand");
+    }
 }
