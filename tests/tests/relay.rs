@@ -144,13 +144,14 @@ fn static_pull_reports_errors_and_reconnects_after_its_origin_restarts() {
     let _ = publisher.wait();
     wait_source_state(&edge, "live/s", "error", Duration::from_secs(15));
     let origin = Engine::restart(stopped);
-    let publisher = ff::publish(&origin.rtmp_url("live/s"), 12);
+    let mut publisher = ff::publish(&origin.rtmp_url("live/s"), 12);
     wait_source_state(&edge, "live/s", "ready", Duration::from_secs(40));
     assert_plays(
         ff::spawn_probe_with(&edge.rtmp_url("live/s"), &["-read_intervals", "%+3"]),
         "reader after the origin restarted",
     );
-    drop(publisher);
+    let _ = publisher.kill();
+    let _ = publisher.wait();
 }
 
 #[test]
@@ -444,4 +445,52 @@ fn a_source_behind_an_overlapping_bridge_is_diagnosed() {
         (Some("rtmp"), Some(true)),
         "{report:#}"
     );
+}
+
+#[test]
+fn killing_the_first_origin_fails_over_to_the_second() {
+    let first = Engine::start("");
+    let second = Engine::start("");
+    let edge = Engine::start(&format!(
+        "paths:\n  \"~^live/\":\n    origins: [\"rtmp://127.0.0.1:{}/live\", \"rtmp://127.0.0.1:{}/live\"]\n    sourceOnDemandStartTimeout: 15s\n",
+        first.rtmp_port, second.rtmp_port
+    ));
+    // The same stream on both origins (as a publisher pushing to two ingest points would).
+    let mut p1 = ff::publish(&first.rtmp_url("live/k"), 30);
+    let p2 = ff::publish(&second.rtmp_url("live/k"), 14);
+    first.wait_for_log("publish started", Duration::from_secs(10));
+    second.wait_for_log("publish started", Duration::from_secs(10));
+
+    let early = ff::spawn_probe_with(&edge.rtmp_url("live/k"), &["-read_intervals", "%+2"]);
+    let item = wait_source_state(&edge, "live/k", "ready", Duration::from_secs(15));
+    assert_eq!(
+        item["sourceUrl"],
+        format!("rtmp://127.0.0.1:{}/live/k", first.rtmp_port)
+    );
+    assert_plays(early, "reader through the first origin");
+
+    let _stopped = first.kill();
+    let _ = p1.kill();
+    let _ = p1.wait();
+    let reader = ff::spawn_probe_with(&edge.rtmp_url("live/k"), &["-read_intervals", "%+2"]);
+    let mut last = Value::Null;
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            last = path_item(&edge, "live/k");
+            last["sourceState"] == "ready"
+                && last["sourceUrl"] == format!("rtmp://127.0.0.1:{}/live/k", second.rtmp_port)
+        }),
+        "{last}"
+    );
+    assert!(
+        last["sourceError"]
+            .as_str()
+            .is_some_and(|e| e.contains("connection refused")),
+        "the first origin's refusal is kept as the last error: {last}"
+    );
+    assert_plays(reader, "reader after the failover");
+    assert_eq!(readers_on(&second, "live/k"), 1);
+    let mut p2 = p2;
+    let _ = p2.kill();
+    let _ = p2.wait();
 }
