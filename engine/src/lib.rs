@@ -9,8 +9,10 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod doctor;
 pub mod media;
 pub mod protocol;
 pub mod registry;
+pub mod relay;
 pub mod runtime;
 pub mod server;

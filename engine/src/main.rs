@@ -38,6 +38,18 @@ enum Command {
     Auth(AuthCommand),
     /// Print a URL signed with a domain's `url_auth` rule.
     Sign(SignArgs),
+    /// Check the engine's ports and the way to a source host (route, bridge overlaps, connect).
+    /// Exit 0 when nothing is wrong, 1 otherwise.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Args)]
+struct DoctorArgs {
+    /// A source URL (rtmp://…, http://…) or a host (`host` or `host:port`).
+    target: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -125,6 +137,7 @@ fn main() -> ExitCode {
         }
         Command::Auth(AuthCommand::Check(args)) => auth_check(&snapshot, &args),
         Command::Sign(args) => sign(&snapshot, &args),
+        Command::Doctor(args) => doctor(&snapshot, &args),
     }
 }
 
@@ -239,5 +252,19 @@ fn run(snapshot: Arc<Snapshot>) -> ExitCode {
             eprintln!("corestream: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn doctor(snapshot: &Snapshot, args: &DoctorArgs) -> ExitCode {
+    let report = corestream::doctor::run(&snapshot.config, args.target.as_deref());
+    if args.json {
+        println!("{:#}", report.to_json());
+    } else {
+        print!("{}", report.to_text());
+    }
+    if report.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use super::time::rfc3339;
 use crate::config::Config;
+use crate::relay::{ForwardView, SourceView};
 use crate::runtime::{ConnState, ConnView, CoreView, HlsMuxerView};
 
 /// An RTMP connection (`/v3/rtmpconns/...`).
@@ -56,6 +57,10 @@ pub struct PathView<'a> {
     pub name: String,
     pub publisher: Option<&'a ConnView>,
     pub readers: Vec<&'a ConnView>,
+    /// The path's pulled source, if it has one running.
+    pub pull: Option<&'a SourceView>,
+    /// The pushes of its live stream.
+    pub forwards: Vec<&'a ForwardView>,
 }
 
 impl PathView<'_> {
@@ -77,9 +82,10 @@ impl PathView<'_> {
             .path_conf(&self.name)
             .map(|c| c.name)
             .unwrap_or_default();
-        let source = self
-            .publisher
-            .map(|p| json!({"type": "rtmpConn", "id": p.id.to_string()}));
+        let source = match (self.pull, self.publisher) {
+            (Some(s), _) => Some(json!({"type": s.kind, "id": ""})),
+            (None, p) => p.map(|p| json!({"type": "rtmpConn", "id": p.id.to_string()})),
+        };
         let ready_time = self.publisher.map(|p| rfc3339(p.since_ms));
         let tracks: Vec<&str> = self.publisher.map(|p| p.tracks.clone()).unwrap_or_default();
         let readers: Vec<Value> = self
@@ -87,6 +93,8 @@ impl PathView<'_> {
             .iter()
             .map(|r| json!({"type": "rtmpConn", "id": r.id.to_string()}))
             .collect();
+        let forwards: Vec<Value> = self.forwards.iter().map(|f| forward_json(f)).collect();
+        let pull = self.pull;
         json!({
             "name": self.name,
             "confName": conf_name,
@@ -104,13 +112,40 @@ impl PathView<'_> {
             "outboundBytes": self.outbound_bytes(),
             "inboundFramesInError": 0,
             "readers": readers,
+            "sourceUrl": pull.map(|s| s.url.clone()),
+            "sourceOnDemand": pull.map(|s| s.on_demand),
+            "sourceState": pull.map(|s| s.state.source_str()),
+            "sourceError": pull.and_then(|s| s.last_error.clone()),
+            "sourceErrorTime": pull.and_then(|s| s.last_error_ms).map(rfc3339),
+            "sourceBytesReceived": pull.map(|s| s.bytes_received),
+            "forwards": forwards,
         })
     }
 }
 
-/// Paths with a publisher or a reader, sorted by name.
+/// A push target (`forwards` of a path item).
+pub fn forward_json(f: &ForwardView) -> Value {
+    json!({
+        "dest": f.dest,
+        "state": f.state.forward_str(),
+        "error": f.last_error,
+        "errorTime": f.last_error_ms.map(rfc3339),
+        "bytesSent": f.bytes_sent,
+    })
+}
+
+/// Paths with a publisher, a reader or a pulled source, sorted by name.
 pub fn paths(views: &[CoreView]) -> Vec<PathView<'_>> {
     let mut by_name: BTreeMap<&str, PathView<'_>> = BTreeMap::new();
+    for s in views.iter().flat_map(|v| &v.sources) {
+        by_name
+            .entry(&s.path)
+            .or_insert_with(|| PathView {
+                name: s.path.clone(),
+                ..PathView::default()
+            })
+            .pull = Some(s);
+    }
     for c in all_conns(views) {
         if c.state == ConnState::Idle {
             continue;
@@ -123,6 +158,11 @@ pub fn paths(views: &[CoreView]) -> Vec<PathView<'_>> {
             ConnState::Publish => p.publisher = Some(c),
             ConnState::Read => p.readers.push(c),
             ConnState::Idle => {}
+        }
+    }
+    for f in views.iter().flat_map(|v| &v.forwards) {
+        if let Some(p) = by_name.get_mut(f.path.as_str()) {
+            p.forwards.push(f);
         }
     }
     by_name.into_values().collect()
@@ -163,6 +203,8 @@ pub(super) mod tests {
                     conn(2, ConnState::Read, "live/a", (10, 300)),
                 ],
                 hls_muxers: Vec::new(),
+                sources: Vec::new(),
+                forwards: Vec::new(),
             },
             CoreView {
                 stats: CoreStats {
@@ -175,6 +217,8 @@ pub(super) mod tests {
                     conn(5, ConnState::Read, "live/b", (1, 1)),
                 ],
                 hls_muxers: Vec::new(),
+                sources: Vec::new(),
+                forwards: Vec::new(),
             },
         ]
     }
@@ -194,6 +238,34 @@ pub(super) mod tests {
         assert_eq!(j["readers"].as_array().unwrap().len(), 2);
         assert_eq!(j["tracks"], json!(["H264"]));
         assert_eq!(p[1].json(&config)["source"], Value::Null);
+    }
+
+    #[test]
+    fn pulled_sources_show_their_state_without_a_publisher() {
+        let mut views = two_cores();
+        views[1].sources.push(SourceView {
+            path: "live/pulled".into(),
+            kind: "rtmpSource",
+            url: "rtmp://127.0.0.1:1/live/x".into(),
+            on_demand: false,
+            state: crate::relay::LinkState::Error,
+            last_error: Some("connect 127.0.0.1:1: connection refused".into()),
+            last_error_ms: Some(1_000),
+            bytes_received: 0,
+        });
+        let p = paths(&views);
+        let pulled = p.iter().find(|p| p.name == "live/pulled").unwrap();
+        let j = pulled.json(&Config::parse("", "c").unwrap());
+        assert_eq!(j["source"], json!({"type": "rtmpSource", "id": ""}));
+        assert_eq!(j["ready"], false);
+        assert_eq!(j["sourceState"], "error");
+        assert_eq!(j["sourceError"], "connect 127.0.0.1:1: connection refused");
+        assert_eq!(j["sourceErrorTime"], "1970-01-01T00:00:01.000Z");
+        // A path without a pulled source has nulls there.
+        assert_eq!(
+            p[0].json(&Config::parse("", "c").unwrap())["sourceState"],
+            Value::Null
+        );
     }
 
     #[test]

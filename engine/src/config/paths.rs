@@ -31,7 +31,7 @@ pub struct PathFields {
     /// Accepted and ignored: MediaMTX's GET answers carry it, and clients send them back.
     #[serde(default, skip_serializing)]
     pub name: Option<String>,
-    /// `publisher`, or a pull URL (none is supported yet).
+    /// `publisher`, or a pull URL (`rtmp://…`, `http://…/x.flv`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -46,6 +46,21 @@ pub struct PathFields {
     /// Whether a new publisher replaces the live one; unset: the global `overridePublisher`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub override_publisher: Option<bool>,
+    /// Where every live stream of the path is pushed onward (`rtmp://…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward: Option<Vec<ForwardTarget>>,
+    /// Origins an edge pulls an unknown stream from, in order (`rtmp://origin/app`); the
+    /// stream's name is appended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origins: Option<Vec<String>>,
+}
+
+/// One `forward` entry of a path.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardTarget {
+    /// `rtmp://host[:port]/app` (the stream's name is appended) or `rtmp://host/app/stream`.
+    pub dest: String,
 }
 
 impl PathFields {
@@ -63,6 +78,8 @@ impl PathFields {
                 .or(self.source_on_demand_close_after),
             max_readers: patch.max_readers.or(self.max_readers),
             override_publisher: patch.override_publisher.or(self.override_publisher),
+            forward: patch.forward.clone().or_else(|| self.forward.clone()),
+            origins: patch.origins.clone().or_else(|| self.origins.clone()),
         }
     }
 
@@ -79,6 +96,8 @@ impl PathFields {
             source_on_demand_close_after: f.source_on_demand_close_after.unwrap_or(Millis(10_000)),
             max_readers: f.max_readers.unwrap_or(0),
             override_publisher: f.override_publisher.unwrap_or(override_publisher),
+            forward: f.forward.unwrap_or_default(),
+            origins: f.origins.unwrap_or_default(),
         }
     }
 }
@@ -95,20 +114,45 @@ pub struct PathConf {
     pub source_on_demand_close_after: Millis,
     pub max_readers: u32,
     pub override_publisher: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub forward: Vec<ForwardTarget>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub origins: Vec<String>,
 }
 
 impl PathConf {
     /// MediaMTX's rules for a path entry's fields; the reason is the API's 400 text.
     pub fn check(&self) -> Result<(), String> {
         check_source(&self.source)?;
-        if self.source == "publisher" && self.source_on_demand {
+        if self.source == "publisher" && self.source_on_demand && self.origins.is_empty() {
             return Err("'sourceOnDemand' is useless when source is 'publisher'".to_owned());
+        }
+        if self.source != "publisher" && !self.origins.is_empty() {
+            return Err("'origins' can only be used when source is 'publisher'".to_owned());
+        }
+        for origin in &self.origins {
+            if !origin.starts_with("rtmp://") {
+                return Err(format!(
+                    "origin '{origin}' is not supported: only rtmp:// is"
+                ));
+            }
+            crate::relay::url::parse(origin).map_err(|e| format!("origin '{origin}': {e}"))?;
+        }
+        for f in &self.forward {
+            if !f.dest.starts_with("rtmp://") {
+                return Err(format!(
+                    "forward dest '{}' is not supported: only rtmp:// is",
+                    f.dest
+                ));
+            }
+            crate::relay::url::parse(&f.dest)
+                .map_err(|e| format!("forward dest '{}': {e}", f.dest))?;
         }
         Ok(())
     }
 }
 
-/// `publisher` is the only source served; pull URLs come with relaying.
+/// `publisher`, `rtmp://…` and `http://…/x.flv` are served; other pull URLs are refused.
 pub fn check_source(source: &str) -> Result<(), String> {
     const PULL: [&str; 12] = [
         "rtmp://",
@@ -126,13 +170,23 @@ pub fn check_source(source: &str) -> Result<(), String> {
     ];
     if source == "publisher" {
         Ok(())
+    } else if source.starts_with("rtmp://") || is_http_flv(source) {
+        crate::relay::url::parse(source)
+            .map(drop)
+            .map_err(|e| format!("invalid source: '{source}': {e}"))
     } else if PULL.iter().any(|p| source.starts_with(p)) {
         Err(format!(
-            "source '{source}' is not supported yet: only 'publisher' is (pull sources come with relaying)"
+            "source '{source}' is not supported yet: only 'publisher', 'rtmp://…' and 'http://…/x.flv' are"
         ))
     } else {
         Err(format!("invalid source: '{source}'"))
     }
+}
+
+/// An `http://` URL whose path ends in `.flv` (HTTP-FLV); `https://` needs TLS, not built yet.
+fn is_http_flv(source: &str) -> bool {
+    let path = source.split(['?', '#']).next().unwrap_or_default();
+    source.starts_with("http://") && path.ends_with(".flv")
 }
 
 /// Why a name cannot be a path (MediaMTX's texts).
@@ -356,8 +410,13 @@ mod tests {
     #[test]
     fn sources() {
         assert!(check_source("publisher").is_ok());
-        let e = check_source("rtmp://origin/live/a").unwrap_err();
-        assert!(e.contains("is not supported yet"), "{e}");
+        assert!(check_source("rtmp://origin/live/a").is_ok());
+        assert!(check_source("http://origin:8080/live/a.flv?x=1").is_ok());
+        for later in ["rtsp://cam/1", "https://x/a.flv", "http://x/a.m3u8"] {
+            let e = check_source(later).unwrap_err();
+            assert!(e.contains("is not supported yet"), "{e}");
+        }
+        assert!(check_source("rtmp://").is_err());
         assert!(check_source("https://x/y.m3u8").is_err());
         assert_eq!(
             check_source("carrier pigeon").unwrap_err(),
@@ -366,6 +425,42 @@ mod tests {
         let mut conf = PathFields::default().resolve("a", &PathFields::default(), false);
         conf.source_on_demand = true;
         assert!(conf.check().is_err());
+    }
+
+    #[test]
+    fn forward_and_origins() {
+        let conf = |json: &str| {
+            serde_json::from_str::<PathFields>(json)
+                .map_err(|e| e.to_string())?
+                .resolve("live/a", &PathFields::default(), false)
+                .check()
+        };
+        assert_eq!(conf(r#"{"forward":[{"dest":"rtmp://cdn/app"}]}"#), Ok(()));
+        assert_eq!(
+            conf(r#"{"origins":["rtmp://o1/live"],"sourceOnDemand":true}"#),
+            Ok(())
+        );
+        let e = conf(r#"{"forward":[{"dest":"rtmp://cdn/app","x":1}]}"#).unwrap_err();
+        assert!(e.contains("unknown field `x`"), "{e}");
+        let e = conf(r#"{"forward":[{"dest":"http://cdn/app.flv"}]}"#).unwrap_err();
+        assert!(e.contains("only rtmp:// is"), "{e}");
+        let e = conf(r#"{"origins":["rtmp://o1/live"],"source":"rtmp://o/live/a"}"#).unwrap_err();
+        assert!(e.contains("'origins' can only be used"), "{e}");
+        let e = conf(r#"{"origins":["rtmp:///live"]}"#).unwrap_err();
+        assert!(e.contains("no host"), "{e}");
+        let yaml: Paths = serde_yaml_ng::from_str(
+            "\"~^live/\":\n  origins: [rtmp://o1/live]\n  forward:\n    - dest: rtmp://cdn/x\n",
+        )
+        .unwrap();
+        let f = yaml.get("~^live/").unwrap();
+        assert_eq!(
+            f.origins.as_deref(),
+            Some(&["rtmp://o1/live".to_owned()][..])
+        );
+        assert_eq!(
+            f.forward.as_ref().map(|f| f[0].dest.as_str()),
+            Some("rtmp://cdn/x")
+        );
     }
 
     #[test]

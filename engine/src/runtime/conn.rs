@@ -202,6 +202,10 @@ pub struct CoreView {
     pub conns: Vec<ConnView>,
     /// The HLS muxers of the keys whose home is this core.
     pub hls_muxers: Vec<HlsMuxerView>,
+    /// The pulled sources of the keys whose home is this core.
+    pub sources: Vec<crate::relay::SourceView>,
+    /// The pushes of the streams this core owns.
+    pub forwards: Vec<crate::relay::ForwardView>,
 }
 
 /// One HLS muxer as the API shows it.

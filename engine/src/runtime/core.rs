@@ -5,7 +5,7 @@ pub(super) mod gather;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -107,13 +107,20 @@ pub struct Core {
     hls: RefCell<HashMap<StreamKey, Rc<RefCell<HlsMuxer>>>>,
     stats: RefCell<CoreStats>,
     next_id: Cell<u64>,
-    /// Home-core count of every key's readers, for `maxReaders` (see `core/gather.rs`).
+    /// Home-core count of every key's readers, for `maxReaders` (see `core/gather.rs`) and for
+    /// closing on-demand sources.
     readers: RefCell<HashMap<StreamKey, std::collections::HashSet<SessionId>>>,
+    /// Pulled sources and pushes running on this core (see `relay/`).
+    relays: crate::relay::Relays,
+    /// This core itself, for the tasks a message handler starts.
+    me: Weak<Core>,
 }
 
 impl Core {
     pub fn new(id: CoreId, data_cores: usize, snapshot: Arc<Snapshot>, mesh: Mesh) -> Rc<Core> {
-        Rc::new(Core {
+        Rc::new_cyclic(|me| Core {
+            me: me.clone(),
+            relays: crate::relay::Relays::default(),
             id,
             data_cores,
             snapshot: RefCell::new(snapshot),
@@ -138,6 +145,24 @@ impl Core {
         let n = self.next_id.get();
         self.next_id.set(n + 1);
         scoped_id(self.id, n)
+    }
+
+    /// This core's relay links.
+    pub fn relays(&self) -> &crate::relay::Relays {
+        &self.relays
+    }
+
+    /// Readers of `key` counted here (meaningful on the key's home core only).
+    pub fn reader_count(&self, key: &StreamKey) -> usize {
+        self.readers.borrow().get(key).map_or(0, |r| r.len())
+    }
+
+    /// Whether the stream `id` of `key` is published on this core.
+    pub fn owns_stream(&self, key: &StreamKey, id: StreamId) -> bool {
+        self.streams.borrow().get(key).is_some_and(|s| {
+            let s = s.borrow();
+            s.id == id && matches!(s.upstream, Upstream::Publisher(_))
+        })
     }
 
     /// The configuration and auth rules new requests are judged by.
@@ -192,7 +217,7 @@ impl Core {
         }
     }
 
-    fn notify_session(&self, session: SessionId, notice: Notice) {
+    pub(crate) fn notify_session(&self, session: SessionId, notice: Notice) {
         let control = self.sessions.borrow().get(&session).cloned();
         if let Some(c) = control {
             c.notify(notice);
@@ -247,6 +272,7 @@ impl Core {
             .insert(key.clone(), stream.clone());
         self.stream_keys.borrow_mut().insert(id, key.clone());
         self.stats.borrow_mut().publishers += 1;
+        crate::relay::start_forwards(self, key, id);
         Ok(PublishHandle {
             core: self.clone(),
             key: key.clone(),
@@ -307,6 +333,8 @@ impl Core {
         wait: Duration,
         gone: &dyn Fn() -> bool,
     ) -> Option<Via> {
+        // A key with an on-demand source waits for it as long as its path says.
+        let wait = crate::relay::start_timeout(&self.snapshot().config, key).unwrap_or(wait);
         let deadline = Instant::now() + wait;
         let home = home_core(key, self.data_cores);
         loop {
@@ -489,6 +517,9 @@ impl Core {
             CoreMessage::FindPublisher { key, reply } => {
                 let found = self.directory.borrow().find(&key);
                 self.reply(reply, Reply::Publisher(found));
+                if let (None, Some(me)) = (found, self.me.upgrade()) {
+                    crate::relay::demand(&me, &key);
+                }
             }
             CoreMessage::Subscribe { key, subscriber } => {
                 let stream = self.streams.borrow().get(&key).cloned();
@@ -605,6 +636,9 @@ impl Core {
                 info!(core = %self.id, "configuration updated");
                 let old = std::mem::replace(&mut *self.snapshot.borrow_mut(), snapshot.clone());
                 self.close_unconfigured(&old, &snapshot);
+                if let Some(me) = self.me.upgrade() {
+                    crate::relay::reconcile(&me);
+                }
             }
             CoreMessage::Shutdown => self.begin_shutdown(),
             CoreMessage::GatherView { reply } => {
@@ -784,6 +818,7 @@ impl Core {
         }
         info!(core = %self.id, "shutting down: closing listeners and telling clients");
         self.shutdown.fire();
+        self.relays.stop_all(self);
         let sessions: Vec<_> = self.sessions.borrow().values().cloned().collect();
         for s in sessions {
             s.notify(Notice::Shutdown);

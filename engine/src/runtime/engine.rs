@@ -221,8 +221,11 @@ async fn data_core(
 
 /// Periodic per-core housekeeping until shutdown.
 async fn upkeep(core: Rc<Core>) {
+    // Static pull sources start with the configuration.
+    crate::relay::reconcile(&core);
     while !core.shutdown_signal().is_fired() {
         core.hls_tick();
+        crate::relay::tick(&core, std::time::Instant::now());
         let tick = glommio::timer::sleep(Duration::from_millis(250));
         futures_lite::future::or(tick, core.shutdown_signal().wait()).await;
     }

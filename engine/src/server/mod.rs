@@ -2,7 +2,7 @@
 
 mod accept;
 pub(crate) mod auth_hook;
-mod conn;
+pub(crate) mod conn;
 mod http;
 pub mod net;
 mod rtmp;

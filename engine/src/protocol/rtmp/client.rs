@@ -276,8 +276,11 @@ impl ClientSession {
     }
 
     fn start_connect(&mut self) {
+        // Still in the handshake phase here, where `set_chunk_size` would only record the size:
+        // announce it now, before anything is chunked with it.
         let size = self.config.chunk_size_out.clamp(1, 0x7FFF_FFFF) as u32;
-        self.set_chunk_size(size);
+        self.send_control(&Message::SetChunkSize(size));
+        self.out_chunk_size = size as usize;
         self.send_control(&Message::WindowAckSize(self.config.window_ack_size));
         let c = &self.config;
         let mut props = vec![

@@ -469,6 +469,24 @@ mod tests {
     }
 
     #[test]
+    fn client_announces_its_chunk_size_so_shared_encodings_can_follow() {
+        // A relay push feeds the client's connection with frames chunked once for every player
+        // (at OUT_CHUNK_SIZE): the server must have been told that size.
+        let mut pair = Pair::new(publisher("cam"), SessionConfig::default());
+        let request = pair.publish_request();
+        pair.server.accept_publish(request);
+        pair.run().unwrap();
+        let f = Frame::new(MediaKind::Video, 40, bytes_of(10_000, 7));
+        let mut buf = BytesMut::new();
+        super::super::chunk::encode_media(&mut buf, &f, 1, super::super::chunk::OUT_CHUNK_SIZE);
+        pair.server.handle_input(&buf).unwrap();
+        while let Some(e) = pair.server.poll_event() {
+            pair.server_events.push(e);
+        }
+        assert_eq!(pair.server_media(), vec![f]);
+    }
+
+    #[test]
     fn acknowledgements_after_window_bytes() {
         let mut client = publisher("cam");
         client.window_ack_size = 5_000;

@@ -120,10 +120,13 @@ impl Core {
                 }
             })
             .collect();
+        let (sources, forwards) = self.relays.views();
         CoreView {
             stats: self.stats(),
             conns,
             hls_muxers,
+            sources,
+            forwards,
         }
     }
 

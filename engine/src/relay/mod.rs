@@ -1,0 +1,203 @@
+//! Relaying: pulling streams from other servers into paths, and pushing live streams onward.
+//!
+//! - A path whose `source` is a URL (`rtmp://…`, `http://…/x.flv`) has a pulled source, run on
+//!   the stream key's home core and feeding the stream exactly like a publisher on that core
+//!   (claim the key, push frames). Static sources start with the configuration and follow its
+//!   changes; `sourceOnDemand` ones start when a reader asks the home core for a publisher the key
+//!   does not have, and stop `sourceOnDemandCloseAfter` after the home core counts no readers.
+//! - A path with `origins` is an edge: an unknown stream is pulled on demand from the first origin
+//!   that has it (the next one on any failure), one connection per stream per engine since only
+//!   the home core pulls.
+//! - A path with `forward` has each live stream pushed to every target by a task on the stream's
+//!   owner core, attached to the stream as a player.
+//!
+//! Every link keeps its state and last error ([`status`]) for the control API. The codecs are the
+//! engine's sans-IO RTMP client and FLV/HTTP parsers; the sockets go through the server's own
+//! connection plumbing. Everything here lives on one core: `Rc`/`RefCell`, no locks.
+
+pub mod backoff;
+mod dial;
+pub mod error;
+mod link;
+mod pull;
+mod push;
+mod source;
+pub mod status;
+pub mod url;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use tracing::info;
+
+pub use error::RelayError;
+pub use source::SourceSpec;
+pub use status::{ForwardView, LinkState, SourceView};
+
+use crate::config::Config;
+use crate::registry::{home_core, StreamKey, DEFAULT_VHOST};
+use crate::runtime::{Core, StreamId};
+use push::Forward;
+use source::Source;
+
+/// This core's relay links: the sources of the keys whose home it is, the pushes of the streams
+/// it owns.
+#[derive(Debug, Default)]
+pub struct Relays {
+    sources: RefCell<HashMap<StreamKey, Rc<Source>>>,
+    forwards: RefCell<Vec<Rc<Forward>>>,
+}
+
+impl Relays {
+    fn remove_forward(&self, fwd: &Rc<Forward>) {
+        self.forwards.borrow_mut().retain(|f| !Rc::ptr_eq(f, fwd));
+    }
+
+    /// Stops every link (shutdown).
+    pub fn stop_all(&self, core: &Core) {
+        for s in self.sources.borrow().values() {
+            s.link.stop(core);
+        }
+        for f in self.forwards.borrow().iter() {
+            f.link.stop(core);
+        }
+    }
+
+    /// What the API shows of this core's links.
+    pub fn views(&self) -> (Vec<SourceView>, Vec<ForwardView>) {
+        let sources = self.sources.borrow().values().map(|s| s.view()).collect();
+        let forwards = self.forwards.borrow().iter().map(|f| f.view()).collect();
+        (sources, forwards)
+    }
+}
+
+/// The source `key`'s path asks for under `config`.
+fn spec(config: &Config, key: &StreamKey) -> Option<SourceSpec> {
+    let conf = config.path_conf(&key.path())?;
+    SourceSpec::for_path(&conf, key)
+}
+
+/// The key of a path name (`app/stream`, or `app` alone).
+fn key_of(path: &str) -> StreamKey {
+    let (app, stream) = path.split_once('/').unwrap_or((path, ""));
+    StreamKey::new(DEFAULT_VHOST, app, stream)
+}
+
+fn start(core: &Rc<Core>, key: StreamKey, spec: SourceSpec) {
+    info!(core = %core.id, stream = %key, urls = ?spec.urls, on_demand = spec.on_demand, "source starting");
+    let source = Rc::new(Source::new(key.clone(), spec));
+    core.relays()
+        .sources
+        .borrow_mut()
+        .insert(key, source.clone());
+    glommio::spawn_local(source::run(core.clone(), source)).detach();
+}
+
+fn stop(core: &Core, key: &StreamKey, why: &str) {
+    let removed = core.relays().sources.borrow_mut().remove(key);
+    if let Some(s) = removed {
+        info!(core = %core.id, stream = %key, "source closing: {why}");
+        s.link.stop(core);
+    }
+}
+
+/// Brings this core's sources in line with the configuration: stops those whose path no longer
+/// asks for them (or asks differently), starts the static ones of the exact path names whose
+/// home is this core. Called at start and on every configuration change.
+pub fn reconcile(core: &Rc<Core>) {
+    let config = &core.snapshot().config;
+    let running: Vec<(StreamKey, SourceSpec)> = core
+        .relays()
+        .sources
+        .borrow()
+        .iter()
+        .map(|(k, s)| (k.clone(), s.spec.clone()))
+        .collect();
+    for (key, old) in running {
+        if spec(config, &key).as_ref() != Some(&old) {
+            stop(core, &key, "its path configuration changed");
+        }
+    }
+    let forwards: Vec<Rc<Forward>> = core.relays().forwards.borrow().clone();
+    for f in forwards {
+        let wanted = config
+            .path_conf(&f.key.path())
+            .is_some_and(|c| c.forward.iter().any(|t| t.dest == f.dest));
+        if !wanted {
+            f.link.stop(core);
+        }
+    }
+    for (name, _) in config.paths.iter() {
+        if name.starts_with('~') || name == "all_others" || name == "all" {
+            continue;
+        }
+        let key = key_of(name);
+        if home_core(&key, core.data_cores) != core.id {
+            continue;
+        }
+        let Some(spec) = spec(config, &key) else {
+            continue;
+        };
+        if !spec.on_demand && !core.relays().sources.borrow().contains_key(&key) {
+            start(core, key, spec);
+        }
+    }
+}
+
+/// A reader asked the home core for `key`'s publisher and there is none: starts the key's
+/// on-demand source if its path has one.
+pub fn demand(core: &Rc<Core>, key: &StreamKey) {
+    if let Some(s) = core.relays().sources.borrow().get(key) {
+        s.idle_since.set(None);
+        return;
+    }
+    if let Some(spec) = spec(&core.snapshot().config, key).filter(|s| s.on_demand) {
+        start(core, key.clone(), spec);
+    }
+}
+
+/// How long a reader of `key` waits for it to go live: its path's `sourceOnDemandStartTimeout`
+/// when the key has an on-demand source.
+pub fn start_timeout(config: &Config, key: &StreamKey) -> Option<Duration> {
+    spec(config, key)
+        .filter(|s| s.on_demand)
+        .map(|s| s.start_timeout)
+}
+
+/// Periodic upkeep: stops the on-demand sources that have had no readers for their
+/// `sourceOnDemandCloseAfter`.
+pub fn tick(core: &Core, now: Instant) {
+    let idle: Vec<StreamKey> = core
+        .relays()
+        .sources
+        .borrow()
+        .values()
+        .filter(|s| s.spec.on_demand)
+        .filter_map(|s| {
+            if core.reader_count(&s.key) > 0 {
+                s.idle_since.set(None);
+                return None;
+            }
+            let since = *s.idle_since.get().get_or_insert(now);
+            s.idle_since.set(Some(since));
+            (now.duration_since(since) >= s.spec.close_after).then(|| s.key.clone())
+        })
+        .collect();
+    for key in idle {
+        stop(core, &key, "no readers for sourceOnDemandCloseAfter");
+    }
+}
+
+/// A stream went live on this core: starts its path's pushes.
+pub fn start_forwards(core: &Rc<Core>, key: &StreamKey, stream: StreamId) {
+    let Some(conf) = core.snapshot().config.path_conf(&key.path()) else {
+        return;
+    };
+    for target in &conf.forward {
+        let fwd = Rc::new(Forward::new(key.clone(), target.dest.clone(), stream));
+        core.relays().forwards.borrow_mut().push(fwd.clone());
+        glommio::spawn_local(push::run(core.clone(), fwd)).detach();
+    }
+}

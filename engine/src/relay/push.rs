@@ -1,0 +1,190 @@
+//! Pushing a live stream onward (`forward`): an RTMP publish to the target, fed as a player of the
+//! stream on its owner core, reconnected with backoff while the stream lives.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use bytes::BytesMut;
+use tracing::{info, warn};
+
+use super::backoff::Backoff;
+use super::dial::dial;
+use super::error::RelayError;
+use super::link::{self, Link, READ_BUFFER};
+use super::status::{ForwardView, LinkState};
+use super::url::{self, RelayUrl};
+use crate::media::PlayerQueue;
+use crate::protocol::rtmp::{ClientConfig, ClientEvent, ClientMode, ClientSession};
+use crate::registry::{Player, SinkFormat, StreamKey};
+use crate::runtime::{ConnState, Core, StreamId, Via};
+
+/// One push of one stream to one target.
+#[derive(Debug)]
+pub(super) struct Forward {
+    pub(super) key: StreamKey,
+    /// The target as configured.
+    pub(super) dest: String,
+    /// The stream it pushes (a new publish of the key gets new forwards).
+    pub(super) stream: StreamId,
+    pub(super) link: Link,
+    /// The current connection's send queue, for the bytes sent.
+    queue: RefCell<Option<Rc<RefCell<PlayerQueue>>>>,
+    /// Bytes sent by earlier connections.
+    sent_before: Cell<u64>,
+}
+
+impl Forward {
+    pub(super) fn new(key: StreamKey, dest: String, stream: StreamId) -> Forward {
+        Forward {
+            key,
+            dest,
+            stream,
+            link: Link::default(),
+            queue: RefCell::new(None),
+            sent_before: Cell::new(0),
+        }
+    }
+
+    fn sent(&self) -> u64 {
+        let current = self
+            .queue
+            .borrow()
+            .as_ref()
+            .map_or(0, |q| q.borrow().sent_bytes());
+        self.sent_before.get() + current
+    }
+
+    pub(super) fn view(&self) -> ForwardView {
+        let (last_error, last_error_ms) = match self.link.status.last_error() {
+            Some((e, ms)) => (Some(e), Some(ms)),
+            None => (None, None),
+        };
+        ForwardView {
+            path: self.key.path(),
+            dest: self.dest.clone(),
+            state: self.link.status.state(),
+            last_error,
+            last_error_ms,
+            bytes_sent: self.sent(),
+        }
+    }
+
+    /// The URL pushed to: the dest, with the stream's name when it names only an app.
+    fn target(&self) -> Result<super::url::RtmpUrl, RelayError> {
+        match url::parse(&self.dest)? {
+            RelayUrl::Rtmp(mut u) => {
+                if u.stream.is_empty() {
+                    u.stream = self.key.stream.clone();
+                }
+                Ok(u)
+            }
+            RelayUrl::HttpFlv(_) => Err(url::UrlError::UnsupportedScheme.into()),
+        }
+    }
+}
+
+/// Pushes while the stream lives; ends when it ends or the forward is stopped.
+pub(super) async fn run(core: Rc<Core>, fwd: Rc<Forward>) {
+    let mut backoff = Backoff::default();
+    let link = &fwd.link;
+    while !link.is_stopped(&core) && core.owns_stream(&fwd.key, fwd.stream) {
+        link.status.connecting(&fwd.dest);
+        let error = push_once(&core, &fwd).await;
+        let was_ready = link.status.state() == LinkState::Ready;
+        if matches!(error, RelayError::Stopped | RelayError::Ended) || link.is_stopped(&core) {
+            break;
+        }
+        warn!(core = %core.id, stream = %fwd.key, dest = %fwd.dest, "push failed: {error}");
+        link.status.failed(error.to_string());
+        if was_ready {
+            backoff.reset();
+        }
+        link.pause(&core, backoff.next_delay()).await;
+    }
+    link.status.idle();
+    core.relays().remove_forward(&fwd);
+    info!(core = %core.id, stream = %fwd.key, dest = %fwd.dest, "push stopped");
+}
+
+async fn push_once(core: &Rc<Core>, fwd: &Forward) -> RelayError {
+    let target = match fwd.target() {
+        Ok(t) => t,
+        Err(e) => return e,
+    };
+    let (conn, mut reader) = match dial(core, &target.host, target.port, &fwd.link.stop).await {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    link::attach(&fwd.link, &conn);
+    let mut config = ClientConfig::new(
+        &target.app,
+        &target.tc_url,
+        &target.stream,
+        ClientMode::Publish,
+    );
+    config.handshake_seed = rand::random();
+    let mut client = ClientSession::new(config);
+    let mut out = BytesMut::new();
+    let mut buf = vec![0u8; READ_BUFFER];
+    let mut play = None;
+    let ending = loop {
+        client.poll_transmit(&mut out);
+        link::send(&conn, &mut out);
+        let n = match link::read(&conn, &mut reader, &mut buf, &fwd.link.status).await {
+            Ok(n) => n,
+            Err(e) => break e,
+        };
+        if let Err(e) = client.handle_input(&buf[..n]) {
+            break e.into();
+        }
+        let mut failed = None;
+        while let Some(event) = client.poll_event() {
+            match event {
+                ClientEvent::PublishStarted { stream_id } if play.is_none() => {
+                    // Our own control output goes first: media follows on the same queue.
+                    client.poll_transmit(&mut out);
+                    link::send(&conn, &mut out);
+                    let player = Player {
+                        session: conn.guard.id,
+                        queue: conn.queue.clone(),
+                        format: SinkFormat::Rtmp {
+                            message_stream: stream_id,
+                        },
+                    };
+                    match core.attach_player(&fwd.key, player, Via::Local) {
+                        Some(handle) => {
+                            info!(core = %core.id, stream = %fwd.key, dest = %fwd.dest, "push started");
+                            fwd.link.status.ready();
+                            *fwd.queue.borrow_mut() = Some(conn.queue.clone());
+                            conn.guard
+                                .control
+                                .info
+                                .set_role(ConnState::Read, fwd.key.path(), "");
+                            play = Some(handle);
+                        }
+                        None => failed = Some(RelayError::Ended),
+                    }
+                }
+                ClientEvent::Status {
+                    level,
+                    code,
+                    description,
+                } if level == "error" => {
+                    failed = Some(RelayError::Status { code, description });
+                }
+                _ => {}
+            }
+        }
+        if let Some(e) = failed {
+            break e;
+        }
+    };
+    drop(play);
+    if let Some(q) = fwd.queue.borrow_mut().take() {
+        fwd.sent_before
+            .set(fwd.sent_before.get() + q.borrow().sent_bytes());
+    }
+    fwd.link.session.set(None);
+    conn.close(false).await;
+    ending
+}

@@ -1,0 +1,251 @@
+//! Pull and push URLs: `rtmp://host[:port]/app[/stream][?query]` and
+//! `http://host[:port]/path.flv[?query]`, split into what the clients need.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+
+/// Default RTMP port.
+pub const RTMP_PORT: u16 = 1935;
+/// Default HTTP port.
+pub const HTTP_PORT: u16 = 80;
+
+/// Why a URL cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UrlError {
+    #[error("unsupported scheme (rtmp:// and http:// are)")]
+    UnsupportedScheme,
+    #[error("no host")]
+    MissingHost,
+    #[error("invalid port '{0}'")]
+    InvalidPort(String),
+    #[error("no app (rtmp://host/app/stream)")]
+    MissingApp,
+}
+
+/// Where an RTMP client connects and what it asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtmpUrl {
+    pub host: String,
+    pub port: u16,
+    /// `connect`'s app.
+    pub app: String,
+    /// `play`/`publish`'s name with its `?query`; empty when the URL names only the app.
+    pub stream: String,
+    /// `connect`'s tcUrl: `rtmp://host:port/app`.
+    pub tc_url: String,
+}
+
+/// Where an HTTP client connects and what it requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUrl {
+    pub host: String,
+    pub port: u16,
+    /// The request target: path and query.
+    pub target: String,
+    /// The `Host` header (with the port when it is not the default).
+    pub authority: String,
+}
+
+/// A parsed relay URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayUrl {
+    Rtmp(RtmpUrl),
+    HttpFlv(HttpUrl),
+}
+
+impl RelayUrl {
+    pub fn host(&self) -> &str {
+        match self {
+            RelayUrl::Rtmp(u) => &u.host,
+            RelayUrl::HttpFlv(u) => &u.host,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        match self {
+            RelayUrl::Rtmp(u) => u.port,
+            RelayUrl::HttpFlv(u) => u.port,
+        }
+    }
+}
+
+impl fmt::Display for RelayUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RelayUrl::Rtmp(u) if u.stream.is_empty() => f.write_str(&u.tc_url),
+            RelayUrl::Rtmp(u) => write!(f, "{}/{}", u.tc_url, u.stream),
+            RelayUrl::HttpFlv(u) => write!(f, "http://{}{}", u.authority, u.target),
+        }
+    }
+}
+
+/// Parses an `rtmp://` or `http://` URL.
+pub fn parse(url: &str) -> Result<RelayUrl, UrlError> {
+    if let Some(rest) = url.strip_prefix("rtmp://") {
+        let (host, port, path) = split_authority(rest, RTMP_PORT)?;
+        let (path, query) = match path.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path, None),
+        };
+        let path = path.trim_matches('/');
+        let (app, stream) = path.split_once('/').unwrap_or((path, ""));
+        if app.is_empty() {
+            return Err(UrlError::MissingApp);
+        }
+        let mut stream = stream.to_owned();
+        if let (Some(q), false) = (query, stream.is_empty()) {
+            stream = format!("{stream}?{q}");
+        }
+        let host_part = bracket(&host);
+        Ok(RelayUrl::Rtmp(RtmpUrl {
+            tc_url: format!("rtmp://{host_part}:{port}/{app}"),
+            host,
+            port,
+            app: app.to_owned(),
+            stream,
+        }))
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        let (host, port, path) = split_authority(rest, HTTP_PORT)?;
+        let target = if path.starts_with('/') {
+            path.to_owned()
+        } else {
+            format!("/{path}")
+        };
+        let authority = if port == HTTP_PORT {
+            bracket(&host)
+        } else {
+            format!("{}:{port}", bracket(&host))
+        };
+        Ok(RelayUrl::HttpFlv(HttpUrl {
+            host,
+            port,
+            target,
+            authority,
+        }))
+    } else {
+        Err(UrlError::UnsupportedScheme)
+    }
+}
+
+/// `rtmp://origin/app` plus a stream name: the URL an edge pulls `stream` from.
+pub fn join_stream(base: &str, stream: &str) -> String {
+    let (base, query) = match base.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (base, None),
+    };
+    let mut url = format!("{}/{stream}", base.trim_end_matches('/'));
+    if let Some(q) = query {
+        url.push('?');
+        url.push_str(q);
+    }
+    url
+}
+
+fn bracket(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
+/// Splits `host[:port]/rest` (IPv6 hosts in brackets) into host, port and `/rest`.
+fn split_authority(rest: &str, default_port: u16) -> Result<(String, u16, &str), UrlError> {
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or(UrlError::MissingHost)?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(UrlError::MissingHost);
+    }
+    let port = match port {
+        None => default_port,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| UrlError::InvalidPort(p.to_owned()))?,
+    };
+    Ok((host.to_owned(), port, path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rtmp(url: &str) -> RtmpUrl {
+        match parse(url).unwrap() {
+            RelayUrl::Rtmp(u) => u,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn rtmp_urls() {
+        let u = rtmp("rtmp://origin.example:1936/live/cam1?token=x");
+        assert_eq!((u.host.as_str(), u.port), ("origin.example", 1936));
+        assert_eq!(u.app, "live");
+        assert_eq!(u.stream, "cam1?token=x");
+        assert_eq!(u.tc_url, "rtmp://origin.example:1936/live");
+        let u = rtmp("rtmp://127.0.0.1/live");
+        assert_eq!(
+            (u.port, u.app.as_str(), u.stream.as_str()),
+            (1935, "live", "")
+        );
+        let u = rtmp("rtmp://[::1]:2000/app/a/b");
+        assert_eq!((u.host.as_str(), u.port), ("::1", 2000));
+        assert_eq!(u.stream, "a/b");
+        assert_eq!(u.tc_url, "rtmp://[::1]:2000/app");
+        assert_eq!(
+            parse("rtmp://h/live/s").unwrap().to_string(),
+            "rtmp://h:1935/live/s"
+        );
+    }
+
+    #[test]
+    fn http_urls() {
+        let RelayUrl::HttpFlv(u) = parse("http://o:8080/live/a.flv?k=1").unwrap() else {
+            panic!()
+        };
+        assert_eq!((u.host.as_str(), u.port), ("o", 8080));
+        assert_eq!(u.target, "/live/a.flv?k=1");
+        assert_eq!(u.authority, "o:8080");
+        let RelayUrl::HttpFlv(u) = parse("http://o/a.flv").unwrap() else {
+            panic!()
+        };
+        assert_eq!((u.port, u.authority.as_str()), (80, "o"));
+    }
+
+    #[test]
+    fn bad_urls() {
+        assert_eq!(parse("rtsp://x/y"), Err(UrlError::UnsupportedScheme));
+        assert_eq!(parse("rtmp:///live/s"), Err(UrlError::MissingHost));
+        assert_eq!(parse("rtmp://h/"), Err(UrlError::MissingApp));
+        assert_eq!(
+            parse("rtmp://h:99999/live"),
+            Err(UrlError::InvalidPort("99999".into()))
+        );
+        assert_eq!(
+            parse("rtmp://h:0/live"),
+            Err(UrlError::InvalidPort("0".into()))
+        );
+    }
+
+    #[test]
+    fn edge_urls_append_the_stream() {
+        assert_eq!(join_stream("rtmp://o1/live", "s"), "rtmp://o1/live/s");
+        assert_eq!(join_stream("rtmp://o1/live/", "s"), "rtmp://o1/live/s");
+        assert_eq!(
+            join_stream("rtmp://o1/live?k=v", "s"),
+            "rtmp://o1/live/s?k=v"
+        );
+    }
+}
