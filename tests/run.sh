@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
+# The relay tests build network namespaces of their own.
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 if ((${#missing[@]})); then
     echo "tests/run.sh: installing ${missing[*]} (Debian packages)"
     sudo=""
