@@ -1,0 +1,153 @@
+//! Every configured limit, hit on purpose against the real binary: the connection is closed (or
+//! the request refused), and `/metrics` counts it under the limit's key.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use corestream::protocol::rtmp::ClientMode;
+use tests::rtmp_client::{tcp_connect, wait_closed, RtmpClient};
+use tests::{eventually, http, Engine};
+
+fn connect(port: u16) -> TcpStream {
+    tcp_connect(SocketAddr::from(([127, 0, 0, 1], port)), None).expect("connect")
+}
+
+/// Sends `bytes` one at a time, `every` apart, until they run out or the server closes; returns
+/// how long after the first byte the connection was closed, if it was.
+fn trickle(tcp: &mut TcpStream, bytes: &[u8], every: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    for b in bytes {
+        if tcp.write_all(&[*b]).is_err() {
+            return Some(start.elapsed());
+        }
+        let mut probe = tcp.try_clone().expect("clone");
+        if wait_closed(&mut probe, every).is_some() {
+            return Some(start.elapsed());
+        }
+    }
+    None
+}
+
+/// A client trickling its RTMP handshake a byte at a time never lets `readTimeout` expire, but
+/// is cut at `handshakeTimeout` from the accept; likewise an HTTP client trickling its first
+/// request head.
+#[test]
+fn trickled_handshake_and_head_are_cut_at_handshake_timeout() {
+    let engine = Engine::start("handshakeTimeout: 1s\nreadTimeout: 10s\n");
+    let mut rtmp = connect(engine.rtmp_port);
+    let c0c1 = vec![3u8; 1537];
+    let cut = trickle(&mut rtmp, &c0c1, Duration::from_millis(200))
+        .expect("the RTMP handshake was never cut");
+    assert!(cut < Duration::from_millis(2500), "cut after {cut:?}");
+
+    let mut web = connect(engine.http_port);
+    let head =
+        b"GET /live/x.flv HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let cut =
+        trickle(&mut web, head, Duration::from_millis(200)).expect("the HTTP head was never cut");
+    assert!(cut < Duration::from_millis(2500), "cut after {cut:?}");
+
+    assert_eq!(engine.limit_hits("handshakeTimeout"), 2);
+    assert_eq!(engine.count_log("within handshakeTimeout"), 2);
+}
+
+/// Beyond `maxConnectionsPerCore` a connection is closed as soon as it is accepted; the ones
+/// already served are untouched.
+#[test]
+fn connections_beyond_the_per_core_limit_are_closed_at_once() {
+    let engine = Engine::start("maxConnectionsPerCore: 2\n");
+    // Two cores of two: at most four are kept, whichever way the kernel spreads them.
+    let mut held: Vec<TcpStream> = (0..10).map(|_| connect(engine.rtmp_port)).collect();
+    let mut closed = 0;
+    for t in &mut held {
+        if wait_closed(t, Duration::from_millis(300)).is_some() {
+            closed += 1;
+        }
+    }
+    assert!(closed >= 6, "only {closed} of 10 closed");
+    assert!(
+        eventually(Duration::from_secs(2), || engine
+            .limit_hits("maxConnectionsPerCore")
+            >= 6),
+        "{}",
+        engine.limit_hits("maxConnectionsPerCore")
+    );
+    drop(held);
+    // Once they are gone, a player gets in again.
+    assert!(eventually(Duration::from_secs(3), || engine
+        .open_connections()
+        == 0));
+    let mut player = RtmpClient::connect(engine.rtmp_port, "live", "x", ClientMode::Play)
+        .expect("connect after the limit");
+    assert!(player
+        .wait_for(Duration::from_secs(5), |e| {
+            matches!(e, corestream::protocol::rtmp::ClientEvent::Connected).then_some(())
+        })
+        .is_ok());
+}
+
+/// With `maxStreamsPerCore: 1` on two cores, a third stream cannot be placed: its publish is
+/// refused and counted.
+#[test]
+fn publishes_beyond_the_per_core_stream_limit_are_refused() {
+    let engine = Engine::start("maxStreamsPerCore: 1\n");
+    let mut live = Vec::new();
+    let mut refused = 0;
+    for i in 0..6 {
+        let mut p = RtmpClient::connect(
+            engine.rtmp_port,
+            "live",
+            &format!("s{i}"),
+            ClientMode::Publish,
+        )
+        .expect("connect");
+        match p.wait_status(Duration::from_secs(5)) {
+            Ok(code) if code == "NetStream.Publish.Start" => live.push(p),
+            Ok(code) => {
+                assert_eq!(code, "NetStream.Publish.BadName");
+                refused += 1;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(live.len() <= 2, "{} streams live on two cores", live.len());
+    assert_eq!(refused, 6 - live.len());
+    assert_eq!(engine.limit_hits("maxStreamsPerCore"), refused as u64);
+    assert!(engine.count_log("maxStreamsPerCore") >= refused);
+}
+
+/// An API body over `apiMaxBodyBytes` gets a 413, counted on the control core.
+#[test]
+fn api_body_over_the_limit_is_refused() {
+    let engine = Engine::start("apiMaxBodyBytes: 1024\n");
+    let big = format!("{{\"maxReaders\": 1, \"x\": \"{}\"}}", "a".repeat(2000));
+    let r = engine.api("POST", "/v3/config/paths/add/live/big", Some(&big));
+    assert_eq!(r.status, 413, "{}", r.text());
+    let ok = engine.api(
+        "POST",
+        "/v3/config/paths/add/live/ok",
+        Some("{\"maxReaders\": 1}"),
+    );
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let scrape = http::get(engine.metrics_port, "/metrics", &[]).text();
+    assert!(
+        scrape
+            .contains("corestream_limit_hits_total{core=\"control\",limit=\"apiMaxBodyBytes\"} 1"),
+        "{scrape}"
+    );
+}
+
+/// A request head over `httpMaxHeaderBytes` gets a 431 and counts.
+#[test]
+fn http_head_over_the_limit_is_refused_and_counted() {
+    let engine = Engine::start("httpMaxHeaderBytes: 1024\n");
+    let head = format!(
+        "GET /live/x.flv HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(2000)
+    );
+    assert_eq!(http::raw_status(engine.http_port, head.as_bytes()), 431);
+    assert!(eventually(Duration::from_secs(2), || engine
+        .limit_hits("httpMaxHeaderBytes")
+        == 1));
+}
