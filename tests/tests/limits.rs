@@ -151,3 +151,45 @@ fn http_head_over_the_limit_is_refused_and_counted() {
         .limit_hits("httpMaxHeaderBytes")
         == 1));
 }
+
+/// A client that pipelines requests and never reads the answers is not read any further once
+/// its unread answers pass `playerMaxQueueBytes`, and is closed after `slowPlayerTimeout`:
+/// answers (never dropped, unlike media) no longer pile up in memory without bound.
+#[test]
+fn pipelining_without_reading_is_stopped_and_cut() {
+    let engine = Engine::start("playerMaxQueueBytes: 65536\nslowPlayerTimeout: 1s\n");
+    let tcp = tcp_connect(
+        SocketAddr::from(([127, 0, 0, 1], engine.http_port)),
+        Some(4096),
+    )
+    .expect("connect");
+    let mut writer = tcp.try_clone().expect("clone");
+    writer
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .expect("write timeout");
+    // 50 000 requests of 40 bytes: 2 MB in, about 8 MB of 404s out if all were answered.
+    let sender = std::thread::spawn(move || {
+        let request = b"GET /nope HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+        let mut sent = 0usize;
+        for _ in 0..50_000 {
+            if writer.write_all(request).is_err() {
+                break;
+            }
+            sent += request.len();
+        }
+        sent
+    });
+    assert!(
+        eventually(Duration::from_secs(10), || engine
+            .limit_hits("playerMaxQueueBytes")
+            == 1),
+        "never cut: {:?}",
+        engine.log().iter().rev().take(5).collect::<Vec<_>>()
+    );
+    let sent = sender.join().expect("sender");
+    assert!(sent < 2_000_000, "the engine read all {sent} bytes");
+    assert_eq!(
+        engine.count_log("of responses unread for slowPlayerTimeout"),
+        1
+    );
+}
