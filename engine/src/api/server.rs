@@ -145,7 +145,8 @@ async fn write_response(
     keep
 }
 
-/// Binds `addr` on this executor.
+/// Binds `addr` on this executor (with `SO_REUSEADDR`: glommio's own bind leaves it off, so a
+/// restart after kill -9 was refused for as long as the killed API connections sat in TIME_WAIT).
 pub(super) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).map_err(std::io::Error::from)
+    crate::server::net::listen_exclusive(addr)
 }

@@ -31,10 +31,23 @@ pub struct NetWriter {
 /// kernel spreads connections over them, and `SO_REUSEADDR`, so a restart is not refused while
 /// connections of the previous run linger in TIME_WAIT (glommio's own `bind` sets only the former).
 pub fn listen(addr: std::net::SocketAddr) -> io::Result<glommio::net::TcpListener> {
+    bind(addr, true)
+}
+
+/// Binds a listener only one executor serves (the control API and metrics): `SO_REUSEADDR`, so a
+/// restart after a crash is not refused while the dead process's connections linger in
+/// TIME_WAIT, but no `SO_REUSEPORT`, so a second engine on the same address is still refused.
+pub fn listen_exclusive(addr: std::net::SocketAddr) -> io::Result<glommio::net::TcpListener> {
+    bind(addr, false)
+}
+
+fn bind(addr: std::net::SocketAddr, per_core: bool) -> io::Result<glommio::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
+    if per_core {
+        socket.set_reuse_port(true)?;
+    }
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
