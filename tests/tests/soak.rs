@@ -87,7 +87,7 @@ fn reset(tcp: &TcpStream) {
 
 /// FLV AVC video: a sequence header, a keyframe every 25 frames, 40 ms apart.
 fn video(i: u32, size: usize) -> Frame {
-    let keyframe = i % 25 == 0;
+    let keyframe = i.is_multiple_of(25);
     let mut body = vec![if keyframe { 0x17 } else { 0x27 }, 1, 0, 0, 0];
     body.resize(if keyframe { size * 8 } else { size }, i as u8);
     Frame::new(MediaKind::Video, i * 40, Bytes::from(body))
@@ -237,7 +237,11 @@ fn slowloris(load: Load, cut_late: Arc<AtomicU64>) {
     while load.running() {
         while held.len() < HELD {
             k += 1;
-            let port = if k % 2 == 0 { load.rtmp } else { load.http };
+            let port = if k.is_multiple_of(2) {
+                load.rtmp
+            } else {
+                load.http
+            };
             if let Some(t) = load.tcp(port) {
                 let _ = t.set_nonblocking(true);
                 held.push((t, Instant::now(), k));
