@@ -306,8 +306,10 @@ fn vanishing_publishers(load: Load) {
     }
 }
 
-/// Players that stop reading: a small receive buffer, the play starts, then silence until they
-/// are cut or give up.
+/// Players that stop reading: a small receive buffer, the play starts, then silence for 3 s, then
+/// a reset. (Too short for the engine to cut them: the kernel's send buffer for each, autotuned
+/// up to 4 MiB, takes the stream for longer than that before the queue even starts to overflow;
+/// the cut itself is tested in `rtmp_robustness.rs`. Here it is their coming and going.)
 fn stalled_players(load: Load) {
     while load.running() {
         let mut stalled = Vec::new();
