@@ -5,7 +5,7 @@
 //! `SO_LINGER 0`, half-open ones that go silent, FIN-only ones), slowloris clients trickling the
 //! RTMP handshake and HTTP heads, publishers that vanish mid-message, players that stop reading,
 //! a republish storm on one stream key, and API writes. A steady publisher and healthy players
-//! run throughout. Afterwards the engine must serve a fresh player within a second, every
+//! (four RTMP, two HTTP-FLV) run throughout. Afterwards the engine must serve a fresh player within a second, every
 //! healthy player must have seen monotonic timestamps, and once everyone left the engine's RSS
 //! must be back within a few MiB of where it was after a warm-up round, with exactly the file
 //! descriptors it had then.
@@ -151,6 +151,66 @@ fn healthy_player(load: &Load, stream: &str, stop: &AtomicBool) -> Result<Played
             }
             Ok(_) | Err(TestClientError::Timeout) => {}
             Err(e) => return Err(format!("healthy player lost its stream: {e}")),
+        }
+    }
+    Ok(played)
+}
+
+/// Plays `stream` over HTTP-FLV (HTTP/1.0: the body is the bare FLV stream) until `stop`, checking
+/// that video timestamps never go backwards.
+fn healthy_flv_player(load: &Load, stream: &str, stop: &AtomicBool) -> Result<Played, String> {
+    use std::io::Read;
+    let mut tcp = load.tcp(load.http).ok_or("flv player cannot connect")?;
+    tcp.write_all(format!("GET /live/{stream}.flv HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+        .map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(Duration::from_millis(200)))
+        .map_err(|e| e.to_string())?;
+    let mut head = Vec::new();
+    let mut flv = corestream::protocol::flv::FlvReader::new();
+    let mut played = Played::default();
+    let mut last: Option<u32> = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    while !stop.load(Ordering::Relaxed) {
+        let n = match tcp.read(&mut buf) {
+            // The steady publisher says goodbye once `stop` is set: the stream ends.
+            Ok(0) if stop.load(Ordering::Relaxed) => break,
+            Ok(0) => return Err("flv player: the engine closed the stream".into()),
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(e) => return Err(format!("flv player: {e}")),
+        };
+        let mut body = &buf[..n];
+        if last.is_none() && played.frames == 0 && !head.ends_with(b"\r\n\r\n") {
+            // Still in the response head: split it off the first body bytes.
+            head.extend_from_slice(body);
+            let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            if !head.starts_with(b"HTTP/1.0 200") && !head.starts_with(b"HTTP/1.1 200") {
+                return Err(format!("flv player: {}", String::from_utf8_lossy(&head)));
+            }
+            let rest = head.split_off(end + 4);
+            flv.feed(&rest);
+            body = &[];
+        }
+        flv.feed(body);
+        while let Some(f) = flv.poll_frame().map_err(|e| format!("flv player: {e}"))? {
+            if f.kind == MediaKind::Video && !f.is_sequence_header() {
+                played.frames += 1;
+                if let Some(prev) = last {
+                    if f.timestamp < prev {
+                        played.backwards.push((prev, f.timestamp));
+                    }
+                }
+                last = Some(f.timestamp);
+            }
         }
     }
     Ok(played)
@@ -494,13 +554,19 @@ fn soak_under_hostile_churn() {
     assert!(eventually(Duration::from_secs(10), || engine
         .count_log("publish started")
         > 0));
-    let players: Vec<_> = (0..4)
-        .map(|_| {
+    let players: Vec<_> = (0..6)
+        .map(|i| {
             let (l, s) = (base.clone(), steady_stop.clone());
-            std::thread::spawn(move || healthy_player(&l, "main", &s))
+            std::thread::spawn(move || {
+                if i < 4 {
+                    healthy_player(&l, "main", &s)
+                } else {
+                    healthy_flv_player(&l, "main", &s)
+                }
+            })
         })
         .collect();
-    let steady_conns = 5;
+    let steady_conns = 7;
 
     // Warm-up: a short round so that lazily grown tables and allocator pools exist, then the
     // baseline with only the steady stream connected.
