@@ -193,3 +193,52 @@ fn pipelining_without_reading_is_stopped_and_cut() {
         1
     );
 }
+
+/// `maxMessageSize`, `readTimeout` and `gopCacheMaxBytes` are counted under their keys too.
+#[test]
+fn message_size_read_timeout_and_gop_cache_are_counted() {
+    use bytes::Bytes;
+    use corestream::media::{Frame, MediaKind};
+    use tests::rtmp_client::raw_after_handshake;
+
+    let engine = Engine::start(
+        "maxMessageSize: 1048576\nreadTimeout: 1s\nhandshakeTimeout: 10s\ngopCacheMaxBytes: 100000\n",
+    );
+    // A message header announcing 2 MB.
+    let mut big = raw_after_handshake(engine.rtmp_port).expect("handshake");
+    let mut header = vec![0x03, 0, 0, 0];
+    header.extend_from_slice(&2_000_000u32.to_be_bytes()[1..]);
+    header.push(20);
+    header.extend_from_slice(&0u32.to_le_bytes());
+    big.write_all(&header).expect("send header");
+    assert!(wait_closed(&mut big, Duration::from_secs(3)).is_some());
+
+    // Silent after the handshake, well within handshakeTimeout: readTimeout cuts it.
+    let mut silent = raw_after_handshake(engine.rtmp_port).expect("handshake");
+    assert!(wait_closed(&mut silent, Duration::from_secs(3)).is_some());
+    assert_eq!(engine.limit_hits("maxMessageSize"), 1);
+    assert_eq!(engine.limit_hits("readTimeout"), 1);
+    assert_eq!(engine.limit_hits("handshakeTimeout"), 0);
+
+    // A GOP of 30 frames of 5 KB outgrows a 100 000-byte cache once.
+    let mut publisher =
+        RtmpClient::connect(engine.rtmp_port, "live", "gop", ClientMode::Publish).expect("connect");
+    publisher
+        .wait_publish_started(Duration::from_secs(5))
+        .expect("publish");
+    for i in 0..30u32 {
+        let mut body = vec![if i == 0 { 0x17 } else { 0x27 }, 1, 0, 0, 0];
+        body.resize(5000, 0);
+        publisher
+            .send_media(&Frame::new(MediaKind::Video, i * 40, Bytes::from(body)))
+            .expect("send");
+    }
+    assert!(
+        eventually(Duration::from_secs(3), || engine
+            .limit_hits("gopCacheMaxBytes")
+            == 1),
+        "{}",
+        engine.limit_hits("gopCacheMaxBytes")
+    );
+    drop(publisher);
+}
