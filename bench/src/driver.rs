@@ -22,6 +22,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::args::{Scheme, Target};
 use crate::httpflv::{HttpFlvClient, HttpFlvError, HttpFlvEvent};
+use crate::slow::{Pacer, SlowPlan};
 use crate::source::{FlvFile, FlvLoop, Source, Synthetic, SyntheticSpec};
 use crate::stamp::{now_us, Stamper};
 use crate::stats::{PlayerObserver, Progress, Stats};
@@ -67,6 +68,8 @@ pub struct PlayPlan {
     pub ramp_per_s: f64,
     /// When the first player starts, after the publishers.
     pub start_delay: Duration,
+    /// Extra players that read slowly, outside every player figure.
+    pub slow: Option<SlowPlan>,
 }
 
 /// One run: publishers and/or players of `streams` streams for `duration`.
@@ -224,6 +227,19 @@ async fn core_main(ctx: Rc<CoreCtx>, k: usize, n: usize, t0: Instant) {
             let source = publish.source.open();
             tasks.push(glommio::spawn_local(async move {
                 publisher(ctx, i, target, source).await
+            }));
+        }
+    }
+    if let Some((play, slow)) = plan.play.as_ref().and_then(|p| Some((p, p.slow?))) {
+        // Slow players start with the first healthy ones, so they are behind for the whole run.
+        let first = t0 + play.start_delay;
+        for j in (k..slow.players).step_by(n) {
+            let ctx = ctx.clone();
+            let target = play.target.clone();
+            let stream = j % plan.streams;
+            tasks.push(glommio::spawn_local(async move {
+                sleep_until(first).await;
+                slow_player(ctx, j, stream, target, slow.read_bytes_per_s).await
             }));
         }
     }
@@ -463,6 +479,92 @@ async fn player(ctx: Rc<CoreCtx>, index: usize, stream_index: usize, target: Tar
     }
     Progress::add(&ctx.progress.players_done, 1);
     obs.finish(now.min(ctx.end), early, &mut stats);
+}
+
+/// A player that reads at `rate` bytes per second until the end of the run (or until the server
+/// cuts it off). RTMP players answer the handshake and `connect` through the session, then keep
+/// feeding it; HTTP-FLV players only read. Nothing it receives reaches the figures.
+async fn slow_player(
+    ctx: Rc<CoreCtx>,
+    index: usize,
+    stream_index: usize,
+    target: Target,
+    rate: u64,
+) {
+    let slow = &ctx.progress.slow;
+    let name = target.stream_name(stream_index, ctx.plan.streams);
+    let Ok(mut stream) = connect(ctx.addr_play, ctx.plan.connect_timeout).await else {
+        ctx.stats
+            .borrow_mut()
+            .note_error(format!("slow player {index} of {name}: cannot connect"));
+        return;
+    };
+    Progress::add(&slow.started, 1);
+    let mut session = ClientSession::new(rtmp_config(
+        &target,
+        &name,
+        ClientMode::Play,
+        0x5104_0000 + index as u64,
+    ));
+    let mut out = BytesMut::new();
+    let opened = match target.scheme {
+        Scheme::Rtmp => flush(&mut session, &mut stream, &mut out, ctx.end).await,
+        Scheme::HttpFlv => {
+            let mut request = BytesMut::new();
+            match HttpFlvClient::request(
+                &mut request,
+                &target.http_path(&name),
+                &target.host_header(),
+            ) {
+                Ok(()) => until(ctx.end, stream.write_all(&request))
+                    .await
+                    .unwrap_or(Ok(()))
+                    .map_err(ConnError::from),
+                Err(e) => Err(e.into()),
+            }
+        }
+    };
+    if opened.is_err() {
+        Progress::add(&slow.cut, 1);
+        return;
+    }
+    let mut pacer = Pacer::new(Instant::now(), rate);
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let now = Instant::now();
+        if now >= ctx.end {
+            return;
+        }
+        let wait = pacer.wait_for(now, buf.len() as u64);
+        if !wait.is_zero() {
+            sleep_until((now + wait).min(ctx.end)).await;
+            continue;
+        }
+        let n = match until(ctx.end, stream.read(&mut buf)).await {
+            None => return,
+            Some(Ok(n)) if n > 0 => n,
+            Some(_) => {
+                if Instant::now() < ctx.end {
+                    Progress::add(&slow.cut, 1);
+                }
+                return;
+            }
+        };
+        pacer.consumed(n as u64);
+        Progress::add(&slow.bytes_read, n as u64);
+        if target.scheme == Scheme::Rtmp {
+            if session.handle_input(&buf[..n]).is_err() {
+                return;
+            }
+            while session.poll_event().is_some() {}
+            if flush(&mut session, &mut stream, &mut out, ctx.end)
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
 }
 
 /// Reads into `buf` until `timer` fires (`None`).

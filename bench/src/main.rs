@@ -17,6 +17,7 @@ use clap::{Args, Parser, Subcommand};
 use corestream_bench::args::{self, parse_bitrate, parse_cores, parse_duration, Target};
 use corestream_bench::driver::{self, Plan, PlayPlan, PublishPlan, SourceSpec};
 use corestream_bench::report::{self, ProcReport, Report, RunInfo};
+use corestream_bench::slow::{SlowPlan, SlowReport};
 use corestream_bench::source::{FlvFile, SyntheticSpec};
 use corestream_bench::stats::{ProcSample, Progress};
 
@@ -138,6 +139,17 @@ struct PlayerArgs {
     /// When players start after publishers (run only).
     #[arg(long, value_parser = parse_duration, default_value = "500ms")]
     player_delay: Duration,
+    /// Extra players (over all streams) that read slowly; kept out of every player figure, to
+    /// measure how they affect the healthy ones.
+    #[arg(long, default_value_t = 0)]
+    slow_players: usize,
+    /// What slow players read, as a fraction of the stream's bitrate.
+    #[arg(long, default_value_t = 0.1)]
+    slow_read_fraction: f64,
+    /// The stream bitrate slow players' reading is a fraction of (default: `--bitrate`; needed
+    /// with `play`).
+    #[arg(long, value_parser = parse_bitrate)]
+    slow_bitrate: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -212,6 +224,18 @@ fn execute(command: Command) -> Result<ExitCode, BoxError> {
             if p.ramp <= 0.0 {
                 return Err("--ramp must be positive".into());
             }
+            let slow = if p.slow_players == 0 {
+                None
+            } else {
+                if !(p.slow_read_fraction > 0.0 && p.slow_read_fraction <= 1.0) {
+                    return Err("--slow-read-fraction must be in (0, 1]".into());
+                }
+                let bitrate = p
+                    .slow_bitrate
+                    .or(source.as_ref().map(|s| s.bitrate))
+                    .ok_or("--slow-players with play needs --slow-bitrate")?;
+                Some(SlowPlan::new(p.slow_players, p.slow_read_fraction, bitrate))
+            };
             Some(PlayPlan {
                 target,
                 players_per_stream: p.players,
@@ -221,6 +245,7 @@ fn execute(command: Command) -> Result<ExitCode, BoxError> {
                 } else {
                     Duration::ZERO
                 },
+                slow,
             })
         }
         None => None,
@@ -261,6 +286,7 @@ fn execute(command: Command) -> Result<ExitCode, BoxError> {
         late_ms: common.late.as_secs_f64() * 1000.0,
     };
 
+    let slow_plan = plan.play.as_ref().and_then(|p| p.slow);
     let progress = Arc::new(Progress::default());
     let mut monitor = Monitor::new(
         common.server_pid.clone(),
@@ -269,12 +295,22 @@ fn execute(command: Command) -> Result<ExitCode, BoxError> {
         common.streams as u64 * u64::from(plan.publish.is_some()),
         !common.quiet,
     );
-    let (stats, wall) = driver::run(plan, progress, Duration::from_secs(1), |elapsed| {
+    let (stats, wall) = driver::run(plan, progress.clone(), Duration::from_secs(1), |elapsed| {
         monitor.tick(elapsed)
     })?;
     monitor.finish_line();
     let (server, bench) = monitor.reports(wall);
-    let report = Report::new(info, &stats, total_players, server, bench);
+    let mut report = Report::new(info, &stats, total_players, server, bench);
+    report.slow = slow_plan.map(|plan| {
+        let c = &progress.slow;
+        SlowReport {
+            players: plan.players as u64,
+            read_bytes_per_s: plan.read_bytes_per_s,
+            started: Progress::get(&c.started),
+            cut_by_server: Progress::get(&c.cut),
+            bytes_read: Progress::get(&c.bytes_read),
+        }
+    });
     print!("{}", report.table());
     if let Some(path) = &common.json {
         let json = serde_json::to_string_pretty(&report)?;

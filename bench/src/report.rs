@@ -115,6 +115,8 @@ pub struct Report {
     pub players: PlayerReport,
     pub server: Option<ProcReport>,
     pub bench: ProcReport,
+    /// Slow players (`--slow-players`), kept out of every player figure.
+    pub slow: Option<crate::slow::SlowReport>,
     pub errors: Vec<String>,
     /// Every figure above that the comparison lists, flat.
     pub figures: Vec<Figure>,
@@ -167,6 +169,7 @@ impl Report {
             players,
             server,
             bench,
+            slow: None,
             errors: stats.errors.clone(),
             figures: Vec::new(),
         };
@@ -312,6 +315,17 @@ impl Report {
                 s,
                 "server {:?}: {:.2} CPU s ({:.1} %), RSS max {:.1} MB, at end {:.1} MB",
                 srv.pids, srv.cpu_s, srv.cpu_pct, srv.rss_max_mb, srv.rss_end_mb
+            );
+        }
+        if let Some(slow) = &self.slow {
+            let _ = writeln!(
+                s,
+                "slow players (not in the figures above): {}/{} started, reading {:.1} kbit/s each, {} cut off by the server, {:.1} MB read",
+                slow.started,
+                slow.players,
+                slow.read_bytes_per_s as f64 * 8.0 / 1000.0,
+                slow.cut_by_server,
+                slow.bytes_read as f64 / 1e6
             );
         }
         let _ = writeln!(

@@ -174,6 +174,8 @@ pub struct Progress {
     pub last_latency_us: AtomicU64,
     /// Executors that have finished.
     pub executors_done: AtomicU64,
+    /// The slow players, counted apart.
+    pub slow: crate::slow::SlowProgress,
 }
 
 impl Progress {

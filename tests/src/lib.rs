@@ -92,11 +92,17 @@ impl Engine {
     /// Starts the engine with `extra` YAML appended to a config that sets free ports, two data
     /// cores and debug logging; waits until it says it is ready.
     pub fn start(extra: &str) -> Engine {
+        Engine::start_logging(extra, "debug")
+    }
+
+    /// Like [`Engine::start`] at another `logLevel` (`info` for load tests, whose thousands of
+    /// connections would otherwise log far more than they test).
+    pub fn start_logging(extra: &str, log_level: &str) -> Engine {
         let ports = [free_port(), free_port(), free_port(), free_port()];
         let [rtmp_port, http_port, api_port, metrics_port] = ports;
         let dir = TempDir::new("engine");
         let config = format!(
-            "cores: 2\nlogLevel: debug\nrtmpAddress: 127.0.0.1:{rtmp_port}\nhttpAddress: 127.0.0.1:{http_port}\napiAddress: 127.0.0.1:{api_port}\nmetricsAddress: 127.0.0.1:{metrics_port}\n{extra}"
+            "cores: 2\nlogLevel: {log_level}\nrtmpAddress: 127.0.0.1:{rtmp_port}\nhttpAddress: 127.0.0.1:{http_port}\napiAddress: 127.0.0.1:{api_port}\nmetricsAddress: 127.0.0.1:{metrics_port}\n{extra}"
         );
         let path = dir.path.join("corestream.yaml");
         std::fs::write(&path, config).expect("write test config");
@@ -216,6 +222,58 @@ impl Engine {
     /// A request to the control API.
     pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> http::Response {
         http::request(self.api_port, method, path, body, &[])
+    }
+
+    /// The `/metrics` scrape, as `(name{labels}, value)` pairs.
+    pub fn metrics(&self) -> Vec<(String, f64)> {
+        let scrape = http::request(self.metrics_port, "GET", "/metrics", None, &[]);
+        assert_eq!(scrape.status, 200, "{}", scrape.text());
+        scrape
+            .text()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (name, value) = l.rsplit_once(' ')?;
+                Some((name.to_owned(), value.parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// `corestream_limit_hits_total` for the limit `key`, summed over the cores.
+    pub fn limit_hits(&self, key: &str) -> u64 {
+        let label = format!("limit=\"{key}\"");
+        self.metrics()
+            .iter()
+            .filter(|(n, _)| n.starts_with("corestream_limit_hits_total{") && n.contains(&label))
+            .map(|(_, v)| *v as u64)
+            .sum()
+    }
+
+    /// `corestream_core_connections_open`, summed over the cores.
+    pub fn open_connections(&self) -> u64 {
+        self.metrics()
+            .iter()
+            .filter(|(n, _)| n.starts_with("corestream_core_connections_open{"))
+            .map(|(_, v)| *v as u64)
+            .sum()
+    }
+
+    /// The engine's resident memory (`VmRSS`), in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/PID/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status")
+    }
+
+    /// The engine's open file descriptors (`/proc/PID/fd`).
+    pub fn fd_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("read /proc/PID/fd")
+            .count()
     }
 
     /// The state file the API persists to (the default, beside the configuration).

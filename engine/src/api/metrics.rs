@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use super::views::{all_conns, paths};
 use crate::runtime::control::{Histogram, ROUND_TRIP_BUCKETS};
-use crate::runtime::CoreView;
+use crate::runtime::{CoreView, Limit, LimitHits};
 
 /// Escapes a label value (`\`, `"`, newline).
 fn label(v: &str) -> String {
@@ -31,8 +31,45 @@ fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
 /// A per-core metric: name, Prometheus type, and how to read it from a core's view.
 type PerCore = (&'static str, &'static str, fn(&CoreView) -> u64);
 
+/// The limits the control core's own listeners enforce (API and metrics requests).
+const CONTROL_LIMITS: [Limit; 2] = [Limit::HttpHeaderBytes, Limit::ApiBodyBytes];
+
+/// `corestream_limit_hits_total{core,limit}`: every limit of every data core, and the control
+/// core's (`core="control"`).
+fn limit_hits(out: &mut String, views: &[CoreView], control: &LimitHits) {
+    let name = "corestream_limit_hits_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} connections closed or refused (or GOPs uncached) for hitting a configured limit, by its key\n# TYPE {name} counter"
+    );
+    for v in views {
+        for limit in Limit::ALL {
+            let _ = writeln!(
+                out,
+                "{name}{{core=\"{}\",limit=\"{}\"}} {}",
+                v.stats.core,
+                limit.key(),
+                v.stats.limit_hits.get(limit)
+            );
+        }
+    }
+    for limit in CONTROL_LIMITS {
+        let _ = writeln!(
+            out,
+            "{name}{{core=\"control\",limit=\"{}\"}} {}",
+            limit.key(),
+            control.get(limit)
+        );
+    }
+}
+
 /// The whole scrape.
-pub fn render(views: &[CoreView], mesh_round_trip: &Histogram, api_latency: &Histogram) -> String {
+pub fn render(
+    views: &[CoreView],
+    control_limit_hits: &LimitHits,
+    mesh_round_trip: &Histogram,
+    api_latency: &Histogram,
+) -> String {
     let mut out = String::with_capacity(4096);
     let paths = paths(views);
     if paths.is_empty() {
@@ -150,6 +187,7 @@ pub fn render(views: &[CoreView], mesh_round_trip: &Histogram, api_latency: &His
             v.stats.core
         );
     }
+    limit_hits(&mut out, views, control_limit_hits);
     histogram(
         &mut out,
         "corestream_mesh_round_trip_seconds",
@@ -186,7 +224,12 @@ mod tests {
         let mut h = Histogram::default();
         h.record(0.0003);
         h.record(5.0);
-        let text = render(&two_cores(), &h, &Histogram::default());
+        let mut views = two_cores();
+        views[0].stats.limit_hits.add(Limit::HandshakeTimeout);
+        let mut control = LimitHits::default();
+        control.add(Limit::ApiBodyBytes);
+        control.add(Limit::ApiBodyBytes);
+        let text = render(&views, &control, &h, &Histogram::default());
         let samples = parse(&text);
         let get = |n: &str| samples.iter().find(|(k, _)| k == n).map(|s| s.1);
         assert_eq!(get("paths{name=\"live/a\",state=\"ready\"}"), Some(1.0));
@@ -207,7 +250,18 @@ mod tests {
             Some(2.0)
         );
         assert_eq!(get("hls_muxers"), Some(0.0));
-        let empty = render(&[], &h, &h);
+        let core0 = views[0].stats.core;
+        assert_eq!(
+            get(&format!(
+                "corestream_limit_hits_total{{core=\"{core0}\",limit=\"handshakeTimeout\"}}"
+            )),
+            Some(1.0)
+        );
+        assert_eq!(
+            get("corestream_limit_hits_total{core=\"control\",limit=\"apiMaxBodyBytes\"}"),
+            Some(2.0)
+        );
+        let empty = render(&[], &LimitHits::default(), &h, &h);
         assert!(parse(&empty).iter().any(|(k, v)| k == "paths" && *v == 0.0));
         assert_eq!(label("a\"b\\c"), "a\\\"b\\\\c");
     }

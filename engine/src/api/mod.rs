@@ -43,7 +43,9 @@ use crate::auth::Action;
 use crate::config::Snapshot;
 use crate::protocol::http::Request;
 use crate::runtime::control::Histogram;
-use crate::runtime::{ConnUuid, ControlLink, CoreMessage, CoreView, Reply, StartError};
+use crate::runtime::{
+    ConnUuid, ControlLink, CoreMessage, CoreView, Limit, LimitHits, Reply, StartError,
+};
 
 /// Which listener a request came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +106,8 @@ pub struct Api {
     started_ms: u64,
     /// Time to handle each request, for `/metrics`.
     latency: RefCell<Histogram>,
+    /// Limits the API's own clients hit (its body and head sizes), for `/metrics`.
+    limit_hits: RefCell<LimitHits>,
 }
 
 /// Binds the API and metrics listeners (those enabled) on the control executor and serves them.
@@ -118,6 +122,7 @@ pub fn start(link: Rc<ControlLink>, snapshot: Arc<Snapshot>) -> Result<(), Start
         store: Store::new(snapshot.clone()),
         started_ms: crate::runtime::unix_ms(),
         latency: RefCell::default(),
+        limit_hits: RefCell::default(),
     });
     for (kind, enabled, addr) in listeners {
         if !enabled {
@@ -135,6 +140,15 @@ pub fn start(link: Rc<ControlLink>, snapshot: Arc<Snapshot>) -> Result<(), Start
 }
 
 impl Api {
+    /// `apiMaxBodyBytes` of the live configuration.
+    pub(crate) fn max_body_bytes(&self) -> usize {
+        self.store.snapshot().config.api_max_body_bytes
+    }
+
+    pub(crate) fn hit_limit(&self, limit: Limit) {
+        self.limit_hits.borrow_mut().add(limit);
+    }
+
     /// Authenticates, routes and answers one request.
     pub async fn handle(&self, req: &Request, peer: SocketAddr, kind: Listener) -> Response {
         let started = Instant::now();
@@ -191,7 +205,12 @@ impl Api {
             return Err(ApiError::NoRoute);
         }
         let views = self.gather().await;
-        let text = metrics::render(&views, &self.link.round_trip(), &self.latency.borrow());
+        let text = metrics::render(
+            &views,
+            &self.limit_hits.borrow(),
+            &self.link.round_trip(),
+            &self.latency.borrow(),
+        );
         Ok(Response {
             status: 200,
             content_type: "text/plain; version=0.0.4; charset=utf-8",

@@ -10,21 +10,26 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::{Api, Listener, Response};
-use crate::protocol::http::{parse_request, BodyFraming, Limits, Parsed, ResponseHead, Version};
+use crate::protocol::http::{
+    parse_request, BodyFraming, HttpError, Limits, Parsed, ResponseHead, Version,
+};
+use crate::runtime::Limit;
 
 /// A whole request, from its first byte (or the silence before the next one on a kept-alive
 /// connection), may take this long: a client trickling bytes is cut off too.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Heads of 8 KiB, 64 headers, JSON bodies of 256 KiB at most.
-const LIMITS: Limits = Limits {
-    max_head_bytes: 8 * 1024,
-    max_headers: 64,
-    max_body_bytes: 256 * 1024,
-};
+/// Heads of 8 KiB and 64 headers at most; bodies of `apiMaxBodyBytes`.
+fn limits(api: &Api) -> Limits {
+    Limits {
+        max_head_bytes: 8 * 1024,
+        max_headers: 64,
+        max_body_bytes: api.max_body_bytes(),
+    }
+}
 
 /// Accepts connections until the executor stops.
 pub(super) async fn serve(listener: TcpListener, api: Rc<Api>, kind: Listener) {
@@ -53,8 +58,9 @@ async fn connection(mut stream: TcpStream, api: Rc<Api>, kind: Listener) {
     let mut chunk = vec![0u8; 16 * 1024];
     let mut out = BytesMut::with_capacity(4096);
     let mut deadline = Instant::now() + REQUEST_TIMEOUT;
+    let limits = limits(&api);
     loop {
-        let (response, version, keep_alive) = match parse_request(&buf, &LIMITS) {
+        let (response, version, keep_alive) = match parse_request(&buf, &limits) {
             Ok(Parsed::Complete { message, consumed }) => {
                 buf.advance(consumed);
                 let response = api.handle(&message, peer, kind).await;
@@ -69,7 +75,17 @@ async fn connection(mut stream: TcpStream, api: Rc<Api>, kind: Listener) {
                 continue;
             }
             Err(e) => {
-                debug!(peer = %peer, "bad {} request: {e}", kind.name());
+                match e {
+                    HttpError::BodyTooLarge { .. } => {
+                        api.hit_limit(Limit::ApiBodyBytes);
+                        info!(peer = %peer, "{} request refused: body over apiMaxBodyBytes", kind.name());
+                    }
+                    HttpError::HeadTooLarge { .. } => {
+                        api.hit_limit(Limit::HttpHeaderBytes);
+                        info!(peer = %peer, "{} request refused: head too large", kind.name());
+                    }
+                    _ => debug!(peer = %peer, "bad {} request: {e}", kind.name()),
+                }
                 (
                     Response::error(e.status(), &e.to_string()),
                     Version::Http11,

@@ -42,6 +42,16 @@ pub struct Config {
     /// Silence from a client longer than this closes its connection.
     #[serde(default = "defaults::read_timeout")]
     pub read_timeout: Millis,
+    /// From accept, an RTMP client must finish the handshake and `connect`, and an HTTP client
+    /// send its first request head, within this (however it trickles its bytes).
+    #[serde(default = "defaults::handshake_timeout")]
+    pub handshake_timeout: Millis,
+    /// Connections one data core serves at once; more are closed as soon as they are accepted.
+    #[serde(default = "defaults::max_connections_per_core")]
+    pub max_connections_per_core: usize,
+    /// Streams published on one data core at once; more publishes are refused.
+    #[serde(default = "defaults::max_streams_per_core")]
+    pub max_streams_per_core: usize,
     /// Largest RTMP message accepted from a client.
     #[serde(default = "defaults::max_message_size")]
     pub max_message_size: u32,
@@ -104,6 +114,9 @@ pub struct Config {
     pub auth_http_exclude: Vec<Permission>,
 
     // Control API, metrics and paths (MediaMTX names; see `api/`).
+    /// Largest control API request body (JSON), in bytes; larger gets 413.
+    #[serde(default = "defaults::api_max_body_bytes")]
+    pub api_max_body_bytes: usize,
     /// Whether the control API is served on `apiAddress`.
     #[serde(default = "defaults::yes")]
     pub api: bool,
@@ -141,6 +154,18 @@ mod defaults {
     }
     pub(super) fn read_timeout() -> Millis {
         Millis(10_000)
+    }
+    pub(super) fn handshake_timeout() -> Millis {
+        Millis(10_000)
+    }
+    pub(super) fn max_connections_per_core() -> usize {
+        10_000
+    }
+    pub(super) fn max_streams_per_core() -> usize {
+        1_000
+    }
+    pub(super) fn api_max_body_bytes() -> usize {
+        256 * 1024
     }
     pub(super) fn max_message_size() -> u32 {
         16 << 20
@@ -319,6 +344,18 @@ impl Config {
         if self.read_timeout.0 == 0 {
             return invalid("readTimeout", "must be greater than zero");
         }
+        if self.handshake_timeout.0 == 0 {
+            return invalid("handshakeTimeout", "must be greater than zero");
+        }
+        if self.max_connections_per_core == 0 {
+            return invalid("maxConnectionsPerCore", "must be at least 1");
+        }
+        if self.max_streams_per_core == 0 {
+            return invalid("maxStreamsPerCore", "must be at least 1");
+        }
+        if !(1024..=64 << 20).contains(&self.api_max_body_bytes) {
+            return invalid("apiMaxBodyBytes", "must be between 1024 and 67108864");
+        }
         if !(1024..=1 << 20).contains(&self.http_max_header_bytes) {
             return invalid("httpMaxHeaderBytes", "must be between 1024 and 1048576");
         }
@@ -367,6 +404,23 @@ mod tests {
         assert_eq!(c.api_address.to_string(), "127.0.0.1:9997");
         assert_eq!(c.play_wait_timeout, Millis(5_000));
         assert!(!c.override_publisher);
+        assert_eq!(c.handshake_timeout, Millis(10_000));
+        assert_eq!(c.max_connections_per_core, 10_000);
+        assert_eq!(c.max_streams_per_core, 1_000);
+        assert_eq!(c.api_max_body_bytes, 256 * 1024);
+    }
+
+    #[test]
+    fn limits_are_validated() {
+        for (text, key) in [
+            ("handshakeTimeout: 0s\n", "handshakeTimeout"),
+            ("maxConnectionsPerCore: 0\n", "maxConnectionsPerCore"),
+            ("maxStreamsPerCore: 0\n", "maxStreamsPerCore"),
+            ("apiMaxBodyBytes: 10\n", "apiMaxBodyBytes"),
+        ] {
+            let err = Config::parse(text, "c.yaml").unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub struct GopCache {
     frames: VecDeque<Frame>,
     bytes: usize,
     limits: GopLimits,
+    /// GOPs dropped because they outgrew `limits.max_bytes`, for the limit counters.
+    byte_overflows: u64,
 }
 
 impl GopCache {
@@ -27,6 +29,7 @@ impl GopCache {
             frames: VecDeque::new(),
             bytes: 0,
             limits,
+            byte_overflows: 0,
         }
     }
 
@@ -41,9 +44,11 @@ impl GopCache {
         let first_ts = self.frames.front().map_or(frame.timestamp, |f| f.timestamp);
         let span = frame.timestamp.wrapping_sub(first_ts);
         let bytes = self.bytes + frame.payload.len();
-        if bytes > self.limits.max_bytes
-            || (span > self.limits.max_duration_ms && span < u32::MAX / 2)
-        {
+        let too_long = span > self.limits.max_duration_ms && span < u32::MAX / 2;
+        if bytes > self.limits.max_bytes || too_long {
+            if !too_long {
+                self.byte_overflows += 1;
+            }
             self.clear();
             return;
         }
@@ -74,6 +79,11 @@ impl GopCache {
 
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// How many GOPs were dropped for outgrowing `max_bytes` so far.
+    pub fn byte_overflows(&self) -> u64 {
+        self.byte_overflows
     }
 }
 
@@ -117,6 +127,7 @@ mod tests {
         gop.push(&video(40, false, 60));
         assert!(gop.is_empty());
         assert_eq!(gop.bytes(), 0);
+        assert_eq!(gop.byte_overflows(), 1);
 
         let mut gop = GopCache::new(limits(1 << 20, 1_000));
         gop.push(&video(0, true, 10));
@@ -126,5 +137,10 @@ mod tests {
         assert!(gop.is_empty());
         gop.push(&video(1_040, false, 10));
         assert!(gop.is_empty(), "stays empty until a keyframe");
+        assert_eq!(
+            gop.byte_overflows(),
+            0,
+            "a GOP too long is not a byte overflow"
+        );
     }
 }

@@ -136,6 +136,12 @@ impl PlayerQueue {
         self.items.is_empty()
     }
 
+    /// Whether more than `max_bytes` wait: only control output (never dropped) or one oversized
+    /// frame gets it there, so the connection should stop taking requests until it drains.
+    pub fn over_bound(&self) -> bool {
+        self.queued_bytes > self.max_bytes
+    }
+
     pub fn queued_bytes(&self) -> usize {
         self.queued_bytes
     }
@@ -179,6 +185,21 @@ mod tests {
 
     fn buf(len: usize) -> Bytes {
         Bytes::from(vec![0u8; len])
+    }
+
+    #[test]
+    fn control_output_past_the_bound_is_reported() {
+        let mut q = PlayerQueue::new(100, Duration::from_secs(5));
+        q.push_control(buf(100));
+        assert!(!q.over_bound());
+        q.push_control(buf(1));
+        assert!(
+            q.over_bound(),
+            "control output is never dropped, so the reader must stop"
+        );
+        let mut out = Vec::new();
+        q.take_batch(&mut out, 1);
+        assert!(!q.over_bound());
     }
 
     #[test]

@@ -85,6 +85,11 @@ impl StreamState {
         self.gop.bytes()
     }
 
+    /// GOPs dropped from the cache for outgrowing `gopCacheMaxBytes`.
+    pub fn gop_byte_overflows(&self) -> u64 {
+        self.gop.byte_overflows()
+    }
+
     /// The codecs the sequence headers announced so far.
     pub fn codecs(&self) -> (Option<VideoCodec>, Option<AudioCodec>) {
         (

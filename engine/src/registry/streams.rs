@@ -235,6 +235,11 @@ impl LocalStream {
         self.state.gop_bytes()
     }
 
+    /// GOPs dropped from the cache for outgrowing `gopCacheMaxBytes`.
+    pub fn gop_byte_overflows(&self) -> u64 {
+        self.state.gop_byte_overflows()
+    }
+
     /// The codecs announced so far (for the control API's `tracks`).
     pub fn codecs(
         &self,

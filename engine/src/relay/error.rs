@@ -48,6 +48,8 @@ pub enum RelayError {
     AlreadyPublishing,
     #[error("the stream's home core did not answer")]
     Unavailable,
+    #[error("this core already has maxStreamsPerCore ({limit}) streams")]
+    TooManyStreams { limit: usize },
     #[error("cannot set up the connection")]
     Setup,
     /// Told to stop (configuration change, last reader gone, shutdown): not a failure.

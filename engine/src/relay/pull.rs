@@ -72,6 +72,9 @@ impl Feed<'_> {
                 .map_err(|e| match e {
                     PublishRefused::AlreadyPublishing => RelayError::AlreadyPublishing,
                     PublishRefused::Unavailable => RelayError::Unavailable,
+                    PublishRefused::TooManyStreams { limit } => {
+                        RelayError::TooManyStreams { limit }
+                    }
                 })?;
             info!(core = %self.core.id, stream = %self.key, url = %self.link.status.url(), "source ready");
             self.link.status.ready();

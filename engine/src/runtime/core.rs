@@ -14,8 +14,8 @@ use glommio::channels::local_channel::{self, LocalSender};
 use tracing::{debug, info, warn};
 
 use super::{
-    scoped_id, CoreId, CoreMessage, CoreStats, HlsAnswer, HlsQuery, LocalSignal, Mesh, Reply,
-    ReplyTo, SessionId, StreamId,
+    scoped_id, CoreId, CoreMessage, CoreStats, HlsAnswer, HlsQuery, Limit, LocalSignal, Mesh,
+    Reply, ReplyTo, SessionId, StreamId,
 };
 use crate::config::Snapshot;
 use crate::media::{Frame, GopLimits};
@@ -80,6 +80,8 @@ pub enum PublishRefused {
     AlreadyPublishing,
     /// The home core did not answer (shutting down or overloaded).
     Unavailable,
+    /// This core has `maxStreamsPerCore` streams already.
+    TooManyStreams { limit: usize },
 }
 
 /// Where a player's media comes from.
@@ -189,6 +191,16 @@ impl Core {
         self.stats.borrow_mut().bytes_sent += n;
     }
 
+    /// Counts a client running into `limit` (the caller logs it and closes or refuses).
+    pub fn hit_limit(&self, limit: Limit) {
+        self.stats.borrow_mut().limit_hits.add(limit);
+    }
+
+    /// Whether this core serves `maxConnectionsPerCore` connections already.
+    pub fn at_connection_limit(&self) -> bool {
+        self.sessions.borrow().len() >= self.snapshot().config.max_connections_per_core
+    }
+
     fn gop_limits(&self) -> GopLimits {
         GopLimits {
             max_bytes: self.snapshot().config.gop_cache_max_bytes,
@@ -238,6 +250,18 @@ impl Core {
             session,
         };
         let config = &self.snapshot().config;
+        let owned = self
+            .streams
+            .borrow()
+            .values()
+            .filter(|st| matches!(st.borrow().upstream, Upstream::Publisher(_)))
+            .count();
+        if owned >= config.max_streams_per_core {
+            self.hit_limit(Limit::StreamsPerCore);
+            return Err(PublishRefused::TooManyStreams {
+                limit: config.max_streams_per_core,
+            });
+        }
         let replace = config
             .path_conf(&key.path())
             .map_or(config.override_publisher, |p| p.override_publisher);
@@ -311,7 +335,13 @@ impl Core {
         if sessions.is_empty() {
             return;
         }
-        self.stats.borrow_mut().players_too_slow += sessions.len() as u64;
+        {
+            let mut stats = self.stats.borrow_mut();
+            stats.players_too_slow += sessions.len() as u64;
+            for _ in &sessions {
+                stats.limit_hits.add(Limit::PlayerQueueBytes);
+            }
+        }
         for s in sessions {
             warn!(core = %self.id, conn = %s, "player too slow for too long: disconnecting");
             self.notify_session(s, Notice::TooSlow);
@@ -863,12 +893,17 @@ impl PublishHandle {
     pub fn push(&self, frame: Frame) {
         let core = &self.core;
         let mut targets = self.targets.borrow_mut();
-        let (id, too_slow) = {
+        let (id, too_slow, gop_overflow) = {
             let mut s = self.stream.borrow_mut();
+            let overflows = s.gop_byte_overflows();
             let too_slow = s.deliver(&frame, Instant::now());
             s.forward_targets(&frame, &mut targets);
-            (s.id, too_slow)
+            (s.id, too_slow, s.gop_byte_overflows() > overflows)
         };
+        if gop_overflow {
+            core.hit_limit(Limit::GopCacheBytes);
+            info!(core = %core.id, stream = %self.key, "GOP outgrew gopCacheMaxBytes: dropped from the cache until the next keyframe");
+        }
         core.kick_too_slow(too_slow);
         let mut stats = core.stats.borrow_mut();
         stats.frames_published += 1;

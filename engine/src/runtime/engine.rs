@@ -9,7 +9,10 @@ use std::time::Duration;
 use glommio::{LocalExecutorBuilder, Placement as GlommioPlacement};
 use tracing::{error, info};
 
-use super::{allowed_cpus, build_mesh, os_signal, ControlLink, Core, CoreId, MeshEnds, Placement};
+use super::{
+    allowed_cpus, build_mesh, os_signal, ControlLink, Core, CoreId, Limit, LimitHits, MeshEnds,
+    Placement,
+};
 use crate::config::Snapshot;
 
 /// Memory each executor registers with io_uring up front. glommio's default (10 MiB) is sized for
@@ -250,8 +253,23 @@ fn log_stats(core: &Core) {
         frames_lost_remote = s.frames_lost_remote,
         players_too_slow = s.players_too_slow,
         bytes_sent = s.bytes_sent,
+        limit_hits = %limit_summary(&s.limit_hits),
         "core stopped"
     );
+}
+
+/// `key=count` for every limit hit at least once, or `none`.
+fn limit_summary(hits: &LimitHits) -> String {
+    let parts: Vec<String> = Limit::ALL
+        .into_iter()
+        .filter(|l| hits.get(*l) > 0)
+        .map(|l| format!("{}={}", l.key(), hits.get(l)))
+        .collect();
+    if parts.is_empty() {
+        "none".to_owned()
+    } else {
+        parts.join(",")
+    }
 }
 
 /// The control executor: serves the control API and metrics (see `api/`), reaching the data cores

@@ -167,4 +167,6 @@ pub struct CoreStats {
     pub frames_lost_remote: u64,
     pub players_too_slow: u64,
     pub bytes_sent: u64,
+    /// How often clients of this core hit each configured limit.
+    pub limit_hits: super::LimitHits,
 }

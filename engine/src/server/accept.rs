@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use futures_lite::future;
 use glommio::net::{TcpListener, TcpStream};
-use tracing::warn;
+use tracing::{info, warn};
 
-use crate::runtime::Core;
+use crate::runtime::{Core, Limit};
 
 /// Accepts connections until the core shuts down, serving each in its own task.
 pub(crate) async fn accept_loop<F, Fut>(
@@ -28,6 +28,11 @@ pub(crate) async fn accept_loop<F, Fut>(
         .await;
         match accepted {
             None => return,
+            Some(Ok(stream)) if core.at_connection_limit() => {
+                core.hit_limit(Limit::ConnectionsPerCore);
+                info!(core = %core.id, protocol, peer = ?stream.peer_addr().ok(), "connection refused: the core serves maxConnectionsPerCore connections");
+                drop(stream);
+            }
             Some(Ok(stream)) => {
                 glommio::spawn_local(serve(core.clone(), stream)).detach();
             }

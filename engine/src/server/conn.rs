@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_lite::future;
 use glommio::net::TcpStream;
@@ -21,6 +21,8 @@ const FLUSH_TIME: Duration = Duration::from_secs(1);
 /// How long, and for how many bytes, a lingering close keeps reading.
 const LINGER_TIME: Duration = Duration::from_secs(2);
 const LINGER_MAX_BYTES: usize = 1 << 20;
+/// How often a connection whose output is over its bound looks whether it drained.
+const ROOM_POLL: Duration = Duration::from_millis(10);
 
 /// One accepted connection's plumbing.
 pub(crate) struct Conn {
@@ -28,6 +30,8 @@ pub(crate) struct Conn {
     pub(crate) guard: SessionGuard,
     pub(crate) queue: Rc<RefCell<PlayerQueue>>,
     pub(crate) peer: Option<SocketAddr>,
+    /// How long output may stay over `playerMaxQueueBytes` before the connection is cut.
+    slow_timeout: Duration,
     /// Dropping it cancels the writer, which closes the last descriptor of the socket.
     writer: glommio::Task<io::Result<()>>,
 }
@@ -58,9 +62,10 @@ impl Conn {
             }
         };
         let config = &core.snapshot().config;
+        let slow_timeout = config.slow_player_timeout.duration();
         let queue = Rc::new(RefCell::new(PlayerQueue::new(
             config.player_max_queue_bytes,
-            config.slow_player_timeout.duration(),
+            slow_timeout,
         )));
         let writer = glommio::spawn_local(drain_queue(queue.clone(), writer, core.clone()));
         let conn = Conn {
@@ -68,6 +73,7 @@ impl Conn {
             guard,
             queue,
             peer,
+            slow_timeout,
             writer,
         };
         Some((conn, reader))
@@ -100,6 +106,32 @@ impl Conn {
             ReadOutcome::Notice(control.notice().unwrap_or(Notice::Shutdown))
         };
         future::or(read, notice).await
+    }
+
+    /// Backpressure on a client's input: while its output queue is over its bound (answers to
+    /// requests it sends faster than it reads them, which are never dropped), stop reading it.
+    /// Returns false if the queue stayed over the bound for `slowPlayerTimeout`; the caller closes
+    /// the connection. Returns at once on a notice, which the next [`Conn::read`] reports.
+    pub(crate) async fn wait_for_room(&self) -> bool {
+        if !self.queue.borrow().over_bound() {
+            return true;
+        }
+        let deadline = Instant::now() + self.slow_timeout;
+        let control = self.guard.control.clone();
+        let drained = async {
+            while self.queue.borrow().over_bound() {
+                if Instant::now() >= deadline {
+                    return false;
+                }
+                glommio::timer::sleep(ROOM_POLL).await;
+            }
+            true
+        };
+        let notice = async {
+            control.signal().wait().await;
+            true
+        };
+        future::or(drained, notice).await
     }
 
     /// Ends the connection after an error response while the client may still be sending (a

@@ -16,11 +16,11 @@ use super::rtmp::unix_now;
 use crate::auth::{Action, AuthRequest, Protocol};
 use crate::protocol::flv;
 use crate::protocol::http::{
-    basic_credentials, encode_chunk, parse_request, BodyFraming, Limits, Method, Parsed, Request,
-    ResponseHead, Version, LAST_CHUNK,
+    basic_credentials, encode_chunk, parse_request, BodyFraming, HttpError, Limits, Method, Parsed,
+    Request, ResponseHead, Version, LAST_CHUNK,
 };
 use crate::registry::{parse_segment_name, Player, SinkFormat, StreamKey, DEFAULT_VHOST};
-use crate::runtime::{Core, HlsQuery, Notice, PlayHandle, ReaderSlot, Via};
+use crate::runtime::{Core, HlsQuery, Limit, Notice, PlayHandle, ReaderSlot, Via};
 
 const READ_BUFFER: usize = 16 * 1024;
 /// How often a playlist request asks again while the first segment is being made.
@@ -132,27 +132,51 @@ async fn serve_requests(conn: &Conn, mut reader: NetReader) -> Close {
     let config = HttpSettings::from_config(&conn.core.snapshot().config);
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
     let mut chunk = vec![0u8; READ_BUFFER];
+    // The first request head must be whole within handshakeTimeout of the accept; a later one
+    // within readTimeout of its first byte. Both are absolute: trickled bytes do not extend them.
+    let mut head_deadline = Some((
+        Instant::now() + config.handshake_timeout,
+        Limit::HandshakeTimeout,
+    ));
     loop {
+        if !conn.wait_for_room().await {
+            conn.core.hit_limit(Limit::PlayerQueueBytes);
+            info!(peer = ?conn.peer, "closing connection: it left more than playerMaxQueueBytes of responses unread for slowPlayerTimeout");
+            return Close::Now;
+        }
         let request = match parse_request(&buf, &config.limits) {
             Ok(Parsed::Complete { message, consumed }) => {
                 buf.advance(consumed);
+                head_deadline = None;
                 message
             }
             Ok(Parsed::NeedMore) => {
-                // Between requests the idle timeout applies; once a head has started, it must
-                // arrive whole within readTimeout (slow-header clients are cut off).
-                let timeout = if buf.is_empty() {
-                    config.idle_timeout
-                } else {
-                    config.header_timeout
+                if head_deadline.is_none() && !buf.is_empty() {
+                    head_deadline =
+                        Some((Instant::now() + config.header_timeout, Limit::ReadTimeout));
+                }
+                // Between requests the idle timeout applies.
+                let timeout = match head_deadline {
+                    Some((deadline, _)) => deadline.saturating_duration_since(Instant::now()),
+                    None => config.idle_timeout,
                 };
-                match conn.read(&mut reader, &mut chunk, Some(timeout)).await {
+                let outcome = if timeout.is_zero() {
+                    ReadOutcome::TimedOut
+                } else {
+                    conn.read(&mut reader, &mut chunk, Some(timeout)).await
+                };
+                match outcome {
                     ReadOutcome::Data(n) => {
                         buf.extend_from_slice(&chunk[..n]);
                         continue;
                     }
-                    ReadOutcome::TimedOut if !buf.is_empty() => {
-                        info!(peer = ?conn.peer, "closing connection: request head not received within readTimeout");
+                    ReadOutcome::TimedOut if head_deadline.is_some() => {
+                        let limit = head_deadline.map_or(Limit::ReadTimeout, |(_, l)| l);
+                        conn.core.hit_limit(limit);
+                        info!(peer = ?conn.peer, "closing connection: request head not received within {}", limit.key());
+                        if buf.is_empty() {
+                            return Close::Now;
+                        }
                         respond_error(conn, 408, Version::Http11);
                         return Close::Linger(reader);
                     }
@@ -166,6 +190,9 @@ async fn serve_requests(conn: &Conn, mut reader: NetReader) -> Close {
                 }
             }
             Err(e) => {
+                if matches!(e, HttpError::HeadTooLarge { .. }) {
+                    conn.core.hit_limit(Limit::HttpHeaderBytes);
+                }
                 info!(peer = ?conn.peer, status = e.status(), "closing connection: bad request: {e}");
                 respond_error(conn, e.status(), Version::Http11);
                 return Close::Linger(reader);
@@ -190,6 +217,7 @@ async fn serve_requests(conn: &Conn, mut reader: NetReader) -> Close {
 /// The HTTP settings of a configuration, read once per connection.
 struct HttpSettings {
     limits: Limits,
+    handshake_timeout: Duration,
     header_timeout: Duration,
     idle_timeout: Duration,
 }
@@ -201,6 +229,7 @@ impl HttpSettings {
                 max_head_bytes: config.http_max_header_bytes,
                 ..Limits::default()
             },
+            handshake_timeout: config.handshake_timeout.duration(),
             header_timeout: config.read_timeout.duration(),
             idle_timeout: config.http_idle_timeout.duration(),
         }

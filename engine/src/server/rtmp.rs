@@ -2,6 +2,7 @@
 //! [`ServerSession`]s, turning the session's events into publishes and plays on the core.
 
 use std::rc::Rc;
+use std::time::Instant;
 
 use bytes::BytesMut;
 use glommio::net::{TcpListener, TcpStream};
@@ -13,10 +14,12 @@ use super::conn::{Conn, ReadOutcome};
 use super::net::NetReader;
 use crate::auth::query::Query;
 use crate::auth::{Action, AuthRequest, Protocol};
-use crate::protocol::rtmp::{Reject, ServerEvent, ServerSession, SessionConfig, SessionError};
+use crate::protocol::rtmp::{
+    ChunkError, Reject, ServerEvent, ServerSession, SessionConfig, SessionError,
+};
 use crate::registry::{Player, SinkFormat, StreamKey, DEFAULT_VHOST};
 use crate::runtime::{
-    ConnState, Core, Notice, PlayHandle, PublishHandle, PublishRefused, ReaderSlot, Via,
+    ConnState, Core, Limit, Notice, PlayHandle, PublishHandle, PublishRefused, ReaderSlot, Via,
 };
 
 /// Socket reads go into a buffer this large.
@@ -32,6 +35,10 @@ pub async fn serve_rtmp(core: Rc<Core>, listener: TcpListener) {
 enum Ending {
     PeerClosed,
     IdleTimeout,
+    /// The handshake and `connect` did not complete within `handshakeTimeout` of the accept.
+    HandshakeTimeout,
+    /// Answers the client did not read stayed over `playerMaxQueueBytes` for `slowPlayerTimeout`.
+    OutputBacklog,
     Io(std::io::Error),
     Protocol(SessionError),
     Notice(Notice),
@@ -58,6 +65,10 @@ async fn serve_connection(core: Rc<Core>, stream: TcpStream) {
         let mut rtmp = Connection {
             session: ServerSession::new(SessionConfig {
                 max_message_len: core.snapshot().config.max_message_size as usize,
+                // Room for two whole messages in flight (audio and video interleaved), so a
+                // maxMessageSize above the default still fits.
+                max_partial_bytes: (core.snapshot().config.max_message_size as usize)
+                    .saturating_mul(2),
                 handshake_seed: rand::random(),
                 ..SessionConfig::default()
             }),
@@ -67,6 +78,7 @@ async fn serve_connection(core: Rc<Core>, stream: TcpStream) {
             vhost: String::new(),
             refused: false,
             reader_slot: None,
+            connected: false,
         };
         let ending = rtmp.run(reader).await;
         let farewell = rtmp.finish(&ending);
@@ -87,19 +99,39 @@ struct Connection {
     refused: bool,
     /// While reading: this connection's place under the path's `maxReaders`.
     reader_slot: Option<ReaderSlot>,
+    /// The handshake and `connect` are done: `handshakeTimeout` no longer applies.
+    connected: bool,
 }
 
 impl Connection {
     async fn run(&mut self, mut reader: NetReader) -> Ending {
         let mut buf = vec![0u8; READ_BUFFER];
-        let read_timeout = self.conn.core.snapshot().config.read_timeout.duration();
+        let config = &self.conn.core.snapshot().config;
+        let read_timeout = config.read_timeout.duration();
+        // Absolute, unlike readTimeout: a client trickling a byte at a time is still cut.
+        let handshake_deadline = Instant::now() + config.handshake_timeout.duration();
         loop {
+            if !self.conn.wait_for_room().await {
+                break Ending::OutputBacklog;
+            }
             // Players send next to nothing once playing, so silence only counts against the
             // others: a publisher or a client that has not started yet.
-            let timeout = (!matches!(self.role, Role::Playing(_))).then_some(read_timeout);
+            let mut timeout = (!matches!(self.role, Role::Playing(_))).then_some(read_timeout);
+            if !self.connected {
+                let left = handshake_deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break Ending::HandshakeTimeout;
+                }
+                timeout = timeout.map(|t| t.min(left));
+            }
             let n = match self.conn.read(&mut reader, &mut buf, timeout).await {
                 ReadOutcome::Data(n) => n,
                 ReadOutcome::Closed => break Ending::PeerClosed,
+                ReadOutcome::TimedOut
+                    if !self.connected && Instant::now() >= handshake_deadline =>
+                {
+                    break Ending::HandshakeTimeout
+                }
                 ReadOutcome::TimedOut => break Ending::IdleTimeout,
                 ReadOutcome::Failed(e) => break Ending::Io(e),
                 ReadOutcome::Notice(n) => break Ending::Notice(n),
@@ -131,6 +163,7 @@ impl Connection {
     async fn on_event(&mut self, event: ServerEvent, reader: &NetReader) {
         match event {
             ServerEvent::Connected { tc_url, .. } => {
+                self.connected = true;
                 self.vhost = tc_url
                     .as_deref()
                     .map(host_of)
@@ -174,6 +207,11 @@ impl Connection {
                     Err(PublishRefused::Unavailable) => {
                         warn!(stream = %key, "publish refused: the stream's home core did not answer");
                         self.session.reject_publish(request, Reject::BadName);
+                    }
+                    Err(PublishRefused::TooManyStreams { limit }) => {
+                        info!(stream = %key, peer = ?self.conn.peer, limit, "publish refused: the core has maxStreamsPerCore streams");
+                        self.session.reject_publish(request, Reject::BadName);
+                        self.refused = true;
                     }
                 }
             }
@@ -368,7 +406,20 @@ impl Connection {
         match ending {
             Ending::PeerClosed => debug!("closed by peer"),
             Ending::IdleTimeout => {
+                self.conn.core.hit_limit(Limit::ReadTimeout);
                 info!(peer = ?self.conn.peer, "closing connection: no data for readTimeout")
+            }
+            Ending::HandshakeTimeout => {
+                self.conn.core.hit_limit(Limit::HandshakeTimeout);
+                info!(peer = ?self.conn.peer, "closing connection: handshake and connect not done within handshakeTimeout")
+            }
+            Ending::OutputBacklog => {
+                self.conn.core.hit_limit(Limit::PlayerQueueBytes);
+                info!(peer = ?self.conn.peer, "closing connection: it left more than playerMaxQueueBytes unread for slowPlayerTimeout")
+            }
+            Ending::Protocol(e @ SessionError::Chunk(ChunkError::MessageTooLarge { .. })) => {
+                self.conn.core.hit_limit(Limit::MessageSize);
+                warn!(peer = ?self.conn.peer, "closing connection: protocol error: {e}")
             }
             Ending::Io(e) => info!(peer = ?self.conn.peer, "closing connection: {e}"),
             Ending::Protocol(e) => {
