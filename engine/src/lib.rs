@@ -8,6 +8,8 @@
 
 pub mod auth;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod media;
 pub mod protocol;
 pub mod registry;

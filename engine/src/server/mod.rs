@@ -2,7 +2,7 @@
 
 mod accept;
 mod conn;
-mod http;
+pub(crate) mod http;
 pub mod net;
 mod rtmp;
 mod writer;
