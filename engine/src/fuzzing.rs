@@ -9,7 +9,9 @@
 //! a valid handshake); each function's doc says which.
 #![forbid(unsafe_code)]
 
+use std::net::IpAddr;
 use std::path::Path;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -20,6 +22,7 @@ use crate::auth::dsl::compile::{compile, CheckSource, ParamSource};
 use crate::auth::dsl::vm::{Env, Vm};
 use crate::auth::dsl::{Position, SourceMap};
 use crate::auth::query::Query;
+use crate::auth::{Action, AuthRequest, AuthSettings, Authenticator, Protocol};
 use crate::media::{Frame, MediaKind};
 use crate::protocol::flv::FlvReader;
 use crate::protocol::hls::{Segmenter, SegmenterConfig};
@@ -248,6 +251,83 @@ pub fn fuzz_auth_domain(data: &[u8]) {
     let _ = crate::auth::domain::load_file(Path::new("fuzz.yaml"), &text);
 }
 
+/// Domain files for [`fuzz_auth_check`]: every URL signature type and expression checks.
+const AUTH_DOMAINS: [(&str, &str); 3] = [
+    (
+        "a.yaml",
+        "type: publish\nname: a.example.com\nurl_auth: { type: A, sign_param: auth_key, \
+         primary_key: k1, backup_key: k2 }\napps:\n  - name: live\n    publish_auth_check:\n      \
+         params:\n        t: add(${url_params[t]}, 60)\n        h: md5_lower(string(${app}${params[t]}))\n      \
+         checks:\n        - ${url_params[h]} == ${params[h]}\n        - ${params[t]} > get_time()\n",
+    ),
+    (
+        "b.yaml",
+        "type: play\nname: b.example.com\npublish_domain: a.example.com\nurl_auth: { type: B, \
+         sign_param: sign, time_param: t, primary_key: k }\napps:\n  - name: live\n    \
+         play_auth_check:\n      params:\n        key: base64(hmac_sha1(k, ${stream_name}))\n      \
+         checks:\n        - ${header_params[X-Key]} == ${params[key]}\n",
+    ),
+    (
+        "c.yaml",
+        "type: play\nname: c.example.com\npublish_domain: a.example.com\nurl_auth: { type: C, \
+         sign_param: sign, time_param: t, primary_key: k }\napps:\n  - name: live\n",
+    ),
+];
+
+/// The authenticator of [`fuzz_auth_check`], loaded once per process from a scratch directory.
+fn fuzz_authenticator() -> Option<&'static Authenticator> {
+    static AUTH: OnceLock<Option<Authenticator>> = OnceLock::new();
+    AUTH.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("corestream-fuzz-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("domains")).ok()?;
+        for (name, text) in AUTH_DOMAINS {
+            std::fs::write(dir.join("domains").join(name), text).ok()?;
+        }
+        let settings = AuthSettings {
+            domains_dir: Some("domains".into()),
+            ..AuthSettings::default()
+        };
+        let auth = Authenticator::load(&settings, &dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        Some(auth.expect("fuzz domain files load"))
+    })
+    .as_ref()
+}
+
+/// One request through [`Authenticator::check`] and [`Authenticator::explain`], against
+/// domains with URL signatures of every type and expression checks. The input's lines are the
+/// vhost, app, stream, raw query, an `X-Key` header, user and password; the first byte picks
+/// the action and protocol.
+pub fn fuzz_auth_check(data: &[u8]) {
+    let Some(auth) = fuzz_authenticator() else {
+        return;
+    };
+    let Some((&knobs, data)) = data.split_first() else {
+        return;
+    };
+    let text = String::from_utf8_lossy(data);
+    let mut lines = text.split('\n');
+    let mut next = || lines.next().unwrap_or_default();
+    let (vhost, app, stream, query, key) = (next(), next(), next(), next(), next());
+    let (user, pass) = (next(), next());
+    let headers = [("x-key".to_owned(), key.to_owned())];
+    let request = AuthRequest {
+        action: [Action::Publish, Action::Read, Action::Playback][usize::from(knobs % 3)],
+        protocol: [Protocol::Rtmp, Protocol::Flv, Protocol::Hls][usize::from(knobs / 3 % 3)],
+        vhost,
+        app,
+        stream,
+        query,
+        headers: &headers,
+        peer: IpAddr::from([203, 0, 113, 7]),
+        user: (!user.is_empty()).then_some(user),
+        pass: (!pass.is_empty()).then_some(pass),
+        now_unix: 1_700_000_000,
+    };
+    let _ = auth.check(&request);
+    let _ = auth.explain(&request);
+}
+
 /// The engine's config file.
 pub fn fuzz_config(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
@@ -310,7 +390,7 @@ mod tests {
     /// they broke.
     #[test]
     fn committed_corpus_replays() {
-        let targets: [(&str, fn(&[u8])); 12] = [
+        let targets: [(&str, fn(&[u8])); 13] = [
             ("rtmp_handshake", fuzz_handshake),
             ("rtmp_chunk", fuzz_chunk_stream),
             ("amf0", fuzz_amf0),
@@ -321,6 +401,7 @@ mod tests {
             ("query", fuzz_query),
             ("auth_dsl", fuzz_auth_dsl),
             ("auth_domain", fuzz_auth_domain),
+            ("auth_check", fuzz_auth_check),
             ("config", fuzz_config),
             ("hls", fuzz_hls),
         ];
@@ -351,6 +432,7 @@ mod tests {
             fuzz_query(data);
             fuzz_auth_dsl(data);
             fuzz_auth_domain(data);
+            fuzz_auth_check(data);
             fuzz_config(data);
             fuzz_hls(data);
         }
