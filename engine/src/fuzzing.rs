@@ -132,6 +132,8 @@ pub fn fuzz_rtmp_session(data: &[u8]) {
 }
 
 /// First byte: piece size (0: all at once); the rest is an FLV file read with [`FlvReader`].
+/// [`FlvReader::finish`] is asked after every piece too, before polling: a reader may learn
+/// that its input ended at any moment.
 pub fn fuzz_flv(data: &[u8]) {
     let Some((&step, data)) = data.split_first() else {
         return;
@@ -139,6 +141,7 @@ pub fn fuzz_flv(data: &[u8]) {
     let mut reader = FlvReader::new();
     for piece in pieces(data, usize::from(step)) {
         reader.feed(piece);
+        let _ = reader.finish();
         loop {
             match reader.poll_frame() {
                 Ok(Some(_)) => {}
