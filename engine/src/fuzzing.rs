@@ -393,7 +393,8 @@ mod tests {
     /// they broke.
     #[test]
     fn committed_corpus_replays() {
-        let targets: [(&str, fn(&[u8])); 13] = [
+        type Target = fn(&[u8]);
+        let targets: [(&str, Target); 13] = [
             ("rtmp_handshake", fuzz_handshake),
             ("rtmp_chunk", fuzz_chunk_stream),
             ("amf0", fuzz_amf0),
