@@ -10,6 +10,8 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod doctor;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod media;
 pub mod protocol;
 pub mod registry;

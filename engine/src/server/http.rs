@@ -482,6 +482,14 @@ fn host_without_port(host: &str) -> &str {
     host.split(':').next().unwrap_or_default()
 }
 
+/// What the server reads from a request before it touches any state: the route, the host and
+/// the credentials. For the `http_request` fuzz target ([`crate::fuzzing`]).
+pub(crate) fn fuzz_request(req: &Request) {
+    let _ = Route::parse(&req.path).map(|r| r.app_stream().0.len());
+    let _ = host_without_port(req.header("Host").unwrap_or_default());
+    let _ = basic_credentials(req.header("Authorization"));
+}
+
 async fn serve_flv(
     conn: &Conn,
     req: &Request,

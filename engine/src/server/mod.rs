@@ -3,7 +3,7 @@
 mod accept;
 pub(crate) mod auth_hook;
 pub(crate) mod conn;
-mod http;
+pub(crate) mod http;
 pub mod net;
 mod rtmp;
 mod writer;

@@ -7,6 +7,7 @@
 
 use super::{SourceMap, Span};
 use std::fmt;
+use std::ops::Range;
 
 /// A comparison operator of a check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,8 +100,13 @@ pub enum TokenKind {
 pub struct Token {
     /// What the token is.
     pub kind: TokenKind,
-    /// Where it is.
+    /// Where it is in the file (for messages).
     pub span: Span,
+    /// The characters of the expression text it covers. Syntax that depends on two tokens
+    /// touching (a call's name and `(`, adjacent items) is decided on these, never on `span`:
+    /// file positions are synthetic for values the YAML locator cannot map (flow style) and
+    /// skip over escapes in quoted scalars.
+    pub chars: Range<usize>,
 }
 
 /// What went wrong while lexing.
@@ -170,6 +176,7 @@ pub fn tokenize(text: &str, map: &SourceMap) -> Result<Vec<Token>, LexError> {
                 tokens.push(Token {
                     kind: TokenKind::LParen,
                     span: map.span(i, i + 1),
+                    chars: i..i + 1,
                 });
                 i += 1;
             }
@@ -180,6 +187,7 @@ pub fn tokenize(text: &str, map: &SourceMap) -> Result<Vec<Token>, LexError> {
                 tokens.push(Token {
                     kind: TokenKind::RParen,
                     span: map.span(i, i + 1),
+                    chars: i..i + 1,
                 });
                 i += 1;
             }
@@ -187,6 +195,7 @@ pub fn tokenize(text: &str, map: &SourceMap) -> Result<Vec<Token>, LexError> {
                 tokens.push(Token {
                     kind: TokenKind::Comma,
                     span: map.span(i, i + 1),
+                    chars: i..i + 1,
                 });
                 i += 1;
             }
@@ -201,6 +210,7 @@ pub fn tokenize(text: &str, map: &SourceMap) -> Result<Vec<Token>, LexError> {
                     Some(op) => tokens.push(Token {
                         kind: TokenKind::Op(op),
                         span: map.span(start, i),
+                        chars: start..i,
                     }),
                     None => return Err(err(LexErrorKind::UnknownOperator(s), start, i)),
                 }
@@ -219,6 +229,7 @@ pub fn tokenize(text: &str, map: &SourceMap) -> Result<Vec<Token>, LexError> {
                 tokens.push(Token {
                     kind: TokenKind::Text(chars[start..i].iter().collect()),
                     span: map.span(start, i),
+                    chars: start..i,
                 });
             }
         }
@@ -293,6 +304,7 @@ fn placeholder(chars: &[char], start: usize, map: &SourceMap) -> Result<(Token, 
         Token {
             kind: TokenKind::Placeholder { name, key },
             span: map.span(start, i),
+            chars: start..i,
         },
         i,
     ))

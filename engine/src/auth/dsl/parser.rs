@@ -161,8 +161,10 @@ impl Parser {
         let mut items: Vec<Expr> = Vec::new();
         while let Some(tok) = self.peek() {
             if top {
-                if let Some(prev) = items.last() {
-                    if tok.span.start != prev.span.end {
+                // The previous item ends with the token before this one.
+                let prev_end = self.pos.checked_sub(1).and_then(|i| self.tokens.get(i));
+                if let (Some(_), Some(prev)) = (items.last(), prev_end) {
+                    if tok.chars.start != prev.chars.end {
                         break;
                     }
                 }
@@ -171,7 +173,7 @@ impl Parser {
                 TokenKind::Text(t) => {
                     let next_is_paren = matches!(
                         self.peek_at(1),
-                        Some(Token { kind: TokenKind::LParen, span }) if span.start == tok.span.end
+                        Some(Token { kind: TokenKind::LParen, chars, .. }) if chars.start == tok.chars.end
                     );
                     if next_is_paren {
                         let (name, name_span) = (t.clone(), tok.span);
@@ -302,6 +304,7 @@ pub fn parse_param(text: &str, map: &SourceMap) -> Result<Expr, ParseError> {
         Some(Token {
             kind: TokenKind::Op(_),
             span,
+            ..
         }) => Err(ParseError {
             kind: ParseErrorKind::OperatorInParam,
             span: *span,
@@ -318,6 +321,7 @@ pub fn parse_check(text: &str, map: &SourceMap) -> Result<CheckAst, ParseError> 
         Some(Token {
             kind: TokenKind::Op(op),
             span,
+            ..
         }) => (*op, *span),
         Some(_) => {
             return Err(ParseError {

@@ -119,21 +119,25 @@ impl FlvReader {
 
     /// Call at end of input: `Ok` if the stream stopped cleanly after a tag's `PreviousTagSize`
     /// (or after the last tag body, missing only that trailer, as live captures often do).
+    ///
+    /// Meant for after [`poll_frame`](Self::poll_frame) returned `Ok(None)`. Input fed but not
+    /// polled yet is reported as a truncation of the element it starts (`missing: 0` when that
+    /// element is whole), never as a clean end.
     pub fn finish(&self) -> Result<(), FlvError> {
         match &self.state {
             State::Failed(e) => Err(e.clone()),
             State::ExpectHeader => Err(FlvError::Truncated {
                 what: "file header",
-                missing: HEADER_LEN - self.buf.len(),
+                missing: HEADER_LEN.saturating_sub(self.buf.len()),
             }),
             State::SkipHeaderExtra { remaining } => Err(FlvError::Truncated {
                 what: "file header",
-                missing: remaining - self.buf.len(),
+                missing: remaining.saturating_sub(self.buf.len()),
             }),
             State::ExpectPreviousTagSize { .. } if self.buf.is_empty() => Ok(()),
             State::ExpectPreviousTagSize { .. } => Err(FlvError::Truncated {
                 what: "previous tag size",
-                missing: PREVIOUS_TAG_SIZE_LEN - self.buf.len(),
+                missing: PREVIOUS_TAG_SIZE_LEN.saturating_sub(self.buf.len()),
             }),
             State::ExpectTag if self.buf.is_empty() => Ok(()),
             State::ExpectTag => Err(FlvError::Truncated {
@@ -451,5 +455,39 @@ mod tests {
                 missing: 6
             })
         );
+    }
+
+    /// Fuzz crash (`flv` target, fuzz/artifacts/flv/crash-191ef737…): `finish` after `feed`
+    /// but before `poll_frame` subtracted the buffered length from what the current element
+    /// needs, and overflowed once a whole element was buffered.
+    #[test]
+    fn finish_before_poll_does_not_overflow() {
+        let stream = sample_stream();
+        // Whole header buffered, nothing polled.
+        let mut r = FlvReader::new();
+        r.feed(&stream);
+        assert_eq!(
+            r.finish(),
+            Err(FlvError::Truncated {
+                what: "file header",
+                missing: 0
+            })
+        );
+        // A header announcing 4 extra bytes, followed by more than 4 bytes.
+        let mut header = stream[..HEADER_LEN].to_vec();
+        header[8] = (HEADER_LEN + 4) as u8;
+        let mut r = FlvReader::new();
+        r.feed(&header);
+        assert_eq!(r.poll_frame(), Ok(None));
+        r.feed(&[0; 16]);
+        assert!(r.finish().is_err());
+        // PreviousTagSize0 buffered twice over.
+        let mut r = FlvReader::new();
+        r.feed(&stream[..HEADER_LEN]);
+        assert_eq!(r.poll_frame(), Ok(None));
+        r.feed(&[0; 8]);
+        assert!(r.finish().is_err());
+        // The fuzzer's input replays cleanly.
+        crate::fuzzing::fuzz_flv(include_bytes!("testdata/finish-before-poll.bin"));
     }
 }
