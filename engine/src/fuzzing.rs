@@ -394,7 +394,7 @@ mod tests {
     #[test]
     fn committed_corpus_replays() {
         type Target = fn(&[u8]);
-        let targets: [(&str, Target); 13] = [
+        let targets: [(&str, Target); 14] = [
             ("rtmp_handshake", fuzz_handshake),
             ("rtmp_chunk", fuzz_chunk_stream),
             ("amf0", fuzz_amf0),
@@ -408,6 +408,7 @@ mod tests {
             ("auth_check", fuzz_auth_check),
             ("config", fuzz_config),
             ("hls", fuzz_hls),
+            ("api_body", fuzz_api_body),
         ];
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
         for (name, target) in targets {
@@ -439,6 +440,53 @@ mod tests {
             fuzz_auth_check(data);
             fuzz_config(data);
             fuzz_hls(data);
+        }
+    }
+}
+
+/// A control API write body, validated and planned over the embedded configuration exactly as the
+/// API does before it persists anything. The first byte picks the endpoint: global patch, path
+/// defaults patch, or path add / patch / replace (of `live/fuzz`).
+pub fn fuzz_api_body(data: &[u8]) {
+    use crate::api::store::{parse_json, plan, Change};
+    use crate::config::state::Overlay;
+    let Some((&which, body)) = data.split_first() else {
+        return;
+    };
+    let change = match which % 5 {
+        0 => Change::global(body),
+        1 => parse_json(body).map(Change::PathDefaults),
+        2 => parse_json(body).map(|f| Change::Add("live/fuzz".into(), f)),
+        3 => parse_json(body).map(|f| Change::Patch("all_others".into(), f)),
+        _ => parse_json(body).map(|f| Change::Replace("live/fuzz".into(), f)),
+    };
+    if let (Ok(change), Some(config)) = (change, embedded_config()) {
+        let _ = plan(config, &Overlay::new(), &change);
+    }
+}
+
+fn embedded_config() -> Option<&'static crate::config::Config> {
+    static CONFIG: OnceLock<Option<crate::config::Config>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| crate::config::Config::parse(crate::config::EMBEDDED, "embedded").ok())
+        .as_ref()
+}
+
+#[cfg(test)]
+mod api_body_tests {
+    use super::fuzz_api_body;
+
+    #[test]
+    fn api_bodies_of_every_kind_run_through() {
+        for body in [
+            &b"\x00{\"readTimeout\":\"5s\"}"[..],
+            b"\x01{\"maxReaders\":3}",
+            b"\x02{\"source\":\"publisher\"}",
+            b"\x03{\"bogus\":1}",
+            b"\x04not json",
+            b"",
+        ] {
+            fuzz_api_body(body);
         }
     }
 }
