@@ -494,3 +494,21 @@ fn killing_the_first_origin_fails_over_to_the_second() {
     let _ = p2.kill();
     let _ = p2.wait();
 }
+
+/// An HLS playlist request is a reader like any other: it starts the path's on-demand source and
+/// waits for the first segment instead of answering 404.
+#[test]
+fn hls_request_starts_an_on_demand_source() {
+    let origin = Engine::start("playWaitTimeout: 30s\n");
+    let publisher = ff::publish(&origin.rtmp_url("live/hod"), 12);
+    origin.wait_for_log("publish started", Duration::from_secs(10));
+    let edge = Engine::start(&format!(
+        "hlsSegmentDuration: 1s\npaths:\n  live/hod:\n    source: rtmp://127.0.0.1:{}/live/hod\n    sourceOnDemand: true\n    sourceOnDemandStartTimeout: 5s\n",
+        origin.rtmp_port
+    ));
+    let playlist = tests::http::get(edge.http_port, "/live/hod.m3u8", &[]);
+    assert_eq!(playlist.status, 200, "{}", playlist.text());
+    assert!(playlist.text().contains(".ts"), "{}", playlist.text());
+    edge.wait_for_log("source starting", Duration::from_secs(1));
+    wait_with_timeout(publisher, Duration::from_secs(30), "publisher");
+}

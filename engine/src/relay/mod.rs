@@ -51,6 +51,11 @@ pub struct Relays {
 }
 
 impl Relays {
+    /// Whether this core runs a source of `key` (connecting or live).
+    pub fn has_source(&self, key: &StreamKey) -> bool {
+        self.sources.borrow().contains_key(key)
+    }
+
     fn remove_forward(&self, fwd: &Rc<Forward>) {
         self.forwards.borrow_mut().retain(|f| !Rc::ptr_eq(f, fwd));
     }
@@ -176,7 +181,9 @@ pub fn tick(core: &Core, now: Instant) {
         .values()
         .filter(|s| s.spec.on_demand)
         .filter_map(|s| {
-            if core.reader_count(&s.key) > 0 {
+            if core.reader_count(&s.key) > 0
+                || core.hls_requested_within(&s.key, now, s.spec.close_after)
+            {
                 s.idle_since.set(None);
                 return None;
             }

@@ -743,13 +743,22 @@ impl Core {
 
     fn hls_answer(&self, key: &StreamKey, query: HlsQuery) -> HlsAnswer {
         let live = self.directory.borrow().find(key).is_some();
+        // A playlist request is a reader: it starts the key's on-demand source like a player does.
+        if let (HlsQuery::Playlist, false, Some(me)) = (query, live, self.me.upgrade()) {
+            crate::relay::demand(&me, key);
+        }
+        let starting = !live && self.relays().has_source(key);
         let now = Instant::now();
         let muxer = match query {
             HlsQuery::Playlist if live => Some(self.hls_muxer(key)),
             _ => self.hls.borrow().get(key).cloned(),
         };
         let Some(muxer) = muxer else {
-            return HlsAnswer { live, body: None };
+            return HlsAnswer {
+                live,
+                starting,
+                body: None,
+            };
         };
         let mut m = muxer.borrow_mut();
         m.touch(now);
@@ -763,7 +772,11 @@ impl Core {
         if let Some(b) = &body {
             m.record_sent(b.len());
         }
-        HlsAnswer { live, body }
+        HlsAnswer {
+            live,
+            starting,
+            body,
+        }
     }
 
     /// Feeds the muxer from the key's stream: the local stream or mirror if there is one, else a
@@ -797,6 +810,15 @@ impl Core {
                 subscriber: self.id,
             },
         );
+    }
+
+    /// Whether `key`'s HLS muxer (on this, its home core) was asked for something within `within`:
+    /// HLS viewers hold no connection, so this is how they count as readers.
+    pub fn hls_requested_within(&self, key: &StreamKey, now: Instant, within: Duration) -> bool {
+        self.hls
+            .borrow()
+            .get(key)
+            .is_some_and(|m| m.borrow().idle_for(now) < within)
     }
 
     /// Periodic HLS upkeep: attaches muxers whose stream went live, stops idle ones.

@@ -143,6 +143,8 @@ pub enum HlsQuery {
 pub struct HlsAnswer {
     /// Whether the key has a publisher now.
     pub live: bool,
+    /// Whether an on-demand source of the key is starting (a playlist request is worth waiting).
+    pub starting: bool,
     /// The playlist (once it lists a segment) or the segment; `None` if there is none (yet).
     pub body: Option<bytes::Bytes>,
 }

@@ -591,12 +591,15 @@ async fn serve_playlist(conn: &Conn, req: &Request, key: &StreamKey) -> Next {
     let config = &conn.core.snapshot().config;
     // The first request starts the muxer; wait for its first segment (a bit over one target
     // duration after the next keyframe) rather than hand out an empty playlist.
-    let deadline =
-        Instant::now() + (config.hls_segment_duration.duration() * 4).max(Duration::from_secs(10));
+    // An on-demand source gets its start timeout on top.
+    let start = crate::relay::start_timeout(config, key).unwrap_or_default();
+    let deadline = Instant::now()
+        + (config.hls_segment_duration.duration() * 4).max(Duration::from_secs(10))
+        + start;
     let playlist = loop {
         match conn.core.hls_get(key, HlsQuery::Playlist).await {
             Some(answer) if answer.body.is_some() => break answer.body,
-            Some(answer) if answer.live && Instant::now() < deadline => {
+            Some(answer) if (answer.live || answer.starting) && Instant::now() < deadline => {
                 glommio::timer::sleep(PLAYLIST_POLL).await;
             }
             _ => break None,
