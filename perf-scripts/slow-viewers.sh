@@ -2,25 +2,26 @@
 # Slow-viewer isolation: the healthy players' latency with and without slow players.
 #
 # Starts the release engine (`cores: 1`, pinned to --server-core) and runs, --rounds times, the
-# same `corestream-bench run` of --players healthy RTMP players of one 2.5 Mbit/s stream (pinned
+# same `corestream-bench run` of --players healthy RTMP players of one --bitrate stream (pinned
 # to --bench-core) without slow players ("base") and with --slow-players reading at
 # --slow-read-fraction of the bitrate ("slow"). Prints each run's healthy-player latency and the
 # reports' paths (JSON beside them, under --out, default target/slow-viewers).
 #
 # Usage: perf-scripts/slow-viewers.sh [--players 500] [--slow-players 50]
-#          [--slow-read-fraction 0.1] [--duration 20] [--rounds 2] [--port 23935]
+#          [--slow-read-fraction 0.1] [--bitrate 2500k] [--duration 20] [--rounds 2] [--port 23935]
 #          [--server-core 0] [--bench-core 1] [--out DIR]
 # Build first: cargo build --release -p engine -p bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-players=500 slow=50 fraction=0.1 duration=20 rounds=2 port=23935 server_core=0 bench_core=1
+players=500 slow=50 fraction=0.1 bitrate=2500k duration=20 rounds=2 port=23935 server_core=0 bench_core=1
 out=target/slow-viewers
 while (($#)); do
     case "$1" in
     --players) players=$2; shift 2 ;;
     --slow-players) slow=$2; shift 2 ;;
     --slow-read-fraction) fraction=$2; shift 2 ;;
+    --bitrate) bitrate=$2; shift 2 ;;
     --duration) duration=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --port) port=$2; shift 2 ;;
@@ -49,7 +50,7 @@ for round in $(seq 1 "$rounds"); do
         [ "$kind" = slow ] && extra=(--slow-players "$slow" --slow-read-fraction "$fraction")
         taskset -c "$bench_core" target/release/corestream-bench run \
             --url "rtmp://127.0.0.1:$port/live/iso" --players "$players" --duration "$duration" \
-            --bitrate 2500k --gop 2s --cores "$bench_core" --server-pid "$engine" --quiet \
+            --bitrate "$bitrate" --gop 2s --cores "$bench_core" --server-pid "$engine" --quiet \
             --label "$kind-$round" --json "$out/$kind-$round.json" "${extra[@]}" >"$out/$kind-$round.txt"
         grep -E "^  latency|slow players" "$out/$kind-$round.txt" | sed "s/^/$kind-$round: /"
         sleep 2
