@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs the real clients the end-to-end tests drive
-# (ffmpeg/ffprobe from Debian) when they are missing, runs every test of the workspace, then a
-# CI-sized comparison run against nginx-rtmp.
+# (ffmpeg/ffprobe, nginx, openssl from Debian) when they are missing, runs every test of the
+# workspace, then a CI-sized comparison run against nginx-rtmp.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
+# The HTTPS pull test terminates TLS with nginx in front of an engine (certificate from openssl).
+command -v nginx >/dev/null 2>&1 || missing+=(nginx)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # The relay tests build network namespaces of their own.
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 if ((${#missing[@]})); then

@@ -31,9 +31,14 @@ pub struct PathFields {
     /// Accepted and ignored: MediaMTX's GET answers carry it, and clients send them back.
     #[serde(default, skip_serializing)]
     pub name: Option<String>,
-    /// `publisher`, or a pull URL (`rtmp://…`, `http://…/x.flv`).
+    /// `publisher`, or a pull URL (`rtmp://…`, `http(s)://…/x.flv`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// Hex SHA-256 of an `https://` source's certificate (MediaMTX's `sourceFingerprint`): that
+    /// certificate is accepted instead of checking the chain against the public roots, so a
+    /// self-signed origin can be pulled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_fingerprint: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_on_demand: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -69,6 +74,10 @@ impl PathFields {
         PathFields {
             name: None,
             source: patch.source.clone().or_else(|| self.source.clone()),
+            source_fingerprint: patch
+                .source_fingerprint
+                .clone()
+                .or_else(|| self.source_fingerprint.clone()),
             source_on_demand: patch.source_on_demand.or(self.source_on_demand),
             source_on_demand_start_timeout: patch
                 .source_on_demand_start_timeout
@@ -89,6 +98,7 @@ impl PathFields {
         PathConf {
             name: name.to_owned(),
             source: f.source.unwrap_or_else(|| "publisher".to_owned()),
+            source_fingerprint: f.source_fingerprint.filter(|fp| !fp.is_empty()),
             source_on_demand: f.source_on_demand.unwrap_or(false),
             source_on_demand_start_timeout: f
                 .source_on_demand_start_timeout
@@ -109,6 +119,10 @@ pub struct PathConf {
     /// The entry's name (`live/cam1`, `~^live/`, `all_others`).
     pub name: String,
     pub source: String,
+    /// `sourceFingerprint`; unset (or empty): the public roots decide. Shown as `""` when
+    /// unset, as MediaMTX does.
+    #[serde(serialize_with = "empty_when_none")]
+    pub source_fingerprint: Option<String>,
     pub source_on_demand: bool,
     pub source_on_demand_start_timeout: Millis,
     pub source_on_demand_close_after: Millis,
@@ -124,6 +138,9 @@ impl PathConf {
     /// MediaMTX's rules for a path entry's fields; the reason is the API's 400 text.
     pub fn check(&self) -> Result<(), String> {
         check_source(&self.source)?;
+        if let Some(fp) = &self.source_fingerprint {
+            check_fingerprint(fp)?;
+        }
         if self.source == "publisher" && self.source_on_demand && self.origins.is_empty() {
             return Err("'sourceOnDemand' is useless when source is 'publisher'".to_owned());
         }
@@ -152,7 +169,23 @@ impl PathConf {
     }
 }
 
-/// `publisher`, `rtmp://…` and `http://…/x.flv` are served; other pull URLs are refused.
+fn empty_when_none<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(v.as_deref().unwrap_or_default())
+}
+
+/// A `sourceFingerprint` is 64 hex digits (SHA-256), as `openssl x509 -noout -fingerprint
+/// -sha256` prints it without the colons; either case.
+fn check_fingerprint(fp: &str) -> Result<(), String> {
+    if fp.len() == 64 && fp.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid sourceFingerprint '{fp}': expected the 64 hex digits of a SHA-256 (without colons)"
+        ))
+    }
+}
+
+/// `publisher`, `rtmp://…` and `http(s)://…/x.flv` are served; other pull URLs are refused.
 pub fn check_source(source: &str) -> Result<(), String> {
     const PULL: [&str; 12] = [
         "rtmp://",
@@ -176,17 +209,17 @@ pub fn check_source(source: &str) -> Result<(), String> {
             .map_err(|e| format!("invalid source: '{source}': {e}"))
     } else if PULL.iter().any(|p| source.starts_with(p)) {
         Err(format!(
-            "source '{source}' is not supported yet: only 'publisher', 'rtmp://…' and 'http://…/x.flv' are"
+            "source '{source}' is not supported yet: only 'publisher', 'rtmp://…' and 'http(s)://…/x.flv' are"
         ))
     } else {
         Err(format!("invalid source: '{source}'"))
     }
 }
 
-/// An `http://` URL whose path ends in `.flv` (HTTP-FLV); `https://` needs TLS, not built yet.
+/// An `http://` or `https://` URL whose path ends in `.flv` (HTTP-FLV).
 fn is_http_flv(source: &str) -> bool {
     let path = source.split(['?', '#']).next().unwrap_or_default();
-    source.starts_with("http://") && path.ends_with(".flv")
+    (source.starts_with("http://") || source.starts_with("https://")) && path.ends_with(".flv")
 }
 
 /// Why a name cannot be a path (MediaMTX's texts).
@@ -412,7 +445,8 @@ mod tests {
         assert!(check_source("publisher").is_ok());
         assert!(check_source("rtmp://origin/live/a").is_ok());
         assert!(check_source("http://origin:8080/live/a.flv?x=1").is_ok());
-        for later in ["rtsp://cam/1", "https://x/a.flv", "http://x/a.m3u8"] {
+        assert!(check_source("https://origin/live/a.flv").is_ok());
+        for later in ["rtsp://cam/1", "rtmps://x/live/a", "http://x/a.m3u8"] {
             let e = check_source(later).unwrap_err();
             assert!(e.contains("is not supported yet"), "{e}");
         }
@@ -425,6 +459,33 @@ mod tests {
         let mut conf = PathFields::default().resolve("a", &PathFields::default(), false);
         conf.source_on_demand = true;
         assert!(conf.check().is_err());
+    }
+
+    #[test]
+    fn source_fingerprints() {
+        let fp = "3A".repeat(32);
+        let f: PathFields = serde_json::from_str(&format!(
+            r#"{{"source":"https://o/live/a.flv","sourceFingerprint":"{fp}"}}"#
+        ))
+        .unwrap();
+        let conf = f.resolve("live/a", &PathFields::default(), false);
+        assert_eq!(conf.source_fingerprint.as_deref(), Some(fp.as_str()));
+        assert!(conf.check().is_ok());
+        for bad in ["3a:3a", "zz", &"3a".repeat(33)] {
+            let mut c = conf.clone();
+            c.source_fingerprint = Some(bad.to_owned());
+            let e = c.check().unwrap_err();
+            assert!(e.starts_with("invalid sourceFingerprint"), "{e}");
+        }
+        let empty = PathFields {
+            source_fingerprint: Some(String::new()),
+            ..PathFields::default()
+        };
+        let conf = empty.resolve("live/a", &PathFields::default(), false);
+        assert_eq!(
+            conf.source_fingerprint, None,
+            "empty is unset, as in MediaMTX"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use std::io;
 use std::net::SocketAddr;
 
+use super::tls::TlsError;
 use super::url::UrlError;
 use crate::protocol::flv::FlvError;
 use crate::protocol::http::{EncodeError, HttpError};
@@ -32,6 +33,9 @@ pub enum RelayError {
     Status { code: String, description: String },
     #[error("http status {status} {reason}")]
     HttpStatus { status: u16, reason: String },
+    /// TLS of an `https://` source: certificate, fingerprint, handshake, in full.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("http: {0}")]
     Http(#[from] HttpError),
     #[error("flv: {0}")]

@@ -1,6 +1,6 @@
 //! Relaying: pulling streams from other servers into paths, and pushing live streams onward.
 //!
-//! - A path whose `source` is a URL (`rtmp://…`, `http://…/x.flv`) has a pulled source, run on
+//! - A path whose `source` is a URL (`rtmp://…`, `http(s)://…/x.flv`) has a pulled source, run on
 //!   the stream key's home core and feeding the stream exactly like a publisher on that core
 //!   (claim the key, push frames). Static sources start with the configuration and follow its
 //!   changes; `sourceOnDemand` ones start when a reader asks the home core for a publisher the key
@@ -23,6 +23,7 @@ mod pull;
 mod push;
 mod source;
 pub mod status;
+pub mod tls;
 pub mod url;
 
 use std::cell::RefCell;

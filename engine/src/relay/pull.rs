@@ -1,5 +1,5 @@
-//! One pull attempt: connect to a source URL, play it over RTMP or HTTP-FLV with the engine's own
-//! sans-IO codecs, and publish what arrives on this core like a publisher would.
+//! One pull attempt: connect to a source URL, play it over RTMP or HTTP-FLV (plain or TLS) with
+//! the engine's own sans-IO codecs, and publish what arrives on this core like a publisher would.
 
 use std::rc::Rc;
 
@@ -9,6 +9,7 @@ use tracing::{debug, info};
 use super::dial::dial;
 use super::error::RelayError;
 use super::link::{self, Link, READ_BUFFER};
+use super::tls::{TlsClient, TlsError, TlsInput};
 use super::url::{self, HttpUrl, RelayUrl, RtmpUrl};
 use crate::media::Frame;
 use crate::protocol::flv::FlvReader;
@@ -22,8 +23,15 @@ use crate::runtime::{ConnState, Core, PublishHandle, PublishRefused};
 use crate::server::conn::Conn;
 use crate::server::net::NetReader;
 
-/// Pulls `url` into `key` until something ends it; returns why.
-pub(super) async fn pull(core: &Rc<Core>, key: &StreamKey, link: &Link, url: &str) -> RelayError {
+/// Pulls `url` into `key` until something ends it; returns why. `fingerprint` pins the
+/// certificate of an `https://` source.
+pub(super) async fn pull(
+    core: &Rc<Core>,
+    key: &StreamKey,
+    link: &Link,
+    url: &str,
+    fingerprint: Option<&str>,
+) -> RelayError {
     let parsed = match url::parse(url) {
         Ok(u) => u,
         Err(e) => return e.into(),
@@ -42,7 +50,17 @@ pub(super) async fn pull(core: &Rc<Core>, key: &StreamKey, link: &Link, url: &st
     };
     let ending = match &parsed {
         RelayUrl::Rtmp(u) => feed.rtmp(u, &mut reader).await,
-        RelayUrl::HttpFlv(u) => feed.http_flv(u, &mut reader).await,
+        RelayUrl::HttpFlv(u) => {
+            let transport = if u.tls {
+                match TlsClient::new(&u.host, fingerprint) {
+                    Ok(t) => Transport::Tls(Box::new(t)),
+                    Err(e) => return e.into(),
+                }
+            } else {
+                Transport::Plain
+            };
+            feed.http_flv(u, transport, &mut reader).await
+        }
     };
     if let Some(p) = feed.publish.take() {
         info!(core = %core.id, stream = %key, url, "source stopped: {ending}");
@@ -137,13 +155,20 @@ impl Feed<'_> {
         }
     }
 
-    async fn http_flv(&mut self, u: &HttpUrl, reader: &mut NetReader) -> RelayError {
+    async fn http_flv(
+        &mut self,
+        u: &HttpUrl,
+        mut transport: Transport,
+        reader: &mut NetReader,
+    ) -> RelayError {
         let mut out = BytesMut::new();
         let headers = [("User-Agent", "corestream"), ("Accept", "*/*")];
         if let Err(e) = encode_request_head(&mut out, "GET", &u.target, &u.authority, &headers) {
             return e.into();
         }
-        link::send(self.conn, &mut out);
+        if let Err(e) = transport.send(self.conn, &mut out) {
+            return e;
+        }
         let mut input = BytesMut::new();
         let mut buf = vec![0u8; READ_BUFFER];
         let limits = Limits::default();
@@ -162,9 +187,11 @@ impl Feed<'_> {
                 Ok(Parsed::NeedMore) => {}
                 Err(e) => return e.into(),
             }
-            match link::read(self.conn, reader, &mut buf, &self.link.status).await {
-                Ok(n) => input.extend_from_slice(&buf[..n]),
-                Err(e) => return e,
+            if let Err(e) = transport
+                .read(self.conn, reader, &mut buf, &self.link.status, &mut input)
+                .await
+            {
+                return e;
             }
         };
         let mut chunked = (framing == BodyFraming::Chunked).then(ChunkedDecoder::new);
@@ -195,10 +222,79 @@ impl Feed<'_> {
                     Err(e) => return e.into(),
                 }
             }
-            match link::read(self.conn, reader, &mut buf, &self.link.status).await {
-                Ok(n) => input.extend_from_slice(&buf[..n]),
+            match transport
+                .read(self.conn, reader, &mut buf, &self.link.status, &mut input)
+                .await
+            {
+                Ok(()) => {}
                 Err(RelayError::Closed) => return RelayError::Ended,
                 Err(e) => return e,
+            }
+        }
+    }
+}
+
+/// What an HTTP-FLV pull runs on: the connection itself, or TLS over it (`https://`).
+enum Transport {
+    Plain,
+    Tls(Box<TlsClient>),
+}
+
+impl Transport {
+    /// Sends (and empties) `out`.
+    fn send(&mut self, conn: &Conn, out: &mut BytesMut) -> Result<(), RelayError> {
+        match self {
+            Transport::Plain => link::send(conn, out),
+            Transport::Tls(tls) => {
+                tls.write_plain(out)?;
+                out.clear();
+                let mut records = BytesMut::new();
+                tls.poll_transmit(&mut records);
+                link::send(conn, &mut records);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads from the connection until some payload (decrypted for TLS) is appended to
+    /// `input`; a TLS handshake runs on the way.
+    async fn read(
+        &mut self,
+        conn: &Conn,
+        reader: &mut NetReader,
+        buf: &mut [u8],
+        status: &super::status::LinkStatus,
+        input: &mut BytesMut,
+    ) -> Result<(), RelayError> {
+        match self {
+            Transport::Plain => {
+                let n = link::read(conn, reader, buf, status).await?;
+                input.extend_from_slice(&buf[..n]);
+                Ok(())
+            }
+            Transport::Tls(tls) => {
+                let before = input.len();
+                loop {
+                    let n = match link::read(conn, reader, buf, status).await {
+                        Ok(n) => n,
+                        Err(RelayError::Closed) if tls.is_handshaking() => {
+                            return Err(TlsError::ClosedInHandshake.into())
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    let got = tls.handle_input(&buf[..n], input);
+                    // Handshake replies, the request held until now, or an alert.
+                    let mut records = BytesMut::new();
+                    tls.poll_transmit(&mut records);
+                    link::send(conn, &mut records);
+                    let state = got?;
+                    if input.len() > before {
+                        return Ok(());
+                    }
+                    if state == TlsInput::PeerClosed {
+                        return Err(RelayError::Closed);
+                    }
+                }
             }
         }
     }

@@ -26,6 +26,8 @@ pub struct SourceSpec {
     pub on_demand: bool,
     pub start_timeout: Duration,
     pub close_after: Duration,
+    /// `sourceFingerprint`: the pinned certificate of an `https://` source.
+    pub fingerprint: Option<String>,
 }
 
 impl SourceSpec {
@@ -48,6 +50,7 @@ impl SourceSpec {
             on_demand,
             start_timeout: conf.source_on_demand_start_timeout.duration(),
             close_after: conf.source_on_demand_close_after.duration(),
+            fingerprint: conf.source_fingerprint.clone(),
         })
     }
 }
@@ -127,7 +130,8 @@ pub(super) async fn run(core: Rc<Core>, source: Rc<Source>) {
     while !link.is_stopped(&core) {
         let url = source.spec.urls[index].clone();
         link.status.connecting(&url);
-        let error = pull(&core, &source.key, link, &url).await;
+        let fingerprint = source.spec.fingerprint.as_deref();
+        let error = pull(&core, &source.key, link, &url, fingerprint).await;
         let was_ready = link.status.state() == LinkState::Ready;
         if matches!(error, RelayError::Stopped) || link.is_stopped(&core) {
             break;

@@ -1,5 +1,5 @@
 //! Pull and push URLs: `rtmp://host[:port]/app[/stream][?query]` and
-//! `http://host[:port]/path.flv[?query]`, split into what the clients need.
+//! `http(s)://host[:port]/path.flv[?query]`, split into what the clients need.
 #![forbid(unsafe_code)]
 
 use std::fmt;
@@ -8,12 +8,14 @@ use std::fmt;
 pub const RTMP_PORT: u16 = 1935;
 /// Default HTTP port.
 pub const HTTP_PORT: u16 = 80;
+/// Default HTTPS port.
+pub const HTTPS_PORT: u16 = 443;
 
 /// Why a URL cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum UrlError {
-    #[error("unsupported scheme (rtmp:// and http:// are)")]
+    #[error("unsupported scheme (rtmp://, http:// and https:// are)")]
     UnsupportedScheme,
     #[error("no host")]
     MissingHost,
@@ -45,6 +47,8 @@ pub struct HttpUrl {
     pub target: String,
     /// The `Host` header (with the port when it is not the default).
     pub authority: String,
+    /// `https://`: the connection runs TLS.
+    pub tls: bool,
 }
 
 /// A parsed relay URL.
@@ -75,12 +79,15 @@ impl fmt::Display for RelayUrl {
         match self {
             RelayUrl::Rtmp(u) if u.stream.is_empty() => f.write_str(&u.tc_url),
             RelayUrl::Rtmp(u) => write!(f, "{}/{}", u.tc_url, u.stream),
-            RelayUrl::HttpFlv(u) => write!(f, "http://{}{}", u.authority, u.target),
+            RelayUrl::HttpFlv(u) => {
+                let scheme = if u.tls { "https" } else { "http" };
+                write!(f, "{scheme}://{}{}", u.authority, u.target)
+            }
         }
     }
 }
 
-/// Parses an `rtmp://` or `http://` URL.
+/// Parses an `rtmp://`, `http://` or `https://` URL.
 pub fn parse(url: &str) -> Result<RelayUrl, UrlError> {
     if let Some(rest) = url.strip_prefix("rtmp://") {
         let (host, port, path) = split_authority(rest, RTMP_PORT)?;
@@ -105,14 +112,19 @@ pub fn parse(url: &str) -> Result<RelayUrl, UrlError> {
             app: app.to_owned(),
             stream,
         }))
-    } else if let Some(rest) = url.strip_prefix("http://") {
-        let (host, port, path) = split_authority(rest, HTTP_PORT)?;
+    } else if let Some((rest, tls)) = url
+        .strip_prefix("http://")
+        .map(|r| (r, false))
+        .or_else(|| url.strip_prefix("https://").map(|r| (r, true)))
+    {
+        let default_port = if tls { HTTPS_PORT } else { HTTP_PORT };
+        let (host, port, path) = split_authority(rest, default_port)?;
         let target = if path.starts_with('/') {
             path.to_owned()
         } else {
             format!("/{path}")
         };
-        let authority = if port == HTTP_PORT {
+        let authority = if port == default_port {
             bracket(&host)
         } else {
             format!("{}:{port}", bracket(&host))
@@ -122,6 +134,7 @@ pub fn parse(url: &str) -> Result<RelayUrl, UrlError> {
             port,
             target,
             authority,
+            tls,
         }))
     } else {
         Err(UrlError::UnsupportedScheme)
@@ -222,6 +235,13 @@ mod tests {
             panic!()
         };
         assert_eq!((u.port, u.authority.as_str()), (80, "o"));
+        assert!(!u.tls);
+        let RelayUrl::HttpFlv(u) = parse("https://o/live/a.flv").unwrap() else {
+            panic!()
+        };
+        assert_eq!((u.port, u.authority.as_str(), u.tls), (443, "o", true));
+        let url = parse("https://127.0.0.1:8443/live/a.flv").unwrap();
+        assert_eq!(url.to_string(), "https://127.0.0.1:8443/live/a.flv");
     }
 
     #[test]

@@ -1,0 +1,153 @@
+//! HTTPS pull sources: engine B pulls `https://…/live/s.flv` from engine A behind nginx as a TLS
+//! terminator with a self-signed certificate, pinned with `sourceFingerprint`; a wrong pin and a
+//! missing one show the exact certificate error in the API.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use tests::ff::{self, parse_probe, wait_with_timeout};
+use tests::{eventually, free_port, Engine, TempDir};
+
+/// A path's `/v3/paths/get` item (Null while the path is unknown).
+fn path_item(engine: &Engine, path: &str) -> Value {
+    let r = engine.api("GET", &format!("/v3/paths/get/{path}"), None);
+    if r.status == 200 {
+        r.json()
+    } else {
+        Value::Null
+    }
+}
+
+/// Waits until the path's `sourceState` is `state`; panics with the item otherwise.
+fn wait_source_state(engine: &Engine, path: &str, state: &str, timeout: Duration) -> Value {
+    let mut last = Value::Null;
+    let ok = eventually(timeout, || {
+        last = path_item(engine, path);
+        last["sourceState"] == state
+    });
+    assert!(ok, "{path} never had sourceState {state}: {last}");
+    last
+}
+
+/// A self-signed certificate for 127.0.0.1 in `dir`; returns its fingerprint as MediaMTX wants
+/// it (`openssl x509 -noout -fingerprint -sha256`, colons removed).
+fn self_signed(dir: &Path) -> String {
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes"])
+        .args(["-subj", "/CN=127.0.0.1", "-days", "1"])
+        .arg("-keyout")
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(status.success(), "openssl req failed");
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(dir.join("cert.pem"))
+        .output()
+        .expect("openssl runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (_, fp) = text.trim().split_once('=').expect("a fingerprint line");
+    fp.replace(':', "")
+}
+
+/// nginx terminating TLS on `port` for the HTTP server on `upstream`; killed when dropped.
+struct Nginx(Child);
+
+impl Nginx {
+    fn start(dir: &Path, port: u16, upstream: u16) -> Nginx {
+        let d = dir.display();
+        let conf = format!(
+            "daemon off;\nmaster_process off;\nerror_log stderr;\npid {d}/nginx.pid;\n\
+             events {{}}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {d};\n  proxy_temp_path {d};\n\
+             \x20 fastcgi_temp_path {d};\n  uwsgi_temp_path {d};\n  scgi_temp_path {d};\n\
+             \x20 server {{\n    listen 127.0.0.1:{port} ssl;\n\
+             \x20   ssl_certificate {d}/cert.pem;\n    ssl_certificate_key {d}/key.pem;\n\
+             \x20   location / {{\n      proxy_pass http://127.0.0.1:{upstream};\n\
+             \x20     proxy_buffering off;\n      proxy_http_version 1.1;\n    }}\n  }}\n}}\n"
+        );
+        let path = dir.join("nginx.conf");
+        std::fs::write(&path, conf).expect("write nginx.conf");
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("nginx runs (tests/run.sh installs it)");
+        let up = tests::eventually(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(up, "nginx never listened on {port}");
+        Nginx(child)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn https_source_pinned_by_fingerprint() {
+    let dir = TempDir::new("relay-tls");
+    let fingerprint = self_signed(&dir.path);
+    assert_eq!(fingerprint.len(), 64, "{fingerprint}");
+
+    let a = Engine::start("");
+    let tls_port = free_port();
+    let _nginx = Nginx::start(&dir.path, tls_port, a.http_port);
+    let url = format!("https://127.0.0.1:{tls_port}/live/s.flv");
+    let wrong = "00".repeat(32);
+    let b = Engine::start(&format!(
+        "paths:\n  live/s:\n    source: {url}\n    sourceFingerprint: {fingerprint}\n\
+         \x20 live/wrong:\n    source: {url}\n    sourceFingerprint: \"{wrong}\"\n\
+         \x20 live/unpinned:\n    source: {url}\n"
+    ));
+
+    // A wrong pin and no pin fail on the certificate, and say exactly why.
+    let item = wait_source_state(&b, "live/wrong", "error", Duration::from_secs(15));
+    assert_eq!(
+        item["sourceError"],
+        format!(
+            "source fingerprint does not match: expected {wrong}, got {}",
+            fingerprint.to_ascii_lowercase()
+        ),
+        "{item}"
+    );
+    let item = wait_source_state(&b, "live/unpinned", "error", Duration::from_secs(15));
+    assert_eq!(
+        item["sourceError"],
+        "tls: certificate signed by unknown authority (self-signed: pin it with sourceFingerprint)",
+        "{item}"
+    );
+
+    // The pinned one plays.
+    let publisher = ff::publish(&a.rtmp_url("live/s"), 20);
+    a.wait_for_log("publish started", Duration::from_secs(10));
+    let item = wait_source_state(&b, "live/s", "ready", Duration::from_secs(30));
+    assert_eq!(item["source"]["type"], "httpFlvSource");
+    assert_eq!(item["sourceUrl"], url);
+    assert!(item["sourceBytesReceived"].as_u64() > Some(0), "{item}");
+    let probe = ff::spawn_probe_with(&b.rtmp_url("live/s"), &["-read_intervals", "%+3"]);
+    let out = wait_with_timeout(probe, Duration::from_secs(60), "reader of the https pull");
+    let p = parse_probe(&out).unwrap_or_else(|e| panic!("reader of the https pull: {e}"));
+    assert_eq!(p.video_codec, "h264");
+    assert!(p.video_frames > 25, "{p:?}");
+
+    // The wrong pin never got through.
+    let item = path_item(&b, "live/wrong");
+    assert_ne!(item["sourceState"], "ready", "{item}");
+    let mut publisher = publisher;
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+}
