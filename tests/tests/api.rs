@@ -211,7 +211,7 @@ fn config_endpoints_errors_pagination_and_slashes() {
         &engine.api(
             "POST",
             "/v3/config/paths/add/pull",
-            Some(r#"{"source":"https://origin/live/a.flv"}"#),
+            Some(r#"{"source":"rtmps://origin/live/a"}"#),
         ),
         400,
         "is not supported yet",
