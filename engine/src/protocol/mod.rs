@@ -5,4 +5,5 @@ pub mod flv;
 pub mod hls;
 pub mod http;
 pub mod rtmp;
+pub mod rtsp;
 pub mod ts;
