@@ -31,11 +31,15 @@ pub struct PathFields {
     /// Accepted and ignored: MediaMTX's GET answers carry it, and clients send them back.
     #[serde(default, skip_serializing)]
     pub name: Option<String>,
-    /// `publisher`, or a pull URL (`rtmp://…`, `http://…/x.flv`).
+    /// `publisher`, or a pull URL (`rtmp://…`, `rtsp://…`, `http://…/x.flv`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_on_demand: Option<bool>,
+    /// How an `rtsp://` source carries RTP: `tcp` (interleaved) or `automatic` (MediaMTX's
+    /// name; TCP here). `udp` and `multicast` are refused: not supported yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtsp_transport: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_on_demand_start_timeout: Option<Millis>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -70,6 +74,10 @@ impl PathFields {
             name: None,
             source: patch.source.clone().or_else(|| self.source.clone()),
             source_on_demand: patch.source_on_demand.or(self.source_on_demand),
+            rtsp_transport: patch
+                .rtsp_transport
+                .clone()
+                .or_else(|| self.rtsp_transport.clone()),
             source_on_demand_start_timeout: patch
                 .source_on_demand_start_timeout
                 .or(self.source_on_demand_start_timeout),
@@ -90,6 +98,7 @@ impl PathFields {
             name: name.to_owned(),
             source: f.source.unwrap_or_else(|| "publisher".to_owned()),
             source_on_demand: f.source_on_demand.unwrap_or(false),
+            rtsp_transport: f.rtsp_transport.unwrap_or_else(|| "automatic".to_owned()),
             source_on_demand_start_timeout: f
                 .source_on_demand_start_timeout
                 .unwrap_or(Millis(10_000)),
@@ -110,6 +119,7 @@ pub struct PathConf {
     pub name: String,
     pub source: String,
     pub source_on_demand: bool,
+    pub rtsp_transport: String,
     pub source_on_demand_start_timeout: Millis,
     pub source_on_demand_close_after: Millis,
     pub max_readers: u32,
@@ -124,6 +134,16 @@ impl PathConf {
     /// MediaMTX's rules for a path entry's fields; the reason is the API's 400 text.
     pub fn check(&self) -> Result<(), String> {
         check_source(&self.source)?;
+        match self.rtsp_transport.as_str() {
+            "automatic" | "tcp" => {}
+            "udp" | "multicast" => {
+                return Err(format!(
+                    "rtspTransport '{}' is not supported yet: only 'tcp' and 'automatic' (tcp) are",
+                    self.rtsp_transport
+                ))
+            }
+            other => return Err(format!("invalid rtspTransport: '{other}'")),
+        }
         if self.source == "publisher" && self.source_on_demand && self.origins.is_empty() {
             return Err("'sourceOnDemand' is useless when source is 'publisher'".to_owned());
         }
@@ -152,7 +172,7 @@ impl PathConf {
     }
 }
 
-/// `publisher`, `rtmp://…` and `http://…/x.flv` are served; other pull URLs are refused.
+/// `publisher`, `rtmp://…`, `rtsp://…` and `http://…/x.flv` are served; other pull URLs are refused.
 pub fn check_source(source: &str) -> Result<(), String> {
     const PULL: [&str; 12] = [
         "rtmp://",
@@ -170,13 +190,14 @@ pub fn check_source(source: &str) -> Result<(), String> {
     ];
     if source == "publisher" {
         Ok(())
-    } else if source.starts_with("rtmp://") || is_http_flv(source) {
+    } else if source.starts_with("rtmp://") || source.starts_with("rtsp://") || is_http_flv(source)
+    {
         crate::relay::url::parse(source)
             .map(drop)
             .map_err(|e| format!("invalid source: '{source}': {e}"))
     } else if PULL.iter().any(|p| source.starts_with(p)) {
         Err(format!(
-            "source '{source}' is not supported yet: only 'publisher', 'rtmp://…' and 'http://…/x.flv' are"
+            "source '{source}' is not supported yet: only 'publisher', 'rtmp://…', 'rtsp://…' and 'http://…/x.flv' are"
         ))
     } else {
         Err(format!("invalid source: '{source}'"))
@@ -412,7 +433,21 @@ mod tests {
         assert!(check_source("publisher").is_ok());
         assert!(check_source("rtmp://origin/live/a").is_ok());
         assert!(check_source("http://origin:8080/live/a.flv?x=1").is_ok());
-        for later in ["rtsp://cam/1", "https://x/a.flv", "http://x/a.m3u8"] {
+        assert!(check_source("rtsp://user:pass@cam:8554/live").is_ok());
+        assert!(check_source("rtsp://:1/x").is_err());
+        let transport = |t: &str| {
+            PathFields {
+                source: Some("rtsp://cam/1".into()),
+                rtsp_transport: Some(t.into()),
+                ..PathFields::default()
+            }
+            .resolve("cam", &PathFields::default(), false)
+            .check()
+        };
+        assert!(transport("tcp").is_ok() && transport("automatic").is_ok());
+        assert!(transport("udp").unwrap_err().contains("not supported yet"));
+        assert!(transport("carrier").is_err());
+        for later in ["rtsps://cam/1", "https://x/a.flv", "http://x/a.m3u8"] {
             let e = check_source(later).unwrap_err();
             assert!(e.contains("is not supported yet"), "{e}");
         }
