@@ -1,5 +1,6 @@
 //! RTP (RFC 3550) packets and depacketizers that turn an RTSP track's packets into the engine's
-//! [`Frame`]s (FLV tag bodies): H.264 (RFC 6184), AAC `mpeg4-generic` (RFC 3640) and G.711.
+//! [`Frame`]s (FLV tag bodies): H.264 (RFC 6184), H.265 (RFC 7798, as enhanced-RTMP `hvc1`), AAC
+//! `mpeg4-generic` (RFC 3640) and G.711.
 //!
 //! Every depacketizer follows the same rules:
 //! - RTP timestamps become a monotonic millisecond timeline starting at the play position (the
@@ -16,6 +17,7 @@
 
 pub mod aac;
 pub mod h264;
+pub mod h265;
 
 use bytes::Bytes;
 
@@ -167,6 +169,7 @@ impl Timeline {
 #[derive(Debug)]
 pub enum Depacketizer {
     H264(h264::H264),
+    H265(h265::H265),
     Aac(aac::Aac),
     G711(G711),
 }
@@ -176,6 +179,10 @@ impl Depacketizer {
     pub fn for_track(track: &Track, origin: Option<u32>) -> Result<Depacketizer, Unsupported> {
         match track.encoding.as_str() {
             "H264" => Ok(Depacketizer::H264(h264::H264::new(track, origin))),
+            // DONL fields (sprop-max-don-diff > 0) change every payload's layout: not supported.
+            "H265" if track.fmtp("sprop-max-don-diff").is_none_or(|v| v == "0") => {
+                Ok(Depacketizer::H265(h265::H265::new(track, origin)))
+            }
             "MPEG4-GENERIC" => Ok(Depacketizer::Aac(aac::Aac::new(track, origin)?)),
             "PCMA" | "PCMU" if track.clock_rate == 8000 && track.channels.unwrap_or(1) == 1 => {
                 Ok(Depacketizer::G711(G711 {
@@ -199,6 +206,7 @@ impl Depacketizer {
         let p = RtpPacket::parse(packet)?;
         match self {
             Depacketizer::H264(d) => d.push(&p, out),
+            Depacketizer::H265(d) => d.push(&p, out),
             Depacketizer::Aac(d) => d.push(&p, out),
             Depacketizer::G711(d) => d.push(&p, out),
         }
