@@ -1,7 +1,7 @@
 //! RTSP sources against a server nobody here wrote: GStreamer's rtsp-server (driven by
 //! `tests/scripts/rtsp_server.py` with the system python3) serving an H.264 test pattern and an
 //! AAC tone, with and without Digest auth. The engine pulls it over interleaved TCP; ffprobe
-//! decodes the relayed stream over RTMP and HTTP-FLV; camera failures (wrong path, wrong
+//! decodes the relayed stream over RTMP, HTTP-FLV and HLS; camera failures (wrong path, wrong
 //! password, nothing listening) show in `/v3/paths/get` in the server's or the system's words.
 
 use std::io::{BufRead, BufReader};
@@ -81,7 +81,13 @@ fn wait_source_state(engine: &Engine, path: &str, state: &str, timeout: Duration
 
 /// Reads 3 s of `url` with ffprobe: H.264 320x240 with AAC, at 25 fps.
 fn assert_relays(url: &str) {
-    let probe = ff::spawn_probe_with(url, &["-read_intervals", "%+3"]);
+    assert_relays_with(url, &[]);
+}
+
+fn assert_relays_with(url: &str, options: &[&str]) {
+    let mut args = vec!["-read_intervals", "%+3"];
+    args.extend_from_slice(options);
+    let probe = ff::spawn_probe_with(url, &args);
     let out = wait_with_timeout(probe, Duration::from_secs(60), url);
     let p = parse_probe(&out).unwrap_or_else(|e| panic!("{url}: {e}"));
     assert_eq!(p.video_codec, "h264", "{url}: {p:?}");
@@ -95,7 +101,7 @@ fn pulls_gstreamer_and_relays_over_rtmp_and_http_flv() {
     let gst = GstServer::start(None);
     let closed = free_port();
     let engine = Engine::start(&format!(
-        "paths:\n  live/cam:\n    source: {}\n    rtspTransport: tcp\n  live/missing:\n    source: {}\n  live/dead:\n    source: rtsp://127.0.0.1:{closed}/cam\n",
+        "hlsSegmentDuration: 1s\nhlsAlwaysRemux: true\npaths:\n  live/cam:\n    source: {}\n    rtspTransport: tcp\n  live/missing:\n    source: {}\n  live/dead:\n    source: rtsp://127.0.0.1:{closed}/cam\n",
         gst.url("", "cam"),
         gst.url("", "nope"),
     ));
@@ -103,6 +109,10 @@ fn pulls_gstreamer_and_relays_over_rtmp_and_http_flv() {
     assert_eq!(item["source"]["type"], "rtspSource", "{item}");
     assert_relays(&engine.rtmp_url("live/cam"));
     assert_relays(&engine.http_url("live/cam.flv"));
+    assert_relays_with(
+        &engine.http_url("live/cam.m3u8"),
+        &["-m3u8_hold_counters", "2"],
+    );
 
     let missing = wait_source_state(&engine, "live/missing", "error", Duration::from_secs(20));
     assert_eq!(

@@ -389,9 +389,13 @@ impl Client {
             }
             State::ExpectSetup => {
                 let transport = r.header("Transport").unwrap_or_default();
-                let channel = interleaved(transport)
-                    .ok_or_else(|| RtspError::Transport(transport.to_owned()))?;
-                if let Some(last) = self.channels.last_mut() {
+                if !transport.contains("TCP") {
+                    return Err(RtspError::Transport(transport.to_owned()));
+                }
+                // Some cameras leave `interleaved` out of their answer: the channels asked for hold.
+                if let (Some(channel), Some(last)) =
+                    (interleaved(transport), self.channels.last_mut())
+                {
                     last.0 = channel;
                 }
                 if self.session.is_none() {
@@ -457,9 +461,6 @@ impl Client {
 
 /// The RTP channel of a `Transport` answer's `interleaved=a-b`.
 fn interleaved(transport: &str) -> Option<u8> {
-    if !transport.contains("TCP") {
-        return None;
-    }
     transport
         .split(';')
         .find_map(|p| p.trim().strip_prefix("interleaved="))

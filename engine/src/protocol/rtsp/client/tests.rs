@@ -223,3 +223,30 @@ fn udp_only_answers_are_refused() {
         .unwrap_err();
     assert!(matches!(e, RtspError::Transport(_)), "{e}");
 }
+
+#[test]
+fn answer_without_interleaved_keeps_the_channels_asked_for() {
+    let t0 = Instant::now();
+    let mut c = Client::new(RtspUrl::parse("rtsp://cam/test").unwrap(), "cs", "");
+    c.handle_input(t0, b"RTSP/1.0 200 OK\r\nCSeq: 1\r\n\r\n")
+        .unwrap();
+    c.handle_input(t0, describe_ok(2).as_bytes()).unwrap();
+    let _ = events(&mut c);
+    c.setup(&[1]).unwrap();
+    c.handle_input(
+        t0,
+        b"RTSP/1.0 200 OK\r\nCSeq: 3\r\nTransport: RTP/AVP/TCP;unicast\r\nSession: 1\r\n\r\n",
+    )
+    .unwrap();
+    c.handle_input(t0, b"RTSP/1.0 200 OK\r\nCSeq: 4\r\n\r\n$\x00\x00\x01\x80")
+        .unwrap();
+    let ev = events(&mut c);
+    assert_eq!(
+        ev[1],
+        ClientEvent::Rtp {
+            track: 1,
+            packet: Bytes::from_static(&[0x80])
+        },
+        "{ev:?}"
+    );
+}
