@@ -18,6 +18,7 @@ use crate::protocol::http::{
     Parsed,
 };
 use crate::protocol::rtmp::{ClientConfig, ClientEvent, ClientMode, ClientSession};
+use crate::protocol::rtp::rtcp::{self, Receiver};
 use crate::protocol::rtp::Depacketizer;
 use crate::protocol::rtsp::{Client as RtspClient, ClientEvent as RtspEvent, RtspUrl, Sdp};
 use crate::registry::StreamKey;
@@ -245,7 +246,8 @@ impl Feed<'_> {
 
     /// Plays an RTSP URL: the client session walks the handshake, the driver only moves bytes,
     /// picks the tracks (the first H.264 video, the first AAC/G.711 audio: FLV carries one of
-    /// each) and feeds their RTP to the depacketizers. Keep-alives are checked after each read:
+    /// each) and feeds their RTP to the depacketizers; RTCP receiver reports go out every 5 s.
+    /// Keep-alives and reports are checked after each read:
     /// a playing camera sends media far more often than its session timeout, and a silent one
     /// fails on `readTimeout` first.
     async fn rtsp(&mut self, u: &RtspUrl, reader: &mut NetReader) -> RtspEnd {
@@ -267,6 +269,11 @@ impl Feed<'_> {
         let mut chosen: Vec<usize> = Vec::new();
         // Per SDP track, once playing.
         let mut depacketizers: Vec<Option<Depacketizer>> = Vec::new();
+        // Per SDP track, once playing: reception statistics for the RTCP receiver reports.
+        let mut receivers: Vec<Option<Receiver>> = Vec::new();
+        let mut next_report = Instant::now() + rtcp::REPORT_INTERVAL;
+        let ssrc: u32 = rand::random();
+        let mut report = BytesMut::new();
         let mut frames = Vec::new();
         loop {
             client.poll_transmit(&mut out);
@@ -314,9 +321,22 @@ impl Feed<'_> {
                                 Depacketizer::for_track(t, origin).ok()
                             })
                             .collect();
+                        receivers = sdp
+                            .tracks
+                            .iter()
+                            .enumerate()
+                            .map(|(i, t)| {
+                                chosen
+                                    .contains(&i)
+                                    .then(|| Receiver::new(ssrc, "corestream", t.clock_rate))
+                            })
+                            .collect();
                         debug!(stream = %self.key, ?rtp_info, "rtsp source playing");
                     }
                     RtspEvent::Rtp { track, packet } => {
+                        if let Some(Some(r)) = receivers.get_mut(track) {
+                            r.on_rtp(now, &packet);
+                        }
                         let Some(Some(d)) = depacketizers.get_mut(track) else {
                             continue;
                         };
@@ -329,8 +349,22 @@ impl Feed<'_> {
                             }
                         }
                     }
-                    RtspEvent::Rtcp { .. } => {}
+                    RtspEvent::Rtcp { track, packet } => {
+                        if let Some(Some(r)) = receivers.get_mut(track) {
+                            r.on_rtcp(now, &packet);
+                        }
+                    }
                     RtspEvent::Redirect(to) => return RtspEnd::Redirect(to),
+                }
+            }
+            if now >= next_report {
+                next_report = now + rtcp::REPORT_INTERVAL;
+                for (track, r) in receivers.iter_mut().enumerate() {
+                    if let Some(r) = r {
+                        r.report(now, &mut report);
+                        client.send_rtcp(track, &report);
+                        report.clear();
+                    }
                 }
             }
         }

@@ -18,6 +18,7 @@
 pub mod aac;
 pub mod h264;
 pub mod h265;
+pub mod rtcp;
 
 use bytes::Bytes;
 

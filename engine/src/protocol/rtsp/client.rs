@@ -246,6 +246,20 @@ impl Client {
         Ok(())
     }
 
+    /// Queues an RTCP packet (a receiver report) for the SDP's track `track`, on its interleaved
+    /// RTCP channel; nothing when the track is not set up.
+    pub fn send_rtcp(&mut self, track: usize, packet: &[u8]) {
+        let Some(&(channel, _)) = self.channels.iter().find(|(_, t)| *t == track) else {
+            return;
+        };
+        let Ok(len) = u16::try_from(packet.len()) else {
+            return;
+        };
+        self.out.extend_from_slice(&[b'$', channel + 1]);
+        self.out.extend_from_slice(&len.to_be_bytes());
+        self.out.extend_from_slice(packet);
+    }
+
     /// Ends the session politely: `TEARDOWN` is queued; nothing more is expected.
     pub fn teardown(&mut self) {
         if self.session.is_some() && self.state != State::Closed {

@@ -128,6 +128,12 @@ fn full_session_over_tcp_with_keepalive_and_teardown() {
     c.handle_input(t0, b"RTSP/1.0 200 OK\r\nCSeq: 6\r\n\r\n")
         .unwrap();
     assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_secs(10)));
+    // Receiver reports go on each track's RTCP channel, the one the server chose.
+    c.send_rtcp(1, &[0x81, 201]);
+    c.send_rtcp(9, &[1]);
+    let mut out = BytesMut::new();
+    c.poll_transmit(&mut out);
+    assert_eq!(&out[..], &[b'$', 5, 0, 2, 0x81, 201]);
     // A server's own request is answered.
     c.handle_input(t0, b"OPTIONS * RTSP/1.0\r\nCSeq: 40\r\n\r\n")
         .unwrap();
