@@ -160,13 +160,13 @@ impl Aac {
     }
 }
 
-struct Bits<'a> {
-    data: &'a [u8],
-    pos: usize,
+pub(super) struct Bits<'a> {
+    pub(super) data: &'a [u8],
+    pub(super) pos: usize,
 }
 
 impl Bits<'_> {
-    fn read(&mut self, n: u32) -> Option<u32> {
+    pub(super) fn read(&mut self, n: u32) -> Option<u32> {
         let mut v = 0u32;
         for _ in 0..n {
             let byte = *self.data.get(self.pos / 8)?;
@@ -177,7 +177,7 @@ impl Bits<'_> {
     }
 }
 
-fn hex(s: &str) -> Option<Vec<u8>> {
+pub(super) fn hex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
     }

@@ -1,6 +1,6 @@
 //! RTP (RFC 3550) packets and depacketizers that turn an RTSP track's packets into the engine's
 //! [`Frame`]s (FLV tag bodies): H.264 (RFC 6184), H.265 (RFC 7798, as enhanced-RTMP `hvc1`), AAC
-//! `mpeg4-generic` (RFC 3640) and G.711.
+//! `mpeg4-generic` (RFC 3640) and `MP4A-LATM` (RFC 3016), and G.711.
 //!
 //! Every depacketizer follows the same rules:
 //! - RTP timestamps become a monotonic millisecond timeline starting at the play position (the
@@ -18,6 +18,7 @@
 pub mod aac;
 pub mod h264;
 pub mod h265;
+pub mod latm;
 pub mod rtcp;
 
 use bytes::Bytes;
@@ -172,6 +173,7 @@ pub enum Depacketizer {
     H264(h264::H264),
     H265(h265::H265),
     Aac(aac::Aac),
+    Latm(latm::Latm),
     G711(G711),
 }
 
@@ -185,6 +187,7 @@ impl Depacketizer {
                 Ok(Depacketizer::H265(h265::H265::new(track, origin)))
             }
             "MPEG4-GENERIC" => Ok(Depacketizer::Aac(aac::Aac::new(track, origin)?)),
+            "MP4A-LATM" => Ok(Depacketizer::Latm(latm::Latm::new(track, origin)?)),
             "PCMA" | "PCMU" if track.clock_rate == 8000 && track.channels.unwrap_or(1) == 1 => {
                 Ok(Depacketizer::G711(G711 {
                     flv_header: if track.encoding == "PCMA" { 0x72 } else { 0x82 },
@@ -209,6 +212,7 @@ impl Depacketizer {
             Depacketizer::H264(d) => d.push(&p, out),
             Depacketizer::H265(d) => d.push(&p, out),
             Depacketizer::Aac(d) => d.push(&p, out),
+            Depacketizer::Latm(d) => d.push(&p, out),
             Depacketizer::G711(d) => d.push(&p, out),
         }
         Ok(())
