@@ -6,7 +6,8 @@
 use base64::Engine as _;
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{RtpPacket, SeqCheck, Sequence, Timeline};
+use super::units::AccessUnits;
+use super::{RtpPacket, Timeline};
 use crate::media::{Frame, MediaKind};
 use crate::protocol::rtsp::Track;
 
@@ -23,39 +24,20 @@ const FU_A: u8 = 28;
 /// SPS and PPS are known, so every frame a player gets can be decoded.
 #[derive(Debug)]
 pub struct H264 {
-    timeline: Timeline,
-    seq: Sequence,
+    units: AccessUnits,
     sps: Option<Bytes>,
     pps: Option<Bytes>,
     /// SPS/PPS changed since the last sequence header went out (or none went out yet).
     config_changed: bool,
-    /// The access unit being assembled: its RTP timestamp and NAL units.
-    au_ts: Option<u32>,
-    au: Vec<Bytes>,
-    /// The FU-A being reassembled, NAL header first.
-    fu: Option<BytesMut>,
-    /// A packet of the current access unit was lost.
-    damaged: bool,
-    /// Frames are dropped until a keyframe.
-    wait_keyframe: bool,
-    /// Access units dropped for loss or while waiting for a keyframe.
-    pub dropped: u64,
 }
 
 impl H264 {
     pub fn new(track: &Track, origin: Option<u32>) -> H264 {
         let mut d = H264 {
-            timeline: Timeline::new(track.clock_rate, origin),
-            seq: Sequence::default(),
+            units: AccessUnits::new(Timeline::new(track.clock_rate, origin)),
             sps: None,
             pps: None,
             config_changed: true,
-            au_ts: None,
-            au: Vec::new(),
-            fu: None,
-            damaged: false,
-            wait_keyframe: true,
-            dropped: 0,
         };
         if let Some(sets) = track.fmtp("sprop-parameter-sets") {
             for set in sets.split(',') {
@@ -67,47 +49,47 @@ impl H264 {
         d
     }
 
+    /// Access units dropped for loss, while waiting for a keyframe, or without SPS/PPS.
+    pub fn dropped(&self) -> u64 {
+        self.units.dropped
+    }
+
     pub(super) fn push(&mut self, p: &RtpPacket, out: &mut Vec<Frame>) {
-        match self.seq.check(p.sequence) {
-            SeqCheck::Late => return,
-            SeqCheck::Lost(_) => {
-                self.damaged = true;
-                self.fu = None;
-            }
-            SeqCheck::InOrder => {}
+        if !self.units.accept(p) {
+            return;
         }
-        if self.au_ts.is_some_and(|ts| ts != p.timestamp) {
+        if self.units.starts_new(p) {
             self.flush(out);
         }
-        self.au_ts = Some(p.timestamp);
-        self.payload(&p.payload);
+        self.units.touch(p.timestamp);
+        self.payload(p.timestamp, &p.payload);
         if p.marker {
             self.flush(out);
         }
     }
 
-    fn payload(&mut self, data: &Bytes) {
+    fn payload(&mut self, ts: u32, data: &Bytes) {
         let Some(&first) = data.first() else {
             return;
         };
         match first & 0x1f {
-            1..=23 => self.nal(data.clone()),
+            1..=23 => self.nal(ts, data.clone()),
             STAP_A => {
                 let mut i = 1;
                 while i + 2 <= data.len() {
                     let size = usize::from(u16::from_be_bytes([data[i], data[i + 1]]));
                     i += 2;
                     if size == 0 || i + size > data.len() {
-                        self.damaged = true;
+                        self.units.damaged = true;
                         return;
                     }
-                    self.nal(data.slice(i..i + size));
+                    self.nal(ts, data.slice(i..i + size));
                     i += size;
                 }
             }
             FU_A => {
                 let Some(&header) = data.get(1) else {
-                    self.damaged = true;
+                    self.units.damaged = true;
                     return;
                 };
                 let (start, end) = (header & 0x80 != 0, header & 0x40 != 0);
@@ -115,17 +97,17 @@ impl H264 {
                     let mut nal = BytesMut::with_capacity(data.len() * 4);
                     nal.put_u8((first & 0xe0) | (header & 0x1f));
                     nal.extend_from_slice(&data[2..]);
-                    self.fu = Some(nal);
-                } else if let Some(nal) = &mut self.fu {
+                    self.units.fu = Some(nal);
+                } else if let Some(nal) = &mut self.units.fu {
                     nal.extend_from_slice(&data[2..]);
                 } else {
                     // A middle or end fragment without its start: its start was lost.
-                    self.damaged = true;
+                    self.units.damaged = true;
                     return;
                 }
                 if end {
-                    if let Some(nal) = self.fu.take() {
-                        self.nal(nal.freeze());
+                    if let Some(nal) = self.units.fu.take() {
+                        self.nal(ts, nal.freeze());
                     }
                 }
             }
@@ -134,11 +116,11 @@ impl H264 {
         }
     }
 
-    fn nal(&mut self, nal: Bytes) {
+    fn nal(&mut self, ts: u32, nal: Bytes) {
         match nal.first().map(|b| b & 0x1f) {
             Some(NAL_SPS | NAL_PPS) => self.parameter_set(nal),
             Some(NAL_AUD) | None => {}
-            Some(_) => self.au.push(nal),
+            Some(_) => self.units.push_nal(ts, nal),
         }
     }
 
@@ -156,36 +138,17 @@ impl H264 {
 
     /// Ends the access unit being assembled and emits it if it is whole and decodable.
     fn flush(&mut self, out: &mut Vec<Frame>) {
-        let nals = std::mem::take(&mut self.au);
-        let Some(ts) = self.au_ts.take() else {
+        let is_key = |n: &[u8]| n[0] & 0x1f == NAL_IDR;
+        let ready = self.sps.is_some() && self.pps.is_some();
+        let Some((ms, keyframe, nals)) = self.units.take(is_key, ready) else {
             return;
         };
-        if self.fu.take().is_some() {
-            self.damaged = true;
-        }
-        if std::mem::take(&mut self.damaged) {
-            self.wait_keyframe = true;
-            self.dropped += 1;
-            return;
-        }
-        if nals.is_empty() {
-            return;
-        }
-        let keyframe = nals.iter().any(|n| n[0] & 0x1f == NAL_IDR);
-        if self.wait_keyframe && !keyframe {
-            self.dropped += 1;
-            return;
-        }
-        let (Some(sps), Some(pps)) = (&self.sps, &self.pps) else {
-            self.dropped += 1;
-            return;
-        };
-        let ms = self.timeline.ms(ts);
         if keyframe && self.config_changed {
-            out.push(Frame::new(MediaKind::Video, ms, sequence_header(sps, pps)));
-            self.config_changed = false;
+            if let (Some(sps), Some(pps)) = (&self.sps, &self.pps) {
+                out.push(Frame::new(MediaKind::Video, ms, sequence_header(sps, pps)));
+                self.config_changed = false;
+            }
         }
-        self.wait_keyframe = false;
         let size: usize = nals.iter().map(|n| 4 + n.len()).sum();
         let mut body = BytesMut::with_capacity(5 + size);
         body.put_slice(&[if keyframe { 0x17 } else { 0x27 }, 1, 0, 0, 0]);
@@ -361,7 +324,7 @@ mod tests {
             .collect();
         assert_eq!(kinds, [(0, true), (100, true), (133, false)]);
         let Depacketizer::H264(h) = &d else { panic!() };
-        assert_eq!(h.dropped, 2);
+        assert_eq!(h.dropped(), 2);
     }
 
     #[test]

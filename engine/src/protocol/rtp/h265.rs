@@ -7,7 +7,8 @@
 use base64::Engine as _;
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{RtpPacket, SeqCheck, Sequence, Timeline};
+use super::units::AccessUnits;
+use super::{RtpPacket, Timeline};
 use crate::media::{Frame, MediaKind};
 use crate::protocol::rtsp::Track;
 
@@ -30,36 +31,21 @@ fn nal_type(nal: &[u8]) -> Option<u8> {
 /// One H.265 track's depacketizer; the same invariants as [`super::h264::H264`].
 #[derive(Debug)]
 pub struct H265 {
-    timeline: Timeline,
-    seq: Sequence,
+    units: AccessUnits,
     vps: Option<Bytes>,
     sps: Option<Bytes>,
     pps: Option<Bytes>,
     config_changed: bool,
-    au_ts: Option<u32>,
-    au: Vec<Bytes>,
-    fu: Option<BytesMut>,
-    damaged: bool,
-    wait_keyframe: bool,
-    /// Access units dropped for loss or while waiting for a keyframe.
-    pub dropped: u64,
 }
 
 impl H265 {
     pub fn new(track: &Track, origin: Option<u32>) -> H265 {
         let mut d = H265 {
-            timeline: Timeline::new(track.clock_rate, origin),
-            seq: Sequence::default(),
+            units: AccessUnits::new(Timeline::new(track.clock_rate, origin)),
             vps: None,
             sps: None,
             pps: None,
             config_changed: true,
-            au_ts: None,
-            au: Vec::new(),
-            fu: None,
-            damaged: false,
-            wait_keyframe: true,
-            dropped: 0,
         };
         for name in ["sprop-vps", "sprop-sps", "sprop-pps"] {
             for set in track.fmtp(name).unwrap_or_default().split(',') {
@@ -71,26 +57,26 @@ impl H265 {
         d
     }
 
+    /// Access units dropped for loss, while waiting for a keyframe, or without VPS/SPS/PPS.
+    pub fn dropped(&self) -> u64 {
+        self.units.dropped
+    }
+
     pub(super) fn push(&mut self, p: &RtpPacket, out: &mut Vec<Frame>) {
-        match self.seq.check(p.sequence) {
-            SeqCheck::Late => return,
-            SeqCheck::Lost(_) => {
-                self.damaged = true;
-                self.fu = None;
-            }
-            SeqCheck::InOrder => {}
+        if !self.units.accept(p) {
+            return;
         }
-        if self.au_ts.is_some_and(|ts| ts != p.timestamp) {
+        if self.units.starts_new(p) {
             self.flush(out);
         }
-        self.au_ts = Some(p.timestamp);
-        self.payload(&p.payload);
+        self.units.touch(p.timestamp);
+        self.payload(p.timestamp, &p.payload);
         if p.marker {
             self.flush(out);
         }
     }
 
-    fn payload(&mut self, data: &Bytes) {
+    fn payload(&mut self, ts: u32, data: &Bytes) {
         if data.len() < 3 {
             return;
         }
@@ -101,10 +87,10 @@ impl H265 {
                     let size = usize::from(u16::from_be_bytes([data[i], data[i + 1]]));
                     i += 2;
                     if size < 2 || i + size > data.len() {
-                        self.damaged = true;
+                        self.units.damaged = true;
                         return;
                     }
-                    self.nal(data.slice(i..i + size));
+                    self.nal(ts, data.slice(i..i + size));
                     i += size;
                 }
             }
@@ -116,30 +102,30 @@ impl H265 {
                     nal.put_u8((data[0] & 0x81) | ((header & 0x3f) << 1));
                     nal.put_u8(data[1]);
                     nal.extend_from_slice(&data[3..]);
-                    self.fu = Some(nal);
-                } else if let Some(nal) = &mut self.fu {
+                    self.units.fu = Some(nal);
+                } else if let Some(nal) = &mut self.units.fu {
                     nal.extend_from_slice(&data[3..]);
                 } else {
-                    self.damaged = true;
+                    self.units.damaged = true;
                     return;
                 }
                 if end {
-                    if let Some(nal) = self.fu.take() {
-                        self.nal(nal.freeze());
+                    if let Some(nal) = self.units.fu.take() {
+                        self.nal(ts, nal.freeze());
                     }
                 }
             }
             // PACI (50) and reserved types carry nothing we relay.
-            Some(t) if t < 48 => self.nal(data.clone()),
+            Some(t) if t < 48 => self.nal(ts, data.clone()),
             _ => {}
         }
     }
 
-    fn nal(&mut self, nal: Bytes) {
+    fn nal(&mut self, ts: u32, nal: Bytes) {
         match nal_type(&nal) {
             Some(NAL_VPS | NAL_SPS | NAL_PPS) => self.parameter_set(nal),
             Some(NAL_AUD) | None => {}
-            Some(_) => self.au.push(nal),
+            Some(_) => self.units.push_nal(ts, nal),
         }
     }
 
@@ -157,34 +143,15 @@ impl H265 {
     }
 
     fn flush(&mut self, out: &mut Vec<Frame>) {
-        let nals = std::mem::take(&mut self.au);
-        let Some(ts) = self.au_ts.take() else {
-            return;
-        };
-        if self.fu.take().is_some() {
-            self.damaged = true;
-        }
-        if std::mem::take(&mut self.damaged) {
-            self.wait_keyframe = true;
-            self.dropped += 1;
-            return;
-        }
-        if nals.is_empty() {
-            return;
-        }
         // IRAP pictures (BLA, IDR, CRA) are where a decoder can start.
-        let keyframe = nals
-            .iter()
-            .any(|n| nal_type(n).is_some_and(|t| (16..=21).contains(&t)));
-        if self.wait_keyframe && !keyframe {
-            self.dropped += 1;
-            return;
-        }
-        let (Some(vps), Some(sps), Some(pps)) = (&self.vps, &self.sps, &self.pps) else {
-            self.dropped += 1;
+        let is_key = |n: &[u8]| nal_type(n).is_some_and(|t| (16..=21).contains(&t));
+        let ready = self.vps.is_some() && self.sps.is_some() && self.pps.is_some();
+        let Some((ms, keyframe, nals)) = self.units.take(is_key, ready) else {
             return;
         };
-        let ms = self.timeline.ms(ts);
+        let (Some(vps), Some(sps), Some(pps)) = (&self.vps, &self.sps, &self.pps) else {
+            return;
+        };
         if keyframe && self.config_changed {
             if let Some(record) = decoder_configuration(vps, sps, pps) {
                 let mut b = BytesMut::with_capacity(5 + record.len());
@@ -195,7 +162,6 @@ impl H265 {
                 self.config_changed = false;
             }
         }
-        self.wait_keyframe = false;
         let size: usize = nals.iter().map(|n| 4 + n.len()).sum();
         let mut body = BytesMut::with_capacity(5 + size);
         body.put_u8(if keyframe { EX_KEY } else { EX_INTER } | CODED_FRAMES_X);

@@ -20,6 +20,7 @@ pub mod h264;
 pub mod h265;
 pub mod latm;
 pub mod rtcp;
+mod units;
 
 use bytes::Bytes;
 
