@@ -89,6 +89,8 @@ struct Sent {
     headers: Vec<(&'static str, String)>,
     cseq: u32,
     authorized: bool,
+    /// Already resent once for a stale nonce.
+    stale_retried: bool,
 }
 
 /// An RTSP client session over one TCP connection.
@@ -312,6 +314,7 @@ impl Client {
             headers,
             cseq,
             authorized: self.challenge.is_some(),
+            stale_retried: false,
         });
     }
 
@@ -360,11 +363,24 @@ impl Client {
                 got: r.cseq(),
             });
         }
-        if r.status == 401 && !sent.authorized && self.url.user.is_some() {
+        // A first refusal gets an answer with credentials; so does a Digest nonce that went stale
+        // (`stale=true`: the credentials were right) once per request.
+        let stale = r.headers_named("WWW-Authenticate").any(|v| {
+            v.to_ascii_lowercase()
+                .replace(' ', "")
+                .contains("stale=true")
+        });
+        if r.status == 401
+            && (!sent.authorized || (stale && !sent.stale_retried))
+            && self.url.user.is_some()
+        {
             if let Some(ch) = Challenge::pick(r.headers_named("WWW-Authenticate")) {
                 self.challenge = Some(ch);
                 self.nonce_count = 0;
                 self.request(sent.method, sent.uri, sent.headers);
+                if let Some(resent) = &mut self.sent {
+                    resent.stale_retried = sent.authorized;
+                }
                 return Ok(());
             }
         }

@@ -173,6 +173,36 @@ fn digest_challenge_is_answered_once() {
 }
 
 #[test]
+fn a_stale_nonce_is_renewed_once() {
+    let t0 = Instant::now();
+    let url = RtspUrl::parse("rtsp://user:pass@cam/s").unwrap();
+    let mut c = Client::new(url, "cs", "cn");
+    drain(&mut c);
+    c.handle_input(
+        t0,
+        b"RTSP/1.0 401 Unauthorized\r\nCSeq: 1\r\nWWW-Authenticate: Digest realm=\"r\", nonce=\"n1\"\r\n\r\n",
+    )
+    .unwrap();
+    assert!(drain(&mut c).contains("nonce=\"n1\""));
+    let stale = |cseq: u32, nonce: &str| {
+        format!(
+            "RTSP/1.0 401 Unauthorized\r\nCSeq: {cseq}\r\n\
+             WWW-Authenticate: Digest realm=\"r\", nonce=\"{nonce}\", stale=TRUE\r\n\r\n"
+        )
+    };
+    c.handle_input(t0, stale(2, "n2").as_bytes()).unwrap();
+    let resent = drain(&mut c);
+    assert!(
+        resent.starts_with("OPTIONS rtsp://cam/s RTSP/1.0\r\nCSeq: 3\r\n"),
+        "{resent}"
+    );
+    assert!(resent.contains("nonce=\"n2\""), "{resent}");
+    // Stale again for the same request: that is a refusal, not a loop.
+    let e = c.handle_input(t0, stale(3, "n3").as_bytes()).unwrap_err();
+    assert!(matches!(e, RtspError::Status { status: 401, .. }), "{e}");
+}
+
+#[test]
 fn no_credentials_means_401_is_final_and_404_is_reported() {
     let t0 = Instant::now();
     let mut c = Client::new(RtspUrl::parse("rtsp://cam/s").unwrap(), "cs", "");
