@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs the real clients the end-to-end tests drive
-# (ffmpeg/ffprobe, nginx, openssl from Debian) when they are missing, runs every test of the
-# workspace, then a CI-sized comparison run against nginx-rtmp.
+# (ffmpeg/ffprobe, nginx, openssl, GStreamer's RTSP server, from Debian) when they are missing,
+# runs every test of the workspace, then a CI-sized comparison run against nginx-rtmp.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,11 @@ command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
 # The HTTPS pull test terminates TLS with nginx in front of an engine (certificate from openssl).
 command -v nginx >/dev/null 2>&1 || missing+=(nginx)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# The RTSP source tests run GStreamer's RTSP server (tests/scripts/rtsp_server.py) with the
+# system python3: H.264 from x264enc (plugins-ugly), AAC from avenc_aac (libav).
+/usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' >/dev/null 2>&1 ||
+    missing+=(gir1.2-gst-rtsp-server-1.0 python3-gst-1.0 gstreamer1.0-plugins-base
+        gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-libav)
 # The relay tests build network namespaces of their own.
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 if ((${#missing[@]})); then

@@ -202,10 +202,10 @@ fn config_endpoints_errors_pagination_and_slashes() {
         &engine.api(
             "POST",
             "/v3/config/paths/add/pull",
-            Some(r#"{"source":"rtsp://cam/1"}"#),
+            Some(r#"{"source":"rtsps://cam/1"}"#),
         ),
         400,
-        "source 'rtsp://cam/1' is not supported yet",
+        "source 'rtsps://cam/1' is not supported yet",
     );
     assert_error(
         &engine.api(

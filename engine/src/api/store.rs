@@ -315,7 +315,7 @@ mod tests {
         let e = plan(
             &c,
             &o,
-            &Change::Add("x".into(), fields(json!({"source": "rtsp://cam/1"}))),
+            &Change::Add("x".into(), fields(json!({"source": "rtsps://cam/1"}))),
         )
         .unwrap_err();
         assert_eq!(e.status(), 400);

@@ -31,7 +31,7 @@ pub struct PathFields {
     /// Accepted and ignored: MediaMTX's GET answers carry it, and clients send them back.
     #[serde(default, skip_serializing)]
     pub name: Option<String>,
-    /// `publisher`, or a pull URL (`rtmp://…`, `http(s)://…/x.flv`).
+    /// `publisher`, or a pull URL (`rtmp://…`, `rtsp://…`, `http(s)://…/x.flv`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     /// Hex SHA-256 of an `https://` source's certificate (MediaMTX's `sourceFingerprint`): that
@@ -41,6 +41,10 @@ pub struct PathFields {
     pub source_fingerprint: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_on_demand: Option<bool>,
+    /// How an `rtsp://` source carries RTP: `tcp` (interleaved) or `automatic` (MediaMTX's
+    /// name; TCP here). `udp` and `multicast` are refused: not supported yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtsp_transport: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_on_demand_start_timeout: Option<Millis>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -79,6 +83,10 @@ impl PathFields {
                 .clone()
                 .or_else(|| self.source_fingerprint.clone()),
             source_on_demand: patch.source_on_demand.or(self.source_on_demand),
+            rtsp_transport: patch
+                .rtsp_transport
+                .clone()
+                .or_else(|| self.rtsp_transport.clone()),
             source_on_demand_start_timeout: patch
                 .source_on_demand_start_timeout
                 .or(self.source_on_demand_start_timeout),
@@ -100,6 +108,7 @@ impl PathFields {
             source: f.source.unwrap_or_else(|| "publisher".to_owned()),
             source_fingerprint: f.source_fingerprint.filter(|fp| !fp.is_empty()),
             source_on_demand: f.source_on_demand.unwrap_or(false),
+            rtsp_transport: f.rtsp_transport.unwrap_or_else(|| "automatic".to_owned()),
             source_on_demand_start_timeout: f
                 .source_on_demand_start_timeout
                 .unwrap_or(Millis(10_000)),
@@ -124,6 +133,7 @@ pub struct PathConf {
     #[serde(serialize_with = "empty_when_none")]
     pub source_fingerprint: Option<String>,
     pub source_on_demand: bool,
+    pub rtsp_transport: String,
     pub source_on_demand_start_timeout: Millis,
     pub source_on_demand_close_after: Millis,
     pub max_readers: u32,
@@ -140,6 +150,16 @@ impl PathConf {
         check_source(&self.source)?;
         if let Some(fp) = &self.source_fingerprint {
             check_fingerprint(fp)?;
+        }
+        match self.rtsp_transport.as_str() {
+            "automatic" | "tcp" => {}
+            "udp" | "multicast" => {
+                return Err(format!(
+                    "rtspTransport '{}' is not supported yet: only 'tcp' and 'automatic' (tcp) are",
+                    self.rtsp_transport
+                ))
+            }
+            other => return Err(format!("invalid rtspTransport: '{other}'")),
         }
         if self.source == "publisher" && self.source_on_demand && self.origins.is_empty() {
             return Err("'sourceOnDemand' is useless when source is 'publisher'".to_owned());
@@ -185,7 +205,7 @@ fn check_fingerprint(fp: &str) -> Result<(), String> {
     }
 }
 
-/// `publisher`, `rtmp://…` and `http(s)://…/x.flv` are served; other pull URLs are refused.
+/// `publisher`, `rtmp://…`, `rtsp://…` and `http(s)://…/x.flv` are served; other pull URLs are refused.
 pub fn check_source(source: &str) -> Result<(), String> {
     const PULL: [&str; 12] = [
         "rtmp://",
@@ -203,13 +223,14 @@ pub fn check_source(source: &str) -> Result<(), String> {
     ];
     if source == "publisher" {
         Ok(())
-    } else if source.starts_with("rtmp://") || is_http_flv(source) {
+    } else if source.starts_with("rtmp://") || source.starts_with("rtsp://") || is_http_flv(source)
+    {
         crate::relay::url::parse(source)
             .map(drop)
             .map_err(|e| format!("invalid source: '{source}': {e}"))
     } else if PULL.iter().any(|p| source.starts_with(p)) {
         Err(format!(
-            "source '{source}' is not supported yet: only 'publisher', 'rtmp://…' and 'http(s)://…/x.flv' are"
+            "source '{source}' is not supported yet: only 'publisher', 'rtmp://…', 'rtsp://…' and 'http(s)://…/x.flv' are"
         ))
     } else {
         Err(format!("invalid source: '{source}'"))
@@ -446,7 +467,21 @@ mod tests {
         assert!(check_source("rtmp://origin/live/a").is_ok());
         assert!(check_source("http://origin:8080/live/a.flv?x=1").is_ok());
         assert!(check_source("https://origin/live/a.flv").is_ok());
-        for later in ["rtsp://cam/1", "rtmps://x/live/a", "http://x/a.m3u8"] {
+        assert!(check_source("rtsp://user:pass@cam:8554/live").is_ok());
+        assert!(check_source("rtsp://:1/x").is_err());
+        let transport = |t: &str| {
+            PathFields {
+                source: Some("rtsp://cam/1".into()),
+                rtsp_transport: Some(t.into()),
+                ..PathFields::default()
+            }
+            .resolve("cam", &PathFields::default(), false)
+            .check()
+        };
+        assert!(transport("tcp").is_ok() && transport("automatic").is_ok());
+        assert!(transport("udp").unwrap_err().contains("not supported yet"));
+        assert!(transport("carrier").is_err());
+        for later in ["rtsps://cam/1", "rtmps://x/live/a", "http://x/a.m3u8"] {
             let e = check_source(later).unwrap_err();
             assert!(e.contains("is not supported yet"), "{e}");
         }

@@ -175,7 +175,7 @@ mod tests {
     fn bad_overlay_is_refused_with_the_reason() {
         let base = Config::parse("", "c.yaml").unwrap();
         let overlay: Overlay =
-            serde_json::from_value(json!({"paths": {"live/a": {"source": "rtsp://x"}}})).unwrap();
+            serde_json::from_value(json!({"paths": {"live/a": {"source": "srt://x"}}})).unwrap();
         let e = apply(&base, &overlay).unwrap_err();
         assert!(e.contains("not supported yet"), "{e}");
         let overlay: Overlay = serde_json::from_value(json!({"bogus": 1})).unwrap();

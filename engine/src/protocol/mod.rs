@@ -5,4 +5,6 @@ pub mod flv;
 pub mod hls;
 pub mod http;
 pub mod rtmp;
+pub mod rtp;
+pub mod rtsp;
 pub mod ts;

@@ -11,6 +11,7 @@ use super::url::UrlError;
 use crate::protocol::flv::FlvError;
 use crate::protocol::http::{EncodeError, HttpError};
 use crate::protocol::rtmp::SessionError;
+use crate::protocol::rtsp::RtspError;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -42,6 +43,13 @@ pub enum RelayError {
     Flv(#[from] FlvError),
     #[error("http request: {0}")]
     Request(#[from] EncodeError),
+    /// The RTSP server's refusal (`DESCRIBE: rtsp status 401 Unauthorized`) or misbehaviour.
+    #[error("{0}")]
+    Rtsp(#[from] RtspError),
+    #[error("the stream has no track we can relay (h264, aac, g711): {0}")]
+    NoTracks(String),
+    #[error("too many redirects (last: {0})")]
+    TooManyRedirects(String),
     #[error("no stream name in the url")]
     NoStreamName,
     #[error("the peer reads too slowly")]
@@ -66,6 +74,10 @@ impl RelayError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, RelayError::Status { code, .. } if code.ends_with("StreamNotFound"))
             || matches!(self, RelayError::HttpStatus { status: 404, .. })
+            || matches!(
+                self,
+                RelayError::Rtsp(RtspError::Status { status: 404, .. })
+            )
     }
 }
 

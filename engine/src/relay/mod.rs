@@ -1,10 +1,11 @@
 //! Relaying: pulling streams from other servers into paths, and pushing live streams onward.
 //!
-//! - A path whose `source` is a URL (`rtmp://…`, `http(s)://…/x.flv`) has a pulled source, run on
-//!   the stream key's home core and feeding the stream exactly like a publisher on that core
-//!   (claim the key, push frames). Static sources start with the configuration and follow its
-//!   changes; `sourceOnDemand` ones start when a reader asks the home core for a publisher the key
-//!   does not have, and stop `sourceOnDemandCloseAfter` after the home core counts no readers.
+//! - A path whose `source` is a URL (`rtmp://…`, `http(s)://…/x.flv`, `rtsp://…`) has a pulled
+//!   source, run on the stream key's home core and feeding the stream exactly like a publisher on
+//!   that core (claim the key, push frames). Static sources start with the configuration and
+//!   follow its changes; `sourceOnDemand` ones start when a reader asks the home core for a
+//!   publisher the key does not have, and stop `sourceOnDemandCloseAfter` after the home core
+//!   counts no readers.
 //! - A path with `origins` is an edge: an unknown stream is pulled on demand from the first origin
 //!   that has it (the next one on any failure), one connection per stream per engine since only
 //!   the home core pulls.
@@ -12,8 +13,8 @@
 //!   owner core, attached to the stream as a player.
 //!
 //! Every link keeps its state and last error ([`status`]) for the control API. The codecs are the
-//! engine's sans-IO RTMP client and FLV/HTTP parsers; the sockets go through the server's own
-//! connection plumbing. Everything here lives on one core: `Rc`/`RefCell`, no locks.
+//! engine's sans-IO RTMP and RTSP clients, RTP depacketizers and FLV/HTTP parsers; the sockets
+//! go through the server's own connection plumbing. Everything here lives on one core: `Rc`/`RefCell`, no locks.
 
 pub mod backoff;
 mod dial;

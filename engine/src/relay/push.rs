@@ -78,7 +78,9 @@ impl Forward {
                 }
                 Ok(u)
             }
-            RelayUrl::HttpFlv(_) => Err(url::UrlError::UnsupportedScheme.into()),
+            RelayUrl::HttpFlv(_) | RelayUrl::Rtsp(_) => {
+                Err(url::UrlError::UnsupportedScheme.into())
+            }
         }
     }
 }

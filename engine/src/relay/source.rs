@@ -77,7 +77,12 @@ impl Source {
 
     pub(super) fn view(&self) -> SourceView {
         let url = match self.link.status.url() {
-            u if u.is_empty() => self.spec.urls.first().cloned().unwrap_or_default(),
+            u if u.is_empty() => self
+                .spec
+                .urls
+                .first()
+                .map(|u| url::redact(u))
+                .unwrap_or_default(),
             u => u,
         };
         let (last_error, last_error_ms) = match self.link.status.last_error() {
@@ -88,6 +93,8 @@ impl Source {
             path: self.key.path(),
             kind: if url.starts_with("http") {
                 "httpFlvSource"
+            } else if url.starts_with("rtsp") {
+                "rtspSource"
             } else {
                 "rtmpSource"
             },
@@ -129,14 +136,15 @@ pub(super) async fn run(core: Rc<Core>, source: Rc<Source>) {
     let link = &source.link;
     while !link.is_stopped(&core) {
         let url = source.spec.urls[index].clone();
-        link.status.connecting(&url);
+        let shown = url::redact(&url);
+        link.status.connecting(&shown);
         let fingerprint = source.spec.fingerprint.as_deref();
         let error = pull(&core, &source.key, link, &url, fingerprint).await;
         let was_ready = link.status.state() == LinkState::Ready;
         if matches!(error, RelayError::Stopped) || link.is_stopped(&core) {
             break;
         }
-        warn!(core = %core.id, stream = %source.key, url, "source failed: {error}");
+        warn!(core = %core.id, stream = %source.key, url = shown, "source failed: {error}");
         link.status.failed(error.to_string());
         let (next, wait) = after_failure(index, source.spec.urls.len(), was_ready, &mut backoff);
         index = next;

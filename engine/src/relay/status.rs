@@ -97,7 +97,7 @@ impl LinkStatus {
 pub struct SourceView {
     /// The path name (`app/stream`).
     pub path: String,
-    /// MediaMTX's source type: `rtmpSource`, or `httpFlvSource` (ours).
+    /// MediaMTX's source type: `rtmpSource`, `rtspSource`, or `httpFlvSource` (ours).
     pub kind: &'static str,
     pub url: String,
     pub on_demand: bool,

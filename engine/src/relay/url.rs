@@ -1,8 +1,11 @@
-//! Pull and push URLs: `rtmp://host[:port]/app[/stream][?query]` and
-//! `http(s)://host[:port]/path.flv[?query]`, split into what the clients need.
+//! Pull and push URLs: `rtmp://host[:port]/app[/stream][?query]`,
+//! `http(s)://host[:port]/path.flv[?query]` and `rtsp://[user:pass@]host[:port]/path`, split into
+//! what the clients need.
 #![forbid(unsafe_code)]
 
 use std::fmt;
+
+use crate::protocol::rtsp::{RtspUrl, RtspUrlError};
 
 /// Default RTMP port.
 pub const RTMP_PORT: u16 = 1935;
@@ -15,7 +18,7 @@ pub const HTTPS_PORT: u16 = 443;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum UrlError {
-    #[error("unsupported scheme (rtmp://, http:// and https:// are)")]
+    #[error("unsupported scheme (rtmp://, http://, https:// and rtsp:// are)")]
     UnsupportedScheme,
     #[error("no host")]
     MissingHost,
@@ -23,6 +26,8 @@ pub enum UrlError {
     InvalidPort(String),
     #[error("no app (rtmp://host/app/stream)")]
     MissingApp,
+    #[error("{0}")]
+    Rtsp(#[from] RtspUrlError),
 }
 
 /// Where an RTMP client connects and what it asks for.
@@ -56,6 +61,7 @@ pub struct HttpUrl {
 pub enum RelayUrl {
     Rtmp(RtmpUrl),
     HttpFlv(HttpUrl),
+    Rtsp(RtspUrl),
 }
 
 impl RelayUrl {
@@ -63,6 +69,7 @@ impl RelayUrl {
         match self {
             RelayUrl::Rtmp(u) => &u.host,
             RelayUrl::HttpFlv(u) => &u.host,
+            RelayUrl::Rtsp(u) => &u.host,
         }
     }
 
@@ -70,6 +77,7 @@ impl RelayUrl {
         match self {
             RelayUrl::Rtmp(u) => u.port,
             RelayUrl::HttpFlv(u) => u.port,
+            RelayUrl::Rtsp(u) => u.port,
         }
     }
 }
@@ -83,12 +91,17 @@ impl fmt::Display for RelayUrl {
                 let scheme = if u.tls { "https" } else { "http" };
                 write!(f, "{scheme}://{}{}", u.authority, u.target)
             }
+            // Without the credentials.
+            RelayUrl::Rtsp(u) => write!(f, "{u}"),
         }
     }
 }
 
-/// Parses an `rtmp://`, `http://` or `https://` URL.
+/// Parses an `rtmp://`, `http://`, `https://` or `rtsp://` URL.
 pub fn parse(url: &str) -> Result<RelayUrl, UrlError> {
+    if url.starts_with("rtsp://") {
+        return Ok(RelayUrl::Rtsp(RtspUrl::parse(url)?));
+    }
     if let Some(rest) = url.strip_prefix("rtmp://") {
         let (host, port, path) = split_authority(rest, RTMP_PORT)?;
         let (path, query) = match path.split_once('?') {
@@ -138,6 +151,14 @@ pub fn parse(url: &str) -> Result<RelayUrl, UrlError> {
         }))
     } else {
         Err(UrlError::UnsupportedScheme)
+    }
+}
+
+/// `url` as logs and the API show it: an `rtsp://` URL without its credentials.
+pub fn redact(url: &str) -> String {
+    match parse(url) {
+        Ok(u @ RelayUrl::Rtsp(_)) => u.to_string(),
+        _ => url.to_owned(),
     }
 }
 
@@ -246,7 +267,11 @@ mod tests {
 
     #[test]
     fn bad_urls() {
-        assert_eq!(parse("rtsp://x/y"), Err(UrlError::UnsupportedScheme));
+        assert_eq!(parse("rtsps://x/y"), Err(UrlError::UnsupportedScheme));
+        assert_eq!(
+            parse("rtsp://u:p@cam:8554/s").unwrap().to_string(),
+            "rtsp://cam:8554/s"
+        );
         assert_eq!(parse("rtmp:///live/s"), Err(UrlError::MissingHost));
         assert_eq!(parse("rtmp://h/"), Err(UrlError::MissingApp));
         assert_eq!(
