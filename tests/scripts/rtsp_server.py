@@ -3,7 +3,11 @@
 stereo 44.1 kHz AAC tone on rtsp://127.0.0.1:PORT/MOUNT, optionally behind Digest auth.
 
 usage: rtsp_server.py PORT MOUNT [USER:PASSWORD]   (prints "ready" once it listens)
+
+It serves RTP over UDP and over TCP (interleaved); with RTSP_TCP_ONLY=1 in the environment it
+refuses UDP (SETUP answers 461 Unsupported Transport), as some cameras and NATed servers do.
 """
+import os
 import sys
 
 import gi
@@ -31,6 +35,8 @@ def main():
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(PIPELINE)
     factory.set_shared(True)
+    if os.environ.get("RTSP_TCP_ONLY") == "1":
+        factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP)
     if len(sys.argv) > 3:
         user, password = sys.argv[3].split(":", 1)
         auth = GstRtspServer.RTSPAuth()

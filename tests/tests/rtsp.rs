@@ -1,6 +1,7 @@
 //! RTSP sources against a server nobody here wrote: GStreamer's rtsp-server (driven by
 //! `tests/scripts/rtsp_server.py` with the system python3) serving an H.264 test pattern and an
-//! AAC tone, with and without Digest auth. The engine pulls it over interleaved TCP; ffprobe
+//! AAC tone, with and without Digest auth. The engine pulls it over interleaved TCP and over UDP
+//! (`rtspTransport: udp`, and `automatic`, which falls back to TCP when UDP is refused); ffprobe
 //! decodes the relayed stream over RTMP, HTTP-FLV and HLS; camera failures (wrong path, wrong
 //! password, nothing listening) show in `/v3/paths/get` in the server's or the system's words.
 
@@ -21,11 +22,19 @@ struct GstServer {
 impl GstServer {
     /// Serves `/cam` on a free port, behind Digest auth when `credentials` (`user:pass`) is given.
     fn start(credentials: Option<&str>) -> GstServer {
+        GstServer::start_with(credentials, false)
+    }
+
+    /// `tcp_only`: the server refuses RTP over UDP (SETUP answers 461 Unsupported Transport).
+    fn start_with(credentials: Option<&str>, tcp_only: bool) -> GstServer {
         let port = free_port();
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/rtsp_server.py");
         let mut cmd = Command::new("/usr/bin/python3");
         cmd.arg(script).arg(port.to_string()).arg("/cam");
         cmd.args(credentials);
+        if tcp_only {
+            cmd.env("RTSP_TCP_ONLY", "1");
+        }
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -145,4 +154,55 @@ fn digest_auth_right_and_wrong_credentials() {
     assert_relays(&engine.rtmp_url("live/good"));
     let good = path_item(&engine, "live/good");
     assert_eq!(good["sourceOnDemand"], true, "{good}");
+}
+
+#[test]
+fn pulls_over_udp_and_automatic() {
+    let gst = GstServer::start(None);
+    let engine = Engine::start(&format!(
+        "paths:\n  live/udp:\n    source: {}\n    rtspTransport: udp\n  live/auto:\n    source: {}\n    rtspTransport: automatic\n",
+        gst.url("", "cam"),
+        gst.url("", "cam"),
+    ));
+    let item = wait_source_state(&engine, "live/udp", "ready", Duration::from_secs(20));
+    assert_eq!(item["source"]["type"], "rtspSource", "{item}");
+    // `udp` never falls back: what plays came over UDP.
+    assert_relays(&engine.rtmp_url("live/udp"));
+    wait_source_state(&engine, "live/auto", "ready", Duration::from_secs(20));
+    assert_relays(&engine.rtmp_url("live/auto"));
+    // Both played over UDP: `automatic` had no reason to fall back.
+    let log = engine.log();
+    for path in ["live/udp", "live/auto"] {
+        assert!(
+            log.iter().any(|l| l.contains("rtsp source playing")
+                && l.contains(&format!("stream={path} "))
+                && l.ends_with("udp=true")),
+            "{path} never played over udp: {log:#?}"
+        );
+    }
+    assert!(!log.iter().any(|l| l.contains("trying tcp")), "{log:#?}");
+}
+
+#[test]
+fn automatic_falls_back_to_tcp_when_udp_is_refused() {
+    let gst = GstServer::start_with(None, true);
+    let engine = Engine::start(&format!(
+        "paths:\n  live/auto:\n    source: {}\n  live/udp:\n    source: {}\n    rtspTransport: udp\n",
+        gst.url("", "cam"),
+        gst.url("", "cam"),
+    ));
+    wait_source_state(&engine, "live/auto", "ready", Duration::from_secs(20));
+    assert_relays(&engine.rtmp_url("live/auto"));
+    let log = engine.log();
+    assert!(
+        log.iter().any(
+            |l| l.contains("rtsp over udp failed (SETUP: rtsp status 461")
+                && l.contains("stream=live/auto")
+        ),
+        "{log:#?}"
+    );
+    // `udp` only: the refusal is the source's error.
+    let udp = wait_source_state(&engine, "live/udp", "error", Duration::from_secs(20));
+    let error = udp["sourceError"].as_str().unwrap_or_default();
+    assert!(error.contains("SETUP: rtsp status 461"), "{udp}");
 }

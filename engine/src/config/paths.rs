@@ -41,8 +41,9 @@ pub struct PathFields {
     pub source_fingerprint: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_on_demand: Option<bool>,
-    /// How an `rtsp://` source carries RTP: `tcp` (interleaved) or `automatic` (MediaMTX's
-    /// name; TCP here). `udp` and `multicast` are refused: not supported yet.
+    /// How an `rtsp://` source carries RTP: `tcp` (interleaved), `udp`, or `automatic`
+    /// (MediaMTX's name: UDP, then TCP when UDP is refused or silent). `multicast` is refused:
+    /// not supported yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rtsp_transport: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -152,12 +153,12 @@ impl PathConf {
             check_fingerprint(fp)?;
         }
         match self.rtsp_transport.as_str() {
-            "automatic" | "tcp" => {}
-            "udp" | "multicast" => {
+            "automatic" | "tcp" | "udp" => {}
+            "multicast" => {
                 return Err(format!(
-                    "rtspTransport '{}' is not supported yet: only 'tcp' and 'automatic' (tcp) are",
-                    self.rtsp_transport
-                ))
+                "rtspTransport '{}' is not supported yet: only 'automatic', 'tcp' and 'udp' are",
+                self.rtsp_transport
+            ))
             }
             other => return Err(format!("invalid rtspTransport: '{other}'")),
         }
@@ -479,7 +480,10 @@ mod tests {
             .check()
         };
         assert!(transport("tcp").is_ok() && transport("automatic").is_ok());
-        assert!(transport("udp").unwrap_err().contains("not supported yet"));
+        assert!(transport("udp").is_ok());
+        assert!(transport("multicast")
+            .unwrap_err()
+            .contains("not supported yet"));
         assert!(transport("carrier").is_err());
         for later in ["rtsps://cam/1", "rtmps://x/live/a", "http://x/a.m3u8"] {
             let e = check_source(later).unwrap_err();

@@ -55,7 +55,18 @@ pub(super) async fn read(
     status: &LinkStatus,
 ) -> Result<usize, RelayError> {
     let timeout = conn.core.snapshot().config.read_timeout.duration();
-    match conn.read(reader, buf, Some(timeout)).await {
+    read_within(conn, reader, buf, status, Some(timeout)).await
+}
+
+/// [`read`] with another timeout, or none (a reader that watches another input's silence).
+pub(super) async fn read_within(
+    conn: &Conn,
+    reader: &mut NetReader,
+    buf: &mut [u8],
+    status: &LinkStatus,
+    timeout: Option<std::time::Duration>,
+) -> Result<usize, RelayError> {
+    match conn.read(reader, buf, timeout).await {
         ReadOutcome::Data(n) => {
             conn.guard.control.info.add_bytes_in(n as u64);
             status.add_bytes(n as u64);

@@ -10,7 +10,7 @@ use tracing::{info, warn};
 use super::backoff::Backoff;
 use super::error::RelayError;
 use super::link::Link;
-use super::pull::pull;
+use super::pull::{pull, RtspTransport};
 use super::status::{LinkState, SourceView};
 use super::url;
 use crate::config::PathConf;
@@ -28,6 +28,8 @@ pub struct SourceSpec {
     pub close_after: Duration,
     /// `sourceFingerprint`: the pinned certificate of an `https://` source.
     pub fingerprint: Option<String>,
+    /// `rtspTransport` of an `rtsp://` source: `automatic`, `tcp` or `udp`.
+    pub rtsp_transport: String,
 }
 
 impl SourceSpec {
@@ -51,6 +53,7 @@ impl SourceSpec {
             start_timeout: conf.source_on_demand_start_timeout.duration(),
             close_after: conf.source_on_demand_close_after.duration(),
             fingerprint: conf.source_fingerprint.clone(),
+            rtsp_transport: conf.rtsp_transport.clone(),
         })
     }
 }
@@ -139,7 +142,8 @@ pub(super) async fn run(core: Rc<Core>, source: Rc<Source>) {
         let shown = url::redact(&url);
         link.status.connecting(&shown);
         let fingerprint = source.spec.fingerprint.as_deref();
-        let error = pull(&core, &source.key, link, &url, fingerprint).await;
+        let transport = RtspTransport::from_conf(&source.spec.rtsp_transport);
+        let error = pull(&core, &source.key, link, &url, fingerprint, transport).await;
         let was_ready = link.status.state() == LinkState::Ready;
         if matches!(error, RelayError::Stopped) || link.is_stopped(&core) {
             break;

@@ -9,7 +9,8 @@
 //! - a gap in sequence numbers is a loss: the access unit it damaged is dropped, and video waits
 //!   for the next keyframe rather than passing on a corrupt picture. A packet older than the
 //!   expected one (reordered or duplicated) arrives after its slot was declared lost and is
-//!   dropped: over interleaved TCP packets never reorder, so there is no jitter buffer.
+//!   dropped: over interleaved TCP packets never reorder; over UDP they may, and a late one
+//!   costs its access unit like a lost one (there is no jitter buffer yet).
 //!
 //! Sans-IO: fed packets, fills a caller-owned `Vec<Frame>`.
 #![forbid(unsafe_code)]

@@ -1,5 +1,5 @@
 //! The RTSP client session: `OPTIONS`, `DESCRIBE`, `SETUP` of the tracks the caller picks (RTP
-//! interleaved over the RTSP connection), `PLAY`, keep-alives within the session timeout, and
+//! interleaved over the RTSP connection, or over UDP to ports the caller bound), `PLAY`, keep-alives within the session timeout, and
 //! `TEARDOWN`; Basic/Digest authentication and redirects on the way.
 
 use std::collections::VecDeque;
@@ -32,6 +32,8 @@ pub enum RtspError {
     NoTracks,
     #[error("the server answered SETUP without an interleaved TCP transport: '{0}'")]
     Transport(String),
+    #[error("the server answered SETUP over UDP with a TCP transport: '{0}'")]
+    UdpTransport(String),
     #[error("the server answered SETUP without a session")]
     NoSession,
     #[error("a {status} redirect without a valid Location: {reason}")]
@@ -59,6 +61,83 @@ pub enum ClientEvent {
     Rtcp { track: usize, packet: Bytes },
     /// The server moved the stream: connect to `url` with a new session.
     Redirect(RtspUrl),
+}
+
+/// How RTP and RTCP reach the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RtpTransport {
+    /// Interleaved on the RTSP connection (`RTP/AVP/TCP;interleaved=`).
+    Tcp,
+    /// Over UDP (`RTP/AVP;unicast;client_port=N-N+1`): the caller's RTP port for each track it
+    /// sets up, in the same order; RTCP is on the port above. The caller owns the sockets.
+    Udp(Vec<u16>),
+}
+
+/// What a `Transport` header says (a SETUP answer's, mostly).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransportSpec {
+    /// `RTP/AVP/TCP`: interleaved on the RTSP connection.
+    pub tcp: bool,
+    /// The RTP channel of `interleaved=a-b`.
+    pub interleaved: Option<u8>,
+    /// `client_port=a-b` (RTP, RTCP).
+    pub client_port: Option<(u16, u16)>,
+    /// `server_port=a-b` (RTP, RTCP): where the server sends from and reads RTCP.
+    pub server_port: Option<(u16, u16)>,
+}
+
+impl TransportSpec {
+    /// Parses the first transport of a `Transport` header; unknown parameters are ignored.
+    pub fn parse(value: &str) -> TransportSpec {
+        let first = value.split(',').next().unwrap_or_default();
+        let mut parts = first.split(';');
+        let protocol = parts.next().unwrap_or_default().trim().to_ascii_uppercase();
+        let mut spec = TransportSpec {
+            tcp: protocol.ends_with("/TCP"),
+            ..TransportSpec::default()
+        };
+        for p in parts {
+            let (k, v) = p.trim().split_once('=').unwrap_or((p.trim(), ""));
+            match k.to_ascii_lowercase().as_str() {
+                "interleaved" => {
+                    spec.interleaved = v.split('-').next().and_then(|c| c.trim().parse().ok())
+                }
+                "client_port" => spec.client_port = port_pair(v),
+                "server_port" => spec.server_port = port_pair(v),
+                _ => {}
+            }
+        }
+        spec
+    }
+
+    /// The `Transport` a SETUP asks for: interleaved channels `channel`-`channel+1`.
+    pub fn request_tcp(channel: u8) -> String {
+        format!(
+            "RTP/AVP/TCP;unicast;interleaved={}-{}",
+            channel,
+            channel.saturating_add(1)
+        )
+    }
+
+    /// The `Transport` a SETUP asks for: RTP to UDP port `rtp_port`, RTCP to the one above.
+    pub fn request_udp(rtp_port: u16) -> String {
+        format!(
+            "RTP/AVP;unicast;client_port={}-{}",
+            rtp_port,
+            rtp_port.saturating_add(1)
+        )
+    }
+}
+
+/// `a-b`, or a lone `a` (RTCP then on `a+1`).
+fn port_pair(v: &str) -> Option<(u16, u16)> {
+    let mut it = v.split('-');
+    let rtp: u16 = it.next()?.trim().parse().ok()?;
+    let rtcp = match it.next() {
+        Some(r) => r.trim().parse().ok()?,
+        None => rtp.checked_add(1)?,
+    };
+    Some((rtp, rtcp))
 }
 
 /// One track's entry of `RTP-Info`.
@@ -121,6 +200,10 @@ pub struct Client {
     /// Tracks still to set up, then those set up with their interleaved channels.
     to_setup: VecDeque<usize>,
     channels: Vec<(u8, usize)>,
+    /// RTP over UDP: the caller's RTP port per track still to set up.
+    udp: Option<VecDeque<u16>>,
+    /// RTP over UDP: each set-up track's server ports, as its SETUP answer said them.
+    server_ports: Vec<(usize, Option<(u16, u16)>)>,
     session: Option<String>,
     session_timeout: Duration,
     next_keepalive: Option<Instant>,
@@ -149,6 +232,8 @@ impl Client {
             sdp: None,
             to_setup: VecDeque::new(),
             channels: Vec::new(),
+            udp: None,
+            server_ports: Vec::new(),
             session: None,
             session_timeout: DEFAULT_SESSION_TIMEOUT,
             next_keepalive: None,
@@ -173,6 +258,7 @@ impl Client {
         self.decoder.feed(input);
         while let Some(item) = self.decoder.decode()? {
             match item {
+                Decoded::Interleaved { .. } if self.udp.is_some() => {}
                 Decoded::Interleaved { channel, payload } => {
                     let Some(&(base, track)) =
                         self.channels.iter().find(|(c, _)| channel & !1 == *c)
@@ -237,20 +323,57 @@ impl Client {
         self.events.pop_front()
     }
 
-    /// Sets up the SDP's tracks `tracks` (in that order) and plays them.
+    /// Sets up the SDP's tracks `tracks` (in that order), RTP interleaved, and plays them.
     pub fn setup(&mut self, tracks: &[usize]) -> Result<(), RtspError> {
+        self.setup_with(tracks, RtpTransport::Tcp)
+    }
+
+    /// Sets up the SDP's tracks `tracks` (in that order) with `transport` and plays them. Over UDP
+    /// a server that refuses the transport answers `461 Unsupported Transport`: the session ends
+    /// with that status, and the caller may start over with TCP.
+    pub fn setup_with(
+        &mut self,
+        tracks: &[usize],
+        transport: RtpTransport,
+    ) -> Result<(), RtspError> {
         if tracks.is_empty() {
             return Err(RtspError::NoTracks);
         }
+        self.udp = match transport {
+            RtpTransport::Tcp => None,
+            RtpTransport::Udp(ports) => {
+                if ports.len() < tracks.len() {
+                    return Err(RtspError::NoTracks);
+                }
+                Some(ports.into_iter().collect())
+            }
+        };
         self.to_setup = tracks.iter().copied().collect();
         self.state = State::ExpectSetup;
         self.setup_next();
         Ok(())
     }
 
+    /// Whether RTP comes over UDP (the caller reads its sockets and sends RTCP itself).
+    pub fn is_udp(&self) -> bool {
+        self.udp.is_some()
+    }
+
+    /// RTP over UDP: the server's RTP and RTCP ports for the SDP's track `track`, when its SETUP
+    /// answer said them.
+    pub fn server_ports(&self, track: usize) -> Option<(u16, u16)> {
+        self.server_ports
+            .iter()
+            .find(|(t, _)| *t == track)
+            .and_then(|(_, p)| *p)
+    }
+
     /// Queues an RTCP packet (a receiver report) for the SDP's track `track`, on its interleaved
-    /// RTCP channel; nothing when the track is not set up.
+    /// RTCP channel; nothing when the track is not set up, or over UDP (the caller sends it).
     pub fn send_rtcp(&mut self, track: usize, packet: &[u8]) {
+        if self.udp.is_some() {
+            return;
+        }
         let Some(&(channel, _)) = self.channels.iter().find(|(_, t)| *t == track) else {
             return;
         };
@@ -296,11 +419,10 @@ impl Client {
         let uri = resolve_control(&self.base, control.as_deref());
         let channel = (self.channels.len() * 2) as u8;
         self.channels.push((channel, track));
-        let transport = format!(
-            "RTP/AVP/TCP;unicast;interleaved={}-{}",
-            channel,
-            channel + 1
-        );
+        let transport = match self.udp.as_mut().and_then(|ports| ports.pop_front()) {
+            Some(port) => TransportSpec::request_udp(port),
+            None => TransportSpec::request_tcp(channel),
+        };
         self.request("SETUP", uri, vec![("Transport", transport)]);
     }
 
@@ -419,14 +541,25 @@ impl Client {
             }
             State::ExpectSetup => {
                 let transport = r.header("Transport").unwrap_or_default();
-                if !transport.contains("TCP") {
-                    return Err(RtspError::Transport(transport.to_owned()));
-                }
-                // Some cameras leave `interleaved` out of their answer: the channels asked for hold.
-                if let (Some(channel), Some(last)) =
-                    (interleaved(transport), self.channels.last_mut())
-                {
-                    last.0 = channel;
+                let spec = TransportSpec::parse(transport);
+                if self.udp.is_some() {
+                    if spec.tcp {
+                        return Err(RtspError::UdpTransport(transport.to_owned()));
+                    }
+                    if let Some(&(_, track)) = self.channels.last() {
+                        self.server_ports.push((track, spec.server_port));
+                    }
+                } else {
+                    if !transport.contains("TCP") {
+                        return Err(RtspError::Transport(transport.to_owned()));
+                    }
+                    // Some cameras leave `interleaved` out of their answer: the channels asked
+                    // for hold.
+                    if let (Some(channel), Some(last)) =
+                        (spec.interleaved, self.channels.last_mut())
+                    {
+                        last.0 = channel;
+                    }
                 }
                 if self.session.is_none() {
                     let value = r.header("Session").ok_or(RtspError::NoSession)?;
@@ -487,15 +620,6 @@ impl Client {
         }
         infos
     }
-}
-
-/// The RTP channel of a `Transport` answer's `interleaved=a-b`.
-fn interleaved(transport: &str) -> Option<u8> {
-    transport
-        .split(';')
-        .find_map(|p| p.trim().strip_prefix("interleaved="))
-        .and_then(|v| v.split('-').next())
-        .and_then(|c| c.trim().parse().ok())
 }
 
 #[cfg(test)]

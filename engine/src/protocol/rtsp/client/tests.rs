@@ -286,3 +286,131 @@ fn answer_without_interleaved_keeps_the_channels_asked_for() {
         "{ev:?}"
     );
 }
+
+#[test]
+fn transport_headers_built_and_parsed() {
+    assert_eq!(
+        TransportSpec::request_udp(50000),
+        "RTP/AVP;unicast;client_port=50000-50001"
+    );
+    assert_eq!(
+        TransportSpec::request_tcp(2),
+        "RTP/AVP/TCP;unicast;interleaved=2-3"
+    );
+    let s = TransportSpec::parse(
+        "RTP/AVP;unicast;client_port=50000-50001;server_port=6970-6971;ssrc=1234ABCD;mode=\"PLAY\"",
+    );
+    assert_eq!(
+        s,
+        TransportSpec {
+            tcp: false,
+            interleaved: None,
+            client_port: Some((50000, 50001)),
+            server_port: Some((6970, 6971)),
+        }
+    );
+    // `RTP/AVP/UDP` is UDP too; a lone port puts RTCP one above.
+    let s = TransportSpec::parse("RTP/AVP/UDP;unicast;server_port=7000");
+    assert!(!s.tcp);
+    assert_eq!(s.server_port, Some((7000, 7001)));
+    let s = TransportSpec::parse("RTP/AVP/TCP;unicast;interleaved=4-5");
+    assert!(s.tcp);
+    assert_eq!(s.interleaved, Some(4));
+    assert_eq!(s.server_port, None);
+    // Garbage ports are left out rather than guessed.
+    assert_eq!(
+        TransportSpec::parse("RTP/AVP;server_port=x-y").server_port,
+        None
+    );
+    assert_eq!(
+        TransportSpec::parse("RTP/AVP;server_port=65535").server_port,
+        None
+    );
+}
+
+#[test]
+fn session_over_udp_reads_server_ports() {
+    let t0 = Instant::now();
+    let url = RtspUrl::parse("rtsp://cam:8554/test").unwrap();
+    let mut c = Client::new(url, "corestream", "cn");
+    drain(&mut c);
+    c.handle_input(t0, b"RTSP/1.0 200 OK\r\nCSeq: 1\r\nPublic: OPTIONS\r\n\r\n")
+        .unwrap();
+    drain(&mut c);
+    c.handle_input(t0, describe_ok(2).as_bytes()).unwrap();
+    let _ = events(&mut c);
+    assert!(c
+        .setup_with(&[0, 1], RtpTransport::Udp(vec![50000]))
+        .is_err());
+    c.setup_with(&[0, 1], RtpTransport::Udp(vec![50000, 50002]))
+        .unwrap();
+    assert!(c.is_udp());
+    assert!(drain(&mut c).contains("Transport: RTP/AVP;unicast;client_port=50000-50001\r\n"));
+    c.handle_input(
+        t0,
+        b"RTSP/1.0 200 OK\r\nCSeq: 3\r\nTransport: RTP/AVP;unicast;client_port=50000-50001;\
+          server_port=6970-6971\r\nSession: 7f3a\r\n\r\n",
+    )
+    .unwrap();
+    assert!(drain(&mut c).contains("Transport: RTP/AVP;unicast;client_port=50002-50003\r\n"));
+    c.handle_input(
+        t0,
+        b"RTSP/1.0 200 OK\r\nCSeq: 4\r\nTransport: RTP/AVP;unicast;client_port=50002-50003;\
+          server_port=6972-6973\r\nSession: 7f3a\r\n\r\n",
+    )
+    .unwrap();
+    assert!(drain(&mut c).starts_with("PLAY "));
+    assert_eq!(c.server_ports(0), Some((6970, 6971)));
+    assert_eq!(c.server_ports(1), Some((6972, 6973)));
+    assert_eq!(c.server_ports(2), None);
+    c.handle_input(t0, b"RTSP/1.0 200 OK\r\nCSeq: 5\r\nSession: 7f3a\r\n\r\n")
+        .unwrap();
+    assert!(matches!(events(&mut c)[..], [ClientEvent::Playing { .. }]));
+    // Over UDP the caller sends RTCP itself; interleaved data is not expected.
+    c.send_rtcp(0, &[0x81, 201, 0, 1, 0, 0, 0, 1]);
+    assert_eq!(drain(&mut c), "");
+    c.handle_input(t0, &[b'$', 0, 0, 2, 0x80, 0x60]).unwrap();
+    assert!(events(&mut c).is_empty());
+}
+
+#[test]
+fn udp_refused_with_461_ends_the_session_with_the_status() {
+    let t0 = Instant::now();
+    let url = RtspUrl::parse("rtsp://cam:8554/test").unwrap();
+    let mut c = Client::new(url, "corestream", "cn");
+    drain(&mut c);
+    c.handle_input(t0, b"RTSP/1.0 200 OK\r\nCSeq: 1\r\n\r\n")
+        .unwrap();
+    c.handle_input(t0, describe_ok(2).as_bytes()).unwrap();
+    let _ = events(&mut c);
+    c.setup_with(&[0], RtpTransport::Udp(vec![50000])).unwrap();
+    let e = c
+        .handle_input(t0, b"RTSP/1.0 461 Unsupported Transport\r\nCSeq: 3\r\n\r\n")
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            RtspError::Status {
+                method: "SETUP",
+                status: 461,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // A server that answers UDP with TCP is refused.
+    let url = RtspUrl::parse("rtsp://cam:8554/test").unwrap();
+    let mut c = Client::new(url, "corestream", "cn");
+    c.handle_input(t0, b"RTSP/1.0 200 OK\r\nCSeq: 1\r\n\r\n")
+        .unwrap();
+    c.handle_input(t0, describe_ok(2).as_bytes()).unwrap();
+    let _ = events(&mut c);
+    c.setup_with(&[0], RtpTransport::Udp(vec![50000])).unwrap();
+    let e = c
+        .handle_input(
+            t0,
+            b"RTSP/1.0 200 OK\r\nCSeq: 3\r\nTransport: RTP/AVP/TCP;interleaved=0-1\r\nSession: 1\r\n\r\n",
+        )
+        .unwrap_err();
+    assert!(matches!(e, RtspError::UdpTransport(_)), "{e}");
+}
