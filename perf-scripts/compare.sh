@@ -119,10 +119,12 @@ trap 'exit 130' INT TERM
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# Below the kernel's ephemeral range (32768 and up): a port picked there may be the local end of
+# some outgoing connection, which a connect test does not see but a bind does.
 free_port() {
     local p
     for _ in $(seq 100); do
-        p=$((20000 + RANDOM % 40000))
+        p=$((20000 + RANDOM % 12000))
         port_in_use "$p" || { echo "$p"; return 0; }
     done
     die "no free port found"
@@ -145,6 +147,7 @@ logLevel: warn
 rtmpAddress: 127.0.0.1:$port
 httpAddress: 127.0.0.1:$(free_port)
 apiAddress: 127.0.0.1:$(free_port)
+metricsAddress: 127.0.0.1:$(free_port)
 playWaitTimeout: 10s
 EOF
     taskset -c "$server_core" "$engine_bin" --config "$dir/corestream.yaml" 2>"$dir/stderr.log" &
