@@ -17,10 +17,15 @@ gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
+# RTSP_SIZE (WIDTHxHEIGHT) and RTSP_KBPS change the video for measurements; the tests use the
+# defaults.
+WIDTH, HEIGHT = os.environ.get("RTSP_SIZE", "320x240").split("x")
+KBPS = os.environ.get("RTSP_KBPS")
 PIPELINE = (
-    "( videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=25/1 "
+    f"( videotestsrc is-live=true ! video/x-raw,width={WIDTH},height={HEIGHT},framerate=25/1 "
     "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 "
-    "! rtph264pay name=pay0 pt=96 "
+    + (f"bitrate={KBPS} " if KBPS else "")
+    + "! rtph264pay name=pay0 pt=96 "
     "audiotestsrc is-live=true ! audioconvert ! audioresample "
     "! audio/x-raw,rate=44100,channels=2 ! avenc_aac ! rtpmp4gpay name=pay1 pt=97 )"
 )
