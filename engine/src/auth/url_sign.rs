@@ -189,7 +189,11 @@ fn md5_hex(parts: &[&[u8]]) -> String {
     for p in parts {
         h.update(p);
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    // One table lookup per digit (the VM's), not a `format!` per byte: this runs per request.
+    super::dsl::vm::hex(&h.finalize(), false)
+        .into_iter()
+        .map(char::from)
+        .collect()
 }
 
 /// What a type's signature covers, besides the key.

@@ -116,7 +116,7 @@ fn parse_i64(b: &[u8]) -> Option<i64> {
     std::str::from_utf8(b).ok()?.parse().ok()
 }
 
-fn hex(bytes: &[u8], upper: bool) -> Vec<u8> {
+pub(crate) fn hex(bytes: &[u8], upper: bool) -> Vec<u8> {
     let digits: &[u8; 16] = if upper {
         b"0123456789ABCDEF"
     } else {
