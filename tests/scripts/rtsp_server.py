@@ -39,8 +39,11 @@ def main():
     server.set_service(port)
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(PIPELINE)
-    factory.set_shared(True)
-    if os.environ.get("RTSP_TCP_ONLY") == "1":
+    tcp_only = os.environ.get("RTSP_TCP_ONLY") == "1"
+    # A shared media whose UDP SETUP was refused stays unprepared for a while (DESCRIBE answers
+    # 503): with UDP refused, every client gets a media of its own.
+    factory.set_shared(not tcp_only)
+    if tcp_only:
         factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP)
     if len(sys.argv) > 3:
         user, password = sys.argv[3].split(":", 1)

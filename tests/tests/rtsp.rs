@@ -69,6 +69,15 @@ impl Drop for GstServer {
     }
 }
 
+/// GStreamer encodes in real time: two servers under test at once on a small machine starve each
+/// other (DESCRIBE then answers 503), so these tests take turns.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn path_item(engine: &Engine, path: &str) -> Value {
     let r = engine.api("GET", &format!("/v3/paths/get/{path}"), None);
     if r.status == 200 {
@@ -107,6 +116,7 @@ fn assert_relays_with(url: &str, options: &[&str]) {
 
 #[test]
 fn pulls_gstreamer_and_relays_over_rtmp_and_http_flv() {
+    let _serial = serial();
     let gst = GstServer::start(None);
     let closed = free_port();
     let engine = Engine::start(&format!(
@@ -135,6 +145,7 @@ fn pulls_gstreamer_and_relays_over_rtmp_and_http_flv() {
 
 #[test]
 fn digest_auth_right_and_wrong_credentials() {
+    let _serial = serial();
     let gst = GstServer::start(Some("cam:s3cret"));
     let engine = Engine::start(&format!(
         "paths:\n  live/good:\n    source: {}\n    sourceOnDemand: true\n  live/bad:\n    source: {}\n",
@@ -158,6 +169,7 @@ fn digest_auth_right_and_wrong_credentials() {
 
 #[test]
 fn pulls_over_udp_and_automatic() {
+    let _serial = serial();
     let gst = GstServer::start(None);
     let engine = Engine::start(&format!(
         "paths:\n  live/udp:\n    source: {}\n    rtspTransport: udp\n  live/auto:\n    source: {}\n    rtspTransport: automatic\n",
@@ -185,11 +197,15 @@ fn pulls_over_udp_and_automatic() {
 
 #[test]
 fn automatic_falls_back_to_tcp_when_udp_is_refused() {
+    let _serial = serial();
+    // One server per path: a client whose UDP SETUP is refused can leave the server's shared
+    // media unprepared for a moment (DESCRIBE then answers 503), which would race the other path.
     let gst = GstServer::start_with(None, true);
+    let gst_udp = GstServer::start_with(None, true);
     let engine = Engine::start(&format!(
         "paths:\n  live/auto:\n    source: {}\n  live/udp:\n    source: {}\n    rtspTransport: udp\n",
         gst.url("", "cam"),
-        gst.url("", "cam"),
+        gst_udp.url("", "cam"),
     ));
     wait_source_state(&engine, "live/auto", "ready", Duration::from_secs(20));
     assert_relays(&engine.rtmp_url("live/auto"));
