@@ -224,6 +224,32 @@ impl Engine {
         http::request(self.api_port, method, path, body, &[])
     }
 
+    /// A path's `/v3/paths/get` item (Null while the path is unknown).
+    pub fn path_item(&self, path: &str) -> serde_json::Value {
+        let r = self.api("GET", &format!("/v3/paths/get/{path}"), None);
+        if r.status == 200 {
+            r.json()
+        } else {
+            serde_json::Value::Null
+        }
+    }
+
+    /// Waits until the path's `sourceState` is `state`; panics with the item otherwise.
+    pub fn wait_source_state(
+        &self,
+        path: &str,
+        state: &str,
+        timeout: Duration,
+    ) -> serde_json::Value {
+        let mut last = serde_json::Value::Null;
+        let ok = eventually(timeout, || {
+            last = self.path_item(path);
+            last["sourceState"] == state
+        });
+        assert!(ok, "{path} never had sourceState {state}: {last}");
+        last
+    }
+
     /// The `/metrics` scrape, as `(name{labels}, value)` pairs.
     pub fn metrics(&self) -> Vec<(String, f64)> {
         let scrape = http::request(self.metrics_port, "GET", "/metrics", None, &[]);

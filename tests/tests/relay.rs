@@ -9,27 +9,6 @@ use serde_json::Value;
 use tests::ff::{self, parse_probe, wait_with_timeout};
 use tests::{eventually, free_port, Engine};
 
-/// A path's `/v3/paths/get` item (Null while the path is unknown).
-fn path_item(engine: &Engine, path: &str) -> Value {
-    let r = engine.api("GET", &format!("/v3/paths/get/{path}"), None);
-    if r.status == 200 {
-        r.json()
-    } else {
-        Value::Null
-    }
-}
-
-/// Waits until the path's `sourceState` is `state`; panics with the item otherwise.
-fn wait_source_state(engine: &Engine, path: &str, state: &str, timeout: Duration) -> Value {
-    let mut last = Value::Null;
-    let ok = eventually(timeout, || {
-        last = path_item(engine, path);
-        last["sourceState"] == state
-    });
-    assert!(ok, "{path} never had sourceState {state}: {last}");
-    last
-}
-
 /// The origin's RTMP connections reading `path`.
 fn readers_on(engine: &Engine, path: &str) -> usize {
     let list = engine.api("GET", "/v3/rtmpconns/list", None).json();
@@ -65,7 +44,7 @@ fn edge_pulls_on_demand_once_for_many_readers() {
     let probes: Vec<_> = (0..3)
         .map(|_| ff::spawn_probe(&edge.rtmp_url("live/s")))
         .collect();
-    let item = wait_source_state(&edge, "live/s", "ready", Duration::from_secs(15));
+    let item = edge.wait_source_state("live/s", "ready", Duration::from_secs(15));
     assert_eq!(item["source"]["type"], "rtmpSource");
     assert_eq!(item["sourceOnDemand"], true);
     edge.wait_for_log_count("player started", 3, Duration::from_secs(15));
@@ -100,7 +79,7 @@ fn edge_fails_over_to_the_next_origin() {
     let publisher = ff::publish(&live.rtmp_url("live/f"), 8);
     live.wait_for_log("publish started", Duration::from_secs(10));
     let probe = ff::spawn_probe(&edge.rtmp_url("live/f"));
-    let item = wait_source_state(&edge, "live/f", "ready", Duration::from_secs(20));
+    let item = edge.wait_source_state("live/f", "ready", Duration::from_secs(20));
     assert_eq!(
         item["sourceUrl"],
         format!("rtmp://127.0.0.1:{}/live/f", live.rtmp_port)
@@ -122,15 +101,15 @@ fn static_pull_reports_errors_and_reconnects_after_its_origin_restarts() {
         origin.rtmp_port, origin.http_port
     ));
     // A source pointing at a closed port says so, in the system's words.
-    let dead = wait_source_state(&edge, "live/dead", "error", Duration::from_secs(10));
+    let dead = edge.wait_source_state("live/dead", "error", Duration::from_secs(10));
     let error = dead["sourceError"].as_str().unwrap_or_default();
     assert!(error.contains("connection refused"), "{dead}");
     assert!(dead["sourceErrorTime"].is_string(), "{dead}");
     assert_eq!(dead["ready"], false);
 
     let publisher = ff::publish(&origin.rtmp_url("live/s"), 30);
-    wait_source_state(&edge, "live/s", "ready", Duration::from_secs(20));
-    let h = wait_source_state(&edge, "live/h", "ready", Duration::from_secs(20));
+    edge.wait_source_state("live/s", "ready", Duration::from_secs(20));
+    let h = edge.wait_source_state("live/h", "ready", Duration::from_secs(20));
     assert_eq!(h["source"]["type"], "httpFlvSource");
     assert_plays(
         ff::spawn_probe_with(&edge.rtmp_url("live/h"), &["-read_intervals", "%+3"]),
@@ -142,10 +121,10 @@ fn static_pull_reports_errors_and_reconnects_after_its_origin_restarts() {
     let mut publisher = publisher;
     let _ = publisher.kill();
     let _ = publisher.wait();
-    wait_source_state(&edge, "live/s", "error", Duration::from_secs(15));
+    edge.wait_source_state("live/s", "error", Duration::from_secs(15));
     let origin = Engine::restart(stopped);
     let mut publisher = ff::publish(&origin.rtmp_url("live/s"), 12);
-    wait_source_state(&edge, "live/s", "ready", Duration::from_secs(40));
+    edge.wait_source_state("live/s", "ready", Duration::from_secs(40));
     assert_plays(
         ff::spawn_probe_with(&edge.rtmp_url("live/s"), &["-read_intervals", "%+3"]),
         "reader after the origin restarted",
@@ -167,7 +146,7 @@ fn forward_pushes_a_live_stream_to_another_engine() {
     let mut item = Value::Null;
     assert!(
         eventually(Duration::from_secs(10), || {
-            item = path_item(&source, "live/p");
+            item = source.path_item("live/p");
             item["forwards"][0]["state"] == "live"
                 && item["forwards"][0]["bytesSent"].as_u64() > Some(0)
         }),
@@ -190,7 +169,7 @@ fn on_demand_source_times_out_its_reader_and_closes_after_the_last() {
         0,
         "on demand: nothing before a reader"
     );
-    assert_eq!(path_item(&edge, "live/od"), Value::Null);
+    assert_eq!(edge.path_item("live/od"), Value::Null);
 
     let started = Instant::now();
     let probe = ff::spawn_probe(&edge.rtmp_url("live/od"));
@@ -210,7 +189,7 @@ fn on_demand_source_times_out_its_reader_and_closes_after_the_last() {
     // The pull and its connection are gone from the edge. (The origin itself only notices when
     // its waiting player's playWaitTimeout ends: a waiting RTMP player is not read meanwhile.)
     assert!(eventually(Duration::from_secs(5), || {
-        path_item(&edge, "live/od").is_null()
+        edge.path_item("live/od").is_null()
             && edge.api("GET", "/v3/rtmpconns/list", None).json()["itemCount"] == 0
     }));
 }
@@ -225,7 +204,7 @@ fn sources_follow_path_add_patch_and_delete_through_the_api() {
         Some(&format!(r#"{{"source":"rtmp://127.0.0.1:{a}/live/x"}}"#)),
     );
     assert_eq!(add.status, 200, "{}", add.text());
-    let item = wait_source_state(&engine, "live/api", "error", Duration::from_secs(10));
+    let item = engine.wait_source_state("live/api", "error", Duration::from_secs(10));
     assert!(
         item["sourceError"]
             .as_str()
@@ -245,7 +224,7 @@ fn sources_follow_path_add_patch_and_delete_through_the_api() {
     let mut last = Value::Null;
     assert!(
         eventually(Duration::from_secs(10), || {
-            last = path_item(&engine, "live/api");
+            last = engine.path_item("live/api");
             last["sourceUrl"] == format!("http://127.0.0.1:{b}/live/x.flv")
                 && last["sourceState"] == "error"
         }),
@@ -255,10 +234,9 @@ fn sources_follow_path_add_patch_and_delete_through_the_api() {
     // Deleting the path stops its source.
     let delete = engine.api("DELETE", "/v3/config/paths/delete/live/api", None);
     assert_eq!(delete.status, 200, "{}", delete.text());
-    assert!(eventually(Duration::from_secs(5), || path_item(
-        &engine, "live/api"
-    )
-    .is_null()));
+    assert!(eventually(Duration::from_secs(5), || engine
+        .path_item("live/api")
+        .is_null()));
     engine.wait_for_log("source stopped", Duration::from_secs(5));
 }
 
@@ -462,7 +440,7 @@ fn killing_the_first_origin_fails_over_to_the_second() {
     second.wait_for_log("publish started", Duration::from_secs(10));
 
     let early = ff::spawn_probe_with(&edge.rtmp_url("live/k"), &["-read_intervals", "%+2"]);
-    let item = wait_source_state(&edge, "live/k", "ready", Duration::from_secs(15));
+    let item = edge.wait_source_state("live/k", "ready", Duration::from_secs(15));
     assert_eq!(
         item["sourceUrl"],
         format!("rtmp://127.0.0.1:{}/live/k", first.rtmp_port)
@@ -476,7 +454,7 @@ fn killing_the_first_origin_fails_over_to_the_second() {
     let mut last = Value::Null;
     assert!(
         eventually(Duration::from_secs(15), || {
-            last = path_item(&edge, "live/k");
+            last = edge.path_item("live/k");
             last["sourceState"] == "ready"
                 && last["sourceUrl"] == format!("rtmp://127.0.0.1:{}/live/k", second.rtmp_port)
         }),

@@ -6,30 +6,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
 use tests::ff::{self, parse_probe, wait_with_timeout};
-use tests::{eventually, free_port, Engine, TempDir};
-
-/// A path's `/v3/paths/get` item (Null while the path is unknown).
-fn path_item(engine: &Engine, path: &str) -> Value {
-    let r = engine.api("GET", &format!("/v3/paths/get/{path}"), None);
-    if r.status == 200 {
-        r.json()
-    } else {
-        Value::Null
-    }
-}
-
-/// Waits until the path's `sourceState` is `state`; panics with the item otherwise.
-fn wait_source_state(engine: &Engine, path: &str, state: &str, timeout: Duration) -> Value {
-    let mut last = Value::Null;
-    let ok = eventually(timeout, || {
-        last = path_item(engine, path);
-        last["sourceState"] == state
-    });
-    assert!(ok, "{path} never had sourceState {state}: {last}");
-    last
-}
+use tests::{free_port, Engine, TempDir};
 
 /// A self-signed certificate for 127.0.0.1 in `dir`; returns its fingerprint as MediaMTX wants
 /// it (`openssl x509 -noout -fingerprint -sha256`, colons removed).
@@ -115,7 +93,7 @@ fn https_source_pinned_by_fingerprint() {
     ));
 
     // A wrong pin and no pin fail on the certificate, and say exactly why.
-    let item = wait_source_state(&b, "live/wrong", "error", Duration::from_secs(15));
+    let item = b.wait_source_state("live/wrong", "error", Duration::from_secs(15));
     assert_eq!(
         item["sourceError"],
         format!(
@@ -124,7 +102,7 @@ fn https_source_pinned_by_fingerprint() {
         ),
         "{item}"
     );
-    let item = wait_source_state(&b, "live/unpinned", "error", Duration::from_secs(15));
+    let item = b.wait_source_state("live/unpinned", "error", Duration::from_secs(15));
     assert_eq!(
         item["sourceError"],
         "tls: certificate signed by unknown authority (self-signed: pin it with sourceFingerprint)",
@@ -134,7 +112,7 @@ fn https_source_pinned_by_fingerprint() {
     // The pinned one plays.
     let publisher = ff::publish(&a.rtmp_url("live/s"), 20);
     a.wait_for_log("publish started", Duration::from_secs(10));
-    let item = wait_source_state(&b, "live/s", "ready", Duration::from_secs(30));
+    let item = b.wait_source_state("live/s", "ready", Duration::from_secs(30));
     assert_eq!(item["source"]["type"], "httpFlvSource");
     assert_eq!(item["sourceUrl"], url);
     assert!(item["sourceBytesReceived"].as_u64() > Some(0), "{item}");
@@ -145,7 +123,7 @@ fn https_source_pinned_by_fingerprint() {
     assert!(p.video_frames > 25, "{p:?}");
 
     // The wrong pin never got through.
-    let item = path_item(&b, "live/wrong");
+    let item = b.path_item("live/wrong");
     assert_ne!(item["sourceState"], "ready", "{item}");
     let mut publisher = publisher;
     let _ = publisher.kill();

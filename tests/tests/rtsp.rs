@@ -9,9 +9,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
 use tests::ff::{self, parse_probe, wait_with_timeout};
-use tests::{eventually, free_port, Engine};
+use tests::{free_port, Engine};
 
 /// A running GStreamer RTSP server; killed when dropped.
 struct GstServer {
@@ -78,25 +77,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn path_item(engine: &Engine, path: &str) -> Value {
-    let r = engine.api("GET", &format!("/v3/paths/get/{path}"), None);
-    if r.status == 200 {
-        r.json()
-    } else {
-        Value::Null
-    }
-}
-
-fn wait_source_state(engine: &Engine, path: &str, state: &str, timeout: Duration) -> Value {
-    let mut last = Value::Null;
-    let ok = eventually(timeout, || {
-        last = path_item(engine, path);
-        last["sourceState"] == state
-    });
-    assert!(ok, "{path} never had sourceState {state}: {last}");
-    last
-}
-
 /// Reads 3 s of `url` with ffprobe: H.264 320x240 with AAC, at 25 fps.
 fn assert_relays(url: &str) {
     assert_relays_with(url, &[]);
@@ -124,7 +104,7 @@ fn pulls_gstreamer_and_relays_over_rtmp_and_http_flv() {
         gst.url("", "cam"),
         gst.url("", "nope"),
     ));
-    let item = wait_source_state(&engine, "live/cam", "ready", Duration::from_secs(20));
+    let item = engine.wait_source_state("live/cam", "ready", Duration::from_secs(20));
     assert_eq!(item["source"]["type"], "rtspSource", "{item}");
     assert_relays(&engine.rtmp_url("live/cam"));
     assert_relays(&engine.http_url("live/cam.flv"));
@@ -133,12 +113,12 @@ fn pulls_gstreamer_and_relays_over_rtmp_and_http_flv() {
         &["-m3u8_hold_counters", "2"],
     );
 
-    let missing = wait_source_state(&engine, "live/missing", "error", Duration::from_secs(20));
+    let missing = engine.wait_source_state("live/missing", "error", Duration::from_secs(20));
     assert_eq!(
         missing["sourceError"], "DESCRIBE: rtsp status 404 Not Found",
         "{missing}"
     );
-    let dead = wait_source_state(&engine, "live/dead", "error", Duration::from_secs(20));
+    let dead = engine.wait_source_state("live/dead", "error", Duration::from_secs(20));
     let error = dead["sourceError"].as_str().unwrap_or_default();
     assert!(error.contains("connection refused"), "{dead}");
 }
@@ -152,7 +132,7 @@ fn digest_auth_right_and_wrong_credentials() {
         gst.url("cam:s3cret@", "cam"),
         gst.url("cam:wrong@", "cam"),
     ));
-    let bad = wait_source_state(&engine, "live/bad", "error", Duration::from_secs(20));
+    let bad = engine.wait_source_state("live/bad", "error", Duration::from_secs(20));
     let error = bad["sourceError"].as_str().unwrap_or_default();
     assert!(error.contains("401 Unauthorized"), "{bad}");
     // The API never shows the password.
@@ -163,7 +143,7 @@ fn digest_auth_right_and_wrong_credentials() {
     );
     // On demand: the first reader starts the pull and gets the stream.
     assert_relays(&engine.rtmp_url("live/good"));
-    let good = path_item(&engine, "live/good");
+    let good = engine.path_item("live/good");
     assert_eq!(good["sourceOnDemand"], true, "{good}");
 }
 
@@ -176,11 +156,11 @@ fn pulls_over_udp_and_automatic() {
         gst.url("", "cam"),
         gst.url("", "cam"),
     ));
-    let item = wait_source_state(&engine, "live/udp", "ready", Duration::from_secs(20));
+    let item = engine.wait_source_state("live/udp", "ready", Duration::from_secs(20));
     assert_eq!(item["source"]["type"], "rtspSource", "{item}");
     // `udp` never falls back: what plays came over UDP.
     assert_relays(&engine.rtmp_url("live/udp"));
-    wait_source_state(&engine, "live/auto", "ready", Duration::from_secs(20));
+    engine.wait_source_state("live/auto", "ready", Duration::from_secs(20));
     assert_relays(&engine.rtmp_url("live/auto"));
     // Both played over UDP: `automatic` had no reason to fall back.
     let log = engine.log();
@@ -207,7 +187,7 @@ fn automatic_falls_back_to_tcp_when_udp_is_refused() {
         gst.url("", "cam"),
         gst_udp.url("", "cam"),
     ));
-    wait_source_state(&engine, "live/auto", "ready", Duration::from_secs(20));
+    engine.wait_source_state("live/auto", "ready", Duration::from_secs(20));
     assert_relays(&engine.rtmp_url("live/auto"));
     let log = engine.log();
     assert!(
@@ -218,7 +198,7 @@ fn automatic_falls_back_to_tcp_when_udp_is_refused() {
         "{log:#?}"
     );
     // `udp` only: the refusal is the source's error.
-    let udp = wait_source_state(&engine, "live/udp", "error", Duration::from_secs(20));
+    let udp = engine.wait_source_state("live/udp", "error", Duration::from_secs(20));
     let error = udp["sourceError"].as_str().unwrap_or_default();
     assert!(error.contains("SETUP: rtsp status 461"), "{udp}");
 }
