@@ -129,27 +129,17 @@ pub fn default_users() -> Vec<InternalUser> {
     InternalUser::mediamtx_defaults()
 }
 
-/// The auth part of the main config.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+/// The auth part of the main config (`Config::auth_settings`, where the keys are parsed).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthSettings {
-    /// `authMethod`.
-    #[serde(default)]
     pub auth_method: AuthMethod,
-    /// `authInternalUsers`; MediaMTX's default list when absent.
-    #[serde(default = "default_users")]
     pub auth_internal_users: Vec<InternalUser>,
-    /// `domainsDir`, relative to the main config file's directory.
-    #[serde(default)]
+    /// Relative to the main config file's directory (`config_dir` of [`Authenticator::load`]).
     pub domains_dir: Option<PathBuf>,
-    /// `unknownDomain`.
-    #[serde(default)]
     pub unknown_domain: UnknownDomain,
-    /// `authHTTPAddress`: the service `authMethod: http` asks.
-    #[serde(default, rename = "authHTTPAddress")]
+    /// The service `authMethod: http` asks.
     pub auth_http_address: Option<String>,
-    /// `authHTTPExclude`: actions (and paths) not asked of it, judged by the internal users.
-    #[serde(default = "http_hook::default_exclude", rename = "authHTTPExclude")]
+    /// Actions (and paths) not asked of it, judged by the internal users.
     pub auth_http_exclude: Vec<Permission>,
 }
 

@@ -577,16 +577,14 @@ fn domain_config_errors_name_file_line_key() {
         "{s}"
     );
     // Settings.
-    let bad: Result<AuthSettings, _> = serde_yaml_ng::from_str("authMethod: internal\nfoo: 1\n");
-    assert!(bad.is_err());
-    let http: AuthSettings = serde_yaml_ng::from_str("authMethod: http\n").unwrap();
+    let http = settings_from_yaml("authMethod: http\n");
     assert!(matches!(
         Authenticator::load(&http, Path::new(".")),
         Err(AuthConfigError::HttpHook(
             http_hook::HookConfigError::MissingAddress
         ))
     ));
-    let jwt: AuthSettings = serde_yaml_ng::from_str("authMethod: jwt\n").unwrap();
+    let jwt = settings_from_yaml("authMethod: jwt\n");
     assert!(matches!(
         Authenticator::load(&jwt, Path::new(".")),
         Err(AuthConfigError::UnsupportedAuthMethod(AuthMethod::Jwt))
@@ -599,6 +597,13 @@ fn domain_config_errors_name_file_line_key() {
         Authenticator::load(&missing, Path::new("/nonexistent")),
         Err(AuthConfigError::Io { .. })
     ));
+}
+
+/// The auth settings of a main config file made of `yaml`.
+fn settings_from_yaml(yaml: &str) -> AuthSettings {
+    crate::config::Config::parse(yaml, "test.yaml")
+        .unwrap()
+        .auth_settings()
 }
 
 #[test]
@@ -624,7 +629,7 @@ authInternalUsers:
   - action: metrics
   - action: pprof
 ";
-    let s: AuthSettings = serde_yaml_ng::from_str(yaml).unwrap();
+    let s = settings_from_yaml(yaml);
     assert_eq!(s.auth_internal_users, InternalUser::mediamtx_defaults());
     assert_eq!(s, AuthSettings::default());
     let auth = Authenticator::load(&s, Path::new(".")).unwrap();
