@@ -461,8 +461,13 @@ impl Core {
         };
         let mut s = stream.borrow_mut();
         s.remove_player(session);
+        self.drop_mirror_if_unused(key, &s);
+    }
+
+    /// A mirror nobody reads any more (no player, no HLS muxer) is removed, and its owner stops
+    /// sending us frames.
+    fn drop_mirror_if_unused(&self, key: &StreamKey, s: &LocalStream) {
         if let (Upstream::Core(owner), true) = (s.upstream, s.is_unused()) {
-            // Last local player of a mirror: stop the owner sending us frames.
             self.streams.borrow_mut().remove(key);
             self.stream_keys.borrow_mut().remove(&s.id);
             self.send(
@@ -851,17 +856,7 @@ impl Core {
         };
         let mut s = stream.borrow_mut();
         s.take_hls();
-        if let (Upstream::Core(owner), true) = (s.upstream, s.is_unused()) {
-            self.streams.borrow_mut().remove(key);
-            self.stream_keys.borrow_mut().remove(&s.id);
-            self.send(
-                owner,
-                CoreMessage::Unsubscribe {
-                    key: key.clone(),
-                    subscriber: self.id,
-                },
-            );
-        }
+        self.drop_mirror_if_unused(key, &s);
     }
 
     fn begin_shutdown(&self) {
