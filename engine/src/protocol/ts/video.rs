@@ -33,6 +33,17 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// A reader of a decoder configuration record, past its `configurationVersion` (which must
+    /// be 1: a later version may change the layout).
+    fn config_record(data: &'a [u8], codec: VideoCodec) -> Result<Self, TsError> {
+        let mut r = Reader { data, codec };
+        let version = r.u8()?;
+        if version != 1 {
+            return Err(TsError::UnsupportedConfigVersion { codec, version });
+        }
+        Ok(r)
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8], TsError> {
         if self.data.len() < n {
             return Err(TsError::TruncatedDecoderConfig { codec: self.codec });
@@ -74,14 +85,7 @@ impl VideoConfig {
     /// Parses an AVCDecoderConfigurationRecord.
     pub(super) fn parse_avc(record: &[u8]) -> Result<Self, TsError> {
         let codec = VideoCodec::H264;
-        let mut r = Reader {
-            data: record,
-            codec,
-        };
-        let version = r.u8()?;
-        if version != 1 {
-            return Err(TsError::UnsupportedConfigVersion { codec, version });
-        }
+        let mut r = Reader::config_record(record, codec)?;
         // AVCProfileIndication, profile_compatibility, AVCLevelIndication
         r.take(3)?;
         let nalu_length_size = length_size(r.u8()?, codec)?;
@@ -105,14 +109,7 @@ impl VideoConfig {
     /// Parses an HEVCDecoderConfigurationRecord, keeping every NAL unit of its arrays in order.
     pub(super) fn parse_hevc(record: &[u8]) -> Result<Self, TsError> {
         let codec = VideoCodec::H265;
-        let mut r = Reader {
-            data: record,
-            codec,
-        };
-        let version = r.u8()?;
-        if version != 1 {
-            return Err(TsError::UnsupportedConfigVersion { codec, version });
-        }
+        let mut r = Reader::config_record(record, codec)?;
         // Profile, tier, level, compatibility and constraint flags, segmentation, parallelism,
         // chroma format, bit depths, frame rate: 20 bytes the Annex B stream does not need.
         r.take(20)?;
