@@ -567,17 +567,36 @@ async fn slow_player(
     }
 }
 
-/// Reads into `buf` until `timer` fires (`None`).
-async fn read_or<F: Future<Output = ()>>(
+/// One read of a player's socket, unless `timer` (the end of the run) fires first: `Ok(None)`
+/// then; otherwise the bytes read, counted for the player and the progress line. A close by the
+/// server is an error.
+async fn player_read<F: Future<Output = ()>>(
+    ctx: &CoreCtx,
+    obs: &mut PlayerObserver,
     stream: &mut TcpStream,
     buf: &mut [u8],
     timer: std::pin::Pin<&mut F>,
-) -> Option<io::Result<usize>> {
-    future::or(async { Some(stream.read(buf).await) }, async {
+) -> Result<Option<usize>, ConnError> {
+    let read = future::or(async { Some(stream.read(buf).await) }, async {
         timer.await;
         None
-    })
-    .await
+    });
+    let n = match read.await {
+        None => return Ok(None),
+        Some(Ok(0)) => return Err(ConnError::Closed),
+        Some(Ok(n)) => n,
+        Some(Err(e)) => return Err(e.into()),
+    };
+    obs.on_bytes(n, &mut ctx.stats.borrow_mut());
+    Progress::add(&ctx.progress.bytes_received, n as u64);
+    Ok(Some(n))
+}
+
+/// A player's connection, given up at the connect timeout or the end of the run.
+async fn connect_player(ctx: &CoreCtx) -> Result<TcpStream, ConnError> {
+    let started = Instant::now();
+    let deadline = (started + ctx.plan.connect_timeout).min(ctx.end);
+    connect(ctx.addr_play, deadline.saturating_duration_since(started)).await
 }
 
 fn on_play_started(ctx: &CoreCtx, obs: &mut PlayerObserver) {
@@ -611,13 +630,7 @@ async fn play_rtmp(
     name: &str,
     obs: &mut PlayerObserver,
 ) -> Result<(), ConnError> {
-    let started = Instant::now();
-    let connect_deadline = (started + ctx.plan.connect_timeout).min(ctx.end);
-    let mut stream = connect(
-        ctx.addr_play,
-        connect_deadline.saturating_duration_since(started),
-    )
-    .await?;
+    let mut stream = connect_player(ctx).await?;
     let mut session = ClientSession::new(rtmp_config(
         target,
         name,
@@ -630,14 +643,11 @@ async fn play_rtmp(
     let timer = glommio::timer::sleep(ctx.end.saturating_duration_since(Instant::now()));
     futures_lite::pin!(timer);
     let result = loop {
-        let n = match read_or(&mut stream, &mut buf, timer.as_mut()).await {
-            None => break Ok(()),
-            Some(Ok(0)) => break Err(ConnError::Closed),
-            Some(Ok(n)) => n,
-            Some(Err(e)) => break Err(e.into()),
+        let n = match player_read(ctx, obs, &mut stream, &mut buf, timer.as_mut()).await {
+            Ok(Some(n)) => n,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
         };
-        obs.on_bytes(n, &mut ctx.stats.borrow_mut());
-        Progress::add(&ctx.progress.bytes_received, n as u64);
         session.handle_input(&buf[..n])?;
         flush(&mut session, &mut stream, &mut out, ctx.end).await?;
         let mut ended = false;
@@ -671,13 +681,7 @@ async fn play_http(
     name: &str,
     obs: &mut PlayerObserver,
 ) -> Result<(), ConnError> {
-    let started = Instant::now();
-    let connect_deadline = (started + ctx.plan.connect_timeout).min(ctx.end);
-    let mut stream = connect(
-        ctx.addr_play,
-        connect_deadline.saturating_duration_since(started),
-    )
-    .await?;
+    let mut stream = connect_player(ctx).await?;
     let mut request = BytesMut::new();
     HttpFlvClient::request(&mut request, &target.http_path(name), &target.host_header())?;
     until(ctx.end, stream.write_all(&request))
@@ -688,14 +692,9 @@ async fn play_http(
     let timer = glommio::timer::sleep(ctx.end.saturating_duration_since(Instant::now()));
     futures_lite::pin!(timer);
     loop {
-        let n = match read_or(&mut stream, &mut buf, timer.as_mut()).await {
-            None => return Ok(()),
-            Some(Ok(0)) => return Err(ConnError::Closed),
-            Some(Ok(n)) => n,
-            Some(Err(e)) => return Err(e.into()),
+        let Some(n) = player_read(ctx, obs, &mut stream, &mut buf, timer.as_mut()).await? else {
+            return Ok(());
         };
-        obs.on_bytes(n, &mut ctx.stats.borrow_mut());
-        Progress::add(&ctx.progress.bytes_received, n as u64);
         client.handle_input(&buf[..n])?;
         while let Some(ev) = client.poll_event()? {
             match ev {
