@@ -6,21 +6,67 @@ use glommio::channels::shared_channel::{
     self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
 };
 
-use super::{CoreId, CoreMessage};
+use super::{CoreId, CoreMessage, StreamId};
+use crate::media::Frame;
 
-/// Room in each channel. Media takes most of it; a core that falls this far behind loses frames
-/// (and resynchronises on the next keyframe) instead of stalling the publisher's core.
-const CHANNEL_CAPACITY: usize = 8192;
+/// Messages a data core can have waiting from all other data cores together. Media takes most
+/// of it; a core that falls this far behind one sender loses that sender's frames (and
+/// resynchronises on the next keyframe) instead of stalling the publisher's core.
+const INBOUND_CAPACITY: usize = 65536;
+/// Room in each channel between two data cores, whatever the number of cores: the mesh has
+/// cores² channels, each allocated whole up front, and with more cores each pair carries a
+/// smaller share of the streams.
+const MIN_CHANNEL_CAPACITY: usize = 1024;
+const MAX_CHANNEL_CAPACITY: usize = 8192;
+/// Room in each channel to and from the control executor, which carries no media: requests of
+/// the API and their answers, a few per request per core.
+const CONTROL_CHANNEL_CAPACITY: usize = 512;
+
+/// What travels in a channel. Every slot of a channel is allocated (and touched) up front, and
+/// the mesh has executors² channels, so a slot must stay small: media, the only traffic with a
+/// rate, travels inline; everything else is boxed (one allocation per control message).
+enum Envelope {
+    Media { stream: StreamId, frame: Frame },
+    Boxed(Box<CoreMessage>),
+}
+
+impl Envelope {
+    fn wrap(msg: CoreMessage) -> Envelope {
+        match msg {
+            CoreMessage::Media { stream, frame } => Envelope::Media { stream, frame },
+            other => Envelope::Boxed(Box::new(other)),
+        }
+    }
+
+    fn open(self) -> CoreMessage {
+        match self {
+            Envelope::Media { stream, frame } => CoreMessage::Media { stream, frame },
+            Envelope::Boxed(msg) => *msg,
+        }
+    }
+}
+
+/// The receiving end of one channel, connected on its executor.
+pub struct MeshReceiver(ConnectedReceiver<Envelope>);
+
+impl MeshReceiver {
+    /// The next message; `None` once every sender is gone.
+    pub async fn recv(&self) -> Option<CoreMessage> {
+        self.0.recv().await.map(Envelope::open)
+    }
+}
 
 /// One executor's ends of the mesh, before they are connected on that executor's thread.
 pub struct MeshEnds {
     pub core: CoreId,
-    senders: Vec<Option<SharedSender<CoreMessage>>>,
-    receivers: Vec<(CoreId, SharedReceiver<CoreMessage>)>,
+    senders: Vec<Option<SharedSender<Envelope>>>,
+    receivers: Vec<(CoreId, SharedReceiver<Envelope>)>,
 }
 
 /// Builds a full mesh between `executors` executors (data cores first, then the control core).
 pub fn build(executors: usize) -> Vec<MeshEnds> {
+    let control = executors - 1;
+    let data_capacity = data_channel_capacity(control);
     let mut ends: Vec<MeshEnds> = (0..executors)
         .map(|i| MeshEnds {
             core: CoreId(i as u16),
@@ -33,7 +79,12 @@ pub fn build(executors: usize) -> Vec<MeshEnds> {
             if from == to {
                 continue;
             }
-            let (tx, rx) = shared_channel::new_bounded(CHANNEL_CAPACITY);
+            let capacity = if from == control || to == control {
+                CONTROL_CHANNEL_CAPACITY
+            } else {
+                data_capacity
+            };
+            let (tx, rx) = shared_channel::new_bounded(capacity);
             ends[from].senders[to] = Some(tx);
             ends[to].receivers.push((CoreId(from as u16), rx));
         }
@@ -41,15 +92,22 @@ pub fn build(executors: usize) -> Vec<MeshEnds> {
     ends
 }
 
+/// The room in each channel between two of `data_cores` data cores.
+fn data_channel_capacity(data_cores: usize) -> usize {
+    (INBOUND_CAPACITY / data_cores.max(1))
+        .next_power_of_two()
+        .clamp(MIN_CHANNEL_CAPACITY, MAX_CHANNEL_CAPACITY)
+}
+
 /// Connected senders to every other executor, indexed by core.
 pub struct Mesh {
-    senders: Vec<Option<Rc<ConnectedSender<CoreMessage>>>>,
+    senders: Vec<Option<Rc<ConnectedSender<Envelope>>>>,
 }
 
 impl MeshEnds {
     /// Connects every end on the current executor. Each connect waits for its peer, so every
     /// executor must run this concurrently with the others; returns the senders and the receivers.
-    pub async fn connect(self) -> (Mesh, Vec<(CoreId, ConnectedReceiver<CoreMessage>)>) {
+    pub async fn connect(self) -> (Mesh, Vec<(CoreId, MeshReceiver)>) {
         let receivers: Vec<_> = self
             .receivers
             .into_iter()
@@ -69,7 +127,7 @@ impl MeshEnds {
         }
         let mut connected_receivers = Vec::with_capacity(receivers.len());
         for (from, task) in receivers {
-            connected_receivers.push((from, task.await));
+            connected_receivers.push((from, MeshReceiver(task.await)));
         }
         (
             Mesh {
@@ -87,7 +145,9 @@ impl Mesh {
     #[allow(clippy::result_large_err)]
     pub fn try_send(&self, to: CoreId, msg: CoreMessage) -> Result<(), CoreMessage> {
         match self.senders.get(to.index()).and_then(Option::as_ref) {
-            Some(tx) => tx.try_send(msg).map_err(give_back),
+            Some(tx) => tx
+                .try_send(Envelope::wrap(msg))
+                .map_err(|e| give_back(e).open()),
             None => Err(msg),
         }
     }
@@ -99,7 +159,7 @@ impl Mesh {
             if let Some(tx) = self.senders.get(to.index()).and_then(Option::as_ref) {
                 let tx = tx.clone();
                 glommio::spawn_local(async move {
-                    if tx.send(msg).await.is_err() {
+                    if tx.send(Envelope::wrap(msg)).await.is_err() {
                         tracing::debug!(to = %to, "core channel closed; message dropped at shutdown");
                     }
                 })
@@ -110,11 +170,50 @@ impl Mesh {
 }
 
 /// Recovers the message from a failed send (full or closed channel).
-fn give_back(err: glommio::GlommioError<CoreMessage>) -> CoreMessage {
+fn give_back(err: glommio::GlommioError<Envelope>) -> Envelope {
     match err {
         glommio::GlommioError::Closed(glommio::ResourceType::Channel(msg))
         | glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(msg)) => msg,
         // try_send only fails with the two above; anything else carries no message to return.
         other => unreachable!("shared channel try_send failed unexpectedly: {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_channel_slot_stays_small() {
+        // Up to 8192 slots per channel, executors² channels: 64 bytes is 0.5 MiB a channel.
+        assert!(
+            std::mem::size_of::<Envelope>() <= 64,
+            "{} bytes",
+            std::mem::size_of::<Envelope>()
+        );
+    }
+
+    #[test]
+    fn channels_shrink_as_cores_grow() {
+        assert_eq!(data_channel_capacity(1), 8192);
+        assert_eq!(data_channel_capacity(8), 8192);
+        assert_eq!(data_channel_capacity(15), 8192);
+        assert_eq!(data_channel_capacity(16), 4096);
+        assert_eq!(data_channel_capacity(63), 2048);
+        assert_eq!(data_channel_capacity(128), 1024);
+        assert_eq!(data_channel_capacity(1000), 1024);
+    }
+
+    #[test]
+    fn envelopes_give_back_the_message() {
+        let msg = CoreMessage::StreamEnd {
+            stream: StreamId(7),
+        };
+        assert!(matches!(
+            Envelope::wrap(msg).open(),
+            CoreMessage::StreamEnd {
+                stream: StreamId(7)
+            }
+        ));
     }
 }
