@@ -14,20 +14,71 @@ const FLV_AAC: u8 = 0xaf;
 /// Samples per AAC access unit.
 const SAMPLES_PER_AU: u32 = 1024;
 
+/// What both AAC payload formats (this one and [`super::latm`]) do around their own payload
+/// parsing: the sequence check, the timeline, and FLV AAC frames behind one sequence header.
+#[derive(Debug)]
+pub(super) struct AacFrames {
+    timeline: Timeline,
+    seq: Sequence,
+    /// The AudioSpecificConfig, sent as the sequence header before the first frame.
+    config: Bytes,
+    header_sent: bool,
+    /// Access units dropped for loss or malformed payloads.
+    pub(super) dropped: u64,
+}
+
+impl AacFrames {
+    pub(super) fn new(track: &Track, origin: Option<u32>, config: Bytes) -> AacFrames {
+        AacFrames {
+            timeline: Timeline::new(track.clock_rate, origin),
+            seq: Sequence::default(),
+            config,
+            header_sent: false,
+            dropped: 0,
+        }
+    }
+
+    /// Checks `p`'s sequence number: false for a late packet (drop it). A gap loses the access
+    /// unit being reassembled, `pending`.
+    pub(super) fn accept<T>(&mut self, p: &RtpPacket, pending: &mut Option<T>) -> bool {
+        match self.seq.check(p.sequence) {
+            SeqCheck::Late => return false,
+            SeqCheck::Lost(_) => {
+                if pending.take().is_some() {
+                    self.dropped += 1;
+                }
+            }
+            SeqCheck::InOrder => {}
+        }
+        true
+    }
+
+    /// Emits access unit `au` of RTP time `rtp_ts`, the sequence header first if none went out.
+    pub(super) fn emit(&mut self, rtp_ts: u32, au: Bytes, out: &mut Vec<Frame>) {
+        let ms = self.timeline.ms(rtp_ts);
+        if !self.header_sent {
+            let mut h = BytesMut::with_capacity(2 + self.config.len());
+            h.put_slice(&[FLV_AAC, 0]);
+            h.put_slice(&self.config);
+            out.push(Frame::new(MediaKind::Audio, ms, h.freeze()));
+            self.header_sent = true;
+        }
+        let mut b = BytesMut::with_capacity(2 + au.len());
+        b.put_slice(&[FLV_AAC, 1]);
+        b.put_slice(&au);
+        out.push(Frame::new(MediaKind::Audio, ms, b.freeze()));
+    }
+}
+
 /// One AAC track's depacketizer.
 #[derive(Debug)]
 pub struct Aac {
-    timeline: Timeline,
-    seq: Sequence,
-    config: Bytes,
+    frames: AacFrames,
     size_length: u32,
     index_length: u32,
     index_delta_length: u32,
-    header_sent: bool,
     /// A fragmented access unit: bytes so far, its announced size, its RTP timestamp.
     fragment: Option<(BytesMut, usize, u32)>,
-    /// Access units dropped for loss or malformed headers.
-    pub dropped: u64,
 }
 
 impl Aac {
@@ -51,43 +102,39 @@ impl Aac {
             .filter(|&n| (1..=16).contains(&n))
             .ok_or_else(|| bad("no sizelength in the sdp"))?;
         Ok(Aac {
-            timeline: Timeline::new(track.clock_rate, origin),
-            seq: Sequence::default(),
-            config: Bytes::from(config),
+            frames: AacFrames::new(track, origin, Bytes::from(config)),
             size_length,
             index_length: num("indexlength", Some(0)).unwrap_or(0).min(16),
             index_delta_length: num("indexdeltalength", Some(0)).unwrap_or(0).min(16),
-            header_sent: false,
             fragment: None,
-            dropped: 0,
         })
     }
 
+    /// Access units dropped for loss or malformed headers.
+    pub fn dropped(&self) -> u64 {
+        self.frames.dropped
+    }
+
     pub(super) fn push(&mut self, p: &RtpPacket, out: &mut Vec<Frame>) {
-        match self.seq.check(p.sequence) {
-            SeqCheck::Late => return,
-            SeqCheck::Lost(_) => {
-                if self.fragment.take().is_some() {
-                    self.dropped += 1;
-                }
-            }
-            SeqCheck::InOrder => {}
+        if !self.frames.accept(p, &mut self.fragment) {
+            return;
         }
         let Some((sizes, data)) = self.au_headers(&p.payload) else {
-            self.dropped += 1;
+            self.frames.dropped += 1;
             self.fragment = None;
             return;
         };
         if let Some((mut buf, size, ts)) = self.fragment.take() {
             // A continuation: same timestamp, one AU header, the rest of the bytes.
             if ts != p.timestamp || sizes.len() != 1 {
-                self.dropped += 1;
+                self.frames.dropped += 1;
             } else {
                 buf.extend_from_slice(&data);
                 if buf.len() >= size {
-                    self.emit(p.timestamp, buf.freeze().slice(..size), out);
+                    self.frames
+                        .emit(p.timestamp, buf.freeze().slice(..size), out);
                 } else if p.marker {
-                    self.dropped += 1;
+                    self.frames.dropped += 1;
                 } else {
                     self.fragment = Some((buf, size, ts));
                 }
@@ -96,7 +143,7 @@ impl Aac {
         }
         if sizes.len() == 1 && sizes[0] > data.len() {
             if p.marker {
-                self.dropped += 1;
+                self.frames.dropped += 1;
             } else {
                 self.fragment = Some((BytesMut::from(&data[..]), sizes[0], p.timestamp));
             }
@@ -105,28 +152,13 @@ impl Aac {
         let mut at = 0;
         for (i, size) in sizes.iter().enumerate() {
             if at + size > data.len() {
-                self.dropped += (sizes.len() - i) as u64;
+                self.frames.dropped += (sizes.len() - i) as u64;
                 return;
             }
             let ts = p.timestamp.wrapping_add(i as u32 * SAMPLES_PER_AU);
-            self.emit(ts, data.slice(at..at + size), out);
+            self.frames.emit(ts, data.slice(at..at + size), out);
             at += size;
         }
-    }
-
-    fn emit(&mut self, rtp_ts: u32, au: Bytes, out: &mut Vec<Frame>) {
-        let ms = self.timeline.ms(rtp_ts);
-        if !self.header_sent {
-            let mut h = BytesMut::with_capacity(2 + self.config.len());
-            h.put_slice(&[FLV_AAC, 0]);
-            h.put_slice(&self.config);
-            out.push(Frame::new(MediaKind::Audio, ms, h.freeze()));
-            self.header_sent = true;
-        }
-        let mut b = BytesMut::with_capacity(2 + au.len());
-        b.put_slice(&[FLV_AAC, 1]);
-        b.put_slice(&au);
-        out.push(Frame::new(MediaKind::Audio, ms, b.freeze()));
     }
 
     /// The AU sizes and the data after the AU header section.
@@ -189,7 +221,7 @@ pub(super) fn hex(s: &str) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::rtp;
+    use super::super::tests::{rtp, run};
     use super::super::Depacketizer;
     use super::*;
     use crate::protocol::rtsp::Sdp;
@@ -211,14 +243,6 @@ mod tests {
             v.extend_from_slice(au);
         }
         v
-    }
-
-    fn run(d: &mut Depacketizer, packets: &[Bytes]) -> Vec<Frame> {
-        let mut out = Vec::new();
-        for p in packets {
-            d.push(p, &mut out).unwrap();
-        }
-        out
     }
 
     #[test]
@@ -261,7 +285,7 @@ mod tests {
         assert_eq!(bodies, [&[0xaf, 1, 1, 2, 3, 4][..], &[0xaf, 1, 9][..]]);
         assert_eq!(out[2].timestamp, 46);
         let Depacketizer::Aac(a) = &d else { panic!() };
-        assert_eq!(a.dropped, 1);
+        assert_eq!(a.dropped(), 1);
     }
 
     #[test]

@@ -3,11 +3,10 @@
 //! `sprop-parameter-sets` or in-band) before the first keyframe and whenever they change, then
 //! one frame per access unit with AVCC length-prefixed NAL units.
 
-use base64::Engine as _;
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::units::AccessUnits;
-use super::{RtpPacket, Timeline};
+use super::units::{length_prefixed, AccessUnits, NalCodec};
+use super::Timeline;
 use crate::media::{Frame, MediaKind};
 use crate::protocol::rtsp::Track;
 
@@ -39,13 +38,7 @@ impl H264 {
             pps: None,
             config_changed: true,
         };
-        if let Some(sets) = track.fmtp("sprop-parameter-sets") {
-            for set in sets.split(',') {
-                if let Ok(nal) = base64::engine::general_purpose::STANDARD.decode(set.trim()) {
-                    d.parameter_set(Bytes::from(nal));
-                }
-            }
-        }
+        d.sprop_parameter_sets(track, &["sprop-parameter-sets"]);
         d
     }
 
@@ -53,19 +46,11 @@ impl H264 {
     pub fn dropped(&self) -> u64 {
         self.units.dropped
     }
+}
 
-    pub(super) fn push(&mut self, p: &RtpPacket, out: &mut Vec<Frame>) {
-        if !self.units.accept(p) {
-            return;
-        }
-        if self.units.starts_new(p) {
-            self.flush(out);
-        }
-        self.units.touch(p.timestamp);
-        self.payload(p.timestamp, &p.payload);
-        if p.marker {
-            self.flush(out);
-        }
+impl NalCodec for H264 {
+    fn units(&mut self) -> &mut AccessUnits {
+        &mut self.units
     }
 
     fn payload(&mut self, ts: u32, data: &Bytes) {
@@ -74,41 +59,15 @@ impl H264 {
         };
         match first & 0x1f {
             1..=23 => self.nal(ts, data.clone()),
-            STAP_A => {
-                let mut i = 1;
-                while i + 2 <= data.len() {
-                    let size = usize::from(u16::from_be_bytes([data[i], data[i + 1]]));
-                    i += 2;
-                    if size == 0 || i + size > data.len() {
-                        self.units.damaged = true;
-                        return;
-                    }
-                    self.nal(ts, data.slice(i..i + size));
-                    i += size;
-                }
-            }
+            STAP_A => self.aggregated(ts, data, 1, 1),
             FU_A => {
                 let Some(&header) = data.get(1) else {
                     self.units.damaged = true;
                     return;
                 };
-                let (start, end) = (header & 0x80 != 0, header & 0x40 != 0);
-                if start {
-                    let mut nal = BytesMut::with_capacity(data.len() * 4);
-                    nal.put_u8((first & 0xe0) | (header & 0x1f));
-                    nal.extend_from_slice(&data[2..]);
-                    self.units.fu = Some(nal);
-                } else if let Some(nal) = &mut self.units.fu {
-                    nal.extend_from_slice(&data[2..]);
-                } else {
-                    // A middle or end fragment without its start: its start was lost.
-                    self.units.damaged = true;
-                    return;
-                }
-                if end {
-                    if let Some(nal) = self.units.fu.take() {
-                        self.nal(ts, nal.freeze());
-                    }
+                let nal_header = (first & 0xe0) | (header & 0x1f);
+                if let Some(nal) = self.units.fragment(header, &[nal_header], &data[2..]) {
+                    self.nal(ts, nal);
                 }
             }
             // STAP-B, MTAP, FU-B belong to the interleaved mode, which is not negotiated.
@@ -136,7 +95,6 @@ impl H264 {
         }
     }
 
-    /// Ends the access unit being assembled and emits it if it is whole and decodable.
     fn flush(&mut self, out: &mut Vec<Frame>) {
         let is_key = |n: &[u8]| n[0] & 0x1f == NAL_IDR;
         let ready = self.sps.is_some() && self.pps.is_some();
@@ -149,14 +107,9 @@ impl H264 {
                 self.config_changed = false;
             }
         }
-        let size: usize = nals.iter().map(|n| 4 + n.len()).sum();
-        let mut body = BytesMut::with_capacity(5 + size);
-        body.put_slice(&[if keyframe { 0x17 } else { 0x27 }, 1, 0, 0, 0]);
-        for n in &nals {
-            body.put_u32(n.len() as u32);
-            body.put_slice(n);
-        }
-        out.push(Frame::new(MediaKind::Video, ms, body.freeze()));
+        let header = [if keyframe { 0x17 } else { 0x27 }, 1, 0, 0, 0];
+        let body = length_prefixed(header, &nals);
+        out.push(Frame::new(MediaKind::Video, ms, body));
     }
 }
 
@@ -175,7 +128,7 @@ fn sequence_header(sps: &[u8], pps: &[u8]) -> Bytes {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::rtp;
+    use super::super::tests::{rtp, run};
     use super::super::Depacketizer;
     use super::*;
     use crate::protocol::rtsp::Sdp;
@@ -209,14 +162,6 @@ mod tests {
         v.extend_from_slice(&[1, 0, 4]);
         v.extend_from_slice(PPS);
         v
-    }
-
-    fn run(d: &mut Depacketizer, packets: &[Bytes]) -> Vec<Frame> {
-        let mut out = Vec::new();
-        for p in packets {
-            d.push(p, &mut out).unwrap();
-        }
-        out
     }
 
     const IDR: &[u8] = &[0x65, 0x88, 0x84, 0x21];

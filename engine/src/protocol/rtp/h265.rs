@@ -4,11 +4,10 @@
 //! band) before the first keyframe and whenever they change, then `CodedFramesX` frames with
 //! length-prefixed NAL units. Loss and keyframe rules are H.264's ([`super::h264`]).
 
-use base64::Engine as _;
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::units::AccessUnits;
-use super::{RtpPacket, Timeline};
+use super::units::{length_prefixed, AccessUnits, NalCodec};
+use super::Timeline;
 use crate::media::{Frame, MediaKind};
 use crate::protocol::rtsp::Track;
 
@@ -47,13 +46,7 @@ impl H265 {
             pps: None,
             config_changed: true,
         };
-        for name in ["sprop-vps", "sprop-sps", "sprop-pps"] {
-            for set in track.fmtp(name).unwrap_or_default().split(',') {
-                if let Ok(nal) = base64::engine::general_purpose::STANDARD.decode(set.trim()) {
-                    d.parameter_set(Bytes::from(nal));
-                }
-            }
-        }
+        d.sprop_parameter_sets(track, &["sprop-vps", "sprop-sps", "sprop-pps"]);
         d
     }
 
@@ -61,19 +54,11 @@ impl H265 {
     pub fn dropped(&self) -> u64 {
         self.units.dropped
     }
+}
 
-    pub(super) fn push(&mut self, p: &RtpPacket, out: &mut Vec<Frame>) {
-        if !self.units.accept(p) {
-            return;
-        }
-        if self.units.starts_new(p) {
-            self.flush(out);
-        }
-        self.units.touch(p.timestamp);
-        self.payload(p.timestamp, &p.payload);
-        if p.marker {
-            self.flush(out);
-        }
+impl NalCodec for H265 {
+    fn units(&mut self) -> &mut AccessUnits {
+        &mut self.units
     }
 
     fn payload(&mut self, ts: u32, data: &Bytes) {
@@ -81,38 +66,12 @@ impl H265 {
             return;
         }
         match nal_type(data) {
-            Some(AP) => {
-                let mut i = 2;
-                while i + 2 <= data.len() {
-                    let size = usize::from(u16::from_be_bytes([data[i], data[i + 1]]));
-                    i += 2;
-                    if size < 2 || i + size > data.len() {
-                        self.units.damaged = true;
-                        return;
-                    }
-                    self.nal(ts, data.slice(i..i + size));
-                    i += size;
-                }
-            }
+            Some(AP) => self.aggregated(ts, data, 2, 2),
             Some(FU) => {
                 let header = data[2];
-                let (start, end) = (header & 0x80 != 0, header & 0x40 != 0);
-                if start {
-                    let mut nal = BytesMut::with_capacity(data.len() * 4);
-                    nal.put_u8((data[0] & 0x81) | ((header & 0x3f) << 1));
-                    nal.put_u8(data[1]);
-                    nal.extend_from_slice(&data[3..]);
-                    self.units.fu = Some(nal);
-                } else if let Some(nal) = &mut self.units.fu {
-                    nal.extend_from_slice(&data[3..]);
-                } else {
-                    self.units.damaged = true;
-                    return;
-                }
-                if end {
-                    if let Some(nal) = self.units.fu.take() {
-                        self.nal(ts, nal.freeze());
-                    }
+                let nal_header = [(data[0] & 0x81) | ((header & 0x3f) << 1), data[1]];
+                if let Some(nal) = self.units.fragment(header, &nal_header, &data[3..]) {
+                    self.nal(ts, nal);
                 }
             }
             // PACI (50) and reserved types carry nothing we relay.
@@ -162,15 +121,9 @@ impl H265 {
                 self.config_changed = false;
             }
         }
-        let size: usize = nals.iter().map(|n| 4 + n.len()).sum();
-        let mut body = BytesMut::with_capacity(5 + size);
-        body.put_u8(if keyframe { EX_KEY } else { EX_INTER } | CODED_FRAMES_X);
-        body.put_slice(b"hvc1");
-        for n in &nals {
-            body.put_u32(n.len() as u32);
-            body.put_slice(n);
-        }
-        out.push(Frame::new(MediaKind::Video, ms, body.freeze()));
+        let tag = if keyframe { EX_KEY } else { EX_INTER } | CODED_FRAMES_X;
+        let body = length_prefixed([tag, b'h', b'v', b'c', b'1'], &nals);
+        out.push(Frame::new(MediaKind::Video, ms, body));
     }
 }
 
@@ -218,7 +171,9 @@ fn decoder_configuration(vps: &[u8], sps: &[u8], pps: &[u8]) -> Option<Bytes> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::rtp;
+    use base64::Engine as _;
+
+    use super::super::tests::{rtp, run};
     use super::super::Depacketizer;
     use super::*;
     use crate::protocol::rtsp::Sdp;
@@ -244,14 +199,6 @@ mod tests {
             b64(PPS)
         );
         Sdp::parse(sdp.as_bytes()).unwrap().tracks.remove(0)
-    }
-
-    fn run(d: &mut Depacketizer, packets: &[Bytes]) -> Vec<Frame> {
-        let mut out = Vec::new();
-        for p in packets {
-            d.push(p, &mut out).unwrap();
-        }
-        out
     }
 
     #[test]

@@ -4,26 +4,19 @@
 //! packets are reassembled up to the marker bit; one with a lost packet is dropped. In-band
 //! configuration (`cpresent=1`), several programs, layers or subframes are refused.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
-use super::aac::{hex, Bits};
-use super::{RtpPacket, SeqCheck, Sequence, Timeline, Unsupported};
-use crate::media::{Frame, MediaKind};
+use super::aac::{hex, AacFrames, Bits};
+use super::{RtpPacket, Unsupported};
+use crate::media::Frame;
 use crate::protocol::rtsp::Track;
-
-const FLV_AAC: u8 = 0xaf;
 
 /// One MP4A-LATM track's depacketizer.
 #[derive(Debug)]
 pub struct Latm {
-    timeline: Timeline,
-    seq: Sequence,
-    config: Bytes,
-    header_sent: bool,
+    frames: AacFrames,
     /// Payload bytes of the element being reassembled, and its RTP timestamp.
     pending: Option<(BytesMut, u32)>,
-    /// Elements dropped for loss or malformed lengths.
-    pub dropped: u64,
 }
 
 impl Latm {
@@ -42,24 +35,19 @@ impl Latm {
         let config = audio_specific_config(&mux)
             .ok_or_else(|| bad("StreamMuxConfig not supported (one AAC program and layer are)"))?;
         Ok(Latm {
-            timeline: Timeline::new(track.clock_rate, origin),
-            seq: Sequence::default(),
-            config,
-            header_sent: false,
+            frames: AacFrames::new(track, origin, config),
             pending: None,
-            dropped: 0,
         })
     }
 
+    /// Elements dropped for loss or malformed lengths.
+    pub fn dropped(&self) -> u64 {
+        self.frames.dropped
+    }
+
     pub(super) fn push(&mut self, p: &RtpPacket, out: &mut Vec<Frame>) {
-        match self.seq.check(p.sequence) {
-            SeqCheck::Late => return,
-            SeqCheck::Lost(_) => {
-                if self.pending.take().is_some() {
-                    self.dropped += 1;
-                }
-            }
-            SeqCheck::InOrder => {}
+        if !self.frames.accept(p, &mut self.pending) {
+            return;
         }
         let mut buf = match self.pending.take() {
             Some((mut buf, ts)) if ts == p.timestamp => {
@@ -67,7 +55,7 @@ impl Latm {
                 buf
             }
             Some(_) => {
-                self.dropped += 1;
+                self.frames.dropped += 1;
                 BytesMut::from(&p.payload[..])
             }
             None => BytesMut::from(&p.payload[..]),
@@ -83,7 +71,7 @@ impl Latm {
             let mut len = 0usize;
             loop {
                 let Some(&b) = data.get(at) else {
-                    self.dropped += 1;
+                    self.frames.dropped += 1;
                     return;
                 };
                 at += 1;
@@ -93,27 +81,12 @@ impl Latm {
                 }
             }
             if at + len > data.len() {
-                self.dropped += 1;
+                self.frames.dropped += 1;
                 return;
             }
-            self.emit(p.timestamp, data.slice(at..at + len), out);
+            self.frames.emit(p.timestamp, data.slice(at..at + len), out);
             at += len;
         }
-    }
-
-    fn emit(&mut self, rtp_ts: u32, au: Bytes, out: &mut Vec<Frame>) {
-        let ms = self.timeline.ms(rtp_ts);
-        if !self.header_sent {
-            let mut h = BytesMut::with_capacity(2 + self.config.len());
-            h.put_slice(&[FLV_AAC, 0]);
-            h.put_slice(&self.config);
-            out.push(Frame::new(MediaKind::Audio, ms, h.freeze()));
-            self.header_sent = true;
-        }
-        let mut b = BytesMut::with_capacity(2 + au.len());
-        b.put_slice(&[FLV_AAC, 1]);
-        b.put_slice(&au);
-        out.push(Frame::new(MediaKind::Audio, ms, b.freeze()));
     }
 }
 
@@ -187,7 +160,7 @@ impl BitWriter {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::rtp;
+    use super::super::tests::{rtp, run};
     use super::super::Depacketizer;
     use super::*;
     use crate::protocol::rtsp::Sdp;
@@ -217,21 +190,21 @@ mod tests {
             Some(0),
         )
         .unwrap();
-        let mut out = Vec::new();
         let big = vec![7u8; 300];
         let mut long = vec![0xff, 45];
         long.extend_from_slice(&big);
-        for p in [
-            rtp(96, 1, 0, true, &[2, 1, 2]),
-            // 300 bytes in two packets: 255 + 45 as the length.
-            rtp(96, 2, 1024, false, &long[..100]),
-            rtp(96, 3, 1024, true, &long[100..]),
-            // A fragmented element whose second packet is lost.
-            rtp(96, 4, 2048, false, &[3, 9]),
-            rtp(96, 6, 3072, true, &[1, 5]),
-        ] {
-            d.push(&p, &mut out).unwrap();
-        }
+        let out = run(
+            &mut d,
+            &[
+                rtp(96, 1, 0, true, &[2, 1, 2]),
+                // 300 bytes in two packets: 255 + 45 as the length.
+                rtp(96, 2, 1024, false, &long[..100]),
+                rtp(96, 3, 1024, true, &long[100..]),
+                // A fragmented element whose second packet is lost.
+                rtp(96, 4, 2048, false, &[3, 9]),
+                rtp(96, 6, 3072, true, &[1, 5]),
+            ],
+        );
         let bodies: Vec<(u32, usize)> =
             out.iter().map(|f| (f.timestamp, f.payload.len())).collect();
         assert_eq!(bodies, [(0, 4), (0, 4), (23, 302), (69, 3)]);

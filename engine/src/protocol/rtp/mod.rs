@@ -25,6 +25,7 @@ mod units;
 
 use bytes::Bytes;
 
+use self::units::NalCodec as _;
 use crate::media::{Frame, MediaKind};
 use crate::protocol::rtsp::Track;
 
@@ -250,6 +251,15 @@ pub(crate) mod tests {
         p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
         p.extend_from_slice(payload);
         Bytes::from(p)
+    }
+
+    /// Feeds `packets` to `d`; the frames that came out.
+    pub(crate) fn run(d: &mut Depacketizer, packets: &[Bytes]) -> Vec<Frame> {
+        let mut out = Vec::new();
+        for p in packets {
+            d.push(p, &mut out).unwrap();
+        }
+        out
     }
 
     #[test]

@@ -1,17 +1,85 @@
 //! What the H.264 and H.265 depacketizers share: sequence checking, access-unit assembly by
-//! marker bit and timestamp, FU reassembly state, and the loss rule (an access unit with a lost
-//! packet is dropped, and so is everything up to the next keyframe).
+//! marker bit and timestamp, FU and aggregation-packet reassembly, parameter sets from the SDP,
+//! and the loss rule (an access unit with a lost packet is dropped, and so is everything up to
+//! the next keyframe).
 
-use bytes::{Bytes, BytesMut};
+use base64::Engine as _;
+use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{RtpPacket, SeqCheck, Sequence, Timeline};
+use crate::media::Frame;
+use crate::protocol::rtsp::Track;
+
+/// The codec half of an H.264 or H.265 depacketizer: how a payload splits into NAL units, which
+/// of those are parameter sets, and how an access unit becomes frames. The packet loop and the
+/// payload layouts both RFCs share are the provided methods.
+pub(super) trait NalCodec {
+    fn units(&mut self) -> &mut AccessUnits;
+
+    /// Splits one packet's payload into NAL units for [`NalCodec::nal`], aggregation packets
+    /// through [`NalCodec::aggregated`] and fragments through [`AccessUnits::fragment`].
+    fn payload(&mut self, ts: u32, data: &Bytes);
+
+    /// Takes one NAL unit of the unit of `ts`: a parameter set, a picture's, or one to skip.
+    fn nal(&mut self, ts: u32, nal: Bytes);
+
+    /// Keeps a parameter set (from the SDP or in band); anything else is ignored.
+    fn parameter_set(&mut self, nal: Bytes);
+
+    /// Ends the access unit being assembled and emits it if it is whole and decodable.
+    fn flush(&mut self, out: &mut Vec<Frame>);
+
+    /// Feeds one packet; a unit ends at a packet with the marker bit, or, when that was lost or
+    /// not set, at the first packet of the next timestamp.
+    fn push(&mut self, p: &RtpPacket, out: &mut Vec<Frame>) {
+        if !self.units().accept(p) {
+            return;
+        }
+        if self.units().starts_new(p) {
+            self.flush(out);
+        }
+        self.units().touch(p.timestamp);
+        self.payload(p.timestamp, &p.payload);
+        if p.marker {
+            self.flush(out);
+        }
+    }
+
+    /// Takes the parameter sets in the fmtp parameters `names`, each a comma-separated list of
+    /// base64 NAL units. One that does not decode is skipped: the stream may repeat it in band.
+    fn sprop_parameter_sets(&mut self, track: &Track, names: &[&str]) {
+        for sets in names.iter().filter_map(|name| track.fmtp(name)) {
+            for set in sets.split(',') {
+                if let Ok(nal) = base64::engine::general_purpose::STANDARD.decode(set.trim()) {
+                    self.parameter_set(Bytes::from(nal));
+                }
+            }
+        }
+    }
+
+    /// The NAL units of an aggregation packet (STAP-A, H.265 AP) from byte `at`, each behind
+    /// its 16-bit size. A size under `min` or past the end damages the unit and ends the packet.
+    fn aggregated(&mut self, ts: u32, data: &Bytes, mut at: usize, min: usize) {
+        while at + 2 <= data.len() {
+            let size = usize::from(u16::from_be_bytes([data[at], data[at + 1]]));
+            at += 2;
+            if size < min || at + size > data.len() {
+                self.units().damaged = true;
+                return;
+            }
+            self.nal(ts, data.slice(at..at + size));
+            at += size;
+        }
+    }
+}
 
 /// Access units of NAL units being assembled from RTP packets.
 ///
-/// Call order per packet: [`AccessUnits::accept`] (false: drop the packet), then, when
-/// [`AccessUnits::starts_new`] says so, flush the previous unit with [`AccessUnits::take`]; feed
-/// the payload's NAL units with [`AccessUnits::push_nal`] (fragments through `fu`), and flush
-/// again after a packet with the marker bit.
+/// Call order per packet, as [`NalCodec::push`] makes it: [`AccessUnits::accept`] (false: drop
+/// the packet), then, when [`AccessUnits::starts_new`] says so, flush the previous unit with
+/// [`AccessUnits::take`]; [`AccessUnits::touch`], feed the payload's NAL units with
+/// [`AccessUnits::push_nal`] (fragments through [`AccessUnits::fragment`]), and flush again
+/// after a packet with the marker bit.
 #[derive(Debug)]
 pub(super) struct AccessUnits {
     timeline: Timeline,
@@ -19,7 +87,7 @@ pub(super) struct AccessUnits {
     ts: Option<u32>,
     nals: Vec<Bytes>,
     /// The fragmented NAL unit being reassembled, its header first.
-    pub(super) fu: Option<BytesMut>,
+    fu: Option<BytesMut>,
     /// A packet of the current unit was lost or malformed.
     pub(super) damaged: bool,
     /// Units are dropped until a keyframe.
@@ -44,7 +112,7 @@ impl AccessUnits {
 
     /// Checks the packet's sequence number: false for a late one (drop it); a gap damages the
     /// unit being assembled.
-    pub(super) fn accept(&mut self, p: &RtpPacket) -> bool {
+    fn accept(&mut self, p: &RtpPacket) -> bool {
         match self.seq.check(p.sequence) {
             SeqCheck::Late => return false,
             SeqCheck::Lost(_) => {
@@ -57,7 +125,7 @@ impl AccessUnits {
     }
 
     /// Whether `p` begins a new unit while one is pending (its marker bit was lost or not set).
-    pub(super) fn starts_new(&self, p: &RtpPacket) -> bool {
+    fn starts_new(&self, p: &RtpPacket) -> bool {
         self.ts.is_some_and(|ts| ts != p.timestamp)
     }
 
@@ -68,8 +136,37 @@ impl AccessUnits {
     }
 
     /// Notes that a packet of `ts` arrived, whatever it carried.
-    pub(super) fn touch(&mut self, ts: u32) {
+    fn touch(&mut self, ts: u32) {
         self.ts = Some(ts);
+    }
+
+    /// Adds a fragmentation unit (FU-A, H.265 FU) to the NAL unit being reassembled:
+    /// `fu_header` holds the start and end bits, `nal_header` heads the NAL unit a start fragment
+    /// begins. The whole NAL unit once its end fragment is in.
+    pub(super) fn fragment(
+        &mut self,
+        fu_header: u8,
+        nal_header: &[u8],
+        data: &[u8],
+    ) -> Option<Bytes> {
+        let (start, end) = (fu_header & 0x80 != 0, fu_header & 0x40 != 0);
+        if start {
+            let mut nal = BytesMut::with_capacity((nal_header.len() + data.len()) * 4);
+            nal.put_slice(nal_header);
+            nal.put_slice(data);
+            self.fu = Some(nal);
+        } else if let Some(nal) = &mut self.fu {
+            nal.put_slice(data);
+        } else {
+            // A middle or end fragment without its start: its start was lost.
+            self.damaged = true;
+            return None;
+        }
+        if end {
+            self.fu.take().map(BytesMut::freeze)
+        } else {
+            None
+        }
     }
 
     /// Ends the pending unit: its time in milliseconds and NAL units when it is whole and a
@@ -100,4 +197,17 @@ impl AccessUnits {
         self.wait_keyframe = false;
         Some((self.timeline.ms(ts), keyframe, nals))
     }
+}
+
+/// A video frame's body: the FLV (or enhanced-RTMP) video header, then each NAL unit behind its
+/// 32-bit length.
+pub(super) fn length_prefixed(header: [u8; 5], nals: &[Bytes]) -> Bytes {
+    let size: usize = nals.iter().map(|n| 4 + n.len()).sum();
+    let mut body = BytesMut::with_capacity(header.len() + size);
+    body.put_slice(&header);
+    for n in nals {
+        body.put_u32(n.len() as u32);
+        body.put_slice(n);
+    }
+    body.freeze()
 }
