@@ -94,9 +94,10 @@ pub fn build(executors: usize) -> Vec<MeshEnds> {
 
 /// The room in each channel between two of `data_cores` data cores.
 fn data_channel_capacity(data_cores: usize) -> usize {
-    (INBOUND_CAPACITY / data_cores.max(1))
-        .next_power_of_two()
-        .clamp(MIN_CHANNEL_CAPACITY, MAX_CHANNEL_CAPACITY)
+    let share = (INBOUND_CAPACITY / data_cores.max(1)).max(1);
+    // Rounded down to a power of two: the channel rounds up to one anyway.
+    let power_of_two = 1 << (usize::BITS - 1 - share.leading_zeros());
+    power_of_two.clamp(MIN_CHANNEL_CAPACITY, MAX_CHANNEL_CAPACITY)
 }
 
 /// Connected senders to every other executor, indexed by core.
@@ -185,7 +186,7 @@ mod tests {
 
     #[test]
     fn a_channel_slot_stays_small() {
-        // Up to 8192 slots per channel, executors² channels: 64 bytes is 0.5 MiB a channel.
+        // Up to 8192 slots per channel and cores² channels: 64 bytes is 0.5 MiB a channel.
         assert!(
             std::mem::size_of::<Envelope>() <= 64,
             "{} bytes",
@@ -197,9 +198,10 @@ mod tests {
     fn channels_shrink_as_cores_grow() {
         assert_eq!(data_channel_capacity(1), 8192);
         assert_eq!(data_channel_capacity(8), 8192);
-        assert_eq!(data_channel_capacity(15), 8192);
+        assert_eq!(data_channel_capacity(9), 4096);
         assert_eq!(data_channel_capacity(16), 4096);
-        assert_eq!(data_channel_capacity(63), 2048);
+        assert_eq!(data_channel_capacity(17), 2048);
+        assert_eq!(data_channel_capacity(63), 1024);
         assert_eq!(data_channel_capacity(128), 1024);
         assert_eq!(data_channel_capacity(1000), 1024);
     }
