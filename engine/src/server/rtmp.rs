@@ -15,7 +15,7 @@ use super::net::NetReader;
 use crate::auth::query::Query;
 use crate::auth::{Action, AuthRequest, Protocol};
 use crate::protocol::rtmp::{
-    ChunkError, Reject, ServerEvent, ServerSession, SessionConfig, SessionError,
+    ChunkError, Reject, RequestId, ServerEvent, ServerSession, SessionConfig, SessionError,
 };
 use crate::registry::{Player, SinkFormat, StreamKey, DEFAULT_VHOST};
 use crate::runtime::{
@@ -177,17 +177,9 @@ impl Connection {
                 query,
                 ..
             } => {
-                if !matches!(self.role, Role::Idle) {
-                    self.session.reject_publish(request, Reject::BadName);
+                let admitted = self.admit(request, Action::Publish, &app, &stream, &query);
+                let Some(key) = admitted.await else {
                     return;
-                }
-                let key = match self.authorize(Action::Publish, &app, &stream, &query).await {
-                    Ok(key) if self.path_configured(&key) => key,
-                    _ => {
-                        self.session.reject_publish(request, Reject::Unauthorized);
-                        self.refused = true;
-                        return;
-                    }
                 };
                 match self.conn.core.claim_publish(&key, self.conn.guard.id).await {
                     Ok(handle) => {
@@ -222,17 +214,9 @@ impl Connection {
                 query,
                 ..
             } => {
-                if !matches!(self.role, Role::Idle) {
-                    self.session.reject_play(request, Reject::NotFound);
+                let admitted = self.admit(request, Action::Read, &app, &stream, &query);
+                let Some(key) = admitted.await else {
                     return;
-                }
-                let key = match self.authorize(Action::Read, &app, &stream, &query).await {
-                    Ok(key) if self.path_configured(&key) => key,
-                    _ => {
-                        self.session.reject_play(request, Reject::Unauthorized);
-                        self.refused = true;
-                        return;
-                    }
                 };
                 debug!(stream = %key, "play requested");
                 let max_readers = self
@@ -319,6 +303,37 @@ impl Connection {
                     self.reader_slot = None;
                     self.conn.guard.control.info.set_idle();
                 }
+            }
+        }
+    }
+
+    /// What publish and play requests go through first: one stream per connection, then the
+    /// auth rules for a configured path. Returns the key of the stream, or `None` once the
+    /// request is refused; an auth refusal also ends the connection.
+    async fn admit(
+        &mut self,
+        request: RequestId,
+        action: Action,
+        app: &str,
+        stream: &str,
+        query: &str,
+    ) -> Option<StreamKey> {
+        if !matches!(self.role, Role::Idle) {
+            // The connection's stream goes on: a second publish hears that the name is taken,
+            // a second play that there is no such stream.
+            let busy = match action {
+                Action::Publish => Reject::BadName,
+                _ => Reject::NotFound,
+            };
+            self.session.reject(request, busy);
+            return None;
+        }
+        match self.authorize(action, app, stream, query).await {
+            Ok(key) if self.path_configured(&key) => Some(key),
+            _ => {
+                self.session.reject(request, Reject::Unauthorized);
+                self.refused = true;
+                None
             }
         }
     }

@@ -4,17 +4,13 @@
 
 use std::collections::VecDeque;
 
-use bytes::{Bytes, BytesMut};
-use rand::rngs::StdRng;
-use rand::SeedableRng;
+use bytes::BytesMut;
 
 use super::amf0::Amf0Value;
-use super::chunk::{
-    csid, encode_media, encode_message, encode_parts, AckWindow, ChunkDecoder, ChunkLimits,
-    RawMessage, DEFAULT_CHUNK_SIZE, OUT_CHUNK_SIZE,
-};
-use super::handshake::{ClientHandshake, HandshakeProgress};
-use super::message::{self, type_id, Command, Message, UserControl};
+use super::chunk::{csid, ChunkLimits, RawMessage, OUT_CHUNK_SIZE};
+use super::connection::{self, ChunkConnection, Role};
+use super::handshake::ClientHandshake;
+use super::message::{self, Command, Message, UserControl};
 use super::session::{SessionError, DEFAULT_WINDOW_ACK_SIZE};
 use crate::media::{Frame, MediaKind};
 
@@ -98,7 +94,7 @@ pub enum ClientEvent {
 
 #[derive(Debug)]
 enum Phase {
-    Handshake(ClientHandshake),
+    Handshake,
     /// `connect` sent with this transaction id.
     ExpectConnectResult(f64),
     /// `createStream` sent with this transaction id.
@@ -126,28 +122,17 @@ enum Phase {
 pub struct ClientSession {
     config: ClientConfig,
     phase: Phase,
-    input: BytesMut,
-    decoder: ChunkDecoder,
-    ack: AckWindow,
-    out: BytesMut,
-    out_chunk_size: usize,
+    conn: ChunkConnection<ClientHandshake>,
     events: VecDeque<ClientEvent>,
     next_tid: f64,
 }
 
 impl ClientSession {
     pub fn new(config: ClientConfig) -> Self {
-        let handshake = ClientHandshake::new(&mut StdRng::seed_from_u64(config.handshake_seed));
-        let mut out = BytesMut::new();
-        out.extend_from_slice(&handshake.c0c1());
         Self {
-            decoder: ChunkDecoder::new(config.limits),
+            conn: ChunkConnection::new(config.handshake_seed, config.limits),
             config,
-            phase: Phase::Handshake(handshake),
-            input: BytesMut::new(),
-            ack: AckWindow::default(),
-            out,
-            out_chunk_size: DEFAULT_CHUNK_SIZE,
+            phase: Phase::Handshake,
             events: VecDeque::new(),
             next_tid: 1.0,
         }
@@ -155,53 +140,12 @@ impl ClientSession {
 
     /// Feeds bytes read from the socket. On error the session is over: close the connection.
     pub fn handle_input(&mut self, input: &[u8]) -> Result<(), SessionError> {
-        let result = self.handle_input_inner(input);
-        if result.is_err() {
-            self.phase = Phase::Closed;
-        }
-        result
-    }
-
-    fn handle_input_inner(&mut self, input: &[u8]) -> Result<(), SessionError> {
-        let fed = match &mut self.phase {
-            Phase::Closed => return Ok(()),
-            Phase::Handshake(hs) => match hs.handle_input(input)? {
-                HandshakeProgress::InProgress { response } => {
-                    self.out.extend_from_slice(&response);
-                    return Ok(());
-                }
-                HandshakeProgress::Completed {
-                    response,
-                    remaining,
-                } => {
-                    self.out.extend_from_slice(&response);
-                    self.input.extend_from_slice(&remaining);
-                    self.start_connect();
-                    remaining.len()
-                }
-            },
-            _ => {
-                self.input.extend_from_slice(input);
-                input.len()
-            }
-        };
-        if let Some(sequence) = self.ack.on_received(fed) {
-            self.send_control(&Message::Acknowledgement { sequence });
-        }
-        while let Some(raw) = self.decoder.decode(&mut self.input)? {
-            self.on_message(raw)?;
-        }
-        Ok(())
+        connection::feed(self, input)
     }
 
     /// Appends pending output to `out`; returns whether anything was written.
     pub fn poll_transmit(&mut self, out: &mut BytesMut) -> bool {
-        if self.out.is_empty() {
-            return false;
-        }
-        out.extend_from_slice(&self.out);
-        self.out.clear();
-        true
+        self.conn.poll_transmit(out)
     }
 
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
@@ -223,35 +167,23 @@ impl ClientSession {
             tracing::debug!("rtmp client not publishing, frame dropped");
             return;
         };
-        match frame.kind {
-            MediaKind::Script => {
-                let payload = message::wrap_set_data_frame(&frame.payload);
-                encode_parts(
-                    &mut self.out,
-                    csid::DATA,
-                    type_id::DATA_AMF0,
-                    stream_id,
-                    frame.timestamp,
-                    &payload,
-                    self.out_chunk_size,
-                );
-            }
-            MediaKind::Audio | MediaKind::Video => {
-                encode_media(&mut self.out, frame, stream_id, self.out_chunk_size)
-            }
+        if frame.kind == MediaKind::Script {
+            let payload = message::wrap_set_data_frame(&frame.payload);
+            let wrapped = Frame::new(MediaKind::Script, frame.timestamp, payload);
+            self.conn.send_media(&wrapped, stream_id);
+        } else {
+            self.conn.send_media(frame, stream_id);
         }
     }
 
     /// Announces and switches to a new outgoing chunk size (1..=0x7FFFFFFF).
     pub fn set_chunk_size(&mut self, size: u32) {
-        let size = size.clamp(1, 0x7FFF_FFFF);
-        if matches!(self.phase, Phase::Handshake(_)) {
+        if matches!(self.phase, Phase::Handshake) {
             // Announced with the first chunk bytes, right after the handshake.
             self.config.chunk_size_out = size as usize;
             return;
         }
-        self.send_control(&Message::SetChunkSize(size));
-        self.out_chunk_size = size as usize;
+        self.conn.set_chunk_size(size as usize);
     }
 
     /// Ends the stream as ffmpeg does: `FCUnpublish` and `deleteStream` when publishing,
@@ -278,10 +210,9 @@ impl ClientSession {
     fn start_connect(&mut self) {
         // Still in the handshake phase here, where `set_chunk_size` would only record the size:
         // announce it now, before anything is chunked with it.
-        let size = self.config.chunk_size_out.clamp(1, 0x7FFF_FFFF) as u32;
-        self.send_control(&Message::SetChunkSize(size));
-        self.out_chunk_size = size as usize;
-        self.send_control(&Message::WindowAckSize(self.config.window_ack_size));
+        self.conn.set_chunk_size(self.config.chunk_size_out);
+        self.conn
+            .send_control(&Message::WindowAckSize(self.config.window_ack_size));
         let c = &self.config;
         let mut props = vec![
             ("app", Amf0Value::string(c.app.clone())),
@@ -299,46 +230,12 @@ impl ClientSession {
             ]);
         }
         let tid = self.tid();
-        self.send_command(
+        self.conn.send_command(
             csid::COMMAND,
             0,
-            &Command::new("connect", tid, Amf0Value::object(props), vec![]),
+            Command::new("connect", tid, Amf0Value::object(props), vec![]),
         );
         self.phase = Phase::ExpectConnectResult(tid);
-    }
-
-    fn on_message(&mut self, raw: RawMessage) -> Result<(), SessionError> {
-        match Message::decode(&raw)? {
-            Message::WindowAckSize(size) => self.ack.set_window(size),
-            Message::UserControl(UserControl::PingRequest { timestamp }) => {
-                self.send_control(&Message::UserControl(UserControl::PingResponse {
-                    timestamp,
-                }))
-            }
-            Message::UserControl(UserControl::StreamEof { .. }) => {
-                self.events.push_back(ClientEvent::StreamEof)
-            }
-            Message::Audio(p) => self.on_media(MediaKind::Audio, raw.timestamp, p),
-            Message::Video(p) => self.on_media(MediaKind::Video, raw.timestamp, p),
-            Message::Data(p) => self.on_data(raw.timestamp, &p)?,
-            Message::Aggregate(_) => {
-                for part in message::split_aggregate(&raw)? {
-                    match part.type_id {
-                        type_id::AUDIO => {
-                            self.on_media(MediaKind::Audio, part.timestamp, part.payload)
-                        }
-                        type_id::VIDEO => {
-                            self.on_media(MediaKind::Video, part.timestamp, part.payload)
-                        }
-                        type_id::DATA_AMF0 => self.on_data(part.timestamp, &part.payload)?,
-                        _ => {}
-                    }
-                }
-            }
-            Message::Command(cmd) => self.on_command(cmd),
-            _ => {}
-        }
-        Ok(())
     }
 
     fn receiving_media(&self) -> bool {
@@ -347,28 +244,6 @@ impl ClientSession {
                 self.phase,
                 Phase::ExpectStart { .. } | Phase::Playing { .. }
             )
-    }
-
-    fn on_media(&mut self, kind: MediaKind, timestamp: u32, payload: Bytes) {
-        if self.receiving_media() {
-            self.events
-                .push_back(ClientEvent::Media(Frame::new(kind, timestamp, payload)));
-        }
-    }
-
-    fn on_data(&mut self, timestamp: u32, payload: &Bytes) -> Result<(), SessionError> {
-        if !self.receiving_media() {
-            return Ok(());
-        }
-        let (name, body) = message::unwrap_data(payload)?;
-        if name == "onMetaData" {
-            self.events.push_back(ClientEvent::Media(Frame::new(
-                MediaKind::Script,
-                timestamp,
-                body,
-            )));
-        }
-        Ok(())
     }
 
     fn on_command(&mut self, cmd: Command) {
@@ -428,16 +303,17 @@ impl ClientSession {
                     ClientMode::Play => ("play", vec![name, Amf0Value::Number(-2.0)]),
                 };
                 let tid = self.tid();
-                self.send_command(
+                self.conn.send_command(
                     csid::DATA,
                     stream_id,
-                    &Command::new(call, tid, Amf0Value::Null, args),
+                    Command::new(call, tid, Amf0Value::Null, args),
                 );
                 if self.config.mode == ClientMode::Play {
-                    self.send_control(&Message::UserControl(UserControl::SetBufferLength {
-                        stream_id,
-                        buffer_ms: self.config.buffer_ms,
-                    }));
+                    self.conn
+                        .send_control(&Message::UserControl(UserControl::SetBufferLength {
+                            stream_id,
+                            buffer_ms: self.config.buffer_ms,
+                        }));
                 }
                 self.phase = Phase::ExpectStart { stream_id };
             }
@@ -468,26 +344,50 @@ impl ClientSession {
     /// Sends a connection-level call `name(tid, null, args...)`; returns its transaction id.
     fn send_call(&mut self, name: &str, args: Vec<Amf0Value>) -> f64 {
         let tid = self.tid();
-        self.send_command(
+        self.conn.send_command(
             csid::COMMAND,
             0,
-            &Command::new(name, tid, Amf0Value::Null, args),
+            Command::new(name, tid, Amf0Value::Null, args),
         );
         tid
     }
+}
 
-    fn send_raw(&mut self, csid: u32, stream_id: u32, msg: &Message) {
-        match msg.to_raw(stream_id, 0) {
-            Ok(raw) => encode_message(&mut self.out, csid, &raw, self.out_chunk_size),
-            Err(e) => tracing::error!(error = %e, "could not encode rtmp message"),
+impl Role for ClientSession {
+    type Handshake = ClientHandshake;
+
+    fn connection(&mut self) -> &mut ChunkConnection<ClientHandshake> {
+        &mut self.conn
+    }
+
+    fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed)
+    }
+
+    fn close(&mut self) {
+        self.phase = Phase::Closed;
+    }
+
+    fn on_handshake_done(&mut self) {
+        self.start_connect();
+    }
+
+    fn on_message(&mut self, raw: &RawMessage, msg: Message) -> Result<(), SessionError> {
+        match msg {
+            Message::UserControl(UserControl::StreamEof { .. }) => {
+                self.events.push_back(ClientEvent::StreamEof)
+            }
+            msg @ (Message::Audio(_)
+            | Message::Video(_)
+            | Message::Data(_)
+            | Message::Aggregate(_)) => {
+                message::media_frames(raw, msg, self.receiving_media(), |frame| {
+                    self.events.push_back(ClientEvent::Media(frame))
+                })?
+            }
+            Message::Command(cmd) => self.on_command(cmd),
+            _ => {}
         }
-    }
-
-    fn send_control(&mut self, msg: &Message) {
-        self.send_raw(csid::CONTROL, 0, msg);
-    }
-
-    fn send_command(&mut self, csid: u32, stream_id: u32, cmd: &Command) {
-        self.send_raw(csid, stream_id, &Message::Command(cmd.clone()));
+        Ok(())
     }
 }

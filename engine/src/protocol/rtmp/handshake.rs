@@ -139,10 +139,27 @@ pub fn verify_response(packet: &[u8], long_key: &[u8], peer_digest: &[u8]) -> bo
     hmac_sha256(&key, &[&packet[..split]])[..] == packet[split..]
 }
 
-/// Appends input to `buf` and returns whether it holds at least `need` bytes.
-fn fill(buf: &mut BytesMut, input: &[u8], need: usize) -> bool {
+/// Buffers the peer's first packet (C0 C1 or S0 S1) and splits it off once it is whole. A wrong
+/// version is refused on its first byte, before the rest is buffered.
+fn take_first_packet(buf: &mut BytesMut, input: &[u8]) -> Result<Option<BytesMut>, HandshakeError> {
+    const LEN: usize = 1 + HANDSHAKE_SIZE;
+    if let Some(&version) = buf.first().or(input.first()) {
+        if version != RTMP_VERSION {
+            return Err(HandshakeError::UnsupportedVersion { version });
+        }
+    }
     buf.extend_from_slice(input);
-    buf.len() >= need
+    Ok((buf.len() >= LEN).then(|| buf.split_to(LEN)))
+}
+
+/// Splits the peer's second packet (C2 or S2) off `buf` once it is whole, with what followed
+/// it: the first bytes of the chunk stream.
+fn take_second_packet(buf: &mut BytesMut) -> Option<(BytesMut, Bytes)> {
+    if buf.len() < HANDSHAKE_SIZE {
+        return None;
+    }
+    let packet = buf.split_to(HANDSHAKE_SIZE);
+    Some((packet, std::mem::take(buf).freeze()))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,18 +200,11 @@ impl ServerHandshake {
     pub fn handle_input(&mut self, input: &[u8]) -> Result<HandshakeProgress, HandshakeError> {
         match self.state {
             ServerState::ExpectC0C1 => {
-                // Refuse a wrong version on the first byte, before buffering the rest.
-                if let Some(&version) = self.buf.first().or(input.first()) {
-                    if version != RTMP_VERSION {
-                        return Err(HandshakeError::UnsupportedVersion { version });
-                    }
-                }
-                if !fill(&mut self.buf, input, 1 + HANDSHAKE_SIZE) {
+                let Some(c0c1) = take_first_packet(&mut self.buf, input)? else {
                     return Ok(HandshakeProgress::InProgress {
                         response: Bytes::new(),
                     });
-                }
-                let c0c1 = self.buf.split_to(1 + HANDSHAKE_SIZE);
+                };
                 let response = self.respond(&c0c1[1..]);
                 self.state = ServerState::ExpectC2;
                 // C2 may already be here.
@@ -211,13 +221,11 @@ impl ServerHandshake {
     }
 
     fn after_c1(&mut self, response: Bytes) -> Result<HandshakeProgress, HandshakeError> {
-        if self.buf.len() < HANDSHAKE_SIZE {
-            return Ok(HandshakeProgress::InProgress { response });
-        }
         // C2 is not checked: clients disagree on what it holds and it proves nothing we need.
-        let _c2 = self.buf.split_to(HANDSHAKE_SIZE);
+        let Some((_c2, remaining)) = take_second_packet(&mut self.buf) else {
+            return Ok(HandshakeProgress::InProgress { response });
+        };
         self.state = ServerState::Done;
-        let remaining = std::mem::take(&mut self.buf).freeze();
         Ok(HandshakeProgress::Completed {
             response,
             remaining,
@@ -324,17 +332,11 @@ impl ClientHandshake {
     pub fn handle_input(&mut self, input: &[u8]) -> Result<HandshakeProgress, HandshakeError> {
         match self.state {
             ClientState::ExpectS0S1 => {
-                if let Some(&version) = self.buf.first().or(input.first()) {
-                    if version != RTMP_VERSION {
-                        return Err(HandshakeError::UnsupportedVersion { version });
-                    }
-                }
-                if !fill(&mut self.buf, input, 1 + HANDSHAKE_SIZE) {
+                let Some(s0s1) = take_first_packet(&mut self.buf, input)? else {
                     return Ok(HandshakeProgress::InProgress {
                         response: Bytes::new(),
                     });
-                }
-                let s0s1 = self.buf.split_to(1 + HANDSHAKE_SIZE);
+                };
                 let s1 = &s0s1[1..];
                 let mut c2 = [0u8; HANDSHAKE_SIZE];
                 self.server_digest = if s1[4..8] == [0, 0, 0, 0] {
@@ -361,16 +363,15 @@ impl ClientHandshake {
     }
 
     fn after_s1(&mut self, response: Bytes) -> Result<HandshakeProgress, HandshakeError> {
-        if self.buf.len() < HANDSHAKE_SIZE {
+        let Some((s2, remaining)) = take_second_packet(&mut self.buf) else {
             return Ok(HandshakeProgress::InProgress { response });
-        }
-        let s2 = self.buf.split_to(HANDSHAKE_SIZE);
+        };
         // Not fatal: plenty of servers sign S2 loosely or echo C1; we only record it.
         self.s2_verified = verify_response(&s2, &GENUINE_FMS_KEY, &self.c1_digest);
         self.state = ClientState::Done;
         Ok(HandshakeProgress::Completed {
             response,
-            remaining: std::mem::take(&mut self.buf).freeze(),
+            remaining,
         })
     }
 }

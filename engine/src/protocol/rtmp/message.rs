@@ -7,6 +7,7 @@ use thiserror::Error;
 
 use super::amf0::{self, Amf0Error, Amf0Value};
 use super::chunk::RawMessage;
+use crate::media::{Frame, MediaKind};
 
 /// Message type ids.
 pub mod type_id {
@@ -444,6 +445,56 @@ pub fn split_aggregate(raw: &RawMessage) -> Result<Vec<RawMessage>, MessageError
         pos = (start + size + 4).min(p.len());
     }
     Ok(out)
+}
+
+/// Hands the frames a media message from the peer carries to `on_frame`, in order: audio and
+/// video as they are, a data message's `onMetaData` as a script frame without its
+/// `@setDataFrame`, and the audio, video and AMF0 data parts of an aggregate alike. `msg` is
+/// `raw` decoded; other messages carry no frames.
+///
+/// Nothing is handed over unless `wanted`, and data is only parsed then, so a malformed data
+/// message the session would drop anyway cannot end it.
+pub(crate) fn media_frames(
+    raw: &RawMessage,
+    msg: Message,
+    wanted: bool,
+    mut on_frame: impl FnMut(Frame),
+) -> Result<(), MessageError> {
+    let mut one = |kind: MediaKind, timestamp: u32, payload: Bytes| {
+        if !wanted {
+            return Ok(());
+        }
+        let payload = match kind {
+            MediaKind::Script => match unwrap_data(&payload)? {
+                (name, body) if name == "onMetaData" => body,
+                (name, _) => {
+                    tracing::debug!(name, "ignoring rtmp data message");
+                    return Ok(());
+                }
+            },
+            MediaKind::Audio | MediaKind::Video => payload,
+        };
+        on_frame(Frame::new(kind, timestamp, payload));
+        Ok::<_, MessageError>(())
+    };
+    match msg {
+        Message::Audio(payload) => one(MediaKind::Audio, raw.timestamp, payload),
+        Message::Video(payload) => one(MediaKind::Video, raw.timestamp, payload),
+        Message::Data(payload) => one(MediaKind::Script, raw.timestamp, payload),
+        Message::Aggregate(_) => {
+            for part in split_aggregate(raw)? {
+                let kind = match part.type_id {
+                    type_id::AUDIO => MediaKind::Audio,
+                    type_id::VIDEO => MediaKind::Video,
+                    type_id::DATA_AMF0 => MediaKind::Script,
+                    _ => continue,
+                };
+                one(kind, part.timestamp, part.payload)?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 pub mod amf0;
 pub mod chunk;
 pub mod client;
+mod connection;
 pub mod handshake;
 pub mod message;
 pub mod session;

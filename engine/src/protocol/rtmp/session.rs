@@ -4,21 +4,17 @@
 
 use std::collections::VecDeque;
 
-use bytes::{Bytes, BytesMut};
-use rand::rngs::StdRng;
-use rand::SeedableRng;
+use bytes::BytesMut;
 use thiserror::Error;
 
 use super::amf0::{Amf0Error, Amf0Value};
-use super::chunk::{
-    csid, encode_media, encode_message, AckWindow, ChunkDecoder, ChunkError, ChunkLimits,
-    RawMessage, DEFAULT_CHUNK_SIZE, OUT_CHUNK_SIZE,
-};
-use super::handshake::{HandshakeError, HandshakeProgress, ServerHandshake};
+use super::chunk::{csid, ChunkError, ChunkLimits, RawMessage, OUT_CHUNK_SIZE};
+use super::connection::{self, ChunkConnection, Role};
+use super::handshake::{HandshakeError, ServerHandshake};
 use super::message::{
-    self, status_object, type_id, BandwidthLimit, Command, Message, MessageError, UserControl,
+    self, status_object, BandwidthLimit, Command, Message, MessageError, UserControl,
 };
-use crate::media::{Frame, MediaKind};
+use crate::media::Frame;
 
 /// Ways a peer can break an RTMP session. Any of them ends it: the caller sends what
 /// `poll_transmit` still has, if it likes, and closes the connection.
@@ -115,22 +111,33 @@ pub enum Reject {
 }
 
 impl Reject {
-    fn publish_status(self) -> (&'static str, &'static str) {
-        match self {
-            Self::BadName => ("NetStream.Publish.BadName", "Stream already publishing."),
+    /// The `onStatus` code and description that refuse a request of `kind`.
+    fn status(self, kind: RequestKind) -> (&'static str, &'static str) {
+        match (kind, self) {
+            (RequestKind::Publish, Self::BadName) => {
+                ("NetStream.Publish.BadName", "Stream already publishing.")
+            }
             // What nginx-rtmp and the CDNs our signatures follow send for a refused publish.
-            Self::Unauthorized => ("NetStream.Publish.BadName", "Publish rejected."),
-            Self::NotFound => ("NetStream.Publish.Rejected", "Stream not found."),
+            (RequestKind::Publish, Self::Unauthorized) => {
+                ("NetStream.Publish.BadName", "Publish rejected.")
+            }
+            (RequestKind::Publish, Self::NotFound) => {
+                ("NetStream.Publish.Rejected", "Stream not found.")
+            }
+            (RequestKind::Play, Self::BadName) => ("NetStream.Play.Failed", "Bad stream name."),
+            (RequestKind::Play, Self::Unauthorized) => ("NetStream.Play.Failed", "Play rejected."),
+            (RequestKind::Play, Self::NotFound) => {
+                ("NetStream.Play.StreamNotFound", "Stream not found.")
+            }
         }
     }
+}
 
-    fn play_status(self) -> (&'static str, &'static str) {
-        match self {
-            Self::BadName => ("NetStream.Play.Failed", "Bad stream name."),
-            Self::Unauthorized => ("NetStream.Play.Failed", "Play rejected."),
-            Self::NotFound => ("NetStream.Play.StreamNotFound", "Stream not found."),
-        }
-    }
+/// What a pending request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RequestKind {
+    Publish,
+    Play,
 }
 
 /// What the server session reports to its driver.
@@ -177,7 +184,7 @@ pub enum ServerEvent {
 
 #[derive(Debug)]
 enum Phase {
-    Handshake(ServerHandshake),
+    Handshake,
     ExpectConnect,
     Connected,
     /// After `goodbye`/`close_with_status` or an error: input is ignored.
@@ -187,17 +194,14 @@ enum Phase {
 #[derive(Debug, Clone, PartialEq)]
 enum StreamState {
     Idle,
-    ExpectPublishAnswer {
+    /// A publish or play waits for the driver's `accept_*` or `reject_*`.
+    ExpectAnswer {
+        kind: RequestKind,
         request: RequestId,
         stream_id: u32,
         stream: String,
     },
     Publishing {
-        stream_id: u32,
-        stream: String,
-    },
-    ExpectPlayAnswer {
-        request: RequestId,
         stream_id: u32,
         stream: String,
     },
@@ -219,7 +223,7 @@ enum StreamState {
 ///    [`reject_play`](Self::reject_play), which may come later (after an auth check); drain
 ///    `poll_transmit` again after calling them.
 /// 4. A player's media is written by the driver itself, encoded once per core with
-///    [`encode_media`] at [`OUT_CHUNK_SIZE`] on [`play_stream_id`](Self::play_stream_id).
+///    [`encode_media`](super::encode_media) at [`OUT_CHUNK_SIZE`] on [`play_stream_id`](Self::play_stream_id).
 ///    Drain `poll_transmit` only between whole media messages: every message this session
 ///    writes is complete, so interleaving at message boundaries is safe.
 /// 5. On an `Err` from `handle_input`, close the connection (flushing `poll_transmit` first is
@@ -233,14 +237,9 @@ pub struct ServerSession {
     config: SessionConfig,
     phase: Phase,
     stream: StreamState,
-    /// Received bytes not yet decoded (at most one partial chunk).
-    input: BytesMut,
-    decoder: ChunkDecoder,
-    ack: AckWindow,
-    /// Bytes for the peer, drained by `poll_transmit`.
-    out: BytesMut,
-    /// Our chunk size: the default until we announce `config.chunk_size_out` after connect.
-    out_chunk_size: usize,
+    /// Our chunk size stays the default until we announce `config.chunk_size_out` after
+    /// connect.
+    conn: ChunkConnection<ServerHandshake>,
     events: VecDeque<ServerEvent>,
     app: String,
     connect_query: String,
@@ -259,16 +258,11 @@ pub struct ServerSession {
 
 impl ServerSession {
     pub fn new(config: SessionConfig) -> Self {
-        let handshake = ServerHandshake::new(&mut StdRng::seed_from_u64(config.handshake_seed));
         Self {
-            decoder: ChunkDecoder::new(config.limits()),
+            conn: ChunkConnection::new(config.handshake_seed, config.limits()),
             config,
-            phase: Phase::Handshake(handshake),
+            phase: Phase::Handshake,
             stream: StreamState::Idle,
-            input: BytesMut::new(),
-            ack: AckWindow::default(),
-            out: BytesMut::new(),
-            out_chunk_size: DEFAULT_CHUNK_SIZE,
             events: VecDeque::new(),
             app: String::new(),
             connect_query: String::new(),
@@ -282,56 +276,12 @@ impl ServerSession {
 
     /// Feeds bytes read from the socket. On error the session is over: close the connection.
     pub fn handle_input(&mut self, input: &[u8]) -> Result<(), SessionError> {
-        let result = self.handle_input_inner(input);
-        if result.is_err() {
-            self.phase = Phase::Closed;
-        }
-        result
-    }
-
-    fn handle_input_inner(&mut self, input: &[u8]) -> Result<(), SessionError> {
-        let fed = match &mut self.phase {
-            Phase::Closed => return Ok(()),
-            Phase::Handshake(hs) => match hs.handle_input(input)? {
-                HandshakeProgress::InProgress { response } => {
-                    self.out.extend_from_slice(&response);
-                    return Ok(());
-                }
-                HandshakeProgress::Completed {
-                    response,
-                    remaining,
-                } => {
-                    self.out.extend_from_slice(&response);
-                    self.phase = Phase::ExpectConnect;
-                    self.input.extend_from_slice(&remaining);
-                    remaining.len()
-                }
-            },
-            Phase::ExpectConnect | Phase::Connected => {
-                self.input.extend_from_slice(input);
-                input.len()
-            }
-        };
-        if let Some(sequence) = self.ack.on_received(fed) {
-            self.send_control(&Message::Acknowledgement { sequence });
-        }
-        while let Some(raw) = self.decoder.decode(&mut self.input)? {
-            self.on_message(raw)?;
-            if matches!(self.phase, Phase::Closed) {
-                break;
-            }
-        }
-        Ok(())
+        connection::feed(self, input)
     }
 
     /// Appends pending output to `out`; returns whether anything was written.
     pub fn poll_transmit(&mut self, out: &mut BytesMut) -> bool {
-        if self.out.is_empty() {
-            return false;
-        }
-        out.extend_from_slice(&self.out);
-        self.out.clear();
-        true
+        self.conn.poll_transmit(out)
     }
 
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
@@ -359,7 +309,7 @@ impl ServerSession {
 
     /// The chunk size of what this session sends now.
     pub fn out_chunk_size(&self) -> usize {
-        self.out_chunk_size
+        self.conn.out_chunk_size()
     }
 
     /// The buffer length the player asked for (SetBufferLength), in milliseconds.
@@ -371,21 +321,9 @@ impl ServerSession {
     /// Returns false (and sends nothing) if `request` is not the pending request, e.g. because
     /// the client gave up meanwhile.
     pub fn accept_publish(&mut self, request: RequestId) -> bool {
-        let StreamState::ExpectPublishAnswer {
-            request: pending,
-            stream_id,
-            stream,
-        } = &self.stream
-        else {
+        let Some((stream_id, stream)) = self.begin_stream(request, RequestKind::Publish) else {
             return false;
         };
-        if *pending != request {
-            return false;
-        }
-        let (stream_id, stream) = (*stream_id, stream.clone());
-        self.send_control(&Message::UserControl(UserControl::StreamBegin {
-            stream_id,
-        }));
         self.send_on_status(
             stream_id,
             "status",
@@ -405,22 +343,7 @@ impl ServerSession {
     /// Refuses a publish request with the `onStatus` error matching `reason`. The client
     /// usually disconnects; the driver may close after flushing. Returns false for a stale id.
     pub fn reject_publish(&mut self, request: RequestId, reason: Reject) -> bool {
-        let StreamState::ExpectPublishAnswer {
-            request: pending,
-            stream_id,
-            ..
-        } = self.stream
-        else {
-            return false;
-        };
-        if pending != request {
-            return false;
-        }
-        let (code, description) = reason.publish_status();
-        self.send_on_status(stream_id, "error", code, description);
-        self.stream = StreamState::Idle;
-        self.drop_early_media();
-        true
+        self.refuse(request, RequestKind::Publish, reason)
     }
 
     /// Accepts a play request: StreamBegin, `NetStream.Play.Reset`, `NetStream.Play.Start`,
@@ -429,21 +352,9 @@ impl ServerSession {
     /// spurious data stream. Media
     /// may follow on [`play_stream_id`](Self::play_stream_id). Returns false for a stale id.
     pub fn accept_play(&mut self, request: RequestId) -> bool {
-        let StreamState::ExpectPlayAnswer {
-            request: pending,
-            stream_id,
-            stream,
-        } = &self.stream
-        else {
+        let Some((stream_id, stream)) = self.begin_stream(request, RequestKind::Play) else {
             return false;
         };
-        if *pending != request {
-            return false;
-        }
-        let (stream_id, stream) = (*stream_id, stream.clone());
-        self.send_control(&Message::UserControl(UserControl::StreamBegin {
-            stream_id,
-        }));
         self.send_on_status(
             stream_id,
             "status",
@@ -471,28 +382,63 @@ impl ServerSession {
     /// Refuses a play request with the `onStatus` error matching `reason`. Returns false for a
     /// stale id.
     pub fn reject_play(&mut self, request: RequestId, reason: Reject) -> bool {
-        let StreamState::ExpectPlayAnswer {
-            request: pending,
-            stream_id,
-            ..
-        } = self.stream
-        else {
+        self.refuse(request, RequestKind::Play, reason)
+    }
+
+    /// Refuses the pending request, publish or play, with the `onStatus` error matching
+    /// `reason` for its kind. Returns false for a stale id.
+    pub fn reject(&mut self, request: RequestId, reason: Reject) -> bool {
+        match self.stream {
+            StreamState::ExpectAnswer { kind, .. } => self.refuse(request, kind, reason),
+            _ => false,
+        }
+    }
+
+    /// Takes `request` out of waiting if it is the pending request of `kind`, leaving the
+    /// stream idle for the answer to set; returns its stream id and name. `None` for a stale
+    /// or mismatched request, which must not be answered.
+    fn answer(&mut self, request: RequestId, kind: RequestKind) -> Option<(u32, String)> {
+        match &mut self.stream {
+            StreamState::ExpectAnswer {
+                kind: pending_kind,
+                request: pending,
+                stream_id,
+                stream,
+            } if *pending_kind == kind && *pending == request => {
+                let answered = (*stream_id, std::mem::take(stream));
+                self.stream = StreamState::Idle;
+                Some(answered)
+            }
+            _ => None,
+        }
+    }
+
+    /// What accepting begins with: the request is answered and its stream begins.
+    fn begin_stream(&mut self, request: RequestId, kind: RequestKind) -> Option<(u32, String)> {
+        let (stream_id, stream) = self.answer(request, kind)?;
+        self.conn
+            .send_control(&Message::UserControl(UserControl::StreamBegin {
+                stream_id,
+            }));
+        Some((stream_id, stream))
+    }
+
+    fn refuse(&mut self, request: RequestId, kind: RequestKind, reason: Reject) -> bool {
+        let Some((stream_id, _)) = self.answer(request, kind) else {
             return false;
         };
-        if pending != request {
-            return false;
-        }
-        let (code, description) = reason.play_status();
+        let (code, description) = reason.status(kind);
         self.send_on_status(stream_id, "error", code, description);
-        self.stream = StreamState::Idle;
+        // Only a pending publish gathers early media; for a play this is a no-op.
+        self.drop_early_media();
         true
     }
 
     /// Sends one frame to a playing client (the session's own encoding; the shared-encoding
-    /// path is [`encode_media`]). Does nothing unless playing.
+    /// path is [`encode_media`](super::encode_media)). Does nothing unless playing.
     pub fn send_media(&mut self, frame: &Frame) {
         if let Some(stream_id) = self.play_stream_id() {
-            encode_media(&mut self.out, frame, stream_id, self.out_chunk_size);
+            self.conn.send_media(frame, stream_id);
         }
     }
 
@@ -501,7 +447,8 @@ impl ServerSession {
     /// plays; the driver usually closes after flushing.
     pub fn stream_eof(&mut self) {
         if let StreamState::Playing { stream_id } = self.stream {
-            self.send_control(&Message::UserControl(UserControl::StreamEof { stream_id }));
+            self.conn
+                .send_control(&Message::UserControl(UserControl::StreamEof { stream_id }));
             self.send_on_status(
                 stream_id,
                 "status",
@@ -524,7 +471,8 @@ impl ServerSession {
                 &format!("{stream} is now unpublished."),
             ),
             StreamState::Playing { stream_id } => {
-                self.send_control(&Message::UserControl(UserControl::StreamEof { stream_id }));
+                self.conn
+                    .send_control(&Message::UserControl(UserControl::StreamEof { stream_id }));
                 self.send_on_status(stream_id, "status", "NetStream.Play.Stop", "Stopped.");
             }
             _ => {}
@@ -540,10 +488,10 @@ impl ServerSession {
     /// input. Flush `poll_transmit`, then close.
     pub fn close_with_status(&mut self, level: &str, code: &str, description: &str) {
         if matches!(self.phase, Phase::Connected) {
-            self.send_command(
+            self.conn.send_command(
                 csid::COMMAND,
                 0,
-                &Command::new(
+                Command::new(
                     "onStatus",
                     0.0,
                     Amf0Value::Null,
@@ -556,55 +504,13 @@ impl ServerSession {
 
     // ---- input ----
 
-    fn on_message(&mut self, raw: RawMessage) -> Result<(), SessionError> {
-        let timestamp = raw.timestamp;
-        match Message::decode(&raw)? {
-            // Set Chunk Size and Abort were applied by the decoder; acknowledgements of what we
-            // send need no action (we never stop sending for lack of them).
-            Message::SetChunkSize(_)
-            | Message::Abort { .. }
-            | Message::Acknowledgement { .. }
-            | Message::SetPeerBandwidth { .. } => {}
-            Message::WindowAckSize(size) => self.ack.set_window(size),
-            Message::UserControl(uc) => match uc {
-                UserControl::PingRequest { timestamp } => {
-                    self.send_control(&Message::UserControl(UserControl::PingResponse {
-                        timestamp,
-                    }))
-                }
-                UserControl::SetBufferLength { buffer_ms, .. } => self.buffer_ms = Some(buffer_ms),
-                _ => {}
-            },
-            Message::Audio(payload) => self.on_media(MediaKind::Audio, timestamp, payload),
-            Message::Video(payload) => self.on_media(MediaKind::Video, timestamp, payload),
-            Message::Data(payload) => self.on_data(timestamp, &payload)?,
-            Message::Aggregate(_) => {
-                for part in message::split_aggregate(&raw)? {
-                    match part.type_id {
-                        type_id::AUDIO => {
-                            self.on_media(MediaKind::Audio, part.timestamp, part.payload)
-                        }
-                        type_id::VIDEO => {
-                            self.on_media(MediaKind::Video, part.timestamp, part.payload)
-                        }
-                        type_id::DATA_AMF0 => self.on_data(part.timestamp, &part.payload)?,
-                        _ => {}
-                    }
-                }
-            }
-            Message::Command(cmd) => self.on_command(cmd, raw.stream_id)?,
-            Message::Other { type_id, .. } => {
-                tracing::debug!(type_id, "ignoring rtmp message");
-            }
-        }
-        Ok(())
-    }
-
-    fn on_media(&mut self, kind: MediaKind, timestamp: u32, payload: Bytes) {
-        let frame = Frame::new(kind, timestamp, payload);
+    fn on_media(&mut self, frame: Frame) {
         match self.stream {
             StreamState::Publishing { .. } => self.events.push_back(ServerEvent::Media(frame)),
-            StreamState::ExpectPublishAnswer { .. } => {
+            StreamState::ExpectAnswer {
+                kind: RequestKind::Publish,
+                ..
+            } => {
                 let len = frame.payload.len();
                 if self.early_media_bytes + len <= self.config.max_partial_bytes {
                     self.early_media_bytes += len;
@@ -626,21 +532,12 @@ impl ServerSession {
     fn takes_media(&self) -> bool {
         matches!(
             self.stream,
-            StreamState::Publishing { .. } | StreamState::ExpectPublishAnswer { .. }
+            StreamState::Publishing { .. }
+                | StreamState::ExpectAnswer {
+                    kind: RequestKind::Publish,
+                    ..
+                }
         )
-    }
-
-    fn on_data(&mut self, timestamp: u32, payload: &Bytes) -> Result<(), SessionError> {
-        if !self.takes_media() {
-            return Ok(());
-        }
-        let (name, body) = message::unwrap_data(payload)?;
-        if name == "onMetaData" {
-            self.on_media(MediaKind::Script, timestamp, body);
-        } else {
-            tracing::debug!(name, "ignoring rtmp data message");
-        }
-        Ok(())
     }
 
     fn on_command(&mut self, cmd: Command, msg_stream_id: u32) -> Result<(), SessionError> {
@@ -667,10 +564,10 @@ impl ServerSession {
             }
             "FCPublish" => {
                 let name = cmd.arg_str(0).unwrap_or_default().to_owned();
-                self.send_command(
+                self.conn.send_command(
                     csid::COMMAND,
                     0,
-                    &Command::new(
+                    Command::new(
                         "onFCPublish",
                         0.0,
                         Amf0Value::Null,
@@ -681,10 +578,10 @@ impl ServerSession {
             }
             "FCUnpublish" => {
                 let name = cmd.arg_str(0).unwrap_or_default().to_owned();
-                self.send_command(
+                self.conn.send_command(
                     csid::COMMAND,
                     0,
-                    &Command::new(
+                    Command::new(
                         "onFCUnpublish",
                         0.0,
                         Amf0Value::Null,
@@ -715,10 +612,10 @@ impl ServerSession {
             name => {
                 tracing::debug!(name, "unknown rtmp command");
                 if tid != 0.0 {
-                    self.send_command(
+                    self.conn.send_command(
                         csid::COMMAND,
                         0,
-                        &Command::new(
+                        Command::new(
                             "_error",
                             tid,
                             Amf0Value::Null,
@@ -758,18 +655,17 @@ impl ServerSession {
             .and_then(Amf0Value::as_number)
             .unwrap_or(0.0);
 
-        self.send_control(&Message::WindowAckSize(self.config.window_ack_size));
-        self.send_control(&Message::SetPeerBandwidth {
+        self.conn
+            .send_control(&Message::WindowAckSize(self.config.window_ack_size));
+        self.conn.send_control(&Message::SetPeerBandwidth {
             size: self.config.peer_bandwidth,
             limit: BandwidthLimit::Dynamic,
         });
-        let size = self.config.chunk_size_out.clamp(1, 0x7FFF_FFFF);
-        self.send_control(&Message::SetChunkSize(size as u32));
-        self.out_chunk_size = size;
-        self.send_command(
+        self.conn.set_chunk_size(self.config.chunk_size_out);
+        self.conn.send_command(
             csid::COMMAND,
             0,
-            &Command::new(
+            Command::new(
                 "_result",
                 cmd.transaction_id,
                 Amf0Value::object([
@@ -798,13 +694,19 @@ impl ServerSession {
         Ok(())
     }
 
-    /// What `publish` and `play` share: the stream must be idle and named; the name's query is
-    /// joined to the connect query. Returns the request id, the stream name and the query.
+    /// What `publish` and `play` share: the stream must be idle and named; the request then
+    /// waits for the driver's answer. The name's query is joined to the connect query. Returns
+    /// the request id, the stream name and the query.
     fn stream_request(
         &mut self,
         cmd: &Command,
-        command: &'static str,
+        kind: RequestKind,
+        stream_id: u32,
     ) -> Result<(RequestId, String, String), SessionError> {
+        let command = match kind {
+            RequestKind::Publish => "publish",
+            RequestKind::Play => "play",
+        };
         if self.stream != StreamState::Idle {
             return Err(SessionError::StreamBusy { command });
         }
@@ -813,16 +715,18 @@ impl ServerSession {
             .ok_or(SessionError::MissingStreamName { command })?;
         let (stream, query) = split_query(name);
         let query = join_query(&self.connect_query, query);
-        Ok((self.next_request(), stream.to_owned(), query))
+        let request = self.next_request();
+        self.stream = StreamState::ExpectAnswer {
+            kind,
+            request,
+            stream_id,
+            stream: stream.to_owned(),
+        };
+        Ok((request, stream.to_owned(), query))
     }
 
     fn on_publish(&mut self, cmd: &Command, stream_id: u32) -> Result<(), SessionError> {
-        let (request, stream, query) = self.stream_request(cmd, "publish")?;
-        self.stream = StreamState::ExpectPublishAnswer {
-            request,
-            stream_id,
-            stream: stream.clone(),
-        };
+        let (request, stream, query) = self.stream_request(cmd, RequestKind::Publish, stream_id)?;
         self.events.push_back(ServerEvent::PublishRequested {
             request,
             app: self.app.clone(),
@@ -835,12 +739,7 @@ impl ServerSession {
     }
 
     fn on_play(&mut self, cmd: &Command, stream_id: u32) -> Result<(), SessionError> {
-        let (request, stream, query) = self.stream_request(cmd, "play")?;
-        self.stream = StreamState::ExpectPlayAnswer {
-            request,
-            stream_id,
-            stream: stream.clone(),
-        };
+        let (request, stream, query) = self.stream_request(cmd, RequestKind::Play, stream_id)?;
         self.events.push_back(ServerEvent::PlayRequested {
             request,
             app: self.app.clone(),
@@ -856,9 +755,8 @@ impl ServerSession {
     fn stop_stream(&mut self, id: Option<u32>, unpublish_status: bool) {
         let active = match &self.stream {
             StreamState::Idle => return,
-            StreamState::ExpectPublishAnswer { stream_id, .. }
+            StreamState::ExpectAnswer { stream_id, .. }
             | StreamState::Publishing { stream_id, .. }
-            | StreamState::ExpectPlayAnswer { stream_id, .. }
             | StreamState::Playing { stream_id } => *stream_id,
         };
         if id.is_some_and(|id| id != active) {
@@ -890,35 +788,19 @@ impl ServerSession {
 
     // ---- output ----
 
-    fn send_raw(&mut self, csid: u32, stream_id: u32, msg: &Message) {
-        match msg.to_raw(stream_id, 0) {
-            Ok(raw) => encode_message(&mut self.out, csid, &raw, self.out_chunk_size),
-            // Only values we build are encoded here; they are always encodable.
-            Err(e) => tracing::error!(error = %e, "could not encode rtmp message"),
-        }
-    }
-
-    fn send_control(&mut self, msg: &Message) {
-        self.send_raw(csid::CONTROL, 0, msg);
-    }
-
-    fn send_command(&mut self, csid: u32, stream_id: u32, cmd: &Command) {
-        self.send_raw(csid, stream_id, &Message::Command(cmd.clone()));
-    }
-
     fn send_result(&mut self, tid: f64, value: Amf0Value) {
-        self.send_command(
+        self.conn.send_command(
             csid::COMMAND,
             0,
-            &Command::new("_result", tid, Amf0Value::Null, vec![value]),
+            Command::new("_result", tid, Amf0Value::Null, vec![value]),
         );
     }
 
     fn send_on_status(&mut self, stream_id: u32, level: &str, code: &str, description: &str) {
-        self.send_command(
+        self.conn.send_command(
             csid::DATA,
             stream_id,
-            &Command::new(
+            Command::new(
                 "onStatus",
                 0.0,
                 Amf0Value::Null,
@@ -930,9 +812,59 @@ impl ServerSession {
     fn send_data(&mut self, stream_id: u32, values: &[Amf0Value]) {
         let mut payload = BytesMut::new();
         match super::amf0::encode_all(&mut payload, values) {
-            Ok(()) => self.send_raw(csid::DATA, stream_id, &Message::Data(payload.freeze())),
+            Ok(()) => self
+                .conn
+                .send(csid::DATA, stream_id, &Message::Data(payload.freeze())),
             Err(e) => tracing::error!(error = %e, "could not encode rtmp data"),
         }
+    }
+}
+
+impl Role for ServerSession {
+    type Handshake = ServerHandshake;
+
+    fn connection(&mut self) -> &mut ChunkConnection<ServerHandshake> {
+        &mut self.conn
+    }
+
+    fn is_closed(&self) -> bool {
+        ServerSession::is_closed(self)
+    }
+
+    fn close(&mut self) {
+        self.phase = Phase::Closed;
+    }
+
+    fn on_handshake_done(&mut self) {
+        self.phase = Phase::ExpectConnect;
+    }
+
+    fn on_message(&mut self, raw: &RawMessage, msg: Message) -> Result<(), SessionError> {
+        match msg {
+            // Set Chunk Size and Abort were applied by the decoder; acknowledgements of what we
+            // send need no action (we never stop sending for lack of them). The window and
+            // pings were handled by the connection.
+            Message::SetChunkSize(_)
+            | Message::Abort { .. }
+            | Message::Acknowledgement { .. }
+            | Message::SetPeerBandwidth { .. }
+            | Message::WindowAckSize(_) => {}
+            Message::UserControl(UserControl::SetBufferLength { buffer_ms, .. }) => {
+                self.buffer_ms = Some(buffer_ms)
+            }
+            Message::UserControl(_) => {}
+            msg @ (Message::Audio(_)
+            | Message::Video(_)
+            | Message::Data(_)
+            | Message::Aggregate(_)) => {
+                message::media_frames(raw, msg, self.takes_media(), |frame| self.on_media(frame))?
+            }
+            Message::Command(cmd) => self.on_command(cmd, raw.stream_id)?,
+            Message::Other { type_id, .. } => {
+                tracing::debug!(type_id, "ignoring rtmp message");
+            }
+        }
+        Ok(())
     }
 }
 
@@ -953,6 +885,7 @@ fn join_query(a: &str, b: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::MediaKind;
 
     #[test]
     fn query_splitting() {
