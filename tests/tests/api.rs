@@ -211,7 +211,7 @@ fn config_endpoints_errors_pagination_and_slashes() {
         &engine.api(
             "POST",
             "/v3/config/paths/add/pull",
-            Some(r#"{"source":"rtmps://origin/live/a"}"#),
+            Some(r#"{"source":"srt://origin:9000"}"#),
         ),
         400,
         "is not supported yet",

@@ -1,7 +1,9 @@
-//! HTTPS pull sources: engine B pulls `https://…/live/s.flv` from engine A behind nginx as a TLS
-//! terminator with a self-signed certificate, pinned with `sourceFingerprint`; a wrong pin and a
-//! missing one show the exact certificate error in the API.
+//! TLS pull sources: engine B pulls `https://…/live/s.flv` from engine A behind nginx as a TLS
+//! terminator, and `rtmps://…/live/s` from engine A behind a TLS terminator of Python's ssl
+//! module (OpenSSL), each with a self-signed certificate pinned with `sourceFingerprint`; a wrong
+//! pin and a missing one show the exact certificate error in the API.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -73,6 +75,85 @@ impl Drop for Nginx {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// `tests/scripts/tls_proxy.py`: TLS on `port` (the certificate of `dir`) in front of the plain
+/// TCP server on `upstream`; killed when dropped.
+struct TlsProxy(Child);
+
+impl TlsProxy {
+    fn start(dir: &Path, port: u16, upstream: u16) -> TlsProxy {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/tls_proxy.py");
+        let mut child = Command::new("/usr/bin/python3")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(upstream.to_string())
+            .arg(dir.join("cert.pem"))
+            .arg(dir.join("key.pem"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("/usr/bin/python3 runs");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        assert_eq!(line.trim(), "listening", "tls_proxy.py did not start");
+        TlsProxy(child)
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn rtmps_source_pinned_by_fingerprint() {
+    let dir = TempDir::new("relay-rtmps");
+    let fingerprint = self_signed(&dir.path);
+    let a = Engine::start("");
+    let tls_port = free_port();
+    let _proxy = TlsProxy::start(&dir.path, tls_port, a.rtmp_port);
+    let url = format!("rtmps://127.0.0.1:{tls_port}/live/s");
+    let wrong = "ab".repeat(32);
+    let b = Engine::start(&format!(
+        "paths:\n  live/s:\n    source: {url}\n    sourceFingerprint: {fingerprint}\n\
+         \x20 live/wrong:\n    source: {url}\n    sourceFingerprint: \"{wrong}\"\n\
+         \x20 live/unpinned:\n    source: {url}\n"
+    ));
+
+    let item = b.wait_source_state("live/wrong", "error", Duration::from_secs(15));
+    assert_eq!(
+        item["sourceError"],
+        format!(
+            "source fingerprint does not match: expected {wrong}, got {}",
+            fingerprint.to_ascii_lowercase()
+        ),
+        "{item}"
+    );
+    let item = b.wait_source_state("live/unpinned", "error", Duration::from_secs(15));
+    assert_eq!(
+        item["sourceError"],
+        "tls: certificate signed by unknown authority (self-signed: pin it with sourceFingerprint)",
+        "{item}"
+    );
+
+    // The pinned one plays: RTMP inside TLS, through OpenSSL on the other end.
+    let mut publisher = ff::publish(&a.rtmp_url("live/s"), 20);
+    a.wait_for_log("publish started", Duration::from_secs(10));
+    let item = b.wait_source_state("live/s", "ready", Duration::from_secs(30));
+    assert_eq!(item["source"]["type"], "rtmpSource", "{item}");
+    assert_eq!(item["sourceUrl"], url);
+    assert!(item["sourceBytesReceived"].as_u64() > Some(0), "{item}");
+    let probe = ff::spawn_probe_with(&b.rtmp_url("live/s"), &["-read_intervals", "%+3"]);
+    let out = wait_with_timeout(probe, Duration::from_secs(60), "reader of the rtmps pull");
+    let p = parse_probe(&out).unwrap_or_else(|e| panic!("reader of the rtmps pull: {e}"));
+    assert_eq!(p.video_codec, "h264");
+    assert!(p.video_frames > 25, "{p:?}");
+    let _ = publisher.kill();
+    let _ = publisher.wait();
 }
 
 #[test]

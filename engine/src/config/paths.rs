@@ -31,10 +31,10 @@ pub struct PathFields {
     /// Accepted and ignored: MediaMTX's GET answers carry it, and clients send them back.
     #[serde(default, skip_serializing)]
     pub name: Option<String>,
-    /// `publisher`, or a pull URL (`rtmp://…`, `rtsp://…`, `http(s)://…/x.flv`).
+    /// `publisher`, or a pull URL (`rtmp(s)://…`, `rtsp://…`, `http(s)://…/x.flv`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
-    /// Hex SHA-256 of an `https://` source's certificate (MediaMTX's `sourceFingerprint`): that
+    /// Hex SHA-256 of an `https://` or `rtmps://` source's certificate (MediaMTX's `sourceFingerprint`): that
     /// certificate is accepted instead of checking the chain against the public roots, so a
     /// self-signed origin can be pulled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -169,9 +169,9 @@ impl PathConf {
             return Err("'origins' can only be used when source is 'publisher'".to_owned());
         }
         for origin in &self.origins {
-            if !origin.starts_with("rtmp://") {
+            if !origin.starts_with("rtmp://") && !origin.starts_with("rtmps://") {
                 return Err(format!(
-                    "origin '{origin}' is not supported: only rtmp:// is"
+                    "origin '{origin}' is not supported: only rtmp:// and rtmps:// are"
                 ));
             }
             crate::relay::url::parse(origin).map_err(|e| format!("origin '{origin}': {e}"))?;
@@ -179,7 +179,7 @@ impl PathConf {
         for f in &self.forward {
             if !f.dest.starts_with("rtmp://") {
                 return Err(format!(
-                    "forward dest '{}' is not supported: only rtmp:// is",
+                    "forward dest '{}' is not supported: only rtmp:// is (rtmps:// pushes are not supported yet)",
                     f.dest
                 ));
             }
@@ -206,7 +206,7 @@ fn check_fingerprint(fp: &str) -> Result<(), String> {
     }
 }
 
-/// `publisher`, `rtmp://…`, `rtsp://…` and `http(s)://…/x.flv` are served; other pull URLs are refused.
+/// `publisher`, `rtmp(s)://…`, `rtsp://…` and `http(s)://…/x.flv` are served; other pull URLs are refused.
 pub fn check_source(source: &str) -> Result<(), String> {
     const PULL: [&str; 12] = [
         "rtmp://",
@@ -224,14 +224,17 @@ pub fn check_source(source: &str) -> Result<(), String> {
     ];
     if source == "publisher" {
         Ok(())
-    } else if source.starts_with("rtmp://") || source.starts_with("rtsp://") || is_http_flv(source)
+    } else if ["rtmp://", "rtmps://", "rtsp://"]
+        .iter()
+        .any(|p| source.starts_with(p))
+        || is_http_flv(source)
     {
         crate::relay::url::parse(source)
             .map(drop)
             .map_err(|e| format!("invalid source: '{source}': {e}"))
     } else if PULL.iter().any(|p| source.starts_with(p)) {
         Err(format!(
-            "source '{source}' is not supported yet: only 'publisher', 'rtmp://…', 'rtsp://…' and 'http(s)://…/x.flv' are"
+            "source '{source}' is not supported yet: only 'publisher', 'rtmp(s)://…', 'rtsp://…' and 'http(s)://…/x.flv' are"
         ))
     } else {
         Err(format!("invalid source: '{source}'"))
@@ -485,10 +488,12 @@ mod tests {
             .unwrap_err()
             .contains("not supported yet"));
         assert!(transport("carrier").is_err());
-        for later in ["rtsps://cam/1", "rtmps://x/live/a", "http://x/a.m3u8"] {
+        for later in ["rtsps://cam/1", "srt://x:9000", "http://x/a.m3u8"] {
             let e = check_source(later).unwrap_err();
             assert!(e.contains("is not supported yet"), "{e}");
         }
+        assert!(check_source("rtmps://x/live/a").is_ok());
+        assert!(check_source("rtmps://").is_err());
         assert!(check_source("rtmp://").is_err());
         assert!(check_source("https://x/y.m3u8").is_err());
         assert_eq!(
@@ -544,6 +549,12 @@ mod tests {
         assert!(e.contains("unknown field `x`"), "{e}");
         let e = conf(r#"{"forward":[{"dest":"http://cdn/app.flv"}]}"#).unwrap_err();
         assert!(e.contains("only rtmp:// is"), "{e}");
+        let e = conf(r#"{"forward":[{"dest":"rtmps://cdn/app"}]}"#).unwrap_err();
+        assert!(e.contains("rtmps:// pushes are not supported yet"), "{e}");
+        assert_eq!(
+            conf(r#"{"origins":["rtmps://o1/live"],"sourceOnDemand":true}"#),
+            Ok(())
+        );
         let e = conf(r#"{"origins":["rtmp://o1/live"],"source":"rtmp://o/live/a"}"#).unwrap_err();
         assert!(e.contains("'origins' can only be used"), "{e}");
         let e = conf(r#"{"origins":["rtmp:///live"]}"#).unwrap_err();

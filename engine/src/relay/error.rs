@@ -34,7 +34,7 @@ pub enum RelayError {
     Status { code: String, description: String },
     #[error("http status {status} {reason}")]
     HttpStatus { status: u16, reason: String },
-    /// TLS of an `https://` source: certificate, fingerprint, handshake, in full.
+    /// TLS of an `https://` or `rtmps://` source: certificate, fingerprint, handshake, in full.
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error("http: {0}")]

@@ -1,4 +1,4 @@
-//! One pull attempt: connect to a source URL, play it over RTMP or HTTP-FLV (plain or TLS) with
+//! One pull attempt: connect to a source URL, play it over RTMP or HTTP-FLV (plain or TLS), or RTSP, with
 //! the engine's own sans-IO codecs, and publish what arrives on this core like a publisher would.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -67,7 +67,7 @@ impl RtspTransport {
 }
 
 /// Pulls `url` into `key` until something ends it; returns why. `fingerprint` pins the
-/// certificate of an `https://` source.
+/// certificate of an `https://` or `rtmps://` source.
 pub(super) async fn pull(
     core: &Rc<Core>,
     key: &StreamKey,
@@ -99,18 +99,14 @@ pub(super) async fn pull(
         let mut redirect = None;
         let mut fall_back = false;
         let ending = match &parsed {
-            RelayUrl::Rtmp(u) => feed.rtmp(u, &mut reader).await,
-            RelayUrl::HttpFlv(u) => {
-                let transport = if u.tls {
-                    match TlsClient::new(&u.host, fingerprint) {
-                        Ok(t) => Transport::Tls(Box::new(t)),
-                        Err(e) => return e.into(),
-                    }
-                } else {
-                    Transport::Plain
-                };
-                feed.http_flv(u, transport, &mut reader).await
-            }
+            RelayUrl::Rtmp(u) => match Transport::new(u.tls, &u.host, fingerprint) {
+                Ok(transport) => feed.rtmp(u, transport, &mut reader).await,
+                Err(e) => return e,
+            },
+            RelayUrl::HttpFlv(u) => match Transport::new(u.tls, &u.host, fingerprint) {
+                Ok(transport) => feed.http_flv(u, transport, &mut reader).await,
+                Err(e) => return e,
+            },
             RelayUrl::Rtsp(u) => match feed
                 .rtsp(
                     u,
@@ -334,7 +330,12 @@ impl Feed<'_> {
         Ok(())
     }
 
-    async fn rtmp(&mut self, u: &RtmpUrl, reader: &mut NetReader) -> RelayError {
+    async fn rtmp(
+        &mut self,
+        u: &RtmpUrl,
+        mut transport: Transport,
+        reader: &mut NetReader,
+    ) -> RelayError {
         if u.stream.is_empty() {
             return RelayError::NoStreamName;
         }
@@ -342,15 +343,22 @@ impl Feed<'_> {
         config.handshake_seed = rand::random();
         let mut client = ClientSession::new(config);
         let mut out = BytesMut::new();
+        let mut input = BytesMut::new();
         let mut buf = vec![0u8; READ_BUFFER];
         loop {
             client.poll_transmit(&mut out);
-            link::send(self.conn, &mut out);
-            let n = match link::read(self.conn, reader, &mut buf, &self.link.status).await {
-                Ok(n) => n,
-                Err(e) => return e,
-            };
-            if let Err(e) = client.handle_input(&buf[..n]) {
+            if let Err(e) = transport.send(self.conn, &mut out) {
+                return e;
+            }
+            if let Err(e) = transport
+                .read(self.conn, reader, &mut buf, &self.link.status, &mut input)
+                .await
+            {
+                return e;
+            }
+            let fed = client.handle_input(&input);
+            input.clear();
+            if let Err(e) = fed {
                 return e.into();
             }
             while let Some(event) = client.poll_event() {
@@ -778,13 +786,23 @@ fn choose_tracks(key: &StreamKey, sdp: &Sdp) -> Vec<usize> {
     video.into_iter().chain(audio).collect()
 }
 
-/// What an HTTP-FLV pull runs on: the connection itself, or TLS over it (`https://`).
+/// What an RTMP or HTTP-FLV pull runs on: the connection itself, or TLS over it (`rtmps://`,
+/// `https://`).
 enum Transport {
     Plain,
     Tls(Box<TlsClient>),
 }
 
 impl Transport {
+    /// TLS to `host` for `rtmps://` and `https://` (`fingerprint` pins its certificate instead of
+    /// the public roots), plain TCP otherwise.
+    fn new(tls: bool, host: &str, fingerprint: Option<&str>) -> Result<Transport, RelayError> {
+        if !tls {
+            return Ok(Transport::Plain);
+        }
+        Ok(Transport::Tls(Box::new(TlsClient::new(host, fingerprint)?)))
+    }
+
     /// Sends (and empties) `out`.
     fn send(&mut self, conn: &Conn, out: &mut BytesMut) -> Result<(), RelayError> {
         match self {

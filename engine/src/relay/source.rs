@@ -26,7 +26,8 @@ pub struct SourceSpec {
     pub on_demand: bool,
     pub start_timeout: Duration,
     pub close_after: Duration,
-    /// `sourceFingerprint`: the pinned certificate of an `https://` source.
+    /// `sourceFingerprint`: the pinned certificate of an `https://` or `rtmps://` source (or
+    /// origin).
     pub fingerprint: Option<String>,
     /// `rtspTransport` of an `rtsp://` source: `automatic`, `tcp` or `udp`.
     pub rtsp_transport: String,

@@ -1,4 +1,4 @@
-//! Pull and push URLs: `rtmp://host[:port]/app[/stream][?query]`,
+//! Pull and push URLs: `rtmp(s)://host[:port]/app[/stream][?query]`,
 //! `http(s)://host[:port]/path.flv[?query]` and `rtsp://[user:pass@]host[:port]/path`, split into
 //! what the clients need.
 #![forbid(unsafe_code)]
@@ -18,7 +18,7 @@ pub const HTTPS_PORT: u16 = 443;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum UrlError {
-    #[error("unsupported scheme (rtmp://, http://, https:// and rtsp:// are)")]
+    #[error("unsupported scheme (rtmp://, rtmps://, http://, https:// and rtsp:// are)")]
     UnsupportedScheme,
     #[error("no host")]
     MissingHost,
@@ -39,8 +39,10 @@ pub struct RtmpUrl {
     pub app: String,
     /// `play`/`publish`'s name with its `?query`; empty when the URL names only the app.
     pub stream: String,
-    /// `connect`'s tcUrl: `rtmp://host:port/app`.
+    /// `connect`'s tcUrl: `rtmp://host:port/app` (`rtmps://` with TLS).
     pub tc_url: String,
+    /// `rtmps://`: the connection runs TLS (default port 443).
+    pub tls: bool,
 }
 
 /// Where an HTTP client connects and what it requests.
@@ -97,13 +99,18 @@ impl fmt::Display for RelayUrl {
     }
 }
 
-/// Parses an `rtmp://`, `http://`, `https://` or `rtsp://` URL.
+/// Parses an `rtmp://`, `rtmps://`, `http://`, `https://` or `rtsp://` URL.
 pub fn parse(url: &str) -> Result<RelayUrl, UrlError> {
     if url.starts_with("rtsp://") {
         return Ok(RelayUrl::Rtsp(RtspUrl::parse(url)?));
     }
-    if let Some(rest) = url.strip_prefix("rtmp://") {
-        let (host, port, path) = split_authority(rest, RTMP_PORT)?;
+    if let Some((rest, tls)) = url
+        .strip_prefix("rtmp://")
+        .map(|r| (r, false))
+        .or_else(|| url.strip_prefix("rtmps://").map(|r| (r, true)))
+    {
+        let default_port = if tls { HTTPS_PORT } else { RTMP_PORT };
+        let (host, port, path) = split_authority(rest, default_port)?;
         let (path, query) = match path.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (path, None),
@@ -118,12 +125,14 @@ pub fn parse(url: &str) -> Result<RelayUrl, UrlError> {
             stream = format!("{stream}?{q}");
         }
         let host_part = bracket(&host);
+        let scheme = if tls { "rtmps" } else { "rtmp" };
         Ok(RelayUrl::Rtmp(RtmpUrl {
-            tc_url: format!("rtmp://{host_part}:{port}/{app}"),
+            tc_url: format!("{scheme}://{host_part}:{port}/{app}"),
             host,
             port,
             app: app.to_owned(),
             stream,
+            tls,
         }))
     } else if let Some((rest, tls)) = url
         .strip_prefix("http://")
@@ -241,6 +250,24 @@ mod tests {
         assert_eq!(
             parse("rtmp://h/live/s").unwrap().to_string(),
             "rtmp://h:1935/live/s"
+        );
+        assert!(!u.tls);
+    }
+
+    #[test]
+    fn rtmps_urls() {
+        let u = rtmp("rtmps://live-api-s.facebook.com/rtmp/KEY?s=1");
+        assert_eq!(
+            (u.host.as_str(), u.port, u.tls),
+            ("live-api-s.facebook.com", 443, true)
+        );
+        assert_eq!((u.app.as_str(), u.stream.as_str()), ("rtmp", "KEY?s=1"));
+        assert_eq!(u.tc_url, "rtmps://live-api-s.facebook.com:443/rtmp");
+        let u = rtmp("rtmps://127.0.0.1:8443/live/s");
+        assert_eq!((u.port, u.tls), (8443, true));
+        assert_eq!(
+            parse("rtmps://127.0.0.1:8443/live/s").unwrap().to_string(),
+            "rtmps://127.0.0.1:8443/live/s"
         );
     }
 
