@@ -1,7 +1,8 @@
-//! TLS pull sources: engine B pulls `https://…/live/s.flv` from engine A behind nginx as a TLS
-//! terminator, and `rtmps://…/live/s` from engine A behind a TLS terminator of Python's ssl
-//! module (OpenSSL), each with a self-signed certificate pinned with `sourceFingerprint`; a wrong
-//! pin and a missing one show the exact certificate error in the API.
+//! TLS links: engine B pulls `https://…/live/s.flv` from engine A behind nginx as a TLS
+//! terminator, pulls `rtmps://…/live/s` and pushes to `rtmps://…/pushed` through engine A behind
+//! a TLS terminator of Python's ssl module (OpenSSL), each with a self-signed certificate pinned
+//! with `sourceFingerprint` (a forward's `fingerprint`); a wrong pin and a missing one show the
+//! exact certificate error in the API.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -154,6 +155,57 @@ fn rtmps_source_pinned_by_fingerprint() {
     assert!(p.video_frames > 25, "{p:?}");
     let _ = publisher.kill();
     let _ = publisher.wait();
+}
+
+#[test]
+fn rtmps_forward_pinned_by_fingerprint() {
+    let dir = TempDir::new("relay-rtmps-push");
+    let fingerprint = self_signed(&dir.path);
+    let a = Engine::start("playWaitTimeout: 20s\n");
+    let tls_port = free_port();
+    let _proxy = TlsProxy::start(&dir.path, tls_port, a.rtmp_port);
+    let dest = format!("rtmps://127.0.0.1:{tls_port}/pushed");
+    let b = Engine::start(&format!(
+        "paths:\n  live/p:\n    forward:\n      - dest: {dest}\n        fingerprint: {fingerprint}\n\
+         \x20 live/w:\n    forward:\n      - dest: {dest}\n        fingerprint: \"{}\"\n",
+        "cd".repeat(32)
+    ));
+
+    let probe = ff::spawn_probe_with(&a.rtmp_url("pushed/p"), &["-read_intervals", "%+3"]);
+    let mut publisher = ff::publish(&b.rtmp_url("live/p"), 20);
+    let mut wrong = ff::publish(&b.rtmp_url("live/w"), 20);
+    a.wait_for_log("publish started", Duration::from_secs(15));
+    let mut item = serde_json::Value::Null;
+    assert!(
+        tests::eventually(Duration::from_secs(10), || {
+            item = b.path_item("live/p");
+            item["forwards"][0]["state"] == "live"
+                && item["forwards"][0]["bytesSent"].as_u64() > Some(0)
+        }),
+        "{item}"
+    );
+    assert_eq!(item["forwards"][0]["dest"], dest);
+    let out = wait_with_timeout(probe, Duration::from_secs(60), "reader of the rtmps push");
+    let p = parse_probe(&out).unwrap_or_else(|e| panic!("reader of the rtmps push: {e}"));
+    assert_eq!(p.video_codec, "h264");
+    assert!(p.video_frames > 25, "{p:?}");
+
+    // The wrongly pinned push never gets through, and says why.
+    assert!(
+        tests::eventually(Duration::from_secs(10), || {
+            item = b.path_item("live/w");
+            item["forwards"][0]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("fingerprint does not match"))
+        }),
+        "{item}"
+    );
+    assert_ne!(item["forwards"][0]["state"], "live", "{item}");
+    assert_eq!(a.count_log("publish started"), 1, "only the pinned push reached A");
+    for p in [&mut publisher, &mut wrong] {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
 }
 
 #[test]

@@ -69,8 +69,12 @@ pub struct PathFields {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardTarget {
-    /// `rtmp://host[:port]/app` (the stream's name is appended) or `rtmp://host/app/stream`.
+    /// `rtmp(s)://host[:port]/app` (the stream's name is appended) or `rtmp(s)://host/app/stream`.
     pub dest: String,
+    /// Hex SHA-256 of an `rtmps://` target's certificate, accepted instead of checking the chain
+    /// against the public roots (as `sourceFingerprint` for sources).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 impl PathFields {
@@ -150,7 +154,7 @@ impl PathConf {
     pub fn check(&self) -> Result<(), String> {
         check_source(&self.source)?;
         if let Some(fp) = &self.source_fingerprint {
-            check_fingerprint(fp)?;
+            check_fingerprint("sourceFingerprint", fp)?;
         }
         match self.rtsp_transport.as_str() {
             "automatic" | "tcp" | "udp" => {}
@@ -177,11 +181,14 @@ impl PathConf {
             crate::relay::url::parse(origin).map_err(|e| format!("origin '{origin}': {e}"))?;
         }
         for f in &self.forward {
-            if !f.dest.starts_with("rtmp://") {
+            if !f.dest.starts_with("rtmp://") && !f.dest.starts_with("rtmps://") {
                 return Err(format!(
-                    "forward dest '{}' is not supported: only rtmp:// is (rtmps:// pushes are not supported yet)",
+                    "forward dest '{}' is not supported: only rtmp:// and rtmps:// are",
                     f.dest
                 ));
+            }
+            if let Some(fp) = &f.fingerprint {
+                check_fingerprint("forward fingerprint", fp)?;
             }
             crate::relay::url::parse(&f.dest)
                 .map_err(|e| format!("forward dest '{}': {e}", f.dest))?;
@@ -194,14 +201,15 @@ fn empty_when_none<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::
     s.serialize_str(v.as_deref().unwrap_or_default())
 }
 
-/// A `sourceFingerprint` is 64 hex digits (SHA-256), as `openssl x509 -noout -fingerprint
-/// -sha256` prints it without the colons; either case.
-fn check_fingerprint(fp: &str) -> Result<(), String> {
+/// A certificate fingerprint (`sourceFingerprint`, a forward's `fingerprint`) is 64 hex digits
+/// (SHA-256), as `openssl x509 -noout -fingerprint -sha256` prints it without the colons; either
+/// case.
+fn check_fingerprint(key: &str, fp: &str) -> Result<(), String> {
     if fp.len() == 64 && fp.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(())
     } else {
         Err(format!(
-            "invalid sourceFingerprint '{fp}': expected the 64 hex digits of a SHA-256 (without colons)"
+            "invalid {key} '{fp}': expected the 64 hex digits of a SHA-256 (without colons)"
         ))
     }
 }
@@ -548,9 +556,15 @@ mod tests {
         let e = conf(r#"{"forward":[{"dest":"rtmp://cdn/app","x":1}]}"#).unwrap_err();
         assert!(e.contains("unknown field `x`"), "{e}");
         let e = conf(r#"{"forward":[{"dest":"http://cdn/app.flv"}]}"#).unwrap_err();
-        assert!(e.contains("only rtmp:// is"), "{e}");
-        let e = conf(r#"{"forward":[{"dest":"rtmps://cdn/app"}]}"#).unwrap_err();
-        assert!(e.contains("rtmps:// pushes are not supported yet"), "{e}");
+        assert!(e.contains("only rtmp:// and rtmps:// are"), "{e}");
+        let pinned = format!(
+            r#"{{"forward":[{{"dest":"rtmps://cdn/app","fingerprint":"{}"}}]}}"#,
+            "ab".repeat(32)
+        );
+        assert_eq!(conf(&pinned), Ok(()));
+        let e =
+            conf(r#"{"forward":[{"dest":"rtmps://cdn/app","fingerprint":"xyz"}]}"#).unwrap_err();
+        assert!(e.contains("invalid forward fingerprint 'xyz'"), "{e}");
         assert_eq!(
             conf(r#"{"origins":["rtmps://o1/live"],"sourceOnDemand":true}"#),
             Ok(())

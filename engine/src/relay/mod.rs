@@ -25,6 +25,7 @@ mod push;
 mod source;
 pub mod status;
 pub mod tls;
+mod transport;
 pub mod url;
 
 use std::cell::RefCell;
@@ -205,7 +206,12 @@ pub fn start_forwards(core: &Rc<Core>, key: &StreamKey, stream: StreamId) {
         return;
     };
     for target in &conf.forward {
-        let fwd = Rc::new(Forward::new(key.clone(), target.dest.clone(), stream));
+        let fwd = Rc::new(Forward::new(
+            key.clone(),
+            target.dest.clone(),
+            target.fingerprint.clone(),
+            stream,
+        ));
         core.relays().forwards.borrow_mut().push(fwd.clone());
         glommio::spawn_local(push::run(core.clone(), fwd)).detach();
     }

@@ -15,7 +15,7 @@ use tracing::{debug, info, warn};
 use super::dial::dial;
 use super::error::RelayError;
 use super::link::{self, Link, READ_BUFFER};
-use super::tls::{TlsClient, TlsError, TlsInput};
+use super::transport::Transport;
 use super::url::{self, HttpUrl, RelayUrl, RtmpUrl};
 use crate::media::Frame;
 use crate::protocol::flv::FlvReader;
@@ -784,80 +784,4 @@ fn choose_tracks(key: &StreamKey, sdp: &Sdp) -> Vec<usize> {
         }
     }
     video.into_iter().chain(audio).collect()
-}
-
-/// What an RTMP or HTTP-FLV pull runs on: the connection itself, or TLS over it (`rtmps://`,
-/// `https://`).
-enum Transport {
-    Plain,
-    Tls(Box<TlsClient>),
-}
-
-impl Transport {
-    /// TLS to `host` for `rtmps://` and `https://` (`fingerprint` pins its certificate instead of
-    /// the public roots), plain TCP otherwise.
-    fn new(tls: bool, host: &str, fingerprint: Option<&str>) -> Result<Transport, RelayError> {
-        if !tls {
-            return Ok(Transport::Plain);
-        }
-        Ok(Transport::Tls(Box::new(TlsClient::new(host, fingerprint)?)))
-    }
-
-    /// Sends (and empties) `out`.
-    fn send(&mut self, conn: &Conn, out: &mut BytesMut) -> Result<(), RelayError> {
-        match self {
-            Transport::Plain => link::send(conn, out),
-            Transport::Tls(tls) => {
-                tls.write_plain(out)?;
-                out.clear();
-                let mut records = BytesMut::new();
-                tls.poll_transmit(&mut records);
-                link::send(conn, &mut records);
-            }
-        }
-        Ok(())
-    }
-
-    /// Reads from the connection until some payload (decrypted for TLS) is appended to
-    /// `input`; a TLS handshake runs on the way.
-    async fn read(
-        &mut self,
-        conn: &Conn,
-        reader: &mut NetReader,
-        buf: &mut [u8],
-        status: &super::status::LinkStatus,
-        input: &mut BytesMut,
-    ) -> Result<(), RelayError> {
-        match self {
-            Transport::Plain => {
-                let n = link::read(conn, reader, buf, status).await?;
-                input.extend_from_slice(&buf[..n]);
-                Ok(())
-            }
-            Transport::Tls(tls) => {
-                let before = input.len();
-                loop {
-                    let n = match link::read(conn, reader, buf, status).await {
-                        Ok(n) => n,
-                        Err(RelayError::Closed) if tls.is_handshaking() => {
-                            return Err(TlsError::ClosedInHandshake.into())
-                        }
-                        Err(e) => return Err(e),
-                    };
-                    let got = tls.handle_input(&buf[..n], input);
-                    // Handshake replies, the request held until now, or an alert.
-                    let mut records = BytesMut::new();
-                    tls.poll_transmit(&mut records);
-                    link::send(conn, &mut records);
-                    let state = got?;
-                    if input.len() > before {
-                        return Ok(());
-                    }
-                    if state == TlsInput::PeerClosed {
-                        return Err(RelayError::Closed);
-                    }
-                }
-            }
-        }
-    }
 }

@@ -1,10 +1,12 @@
-//! Pushing a live stream onward (`forward`): an RTMP publish to the target, fed as a player of the
-//! stream on its owner core, reconnected with backoff while the stream lives.
+//! Pushing a live stream onward (`forward`): an RTMP publish to the target (`rtmps://`: over TLS),
+//! fed as a player of the stream on its owner core, reconnected with backoff while the stream
+//! lives.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use bytes::BytesMut;
+use glommio::Task;
 use tracing::{info, warn};
 
 use super::backoff::Backoff;
@@ -12,11 +14,14 @@ use super::dial::dial;
 use super::error::RelayError;
 use super::link::{self, Link, READ_BUFFER};
 use super::status::{ForwardView, LinkState};
+use super::tls::TlsClient;
+use super::transport::{encrypt_media, Transport};
 use super::url::{self, RelayUrl};
 use crate::media::PlayerQueue;
 use crate::protocol::rtmp::{ClientConfig, ClientEvent, ClientMode, ClientSession};
 use crate::registry::{Player, SinkFormat, StreamKey};
 use crate::runtime::{ConnState, Core, StreamId, Via};
+use crate::server::conn::Conn;
 
 /// One push of one stream to one target.
 #[derive(Debug)]
@@ -24,6 +29,8 @@ pub(super) struct Forward {
     pub(super) key: StreamKey,
     /// The target as configured.
     pub(super) dest: String,
+    /// The pinned certificate of an `rtmps://` target.
+    fingerprint: Option<String>,
     /// The stream it pushes (a new publish of the key gets new forwards).
     pub(super) stream: StreamId,
     pub(super) link: Link,
@@ -34,10 +41,16 @@ pub(super) struct Forward {
 }
 
 impl Forward {
-    pub(super) fn new(key: StreamKey, dest: String, stream: StreamId) -> Forward {
+    pub(super) fn new(
+        key: StreamKey,
+        dest: String,
+        fingerprint: Option<String>,
+        stream: StreamId,
+    ) -> Forward {
         Forward {
             key,
             dest,
+            fingerprint,
             stream,
             link: Link::default(),
             queue: RefCell::new(None),
@@ -113,6 +126,10 @@ async fn push_once(core: &Rc<Core>, fwd: &Forward) -> RelayError {
         Ok(t) => t,
         Err(e) => return e,
     };
+    let mut transport = match Transport::new(target.tls, &target.host, fwd.fingerprint.as_deref()) {
+        Ok(t) => t,
+        Err(e) => return e,
+    };
     let (conn, mut reader) = match dial(core, &target.host, target.port, &fwd.link.stop).await {
         Ok(c) => c,
         Err(e) => return e,
@@ -127,16 +144,24 @@ async fn push_once(core: &Rc<Core>, fwd: &Forward) -> RelayError {
     config.handshake_seed = rand::random();
     let mut client = ClientSession::new(config);
     let mut out = BytesMut::new();
+    let mut input = BytesMut::new();
     let mut buf = vec![0u8; READ_BUFFER];
     let mut play = None;
+    let mut tls_media: Option<(Rc<RefCell<PlayerQueue>>, Task<()>)> = None;
     let ending = loop {
         client.poll_transmit(&mut out);
-        link::send(&conn, &mut out);
-        let n = match link::read(&conn, &mut reader, &mut buf, &fwd.link.status).await {
-            Ok(n) => n,
-            Err(e) => break e,
-        };
-        if let Err(e) = client.handle_input(&buf[..n]) {
+        if let Err(e) = transport.send(&conn, &mut out) {
+            break e;
+        }
+        if let Err(e) = transport
+            .read(&conn, &mut reader, &mut buf, &fwd.link.status, &mut input)
+            .await
+        {
+            break e;
+        }
+        let fed = client.handle_input(&input);
+        input.clear();
+        if let Err(e) = fed {
             break e.into();
         }
         let mut failed = None;
@@ -145,10 +170,21 @@ async fn push_once(core: &Rc<Core>, fwd: &Forward) -> RelayError {
                 ClientEvent::PublishStarted { stream_id } if play.is_none() => {
                     // Our own control output goes first: media follows on the same queue.
                     client.poll_transmit(&mut out);
-                    link::send(&conn, &mut out);
+                    if let Err(e) = transport.send(&conn, &mut out) {
+                        failed = Some(e);
+                        break;
+                    }
+                    let queue = match &transport {
+                        Transport::Plain => conn.queue.clone(),
+                        Transport::Tls(tls) => {
+                            let (media, pump) = start_tls_media(core, tls, &conn);
+                            tls_media = Some((media.clone(), pump));
+                            media
+                        }
+                    };
                     let player = Player {
                         session: conn.guard.id,
-                        queue: conn.queue.clone(),
+                        queue,
                         format: SinkFormat::Rtmp {
                             message_stream: stream_id,
                         },
@@ -182,6 +218,10 @@ async fn push_once(core: &Rc<Core>, fwd: &Forward) -> RelayError {
         }
     };
     drop(play);
+    if let Some((media, pump)) = tls_media {
+        media.borrow_mut().close();
+        drop(pump);
+    }
     if let Some(q) = fwd.queue.borrow_mut().take() {
         fwd.sent_before
             .set(fwd.sent_before.get() + q.borrow().sent_bytes());
@@ -189,4 +229,26 @@ async fn push_once(core: &Rc<Core>, fwd: &Forward) -> RelayError {
     fwd.link.session.set(None);
     conn.close(false).await;
     ending
+}
+
+/// The player queue of a push over TLS and the task that encrypts what it holds into the
+/// connection's queue (see [`encrypt_media`]); the queue has a player's limits.
+fn start_tls_media(
+    core: &Rc<Core>,
+    tls: &Rc<RefCell<TlsClient>>,
+    conn: &Conn,
+) -> (Rc<RefCell<PlayerQueue>>, Task<()>) {
+    let config = &core.snapshot().config;
+    let max = config.player_max_queue_bytes;
+    let media = Rc::new(RefCell::new(PlayerQueue::new(
+        max,
+        config.slow_player_timeout.duration(),
+    )));
+    let pump = glommio::spawn_local(encrypt_media(
+        media.clone(),
+        tls.clone(),
+        conn.queue.clone(),
+        max / 2,
+    ));
+    (media, pump)
 }

@@ -1,0 +1,158 @@
+//! What an RTMP or HTTP-FLV link runs on: the connection itself, or TLS over it (`rtmps://`,
+//! `https://`). Reads and writes go through the connection's plumbing ([`Conn`]) either way; with
+//! TLS, what is queued for the socket is records.
+
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+
+use super::error::RelayError;
+use super::link;
+use super::status::LinkStatus;
+use super::tls::{TlsClient, TlsError, TlsInput};
+use crate::media::PlayerQueue;
+use crate::server::conn::Conn;
+use crate::server::net::{NetReader, MAX_IOVECS};
+
+/// How often the media pump of a TLS push looks whether the socket's queue drained.
+const ROOM_POLL: Duration = Duration::from_millis(10);
+
+pub(super) enum Transport {
+    Plain,
+    /// Shared with a push's media pump ([`encrypt_media`]), on the same executor.
+    Tls(Rc<RefCell<TlsClient>>),
+}
+
+impl Transport {
+    /// TLS to `host` when `tls` (`fingerprint` pins its certificate instead of the public
+    /// roots), plain TCP otherwise.
+    pub(super) fn new(
+        tls: bool,
+        host: &str,
+        fingerprint: Option<&str>,
+    ) -> Result<Transport, RelayError> {
+        if !tls {
+            return Ok(Transport::Plain);
+        }
+        let client = TlsClient::new(host, fingerprint)?;
+        Ok(Transport::Tls(Rc::new(RefCell::new(client))))
+    }
+
+    /// Sends (and empties) `out`.
+    pub(super) fn send(&mut self, conn: &Conn, out: &mut BytesMut) -> Result<(), RelayError> {
+        match self {
+            Transport::Plain => link::send(conn, out),
+            Transport::Tls(tls) => {
+                let mut tls = tls.borrow_mut();
+                tls.write_plain(out)?;
+                out.clear();
+                let mut records = BytesMut::new();
+                tls.poll_transmit(&mut records);
+                link::send(conn, &mut records);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads from the connection until some payload (decrypted for TLS) is appended to
+    /// `input`; a TLS handshake runs on the way.
+    pub(super) async fn read(
+        &mut self,
+        conn: &Conn,
+        reader: &mut NetReader,
+        buf: &mut [u8],
+        status: &LinkStatus,
+        input: &mut BytesMut,
+    ) -> Result<(), RelayError> {
+        match self {
+            Transport::Plain => {
+                let n = link::read(conn, reader, buf, status).await?;
+                input.extend_from_slice(&buf[..n]);
+                Ok(())
+            }
+            Transport::Tls(tls) => {
+                let before = input.len();
+                loop {
+                    let n = match link::read(conn, reader, buf, status).await {
+                        Ok(n) => n,
+                        Err(RelayError::Closed) if tls.borrow().is_handshaking() => {
+                            return Err(TlsError::ClosedInHandshake.into())
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    let mut tls = tls.borrow_mut();
+                    let got = tls.handle_input(&buf[..n], input);
+                    // Handshake replies, the request held until now, or an alert.
+                    let mut records = BytesMut::new();
+                    tls.poll_transmit(&mut records);
+                    link::send(conn, &mut records);
+                    let state = got?;
+                    if input.len() > before {
+                        return Ok(());
+                    }
+                    if state == TlsInput::PeerClosed {
+                        return Err(RelayError::Closed);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The media of a push over TLS: the stream's fan-out fills `media` (a player's queue, with its
+/// skip-to-keyframe and slow-player rules) with chunked frames; this encrypts them, whole
+/// messages in order, and queues the records for the socket. It takes more only while the
+/// socket's queue is at most half full, so a slow target backs up into `media`, where frames are
+/// dropped, and never into unbounded records. Ends when `media` or the socket's queue closes.
+pub(super) async fn encrypt_media(
+    media: Rc<RefCell<PlayerQueue>>,
+    tls: Rc<RefCell<TlsClient>>,
+    socket: Rc<RefCell<PlayerQueue>>,
+    room: usize,
+) {
+    let mut batch: Vec<Bytes> = Vec::with_capacity(MAX_IOVECS);
+    loop {
+        let more = poll_fn(|cx| {
+            let mut q = media.borrow_mut();
+            if q.is_closed() {
+                Poll::Ready(false)
+            } else if !q.is_empty() {
+                Poll::Ready(true)
+            } else {
+                q.set_waker(cx.waker());
+                Poll::Pending
+            }
+        })
+        .await;
+        if !more {
+            return;
+        }
+        while socket.borrow().queued_bytes() > room {
+            if socket.borrow().is_closed() {
+                return;
+            }
+            glommio::timer::sleep(ROOM_POLL).await;
+        }
+        if socket.borrow().is_closed() {
+            return;
+        }
+        media.borrow_mut().take_batch(&mut batch, MAX_IOVECS);
+        let mut records = BytesMut::new();
+        {
+            let mut tls = tls.borrow_mut();
+            for buf in batch.drain(..) {
+                if tls.write_plain(&buf).is_err() {
+                    return;
+                }
+            }
+            tls.poll_transmit(&mut records);
+        }
+        if !records.is_empty() {
+            socket.borrow_mut().push_control(records.freeze());
+        }
+    }
+}
