@@ -110,21 +110,16 @@ impl Drop for TlsProxy {
     }
 }
 
-#[test]
-fn rtmps_source_pinned_by_fingerprint() {
-    let dir = TempDir::new("relay-rtmps");
-    let fingerprint = self_signed(&dir.path);
-    let a = Engine::start("");
-    let tls_port = free_port();
-    let _proxy = TlsProxy::start(&dir.path, tls_port, a.rtmp_port);
-    let url = format!("rtmps://127.0.0.1:{tls_port}/live/s");
+/// Engine B with three paths pulling `url`: `live/s` pinned to `fingerprint`, `live/wrong`
+/// pinned to another certificate and `live/unpinned`; checks that the last two fail on the
+/// certificate and say exactly why.
+fn puller_of(url: &str, fingerprint: &str) -> Engine {
     let wrong = "ab".repeat(32);
     let b = Engine::start(&format!(
         "paths:\n  live/s:\n    source: {url}\n    sourceFingerprint: {fingerprint}\n\
          \x20 live/wrong:\n    source: {url}\n    sourceFingerprint: \"{wrong}\"\n\
          \x20 live/unpinned:\n    source: {url}\n"
     ));
-
     let item = b.wait_source_state("live/wrong", "error", Duration::from_secs(15));
     assert_eq!(
         item["sourceError"],
@@ -140,6 +135,32 @@ fn rtmps_source_pinned_by_fingerprint() {
         "tls: certificate signed by unknown authority (self-signed: pin it with sourceFingerprint)",
         "{item}"
     );
+    b
+}
+
+/// A reader of three seconds of `url` (started now: it waits for the stream as long as the
+/// engine lets it).
+fn probe_3s(url: &str) -> Child {
+    ff::spawn_probe_with(url, &["-read_intervals", "%+3"])
+}
+
+/// What `probe` read decodes as H.264 with more than 25 frames.
+fn assert_h264(probe: Child, what: &str) {
+    let out = wait_with_timeout(probe, Duration::from_secs(60), what);
+    let p = parse_probe(&out).unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_eq!(p.video_codec, "h264", "{what}");
+    assert!(p.video_frames > 25, "{what}: {p:?}");
+}
+
+#[test]
+fn rtmps_source_pinned_by_fingerprint() {
+    let dir = TempDir::new("relay-rtmps");
+    let fingerprint = self_signed(&dir.path);
+    let a = Engine::start("");
+    let tls_port = free_port();
+    let _proxy = TlsProxy::start(&dir.path, tls_port, a.rtmp_port);
+    let url = format!("rtmps://127.0.0.1:{tls_port}/live/s");
+    let b = puller_of(&url, &fingerprint);
 
     // The pinned one plays: RTMP inside TLS, through OpenSSL on the other end.
     let mut publisher = ff::publish(&a.rtmp_url("live/s"), 20);
@@ -148,11 +169,7 @@ fn rtmps_source_pinned_by_fingerprint() {
     assert_eq!(item["source"]["type"], "rtmpSource", "{item}");
     assert_eq!(item["sourceUrl"], url);
     assert!(item["sourceBytesReceived"].as_u64() > Some(0), "{item}");
-    let probe = ff::spawn_probe_with(&b.rtmp_url("live/s"), &["-read_intervals", "%+3"]);
-    let out = wait_with_timeout(probe, Duration::from_secs(60), "reader of the rtmps pull");
-    let p = parse_probe(&out).unwrap_or_else(|e| panic!("reader of the rtmps pull: {e}"));
-    assert_eq!(p.video_codec, "h264");
-    assert!(p.video_frames > 25, "{p:?}");
+    assert_h264(probe_3s(&b.rtmp_url("live/s")), "reader of the rtmps pull");
     let _ = publisher.kill();
     let _ = publisher.wait();
 }
@@ -171,7 +188,7 @@ fn rtmps_forward_pinned_by_fingerprint() {
         "cd".repeat(32)
     ));
 
-    let probe = ff::spawn_probe_with(&a.rtmp_url("pushed/p"), &["-read_intervals", "%+3"]);
+    let probe = probe_3s(&a.rtmp_url("pushed/p"));
     let mut publisher = ff::publish(&b.rtmp_url("live/p"), 20);
     let mut wrong = ff::publish(&b.rtmp_url("live/w"), 20);
     a.wait_for_log("publish started", Duration::from_secs(15));
@@ -185,10 +202,7 @@ fn rtmps_forward_pinned_by_fingerprint() {
         "{item}"
     );
     assert_eq!(item["forwards"][0]["dest"], dest);
-    let out = wait_with_timeout(probe, Duration::from_secs(60), "reader of the rtmps push");
-    let p = parse_probe(&out).unwrap_or_else(|e| panic!("reader of the rtmps push: {e}"));
-    assert_eq!(p.video_codec, "h264");
-    assert!(p.video_frames > 25, "{p:?}");
+    assert_h264(probe, "reader of the rtmps push");
 
     // The wrongly pinned push never gets through, and says why.
     assert!(
@@ -201,7 +215,11 @@ fn rtmps_forward_pinned_by_fingerprint() {
         "{item}"
     );
     assert_ne!(item["forwards"][0]["state"], "live", "{item}");
-    assert_eq!(a.count_log("publish started"), 1, "only the pinned push reached A");
+    assert_eq!(
+        a.count_log("publish started"),
+        1,
+        "only the pinned push reached A"
+    );
     for p in [&mut publisher, &mut wrong] {
         let _ = p.kill();
         let _ = p.wait();
@@ -218,29 +236,7 @@ fn https_source_pinned_by_fingerprint() {
     let tls_port = free_port();
     let _nginx = Nginx::start(&dir.path, tls_port, a.http_port);
     let url = format!("https://127.0.0.1:{tls_port}/live/s.flv");
-    let wrong = "00".repeat(32);
-    let b = Engine::start(&format!(
-        "paths:\n  live/s:\n    source: {url}\n    sourceFingerprint: {fingerprint}\n\
-         \x20 live/wrong:\n    source: {url}\n    sourceFingerprint: \"{wrong}\"\n\
-         \x20 live/unpinned:\n    source: {url}\n"
-    ));
-
-    // A wrong pin and no pin fail on the certificate, and say exactly why.
-    let item = b.wait_source_state("live/wrong", "error", Duration::from_secs(15));
-    assert_eq!(
-        item["sourceError"],
-        format!(
-            "source fingerprint does not match: expected {wrong}, got {}",
-            fingerprint.to_ascii_lowercase()
-        ),
-        "{item}"
-    );
-    let item = b.wait_source_state("live/unpinned", "error", Duration::from_secs(15));
-    assert_eq!(
-        item["sourceError"],
-        "tls: certificate signed by unknown authority (self-signed: pin it with sourceFingerprint)",
-        "{item}"
-    );
+    let b = puller_of(&url, &fingerprint);
 
     // The pinned one plays.
     let publisher = ff::publish(&a.rtmp_url("live/s"), 20);
@@ -249,11 +245,7 @@ fn https_source_pinned_by_fingerprint() {
     assert_eq!(item["source"]["type"], "httpFlvSource");
     assert_eq!(item["sourceUrl"], url);
     assert!(item["sourceBytesReceived"].as_u64() > Some(0), "{item}");
-    let probe = ff::spawn_probe_with(&b.rtmp_url("live/s"), &["-read_intervals", "%+3"]);
-    let out = wait_with_timeout(probe, Duration::from_secs(60), "reader of the https pull");
-    let p = parse_probe(&out).unwrap_or_else(|e| panic!("reader of the https pull: {e}"));
-    assert_eq!(p.video_codec, "h264");
-    assert!(p.video_frames > 25, "{p:?}");
+    assert_h264(probe_3s(&b.rtmp_url("live/s")), "reader of the https pull");
 
     // The wrong pin never got through.
     let item = b.path_item("live/wrong");

@@ -7,5 +7,5 @@ mod stream_state;
 
 pub use frame::{AudioCodec, Frame, MediaKind, VideoCodec};
 pub use gop::{GopCache, GopLimits};
-pub use player_queue::{PlayerQueue, PushOutcome};
+pub use player_queue::{wait_for_items, PlayerQueue, PushOutcome};
 pub use stream_state::StreamState;

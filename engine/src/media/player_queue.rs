@@ -1,5 +1,7 @@
+use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::task::Waker;
+use std::future::poll_fn;
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -177,6 +179,23 @@ impl PlayerQueue {
             w.wake();
         }
     }
+}
+
+/// Waits, as whatever drains `queue` does, until it holds something (`true`) or is closed and
+/// empty (`false`): what was queued before the close still goes out.
+pub async fn wait_for_items(queue: &RefCell<PlayerQueue>) -> bool {
+    poll_fn(|cx| {
+        let mut q = queue.borrow_mut();
+        if !q.is_empty() {
+            Poll::Ready(true)
+        } else if q.is_closed() {
+            Poll::Ready(false)
+        } else {
+            q.set_waker(cx.waker());
+            Poll::Pending
+        }
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -3,9 +3,7 @@
 //! TLS, what is queued for the socket is records.
 
 use std::cell::RefCell;
-use std::future::poll_fn;
 use std::rc::Rc;
-use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -14,7 +12,7 @@ use super::error::RelayError;
 use super::link;
 use super::status::LinkStatus;
 use super::tls::{TlsClient, TlsError, TlsInput};
-use crate::media::PlayerQueue;
+use crate::media::{wait_for_items, PlayerQueue};
 use crate::server::conn::Conn;
 use crate::server::net::{NetReader, MAX_IOVECS};
 
@@ -107,7 +105,8 @@ impl Transport {
 /// skip-to-keyframe and slow-player rules) with chunked frames; this encrypts them, whole
 /// messages in order, and queues the records for the socket. It takes more only while the
 /// socket's queue is at most half full, so a slow target backs up into `media`, where frames are
-/// dropped, and never into unbounded records. Ends when `media` or the socket's queue closes.
+/// dropped, and never into unbounded records. Ends when `media` is closed and drained, or the
+/// socket's queue closes.
 pub(super) async fn encrypt_media(
     media: Rc<RefCell<PlayerQueue>>,
     tls: Rc<RefCell<TlsClient>>,
@@ -116,18 +115,7 @@ pub(super) async fn encrypt_media(
 ) {
     let mut batch: Vec<Bytes> = Vec::with_capacity(MAX_IOVECS);
     loop {
-        let more = poll_fn(|cx| {
-            let mut q = media.borrow_mut();
-            if q.is_closed() {
-                Poll::Ready(false)
-            } else if !q.is_empty() {
-                Poll::Ready(true)
-            } else {
-                q.set_waker(cx.waker());
-                Poll::Pending
-            }
-        })
-        .await;
+        let more = wait_for_items(&media).await;
         if !more {
             return;
         }

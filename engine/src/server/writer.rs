@@ -1,12 +1,10 @@
 //! The task that drains a connection's [`PlayerQueue`] into its socket.
 
 use std::cell::RefCell;
-use std::future::poll_fn;
 use std::rc::Rc;
-use std::task::Poll;
 
 use super::net::{NetWriter, MAX_IOVECS};
-use crate::media::PlayerQueue;
+use crate::media::{wait_for_items, PlayerQueue};
 use crate::runtime::Core;
 
 /// Writes whatever the queue holds, one merged `sendmsg` per batch, until the queue is closed and
@@ -18,18 +16,7 @@ pub(crate) async fn drain_queue(
 ) -> std::io::Result<()> {
     let mut batch = Vec::with_capacity(MAX_IOVECS);
     loop {
-        let more = poll_fn(|cx| {
-            let mut q = queue.borrow_mut();
-            if !q.is_empty() {
-                Poll::Ready(true)
-            } else if q.is_closed() {
-                Poll::Ready(false)
-            } else {
-                q.set_waker(cx.waker());
-                Poll::Pending
-            }
-        })
-        .await;
+        let more = wait_for_items(&queue).await;
         if !more {
             return Ok(());
         }
