@@ -34,9 +34,16 @@ pub enum RelayError {
     Status { code: String, description: String },
     #[error("http status {status} {reason}")]
     HttpStatus { status: u16, reason: String },
-    /// TLS of an `https://` or `rtmps://` source: certificate, fingerprint, handshake, in full.
+    /// TLS of an `https://` or `rtmps://` link: certificate, fingerprint, handshake, in full.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// A forward's pin does not match its target's certificate (sources say it in MediaMTX's
+    /// words, [`TlsError::FingerprintMismatch`]).
+    #[error("forward fingerprint does not match: expected {expected}, got {got}")]
+    ForwardFingerprintMismatch { expected: String, got: String },
+    /// A forward's target has a self-signed certificate and the forward no pin.
+    #[error("tls: certificate signed by unknown authority (self-signed: pin it with the forward's fingerprint)")]
+    ForwardSelfSigned,
     #[error("http: {0}")]
     Http(#[from] HttpError),
     #[error("flv: {0}")]
@@ -70,6 +77,18 @@ pub enum RelayError {
 }
 
 impl RelayError {
+    /// This error as a push reports it: certificate advice names the forward's `fingerprint`,
+    /// not `sourceFingerprint`.
+    pub(super) fn for_forward(self) -> RelayError {
+        match self {
+            RelayError::Tls(TlsError::FingerprintMismatch { expected, got }) => {
+                RelayError::ForwardFingerprintMismatch { expected, got }
+            }
+            RelayError::Tls(TlsError::SelfSigned) => RelayError::ForwardSelfSigned,
+            other => other,
+        }
+    }
+
     /// Whether the peer said it does not have the stream (an edge then tries the next origin).
     pub fn is_not_found(&self) -> bool {
         matches!(self, RelayError::Status { code, .. } if code.ends_with("StreamNotFound"))
@@ -130,5 +149,26 @@ mod tests {
         };
         assert!(nf.is_not_found());
         assert!(!RelayError::Closed.is_not_found());
+    }
+
+    #[test]
+    fn forwards_name_their_own_pin() {
+        let self_signed = RelayError::from(TlsError::SelfSigned).for_forward();
+        assert_eq!(
+            self_signed.to_string(),
+            "tls: certificate signed by unknown authority (self-signed: pin it with the forward's fingerprint)"
+        );
+        let mismatch = RelayError::from(TlsError::FingerprintMismatch {
+            expected: "ab".into(),
+            got: "cd".into(),
+        });
+        assert_eq!(
+            mismatch.for_forward().to_string(),
+            "forward fingerprint does not match: expected ab, got cd"
+        );
+        assert_eq!(
+            RelayError::Closed.for_forward().to_string(),
+            "connection closed by the peer"
+        );
     }
 }

@@ -228,7 +228,7 @@ async fn push_once(core: &Rc<Core>, fwd: &Forward) -> RelayError {
     }
     fwd.link.session.set(None);
     conn.close(false).await;
-    ending
+    ending.for_forward()
 }
 
 /// The player queue of a push over TLS and the task that encrypts what it holds into the
