@@ -1,5 +1,6 @@
-//! One pull attempt: connect to a source URL, play it over RTMP or HTTP-FLV (plain or TLS), or RTSP, with
-//! the engine's own sans-IO codecs, and publish what arrives on this core like a publisher would.
+//! One pull attempt: connect to a source URL, play it over RTMP or HTTP-FLV (plain or TLS) or
+//! RTSP with the engine's own sans-IO codecs, and publish what arrives on this core like a
+//! publisher would.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::rc::Rc;
@@ -15,7 +16,7 @@ use tracing::{debug, info, warn};
 use super::dial::dial;
 use super::error::RelayError;
 use super::link::{self, Link, READ_BUFFER};
-use super::transport::Transport;
+use super::transport::{RtmpLink, Transport};
 use super::url::{self, HttpUrl, RelayUrl, RtmpUrl};
 use crate::media::Frame;
 use crate::protocol::flv::FlvReader;
@@ -333,7 +334,7 @@ impl Feed<'_> {
     async fn rtmp(
         &mut self,
         u: &RtmpUrl,
-        mut transport: Transport,
+        transport: Transport,
         reader: &mut NetReader,
     ) -> RelayError {
         if u.stream.is_empty() {
@@ -342,24 +343,13 @@ impl Feed<'_> {
         let mut config = ClientConfig::new(&u.app, &u.tc_url, &u.stream, ClientMode::Play);
         config.handshake_seed = rand::random();
         let mut client = ClientSession::new(config);
-        let mut out = BytesMut::new();
-        let mut input = BytesMut::new();
-        let mut buf = vec![0u8; READ_BUFFER];
+        let mut rtmp = RtmpLink::new(transport);
         loop {
-            client.poll_transmit(&mut out);
-            if let Err(e) = transport.send(self.conn, &mut out) {
-                return e;
-            }
-            if let Err(e) = transport
-                .read(self.conn, reader, &mut buf, &self.link.status, &mut input)
+            if let Err(e) = rtmp
+                .turn(&mut client, self.conn, reader, &self.link.status)
                 .await
             {
                 return e;
-            }
-            let fed = client.handle_input(&input);
-            input.clear();
-            if let Err(e) = fed {
-                return e.into();
             }
             while let Some(event) = client.poll_event() {
                 match event {

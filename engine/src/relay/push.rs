@@ -5,17 +5,16 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use bytes::BytesMut;
 use glommio::Task;
 use tracing::{info, warn};
 
 use super::backoff::Backoff;
 use super::dial::dial;
 use super::error::RelayError;
-use super::link::{self, Link, READ_BUFFER};
+use super::link::{self, Link};
 use super::status::{ForwardView, LinkState};
 use super::tls::TlsClient;
-use super::transport::{encrypt_media, Transport};
+use super::transport::{encrypt_media, RtmpLink, Transport};
 use super::url::{self, RelayUrl};
 use crate::media::PlayerQueue;
 use crate::protocol::rtmp::{ClientConfig, ClientEvent, ClientMode, ClientSession};
@@ -126,8 +125,8 @@ async fn push_once(core: &Rc<Core>, fwd: &Forward) -> RelayError {
         Ok(t) => t,
         Err(e) => return e,
     };
-    let mut transport = match Transport::new(target.tls, &target.host, fwd.fingerprint.as_deref()) {
-        Ok(t) => t,
+    let mut rtmp = match Transport::new(target.tls, &target.host, fwd.fingerprint.as_deref()) {
+        Ok(t) => RtmpLink::new(t),
         Err(e) => return e,
     };
     let (conn, mut reader) = match dial(core, &target.host, target.port, &fwd.link.stop).await {
@@ -143,38 +142,25 @@ async fn push_once(core: &Rc<Core>, fwd: &Forward) -> RelayError {
     );
     config.handshake_seed = rand::random();
     let mut client = ClientSession::new(config);
-    let mut out = BytesMut::new();
-    let mut input = BytesMut::new();
-    let mut buf = vec![0u8; READ_BUFFER];
     let mut play = None;
     let mut tls_media: Option<(Rc<RefCell<PlayerQueue>>, Task<()>)> = None;
     let ending = loop {
-        client.poll_transmit(&mut out);
-        if let Err(e) = transport.send(&conn, &mut out) {
-            break e;
-        }
-        if let Err(e) = transport
-            .read(&conn, &mut reader, &mut buf, &fwd.link.status, &mut input)
+        if let Err(e) = rtmp
+            .turn(&mut client, &conn, &mut reader, &fwd.link.status)
             .await
         {
             break e;
-        }
-        let fed = client.handle_input(&input);
-        input.clear();
-        if let Err(e) = fed {
-            break e.into();
         }
         let mut failed = None;
         while let Some(event) = client.poll_event() {
             match event {
                 ClientEvent::PublishStarted { stream_id } if play.is_none() => {
                     // Our own control output goes first: media follows on the same queue.
-                    client.poll_transmit(&mut out);
-                    if let Err(e) = transport.send(&conn, &mut out) {
+                    if let Err(e) = rtmp.flush(&mut client, &conn) {
                         failed = Some(e);
                         break;
                     }
-                    let queue = match &transport {
+                    let queue = match rtmp.transport() {
                         Transport::Plain => conn.queue.clone(),
                         Transport::Tls(tls) => {
                             let (media, pump) = start_tls_media(core, tls, &conn);

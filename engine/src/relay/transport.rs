@@ -9,10 +9,11 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 
 use super::error::RelayError;
-use super::link;
+use super::link::{self, READ_BUFFER};
 use super::status::LinkStatus;
 use super::tls::{TlsClient, TlsError, TlsInput};
 use crate::media::{wait_for_items, PlayerQueue};
+use crate::protocol::rtmp::ClientSession;
 use crate::server::conn::Conn;
 use crate::server::net::{NetReader, MAX_IOVECS};
 
@@ -101,6 +102,58 @@ impl Transport {
     }
 }
 
+/// An RTMP client's end of a relay link, pull (play) or push (publish): what the client queued
+/// goes out, then what one read brings in goes to the client.
+pub(super) struct RtmpLink {
+    transport: Transport,
+    out: BytesMut,
+    input: BytesMut,
+    buf: Vec<u8>,
+}
+
+impl RtmpLink {
+    pub(super) fn new(transport: Transport) -> RtmpLink {
+        RtmpLink {
+            transport,
+            out: BytesMut::new(),
+            input: BytesMut::new(),
+            buf: vec![0u8; READ_BUFFER],
+        }
+    }
+
+    pub(super) fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// Sends what `client` has queued.
+    pub(super) fn flush(
+        &mut self,
+        client: &mut ClientSession,
+        conn: &Conn,
+    ) -> Result<(), RelayError> {
+        client.poll_transmit(&mut self.out);
+        self.transport.send(conn, &mut self.out)
+    }
+
+    /// Sends what `client` has queued, then reads once and feeds the client what arrived; its
+    /// events are then ready to poll.
+    pub(super) async fn turn(
+        &mut self,
+        client: &mut ClientSession,
+        conn: &Conn,
+        reader: &mut NetReader,
+        status: &LinkStatus,
+    ) -> Result<(), RelayError> {
+        self.flush(client, conn)?;
+        self.transport
+            .read(conn, reader, &mut self.buf, status, &mut self.input)
+            .await?;
+        let fed = client.handle_input(&self.input);
+        self.input.clear();
+        Ok(fed?)
+    }
+}
+
 /// The media of a push over TLS: the stream's fan-out fills `media` (a player's queue, with its
 /// skip-to-keyframe and slow-player rules) with chunked frames; this encrypts them, whole
 /// messages in order, and queues the records for the socket. It takes more only while the
@@ -119,14 +172,18 @@ pub(super) async fn encrypt_media(
         if !more {
             return;
         }
-        while socket.borrow().queued_bytes() > room {
-            if socket.borrow().is_closed() {
+        loop {
+            let (closed, full) = {
+                let s = socket.borrow();
+                (s.is_closed(), s.queued_bytes() > room)
+            };
+            if closed {
                 return;
             }
+            if !full {
+                break;
+            }
             glommio::timer::sleep(ROOM_POLL).await;
-        }
-        if socket.borrow().is_closed() {
-            return;
         }
         media.borrow_mut().take_batch(&mut batch, MAX_IOVECS);
         let mut records = BytesMut::new();
