@@ -9,6 +9,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod delivery;
 pub mod doctor;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -132,7 +132,7 @@ pub fn render(
         let _ = writeln!(out, "{m} 0");
     }
 
-    let per_core: [PerCore; 12] = [
+    let per_core: [PerCore; 14] = [
         ("corestream_core_connections_open", "gauge", |v| {
             v.stats.connections_open
         }),
@@ -170,6 +170,12 @@ pub fn render(
         }),
         ("corestream_core_bytes_sent_total", "counter", |v| {
             v.stats.bytes_sent
+        }),
+        ("corestream_core_socket_writes_total", "counter", |v| {
+            v.stats.socket_writes
+        }),
+        ("corestream_core_socket_blocked_total", "counter", |v| {
+            v.stats.socket_blocked
         }),
     ];
     for (name, kind, get) in per_core {

@@ -68,6 +68,10 @@ pub struct Config {
     pub player_max_queue_bytes: usize,
     #[serde(default = "defaults::slow_player_timeout")]
     pub slow_player_timeout: Millis,
+    /// How long a player's media may wait to be merged with what follows into one write (SRS's
+    /// `mw_latency`); 0 writes at the end of each turn of the core's event loop.
+    #[serde(default = "defaults::write_merge_latency")]
+    pub write_merge_latency: Millis,
 
     // HTTP playback (HTTP-FLV and HLS).
     /// Origins allowed by CORS (`Access-Control-Allow-Origin`); `*` admits every origin.
@@ -184,6 +188,9 @@ mod defaults {
     }
     pub(super) fn slow_player_timeout() -> Millis {
         Millis(10_000)
+    }
+    pub(super) fn write_merge_latency() -> Millis {
+        Millis(100)
     }
     pub(super) fn http_allow_origins() -> Vec<String> {
         vec!["*".to_owned()]

@@ -56,6 +56,10 @@ pub struct PathFields {
     /// Whether a new publisher replaces the live one; unset: the global `overridePublisher`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub override_publisher: Option<bool>,
+    /// How long a player's media may wait to be merged into one write; unset: the global
+    /// `writeMergeLatency`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_merge_latency: Option<Millis>,
     /// Where every live stream of the path is pushed onward (`rtmp://…`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forward: Option<Vec<ForwardTarget>>,
@@ -100,6 +104,7 @@ impl PathFields {
                 .or(self.source_on_demand_close_after),
             max_readers: patch.max_readers.or(self.max_readers),
             override_publisher: patch.override_publisher.or(self.override_publisher),
+            write_merge_latency: patch.write_merge_latency.or(self.write_merge_latency),
             forward: patch.forward.clone().or_else(|| self.forward.clone()),
             origins: patch.origins.clone().or_else(|| self.origins.clone()),
         }
@@ -120,6 +125,7 @@ impl PathFields {
             source_on_demand_close_after: f.source_on_demand_close_after.unwrap_or(Millis(10_000)),
             max_readers: f.max_readers.unwrap_or(0),
             override_publisher: f.override_publisher.unwrap_or(override_publisher),
+            write_merge_latency: f.write_merge_latency,
             forward: f.forward.unwrap_or_default(),
             origins: f.origins.unwrap_or_default(),
         }
@@ -143,6 +149,9 @@ pub struct PathConf {
     pub source_on_demand_close_after: Millis,
     pub max_readers: u32,
     pub override_publisher: bool,
+    /// Unset: the global `writeMergeLatency`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_merge_latency: Option<Millis>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub forward: Vec<ForwardTarget>,
     #[serde(skip_serializing_if = "Vec::is_empty")]

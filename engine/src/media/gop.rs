@@ -21,6 +21,9 @@ pub struct GopCache {
     limits: GopLimits,
     /// GOPs dropped because they outgrew `limits.max_bytes`, for the limit counters.
     byte_overflows: u64,
+    /// Counts the clears: within one epoch the cache only grows at its end, which lets a copy of
+    /// it (an encoded one) be brought up to date by appending.
+    epoch: u64,
 }
 
 impl GopCache {
@@ -30,6 +33,7 @@ impl GopCache {
             bytes: 0,
             limits,
             byte_overflows: 0,
+            epoch: 0,
         }
     }
 
@@ -59,6 +63,11 @@ impl GopCache {
     pub fn clear(&mut self) {
         self.frames.clear();
         self.bytes = 0;
+        self.epoch += 1;
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     pub fn frames(&self) -> impl Iterator<Item = &Frame> {

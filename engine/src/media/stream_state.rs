@@ -11,6 +11,8 @@ pub struct StreamState {
     audio_header: Option<Frame>,
     gop: GopCache,
     has_video: bool,
+    /// Counts changes of the metadata and sequence headers.
+    headers_version: u64,
 }
 
 impl StreamState {
@@ -21,17 +23,22 @@ impl StreamState {
             audio_header: None,
             gop: GopCache::new(limits),
             has_video: false,
+            headers_version: 0,
         }
     }
 
     /// Updates the state with the next frame of the stream.
     pub fn apply(&mut self, frame: &Frame) {
         match frame.kind {
-            MediaKind::Script => self.metadata = Some(frame.clone()),
+            MediaKind::Script => {
+                self.metadata = Some(frame.clone());
+                self.headers_version += 1;
+            }
             MediaKind::Video => {
                 self.has_video = true;
                 if frame.is_sequence_header() {
                     self.video_header = Some(frame.clone());
+                    self.headers_version += 1;
                 } else {
                     self.gop.push(frame);
                 }
@@ -39,6 +46,7 @@ impl StreamState {
             MediaKind::Audio => {
                 if frame.is_sequence_header() {
                     self.audio_header = Some(frame.clone());
+                    self.headers_version += 1;
                 } else {
                     self.gop.push(frame);
                 }
@@ -62,8 +70,15 @@ impl StreamState {
     /// FLV demuxers (ffmpeg's among them) only take `onMetaData` as stream metadata at 0, and
     /// otherwise make a spurious subtitle stream of it.
     pub fn startup_frames(&self) -> Vec<Frame> {
+        let mut frames = self.startup_headers();
+        frames.extend(self.gop.frames().cloned());
+        frames
+    }
+
+    /// The metadata and sequence headers of [`StreamState::startup_frames`], stamped as there.
+    pub fn startup_headers(&self) -> Vec<Frame> {
         let start = self.gop.first_timestamp().unwrap_or(0);
-        let mut frames = Vec::with_capacity(3 + self.gop.len());
+        let mut frames = Vec::with_capacity(3);
         if let Some(metadata) = &self.metadata {
             let mut f = metadata.clone();
             f.timestamp = 0;
@@ -77,8 +92,22 @@ impl StreamState {
             f.timestamp = start;
             frames.push(f);
         }
-        frames.extend(self.gop.frames().cloned());
         frames
+    }
+
+    /// The cached GOP of [`StreamState::startup_frames`].
+    pub fn gop_frames(&self) -> impl Iterator<Item = &Frame> {
+        self.gop.frames()
+    }
+
+    /// Changes whenever the GOP cache starts over (see [`GopCache::epoch`]).
+    pub fn gop_epoch(&self) -> u64 {
+        self.gop.epoch()
+    }
+
+    /// Changes whenever the metadata or a sequence header does.
+    pub fn headers_version(&self) -> u64 {
+        self.headers_version
     }
 
     pub fn gop_bytes(&self) -> usize {

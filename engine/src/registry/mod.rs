@@ -9,4 +9,4 @@ mod streams;
 pub use directory::{ClaimOutcome, Directory, Publisher};
 pub use hls::{parse_segment_name, HlsMuxer};
 pub use key::{home_core, StreamKey, DEFAULT_VHOST};
-pub use streams::{LocalStream, Player, RemoteSubscriber, SinkFormat, Upstream};
+pub use streams::{LocalStream, RemoteSubscriber, Upstream};

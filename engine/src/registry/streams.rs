@@ -2,29 +2,10 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
-
 use super::{HlsMuxer, StreamKey};
-use crate::media::{Frame, GopLimits, MediaKind, PlayerQueue, PushOutcome, StreamState};
-use crate::protocol::{flv, http, rtmp};
+use crate::delivery::{Fanout, Player};
+use crate::media::{Frame, GopLimits, MediaKind, StreamState};
 use crate::runtime::{CoreId, SessionId, StreamId};
-
-/// How a player wants its media framed. Each format is encoded once per frame per core.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SinkFormat {
-    /// RTMP chunks on the given message stream id.
-    Rtmp { message_stream: u32 },
-    /// FLV tags; `chunked` wraps each in HTTP/1.1 chunked framing (HTTP/1.0 viewers get them bare).
-    Flv { chunked: bool },
-}
-
-/// A player attached to a stream on this core.
-#[derive(Debug, Clone)]
-pub struct Player {
-    pub session: SessionId,
-    pub queue: Rc<RefCell<PlayerQueue>>,
-    pub format: SinkFormat,
-}
 
 /// Where a core-local stream's frames come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,11 +36,10 @@ pub struct LocalStream {
     /// A mirror is not ready until the owner sent its start-up frames.
     ready: bool,
     state: StreamState,
-    players: Vec<Player>,
+    players: Fanout,
     subscribers: Vec<RemoteSubscriber>,
     /// The stream's HLS muxer, on the key's home core only.
     hls: Option<Rc<RefCell<HlsMuxer>>>,
-    scratch: BytesMut,
 }
 
 impl LocalStream {
@@ -78,10 +58,9 @@ impl LocalStream {
             upstream,
             ready,
             state: StreamState::new(gop),
-            players: Vec::new(),
+            players: Fanout::default(),
             subscribers: Vec::new(),
             hls: None,
-            scratch: BytesMut::new(),
         }
     }
 
@@ -99,34 +78,26 @@ impl LocalStream {
         if let Some(hls) = &self.hls {
             hls.borrow_mut().attach(startup, now);
         }
-        let mut too_slow = Vec::new();
-        for p in &self.players {
-            if !send_startup(&self.state, p, now, &mut self.scratch) {
-                too_slow.push(p.session);
-            }
-        }
-        too_slow
+        self.players.start_all(&self.state, now)
     }
 
     /// Attaches a player; it gets the start-up frames at once if the stream is ready.
     /// Returns false if its queue cannot even take those.
     pub fn add_player(&mut self, player: Player, now: Instant) -> bool {
-        let ok = !self.ready || send_startup(&self.state, &player, now, &mut self.scratch);
-        self.players.push(player);
-        ok
+        let state = self.ready.then_some(&self.state);
+        self.players.add(player, state, now)
     }
 
     pub fn remove_player(&mut self, session: SessionId) -> Option<Player> {
-        let i = self.players.iter().position(|p| p.session == session)?;
-        Some(self.players.swap_remove(i))
+        self.players.remove(session)
     }
 
     pub fn players(&self) -> &[Player] {
-        &self.players
+        self.players.players()
     }
 
     pub fn take_players(&mut self) -> Vec<Player> {
-        std::mem::take(&mut self.players)
+        self.players.take_players()
     }
 
     pub fn startup_frames(&self) -> Vec<Frame> {
@@ -143,30 +114,7 @@ impl LocalStream {
         if let Some(hls) = &self.hls {
             hls.borrow_mut().push(frame, now);
         }
-        if self.players.is_empty() {
-            return Vec::new();
-        }
-        let always = frame.is_sequence_header() || frame.kind == MediaKind::Script;
-        let resync = self.state.is_resync_point(frame);
-        let mut encoded: Option<(SinkFormat, Bytes)> = None;
-        let mut too_slow = Vec::new();
-        for p in &self.players {
-            let buf = match &encoded {
-                Some((format, buf)) if *format == p.format => buf.clone(),
-                _ => {
-                    let buf = encode(frame, p.format, &mut self.scratch);
-                    encoded = Some((p.format, buf.clone()));
-                    buf
-                }
-            };
-            let mut queue = p.queue.borrow_mut();
-            if always {
-                queue.push_control(buf);
-            } else if queue.push_media(buf, resync, now) == PushOutcome::TooSlow {
-                too_slow.push(p.session);
-            }
-        }
-        too_slow
+        self.players.deliver(frame, &self.state, now)
     }
 
     /// Feeds the stream to an HLS muxer from now on (from its start-up frames if it is live).
@@ -249,50 +197,4 @@ impl LocalStream {
     ) {
         self.state.codecs()
     }
-}
-
-fn encode(frame: &Frame, format: SinkFormat, scratch: &mut BytesMut) -> Bytes {
-    // Metadata goes out at timestamp 0 whenever it comes (see `StreamState::startup_frames`).
-    let restamped;
-    let frame = if frame.kind == MediaKind::Script && frame.timestamp != 0 {
-        restamped = Frame::new(MediaKind::Script, 0, frame.payload.clone());
-        &restamped
-    } else {
-        frame
-    };
-    match format {
-        SinkFormat::Rtmp { message_stream } => {
-            rtmp::encode_media(scratch, frame, message_stream, rtmp::OUT_CHUNK_SIZE);
-        }
-        SinkFormat::Flv { chunked } => {
-            let len = flv::tag_len(frame);
-            if chunked {
-                http::encode_chunk_header(scratch, len);
-            }
-            if let Err(e) = flv::encode_tag(scratch, frame) {
-                // Only a tag over 16 MiB fails, and RTMP cannot carry one in the first place.
-                tracing::warn!("flv: frame not framed: {e}");
-                scratch.clear();
-                return Bytes::new();
-            }
-            if chunked {
-                scratch.extend_from_slice(http::CHUNK_END);
-            }
-        }
-    }
-    scratch.split().freeze()
-}
-
-/// Queues the start-up frames to one player; false if it could not take them.
-fn send_startup(state: &StreamState, p: &Player, now: Instant, scratch: &mut BytesMut) -> bool {
-    let mut queue = p.queue.borrow_mut();
-    for f in state.startup_frames() {
-        let buf = encode(&f, p.format, scratch);
-        if f.is_sequence_header() || f.kind == MediaKind::Script {
-            queue.push_control(buf);
-        } else if queue.push_media(buf, state.is_resync_point(&f), now) == PushOutcome::TooSlow {
-            return false;
-        }
-    }
-    true
 }

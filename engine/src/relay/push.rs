@@ -16,9 +16,10 @@ use super::status::{ForwardView, LinkState};
 use super::tls::TlsClient;
 use super::transport::{encrypt_media, RtmpLink, Transport};
 use super::url::{self, RelayUrl};
-use crate::media::PlayerQueue;
+use crate::delivery::PlayerQueue;
+use crate::delivery::{Player, SinkFormat};
 use crate::protocol::rtmp::{ClientConfig, ClientEvent, ClientMode, ClientSession};
-use crate::registry::{Player, SinkFormat, StreamKey};
+use crate::registry::StreamKey;
 use crate::runtime::{ConnState, Core, StreamId, Via};
 use crate::server::conn::Conn;
 

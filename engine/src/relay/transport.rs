@@ -12,10 +12,11 @@ use super::error::RelayError;
 use super::link::{self, READ_BUFFER};
 use super::status::LinkStatus;
 use super::tls::{TlsClient, TlsError, TlsInput};
-use crate::media::{wait_for_items, PlayerQueue};
+use crate::delivery::MAX_IOVECS;
+use crate::delivery::{wait_for_items, PlayerQueue};
 use crate::protocol::rtmp::ClientSession;
 use crate::server::conn::Conn;
-use crate::server::net::{NetReader, MAX_IOVECS};
+use crate::server::net::NetReader;
 
 /// How often the media pump of a TLS push looks whether the socket's queue drained.
 const ROOM_POLL: Duration = Duration::from_millis(10);

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::str::FromStr;
 
-use crate::media::PlayerQueue;
+use crate::delivery::PlayerQueue;
 
 use super::CoreStats;
 

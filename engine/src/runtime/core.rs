@@ -18,10 +18,10 @@ use super::{
     Reply, ReplyTo, SessionId, StreamId,
 };
 use crate::config::Snapshot;
+use crate::delivery::{Flusher, Player};
 use crate::media::{Frame, GopLimits};
 use crate::registry::{
-    home_core, ClaimOutcome, Directory, HlsMuxer, LocalStream, Player, Publisher, StreamKey,
-    Upstream,
+    home_core, ClaimOutcome, Directory, HlsMuxer, LocalStream, Publisher, StreamKey, Upstream,
 };
 
 /// How long a core waits for another core's answer before treating it as lost.
@@ -114,6 +114,8 @@ pub struct Core {
     readers: RefCell<HashMap<StreamKey, std::collections::HashSet<SessionId>>>,
     /// Pulled sources and pushes running on this core (see `relay/`).
     relays: crate::relay::Relays,
+    /// Writes every connection's output (see `delivery/`).
+    flusher: Rc<Flusher>,
     /// This core itself, for the tasks a message handler starts.
     me: Weak<Core>,
 }
@@ -123,6 +125,7 @@ impl Core {
         Rc::new_cyclic(|me| Core {
             me: me.clone(),
             relays: crate::relay::Relays::default(),
+            flusher: Flusher::new(),
             id,
             data_cores,
             snapshot: RefCell::new(snapshot),
@@ -184,11 +187,16 @@ impl Core {
             .filter(|st| matches!(st.borrow().upstream, Upstream::Publisher(_)))
             .count() as u64;
         s.streams_mirrored = streams.len() as u64 - s.streams_owned;
+        let flushed = self.flusher.counters();
+        s.bytes_sent = flushed.bytes;
+        s.socket_writes = flushed.writes;
+        s.socket_blocked = flushed.blocked;
         s
     }
 
-    pub fn add_bytes_sent(&self, n: u64) {
-        self.stats.borrow_mut().bytes_sent += n;
+    /// The flusher of this core's connections.
+    pub fn flusher(&self) -> &Rc<Flusher> {
+        &self.flusher
     }
 
     /// Counts a client running into `limit` (the caller logs it and closes or refuses).
@@ -405,6 +413,12 @@ impl Core {
         via: Via,
     ) -> Option<PlayHandle> {
         let session = player.session;
+        let config = &self.snapshot().config;
+        let window = config
+            .path_conf(&key.path())
+            .and_then(|p| p.write_merge_latency)
+            .unwrap_or(config.write_merge_latency);
+        player.queue.borrow().set_merge_window(window.duration());
         let existing = self.streams.borrow().get(key).cloned();
         let via = match (existing, via) {
             (Some(stream), _) => {

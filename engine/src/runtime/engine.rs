@@ -213,6 +213,7 @@ async fn data_core(
         }
     };
     let _ = ready.send(Ok(id));
+    glommio::spawn_local(core.flusher().clone().run()).detach();
     let upkeep = glommio::spawn_local(upkeep(core.clone()));
     let http = glommio::spawn_local(crate::server::serve_http(core.clone(), http));
     crate::server::serve_rtmp(core.clone(), rtmp).await;
@@ -253,6 +254,7 @@ fn log_stats(core: &Core) {
         frames_lost_remote = s.frames_lost_remote,
         players_too_slow = s.players_too_slow,
         bytes_sent = s.bytes_sent,
+        socket_writes = s.socket_writes,
         limit_hits = %limit_summary(&s.limit_hits),
         "core stopped"
     );

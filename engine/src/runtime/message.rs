@@ -169,6 +169,10 @@ pub struct CoreStats {
     pub frames_lost_remote: u64,
     pub players_too_slow: u64,
     pub bytes_sent: u64,
+    /// Writes to players' sockets (one `sendmsg` per flushed connection, plus slow-path writes).
+    pub socket_writes: u64,
+    /// Times a player's socket was full and its output waited for room.
+    pub socket_blocked: u64,
     /// How often clients of this core hit each configured limit.
     pub limit_hits: super::LimitHits,
 }

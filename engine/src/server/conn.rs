@@ -1,5 +1,5 @@
 //! What every client connection has, whatever its protocol: a registration with the core, a
-//! reading half, and a bounded send queue drained by a writer task.
+//! reading half, and a bounded send queue that the core's flusher writes.
 
 use std::cell::RefCell;
 use std::io;
@@ -9,11 +9,10 @@ use std::time::{Duration, Instant};
 
 use futures_lite::future;
 use glommio::net::TcpStream;
-use tracing::{debug, warn};
+use tracing::debug;
 
-use super::net::{self, NetReader};
-use super::writer::drain_queue;
-use crate::media::PlayerQueue;
+use super::net::NetReader;
+use crate::delivery::{PlayerQueue, Registration, Socket};
 use crate::runtime::{Core, Notice, SessionGuard};
 
 /// How long a closing connection may take to flush its last bytes.
@@ -32,8 +31,11 @@ pub(crate) struct Conn {
     pub(crate) peer: Option<SocketAddr>,
     /// How long output may stay over `playerMaxQueueBytes` before the connection is cut.
     slow_timeout: Duration,
-    /// Dropping it cancels the writer, which closes the last descriptor of the socket.
-    writer: glommio::Task<io::Result<()>>,
+    /// The queue's place with the core's flusher; dropped before the socket, so the flusher never
+    /// writes to a closed descriptor.
+    flush: Registration,
+    /// Kept so a closing connection's last output can still go out after its reader is gone.
+    _socket: Rc<Socket>,
 }
 
 /// What a read that can be interrupted returned.
@@ -47,36 +49,32 @@ pub(crate) enum ReadOutcome {
 }
 
 impl Conn {
-    /// Registers the connection and starts its writer; `None` if the socket is unusable.
+    /// Registers the connection and its queue with the core's flusher; `None` if the socket is
+    /// unusable.
     pub(crate) fn open(core: &Rc<Core>, stream: TcpStream) -> Option<(Conn, NetReader)> {
         let guard = core.open_session();
-        let peer = stream.peer_addr().ok();
-        if let Err(e) = stream.set_nodelay(true) {
+        let socket = Rc::new(Socket::new(stream));
+        let peer = socket.peer_addr();
+        if let Err(e) = socket.set_nodelay() {
             debug!("cannot set TCP_NODELAY: {e}");
         }
-        let (reader, writer) = match net::split(stream) {
-            Ok(halves) => halves,
-            Err(e) => {
-                warn!(core = %core.id, "cannot set up connection: {e}");
-                return None;
-            }
-        };
         let config = &core.snapshot().config;
         let slow_timeout = config.slow_player_timeout.duration();
         let queue = Rc::new(RefCell::new(PlayerQueue::new(
             config.player_max_queue_bytes,
             slow_timeout,
         )));
-        let writer = glommio::spawn_local(drain_queue(queue.clone(), writer, core.clone()));
+        let flush = core.flusher().register(&queue, &socket);
         let conn = Conn {
             core: core.clone(),
             guard,
             queue,
             peer,
             slow_timeout,
-            writer,
+            flush,
+            _socket: socket.clone(),
         };
-        Some((conn, reader))
+        Some((conn, NetReader::new(socket)))
     }
 
     /// Reads once, giving up after `timeout` (if any) or when the core sends a notice.
@@ -139,11 +137,7 @@ impl Conn {
     /// the kernel does not answer the client's last bytes with a reset that destroys the response.
     pub(crate) async fn close_lingering(self, mut reader: NetReader) {
         self.queue.borrow_mut().close();
-        let writer = self.writer;
-        if glommio::timer::timeout(FLUSH_TIME, async { Ok(writer.await) })
-            .await
-            .is_err()
-        {
+        if !self.flushed().await {
             return;
         }
         reader.shutdown_write();
@@ -162,16 +156,23 @@ impl Conn {
     }
 
     /// Ends the connection: with `flush`, the queued output gets [`FLUSH_TIME`] to reach the
-    /// client first. Dropping the halves closes the socket.
+    /// client first. Dropping the connection and its reader closes the socket.
     pub(crate) async fn close(self, flush: bool) {
         self.queue.borrow_mut().close();
-        if flush {
-            let writer = self.writer;
-            match glommio::timer::timeout(FLUSH_TIME, async { Ok(writer.await) }).await {
-                Ok(Err(e)) => debug!("flush failed: {e}"),
-                Ok(_) => {}
-                Err(_) => debug!("flush cut off after {FLUSH_TIME:?}"),
-            }
+        if flush && !self.flushed().await {
+            debug!("flush cut off after {FLUSH_TIME:?}");
         }
+    }
+
+    /// Waits up to [`FLUSH_TIME`] for the queue to drain; false if it did not, or the socket
+    /// failed.
+    async fn flushed(&self) -> bool {
+        let drained = glommio::timer::timeout(FLUSH_TIME, async {
+            self.flush.drained().await;
+            Ok(())
+        })
+        .await
+        .is_ok();
+        drained && !self.flush.failed()
     }
 }

@@ -14,12 +14,13 @@ use super::conn::{Conn, ReadOutcome};
 use super::net::NetReader;
 use super::rtmp::unix_now;
 use crate::auth::{Action, AuthRequest, Protocol};
+use crate::delivery::{Player, SinkFormat};
 use crate::protocol::flv;
 use crate::protocol::http::{
     basic_credentials, encode_chunk, parse_request, BodyFraming, HttpError, Limits, Method, Parsed,
     Request, ResponseHead, Version, LAST_CHUNK,
 };
-use crate::registry::{parse_segment_name, Player, SinkFormat, StreamKey, DEFAULT_VHOST};
+use crate::registry::{parse_segment_name, StreamKey, DEFAULT_VHOST};
 use crate::runtime::{Core, HlsQuery, Limit, Notice, PlayHandle, ReaderSlot, Via};
 
 const READ_BUFFER: usize = 16 * 1024;

@@ -6,7 +6,6 @@ pub(crate) mod conn;
 pub(crate) mod http;
 pub mod net;
 mod rtmp;
-mod writer;
 
 pub use http::serve_http;
 pub use rtmp::serve_rtmp;

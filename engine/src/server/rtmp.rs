@@ -14,10 +14,11 @@ use super::conn::{Conn, ReadOutcome};
 use super::net::NetReader;
 use crate::auth::query::Query;
 use crate::auth::{Action, AuthRequest, Protocol};
+use crate::delivery::{Player, SinkFormat};
 use crate::protocol::rtmp::{
     ChunkError, Reject, RequestId, ServerEvent, ServerSession, SessionConfig, SessionError,
 };
-use crate::registry::{Player, SinkFormat, StreamKey, DEFAULT_VHOST};
+use crate::registry::{StreamKey, DEFAULT_VHOST};
 use crate::runtime::{
     ConnState, Core, Limit, Notice, PlayHandle, PublishHandle, PublishRefused, ReaderSlot, Via,
 };

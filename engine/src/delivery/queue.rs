@@ -4,7 +4,9 @@ use std::future::poll_fn;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
+
+use super::flush::FlushTicket;
 
 /// What happened to a media buffer offered to a player.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,8 +20,8 @@ pub enum PushOutcome {
     TooSlow,
 }
 
-/// The bounded send queue of one player, filled by the stream's fan-out and drained by the
-/// connection's writer.
+/// The bounded send queue of one player, filled by the stream's fan-out and drained by its core's
+/// flusher (a connection's socket) or by a task (the media of a push over TLS).
 ///
 /// Invariants: `queued_bytes` is the sum of the queued buffers' lengths; media is only queued while
 /// it stays under `max_bytes` (control messages are never dropped: they are few and small), except
@@ -41,7 +43,9 @@ pub struct PlayerQueue {
     dropped_frames: u64,
     closed: bool,
     waker: Option<Waker>,
-    /// Bytes handed to the socket writer and not given back: the connection's outbound bytes.
+    /// The core's flusher drains this queue into a socket: output marks it due.
+    flush: Option<FlushTicket>,
+    /// Bytes handed to the socket and not given back: the connection's outbound bytes.
     sent_bytes: u64,
 }
 
@@ -58,8 +62,27 @@ impl PlayerQueue {
             dropped_frames: 0,
             closed: false,
             waker: None,
+            flush: None,
             sent_bytes: 0,
         }
+    }
+
+    /// Has the core's flusher drain this queue from now on.
+    pub fn set_flush(&mut self, ticket: FlushTicket) {
+        self.flush = Some(ticket);
+    }
+
+    /// How long media may wait to be merged with what follows (`writeMergeLatency`); only a
+    /// queue the flusher drains has one.
+    pub fn set_merge_window(&self, window: Duration) {
+        if let Some(ticket) = &self.flush {
+            ticket.set_window(window);
+        }
+    }
+
+    /// The flusher no longer knows this queue (its connection is closing).
+    pub fn clear_flush(&mut self) {
+        self.flush = None;
     }
 
     /// Queues protocol output that must reach the player (command responses, status messages).
@@ -69,7 +92,7 @@ impl PlayerQueue {
         }
         self.queued_bytes += buf.len();
         self.items.push_back(buf);
-        self.wake();
+        self.wake(true);
     }
 
     /// Offers one encoded media frame. `resync_point` says whether a player that skipped frames
@@ -96,8 +119,18 @@ impl PlayerQueue {
         }
         self.queued_bytes += buf.len();
         self.items.push_back(buf);
-        self.wake();
+        // Merging is for small frames: a quarter of the bound waiting is written without waiting
+        // for the window, so merging never makes a player that keeps up look behind.
+        self.wake(self.queued_bytes > self.max_bytes / 4);
         PushOutcome::Queued
+    }
+
+    /// Sends what is queued at the end of this turn of the event loop rather than after the merge
+    /// window: a new player's start-up burst, so its first frame is not delayed.
+    pub fn flush_now(&mut self) {
+        if !self.items.is_empty() {
+            self.wake(true);
+        }
     }
 
     fn drop_frame(&mut self, now: Instant) -> PushOutcome {
@@ -123,6 +156,40 @@ impl PlayerQueue {
                 None => break,
             }
         }
+    }
+
+    /// Points `out` at the oldest queued buffers, as many as fit; returns how many.
+    pub fn fill_iovecs<'a>(&'a self, out: &mut [std::io::IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for (slot, b) in out.iter_mut().zip(&self.items) {
+            *slot = std::io::IoSlice::new(b);
+            n += 1;
+        }
+        n
+    }
+
+    /// Removes the first `written` bytes, as a write of [`PlayerQueue::fill_iovecs`]'s buffers
+    /// took them: whole buffers leave the queue, a partly written one keeps its rest in front.
+    pub fn consume(&mut self, mut written: usize) {
+        self.queued_bytes -= written;
+        self.sent_bytes += written as u64;
+        while written > 0 {
+            let Some(front) = self.items.front_mut() else {
+                return;
+            };
+            if written >= front.len() {
+                written -= front.len();
+                self.items.pop_front();
+            } else {
+                front.advance(written);
+                written = 0;
+            }
+        }
+    }
+
+    /// The oldest queued buffer (shared, not removed).
+    pub fn front(&self) -> Option<Bytes> {
+        self.items.front().cloned()
     }
 
     /// Puts back what a partial write left unsent, in front of everything else.
@@ -157,10 +224,18 @@ impl PlayerQueue {
         self.dropped_frames
     }
 
-    /// Stops accepting output; the writer ends once the queue is drained.
+    /// Stops accepting output; what is queued still goes out.
     pub fn close(&mut self) {
         self.closed = true;
-        self.wake();
+        self.wake(true);
+    }
+
+    /// Stops accepting output and drops what is queued: its socket failed.
+    pub fn discard(&mut self) {
+        self.closed = true;
+        self.items.clear();
+        self.queued_bytes = 0;
+        self.wake(true);
     }
 
     pub fn is_closed(&self) -> bool {
@@ -174,9 +249,14 @@ impl PlayerQueue {
         }
     }
 
-    fn wake(&mut self) {
+    /// Tells whoever drains the queue that there is output: a task at once; the flusher at the
+    /// end of this turn (`urgent`) or once the merge window has passed.
+    fn wake(&mut self, urgent: bool) {
         if let Some(w) = self.waker.take() {
             w.wake();
+        }
+        if let Some(ticket) = &self.flush {
+            ticket.mark(urgent);
         }
     }
 }

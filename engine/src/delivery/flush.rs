@@ -1,0 +1,496 @@
+//! One flush per core: the connections whose send queues hold output, written in passes.
+//!
+//! A player's queue does not wake a writer of its own for every frame. Output marks the queue due
+//! with its core's [`Flusher`], once, and the flusher writes every due queue in one pass:
+//! - control output (command answers, a new player's start-up burst, a close) and media of a
+//!   connection whose merge window is 0 at the end of the current turn of the event loop, so
+//!   that what arrived together (an audio and a video frame of one read) goes out together;
+//! - other media once its merge window (`writeMergeLatency`) has passed since the queue became
+//!   due, on the one timer the core has for this, so a player gets one system call per window
+//!   instead of one per frame.
+//!
+//! Each write is one `sendmsg` of the queue's buffers ([`Socket::send_vectored`], iovecs on the
+//! stack, nothing allocated). A socket the kernel cannot take everything from is *blocked*: a
+//! small task waits for room through glommio, writes the next buffer, and hands the queue back as
+//! due; the queue keeps its place and order meanwhile. A failed socket drops its queue.
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::rc::{Rc, Weak};
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use futures_lite::future;
+
+use super::queue::PlayerQueue;
+use super::socket::{Socket, MAX_IOVECS};
+
+/// What the flusher has done so far on its core.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlushCounters {
+    /// `sendmsg` calls (and slow-path writes), successful or not.
+    pub writes: u64,
+    pub bytes: u64,
+    /// Times a socket could not take everything and waited for room.
+    pub blocked: u64,
+    /// Flush passes.
+    pub passes: u64,
+}
+
+/// A core's flusher. Lives in an `Rc` on its executor; [`Flusher::run`] is its task.
+#[derive(Debug, Default)]
+pub struct Flusher {
+    entries: RefCell<Vec<Option<Entry>>>,
+    free: RefCell<Vec<u32>>,
+    /// Slots to write at the end of this turn.
+    urgent: RefCell<Vec<u32>>,
+    /// Slots to write once their `due` time has come.
+    merged: RefCell<Vec<u32>>,
+    /// The flusher's task, waiting for work.
+    waker: RefCell<Option<Waker>>,
+    counters: Cell<FlushCounters>,
+    next_generation: Cell<u32>,
+    me: RefCell<Weak<Flusher>>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    generation: u32,
+    queue: Weak<RefCell<PlayerQueue>>,
+    socket: Weak<Socket>,
+    /// How long media may wait to be merged with what follows.
+    window: Duration,
+    in_urgent: bool,
+    /// Set while the slot is in `merged`: when it must be written.
+    due: Option<Instant>,
+    /// A task waits for the socket to have room; the slot is not written meanwhile.
+    /// Dropping the task cancels it (and lets go of the socket).
+    waiter: Option<glommio::Task<()>>,
+    failed: bool,
+    /// Someone waits for the queue to be empty (a connection closing with a flush).
+    drained: Option<Waker>,
+}
+
+/// A queue's handle on its flusher: marks the queue due. Stale tickets (of a closed connection
+/// whose slot was reused) are recognised by their generation and do nothing.
+#[derive(Debug, Clone)]
+pub struct FlushTicket {
+    flusher: Weak<Flusher>,
+    slot: u32,
+    generation: u32,
+}
+
+impl FlushTicket {
+    pub(super) fn mark(&self, urgent: bool) {
+        if let Some(f) = self.flusher.upgrade() {
+            f.mark(self.slot, self.generation, urgent);
+        }
+    }
+
+    /// Sets how long this connection's media may wait to be merged (`writeMergeLatency`).
+    pub fn set_window(&self, window: Duration) {
+        if let Some(f) = self.flusher.upgrade() {
+            f.with_entry(self.slot, self.generation, |e| e.window = window);
+        }
+    }
+}
+
+/// A connection's place with its core's flusher; dropping it removes the connection (and cancels
+/// a wait for room, which lets go of the socket).
+#[derive(Debug)]
+pub struct Registration {
+    flusher: Rc<Flusher>,
+    slot: u32,
+    generation: u32,
+}
+
+/// How writing one queue went.
+enum Written {
+    /// Everything queued went out.
+    Drained,
+    /// The socket is full.
+    Blocked,
+    Failed(io::Error),
+}
+
+impl Flusher {
+    pub fn new() -> Rc<Flusher> {
+        let f = Rc::new(Flusher::default());
+        *f.me.borrow_mut() = Rc::downgrade(&f);
+        f
+    }
+
+    pub fn counters(&self) -> FlushCounters {
+        self.counters.get()
+    }
+
+    /// Has the flusher write `queue` into `socket` from now on.
+    pub fn register(
+        self: &Rc<Self>,
+        queue: &Rc<RefCell<PlayerQueue>>,
+        socket: &Rc<Socket>,
+    ) -> Registration {
+        let generation = self.next_generation.get().wrapping_add(1);
+        self.next_generation.set(generation);
+        let entry = Entry {
+            generation,
+            queue: Rc::downgrade(queue),
+            socket: Rc::downgrade(socket),
+            window: Duration::ZERO,
+            in_urgent: false,
+            due: None,
+            waiter: None,
+            failed: false,
+            drained: None,
+        };
+        let mut entries = self.entries.borrow_mut();
+        let slot = match self.free.borrow_mut().pop() {
+            Some(slot) => {
+                entries[slot as usize] = Some(entry);
+                slot
+            }
+            None => {
+                entries.push(Some(entry));
+                (entries.len() - 1) as u32
+            }
+        };
+        queue.borrow_mut().set_flush(FlushTicket {
+            flusher: Rc::downgrade(self),
+            slot,
+            generation,
+        });
+        Registration {
+            flusher: self.clone(),
+            slot,
+            generation,
+        }
+    }
+
+    /// Runs `f` on the slot's entry if the slot still belongs to `generation`.
+    fn with_entry<R>(
+        &self,
+        slot: u32,
+        generation: u32,
+        f: impl FnOnce(&mut Entry) -> R,
+    ) -> Option<R> {
+        let mut entries = self.entries.borrow_mut();
+        let e = entries.get_mut(slot as usize)?.as_mut()?;
+        (e.generation == generation).then(|| f(e))
+    }
+
+    fn mark(&self, slot: u32, generation: u32, urgent: bool) {
+        let added = self.with_entry(slot, generation, |e| {
+            if e.failed {
+                false
+            } else if urgent || e.window.is_zero() {
+                if e.in_urgent {
+                    return false;
+                }
+                e.in_urgent = true;
+                self.urgent.borrow_mut().push(slot);
+                true
+            } else if e.due.is_none() {
+                e.due = Some(Instant::now() + e.window);
+                self.merged.borrow_mut().push(slot);
+                true
+            } else {
+                false
+            }
+        });
+        if added == Some(true) {
+            if let Some(w) = self.waker.borrow_mut().take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// The flusher's task: runs for the life of the core.
+    pub async fn run(self: Rc<Self>) {
+        loop {
+            poll_fn(|cx| {
+                if self.urgent.borrow().is_empty() && self.merged.borrow().is_empty() {
+                    *self.waker.borrow_mut() = Some(cx.waker().clone());
+                    Poll::Pending
+                } else {
+                    Poll::Ready(())
+                }
+            })
+            .await;
+            if self.urgent.borrow().is_empty() {
+                let due = self.next_due();
+                let now = Instant::now();
+                if let Some(due) = due.filter(|&d| d > now) {
+                    let urgent = poll_fn(|cx| {
+                        if self.urgent.borrow().is_empty() {
+                            *self.waker.borrow_mut() = Some(cx.waker().clone());
+                            Poll::Pending
+                        } else {
+                            Poll::Ready(())
+                        }
+                    });
+                    future::or(glommio::timer::sleep(due - now), urgent).await;
+                }
+            }
+            if !self.urgent.borrow().is_empty() {
+                // Let every task that is ready in this turn queue its output first.
+                future::yield_now().await;
+            }
+            self.pass(Instant::now());
+        }
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        let entries = self.entries.borrow();
+        self.merged
+            .borrow()
+            .iter()
+            .filter_map(|&s| entries[s as usize].as_ref().and_then(|e| e.due))
+            .min()
+    }
+
+    /// Writes every urgent slot and every merged slot whose time has come.
+    fn pass(&self, now: Instant) {
+        let mut c = self.counters.get();
+        c.passes += 1;
+        self.counters.set(c);
+        let urgent = std::mem::take(&mut *self.urgent.borrow_mut());
+        for &slot in &urgent {
+            if let Some(e) = self.entries.borrow_mut()[slot as usize].as_mut() {
+                e.in_urgent = false;
+            }
+            self.write_slot(slot);
+        }
+        self.recycle(urgent, &self.urgent);
+        let merged = std::mem::take(&mut *self.merged.borrow_mut());
+        let mut later = Vec::new();
+        for &slot in &merged {
+            let due = {
+                let mut entries = self.entries.borrow_mut();
+                let Some(e) = entries[slot as usize].as_mut() else {
+                    continue;
+                };
+                match e.due {
+                    Some(due) if due > now => Some(due),
+                    _ => {
+                        e.due = None;
+                        None
+                    }
+                }
+            };
+            if due.is_some() {
+                later.push(slot);
+            } else {
+                self.write_slot(slot);
+            }
+        }
+        // Slots marked while writing (a blocked socket's hand-back) were pushed meanwhile.
+        let mut m = self.merged.borrow_mut();
+        later.append(&mut m);
+        *m = later;
+        drop(m);
+        self.recycle(merged, &self.merged);
+    }
+
+    /// Gives a taken list's allocation back if the list is still empty, so steady passes
+    /// allocate nothing.
+    fn recycle(&self, mut list: Vec<u32>, into: &RefCell<Vec<u32>>) {
+        let mut into = into.borrow_mut();
+        if into.is_empty() {
+            list.clear();
+            *into = list;
+        }
+    }
+
+    /// Writes one slot's queue, if it is still there and not waiting for room.
+    fn write_slot(&self, slot: u32) {
+        let (queue, socket, generation) = {
+            let entries = self.entries.borrow();
+            let Some(e) = entries[slot as usize].as_ref() else {
+                return;
+            };
+            if e.waiter.is_some() || e.failed {
+                return;
+            }
+            match (e.queue.upgrade(), e.socket.upgrade()) {
+                (Some(q), Some(s)) => (q, s, e.generation),
+                _ => return,
+            }
+        };
+        match self.write_queue(&queue, &socket) {
+            Written::Drained => self.wake_drained(slot),
+            Written::Blocked => {
+                let mut c = self.counters.get();
+                c.blocked += 1;
+                self.counters.set(c);
+                let me = self.me.borrow().clone();
+                let waiter =
+                    glommio::spawn_local(wait_for_room(me, slot, generation, queue, socket));
+                if let Some(e) = self.entries.borrow_mut()[slot as usize].as_mut() {
+                    e.waiter = Some(waiter);
+                }
+            }
+            Written::Failed(e) => {
+                tracing::debug!("send failed: {e}");
+                self.fail(slot, &queue);
+            }
+        }
+    }
+
+    /// `sendmsg` until the queue is empty or the socket full.
+    fn write_queue(&self, queue: &RefCell<PlayerQueue>, socket: &Socket) -> Written {
+        loop {
+            let q = queue.borrow();
+            let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
+            let n = q.fill_iovecs(&mut iov);
+            if n == 0 {
+                return Written::Drained;
+            }
+            let total: usize = iov[..n].iter().map(|b| b.len()).sum();
+            let sent = socket.send_vectored(&iov[..n]);
+            drop(q);
+            let mut c = self.counters.get();
+            c.writes += 1;
+            match sent {
+                Ok(written) => {
+                    c.bytes += written as u64;
+                    self.counters.set(c);
+                    queue.borrow_mut().consume(written);
+                    if written < total {
+                        return Written::Blocked;
+                    }
+                }
+                Err(e) => {
+                    self.counters.set(c);
+                    match e.kind() {
+                        io::ErrorKind::WouldBlock => return Written::Blocked,
+                        io::ErrorKind::Interrupted => {}
+                        _ => return Written::Failed(e),
+                    }
+                }
+            }
+        }
+    }
+
+    fn fail(&self, slot: u32, queue: &RefCell<PlayerQueue>) {
+        if let Some(e) = self.entries.borrow_mut()[slot as usize].as_mut() {
+            e.failed = true;
+        }
+        queue.borrow_mut().discard();
+        self.wake_drained(slot);
+    }
+
+    fn wake_drained(&self, slot: u32) {
+        let waker = self.entries.borrow_mut()[slot as usize]
+            .as_mut()
+            .and_then(|e| e.drained.take());
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// The wait for room ended: the slot is written again, at the end of this turn.
+    fn unblock(&self, slot: u32, generation: u32) {
+        let waiter = self
+            .with_entry(slot, generation, |e| e.waiter.take())
+            .flatten();
+        // This runs inside the waiter itself: let it finish rather than cancel it.
+        if let Some(w) = waiter {
+            w.detach();
+        }
+        self.mark(slot, generation, true);
+    }
+
+    fn unregister(&self, slot: u32, generation: u32) {
+        let removed = {
+            let mut entries = self.entries.borrow_mut();
+            match entries.get_mut(slot as usize) {
+                Some(e) if e.as_ref().is_some_and(|e| e.generation == generation) => e.take(),
+                _ => None,
+            }
+        };
+        if let Some(e) = removed {
+            if let Some(q) = e.queue.upgrade() {
+                q.borrow_mut().clear_flush();
+            }
+            self.free.borrow_mut().push(slot);
+            // Dropping the waiter (if any) cancels it and releases the socket.
+            drop(e);
+        }
+    }
+}
+
+impl Registration {
+    /// Waits until everything queued has gone out (or the socket failed); the caller bounds it.
+    pub async fn drained(&self) {
+        poll_fn(|cx| {
+            let waiting = self.flusher.with_entry(self.slot, self.generation, |e| {
+                let empty = e.queue.upgrade().map_or(true, |q| q.borrow().is_empty());
+                let waiting = !(e.failed || empty);
+                if waiting {
+                    e.drained = Some(cx.waker().clone());
+                }
+                waiting
+            });
+            if waiting == Some(true) {
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })
+        .await
+    }
+
+    /// Whether the socket failed (its queue was dropped).
+    pub fn failed(&self) -> bool {
+        self.flusher
+            .with_entry(self.slot, self.generation, |e| e.failed)
+            .unwrap_or(false)
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.flusher.unregister(self.slot, self.generation);
+    }
+}
+
+/// The slow path of a full socket: wait for room (glommio), write the oldest buffer, hand the
+/// rest back to the flusher.
+async fn wait_for_room(
+    flusher: Weak<Flusher>,
+    slot: u32,
+    generation: u32,
+    queue: Rc<RefCell<PlayerQueue>>,
+    socket: Rc<Socket>,
+) {
+    let front = queue.borrow().front();
+    let written = match front {
+        Some(buf) => socket.write_when_ready(&buf).await,
+        None => Ok(0),
+    };
+    let Some(f) = flusher.upgrade() else {
+        return;
+    };
+    let mut c = f.counters.get();
+    c.writes += 1;
+    match written {
+        Ok(n) => {
+            c.bytes += n as u64;
+            f.counters.set(c);
+            queue.borrow_mut().consume(n);
+            f.unblock(slot, generation);
+        }
+        Err(e) => {
+            f.counters.set(c);
+            tracing::debug!("send failed: {e}");
+            if let Some(w) = f
+                .with_entry(slot, generation, |e| e.waiter.take())
+                .flatten()
+            {
+                w.detach();
+            }
+            f.fail(slot, &queue);
+        }
+    }
+}
