@@ -425,7 +425,7 @@ impl Registration {
     pub async fn drained(&self) {
         poll_fn(|cx| {
             let waiting = self.flusher.with_entry(self.slot, self.generation, |e| {
-                let empty = e.queue.upgrade().map_or(true, |q| q.borrow().is_empty());
+                let empty = e.queue.upgrade().is_none_or(|q| q.borrow().is_empty());
                 let waiting = !(e.failed || empty);
                 if waiting {
                     e.drained = Some(cx.waker().clone());

@@ -198,3 +198,69 @@ impl LocalStream {
         self.state.codecs()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn frame(kind: MediaKind, ts: u32, body: &'static [u8]) -> Frame {
+        Frame::new(kind, ts, Bytes::from_static(body))
+    }
+
+    /// A core whose channel was full lost a frame: it gets nothing more until the next keyframe,
+    /// except metadata and sequence headers, which every later frame needs.
+    #[test]
+    fn a_lagging_core_resumes_at_the_next_keyframe_with_the_current_headers() {
+        let key = StreamKey::new("", "live", "s");
+        let limits = GopLimits {
+            max_bytes: 1 << 20,
+            max_duration_ms: 10_000,
+        };
+        let mut s = LocalStream::origin(StreamId(1), key, SessionId(1), limits);
+        s.add_subscriber(CoreId(1));
+        s.add_subscriber(CoreId(2));
+        let mut to = Vec::new();
+        let key_frame = frame(MediaKind::Video, 0, &[0x17, 1, 0, 0, 0]);
+        // As a publish does: the stream's state first, then the cores it goes to.
+        let _ = s.deliver(&key_frame, Instant::now());
+        s.forward_targets(&key_frame, &mut to);
+        assert_eq!(to, [CoreId(1), CoreId(2)]);
+        s.mark_lagging(CoreId(2));
+        for (f, expected) in [
+            (
+                frame(MediaKind::Video, 40, &[0x27, 1, 0, 0, 0]),
+                vec![CoreId(1)],
+            ),
+            (
+                frame(MediaKind::Audio, 45, &[0xaf, 1, 0x21]),
+                vec![CoreId(1)],
+            ),
+            (
+                frame(MediaKind::Video, 50, &[0x17, 0, 0, 0, 0, 1]),
+                vec![CoreId(1), CoreId(2)],
+            ),
+            (
+                frame(MediaKind::Script, 50, b"\x02\x00\x0aonMetaData"),
+                vec![CoreId(1), CoreId(2)],
+            ),
+            (
+                frame(MediaKind::Video, 80, &[0x27, 1, 0, 0, 0]),
+                vec![CoreId(1)],
+            ),
+            (
+                frame(MediaKind::Video, 2000, &[0x17, 1, 0, 0, 0]),
+                vec![CoreId(1), CoreId(2)],
+            ),
+            (
+                frame(MediaKind::Video, 2040, &[0x27, 1, 0, 0, 0]),
+                vec![CoreId(1), CoreId(2)],
+            ),
+        ] {
+            let _ = s.deliver(&f, Instant::now());
+            s.forward_targets(&f, &mut to);
+            assert_eq!(to, expected, "{f:?}");
+        }
+    }
+}

@@ -19,7 +19,7 @@ use super::{
 };
 use crate::config::Snapshot;
 use crate::delivery::{Flusher, Player};
-use crate::media::{Frame, GopLimits};
+use crate::media::{Frame, GopLimits, MediaKind};
 use crate::registry::{
     home_core, ClaimOutcome, Directory, HlsMuxer, LocalStream, Publisher, StreamKey, Upstream,
 };
@@ -938,12 +938,19 @@ impl PublishHandle {
         core.kick_too_slow(too_slow);
         let mut stats = core.stats.borrow_mut();
         stats.frames_published += 1;
+        // Metadata and sequence headers are few and every later frame needs them: they wait for
+        // room rather than be lost. Media that finds no room is dropped, and that core resumes
+        // at the next keyframe.
+        let must_arrive = frame.is_sequence_header() || frame.kind == MediaKind::Script;
         for &to in targets.iter() {
             let msg = CoreMessage::Media {
                 stream: id,
                 frame: frame.clone(),
             };
-            if core.mesh.try_send(to, msg).is_ok() {
+            if must_arrive {
+                core.mesh.send_reliable(to, msg);
+                stats.frames_forwarded += 1;
+            } else if core.mesh.try_send(to, msg).is_ok() {
                 stats.frames_forwarded += 1;
             } else {
                 stats.frames_lost_remote += 1;

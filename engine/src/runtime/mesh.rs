@@ -1,5 +1,7 @@
 //! The bounded channels between every pair of executors.
 
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::rc::Rc;
 
 use glommio::channels::shared_channel::{
@@ -65,8 +67,12 @@ pub struct MeshEnds {
 
 /// Builds a full mesh between `executors` executors (data cores first, then the control core).
 pub fn build(executors: usize) -> Vec<MeshEnds> {
+    build_with(executors, data_channel_capacity(executors - 1))
+}
+
+/// [`build`] with `data_capacity` slots in each channel between two data cores.
+fn build_with(executors: usize, data_capacity: usize) -> Vec<MeshEnds> {
     let control = executors - 1;
-    let data_capacity = data_channel_capacity(control);
     let mut ends: Vec<MeshEnds> = (0..executors)
         .map(|i| MeshEnds {
             core: CoreId(i as u16),
@@ -102,7 +108,17 @@ fn data_channel_capacity(data_cores: usize) -> usize {
 
 /// Connected senders to every other executor, indexed by core.
 pub struct Mesh {
-    senders: Vec<Option<Rc<ConnectedSender<Envelope>>>>,
+    senders: Vec<Option<Rc<Outbound>>>,
+}
+
+/// One destination: its channel and, in order, the messages that must not be lost and found the
+/// channel full. While any waits, nothing else is sent to that core, so no message overtakes
+/// one sent before it (media never arrives before the start of its stream).
+struct Outbound {
+    tx: ConnectedSender<Envelope>,
+    backlog: RefCell<VecDeque<Envelope>>,
+    /// A task is sending the backlog (its head may be out of the queue, on its way).
+    draining: Cell<bool>,
 }
 
 impl MeshEnds {
@@ -122,7 +138,11 @@ impl MeshEnds {
         let mut connected_senders = Vec::with_capacity(senders.len());
         for tx in senders {
             connected_senders.push(match tx {
-                Some(task) => Some(Rc::new(task.await)),
+                Some(task) => Some(Rc::new(Outbound {
+                    tx: task.await,
+                    backlog: RefCell::default(),
+                    draining: Cell::new(false),
+                })),
                 None => None,
             });
         }
@@ -140,33 +160,64 @@ impl MeshEnds {
 }
 
 impl Mesh {
-    /// Sends without waiting. Gives the message back if the channel is full or closed.
+    /// Sends without waiting. Gives the message back if the channel is full or closed, or if
+    /// messages that must not be lost are still waiting for room (this one would overtake them).
     // The message comes back by value only when the channel is full; boxing it would allocate on
     // exactly that overloaded path.
     #[allow(clippy::result_large_err)]
     pub fn try_send(&self, to: CoreId, msg: CoreMessage) -> Result<(), CoreMessage> {
         match self.senders.get(to.index()).and_then(Option::as_ref) {
-            Some(tx) => tx
+            Some(out) if !out.draining.get() => out
+                .tx
                 .try_send(Envelope::wrap(msg))
                 .map_err(|e| give_back(e).open()),
-            None => Err(msg),
+            _ => Err(msg),
         }
     }
 
-    /// Sends a message that must not be lost: at once if there is room, else from a task that
-    /// waits for room, so the caller never blocks.
+    /// Sends a message that must not be lost: at once if there is room and nothing waits before
+    /// it, else after everything that waits, from a task that waits for room, so the caller never
+    /// blocks and the order of messages to one core is kept.
     pub fn send_reliable(&self, to: CoreId, msg: CoreMessage) {
-        if let Err(msg) = self.try_send(to, msg) {
-            if let Some(tx) = self.senders.get(to.index()).and_then(Option::as_ref) {
-                let tx = tx.clone();
-                glommio::spawn_local(async move {
-                    if tx.send(Envelope::wrap(msg)).await.is_err() {
-                        tracing::debug!(to = %to, "core channel closed; message dropped at shutdown");
-                    }
-                })
-                .detach();
+        let Some(out) = self.senders.get(to.index()).and_then(Option::as_ref) else {
+            return;
+        };
+        let envelope = Envelope::wrap(msg);
+        let envelope = if !out.draining.get() {
+            match out.tx.try_send(envelope) {
+                Ok(()) => return,
+                Err(e) => give_back(e),
             }
+        } else {
+            envelope
+        };
+        out.backlog.borrow_mut().push_back(envelope);
+        if !out.draining.replace(true) {
+            let out = out.clone();
+            glommio::spawn_local(async move {
+                loop {
+                    let next = out.backlog.borrow_mut().pop_front();
+                    let Some(envelope) = next else {
+                        break;
+                    };
+                    if out.tx.send(envelope).await.is_err() {
+                        tracing::debug!(to = %to, "core channel closed; messages dropped at shutdown");
+                        out.backlog.borrow_mut().clear();
+                        break;
+                    }
+                }
+                out.draining.set(false);
+            })
+            .detach();
         }
+    }
+
+    /// Whether messages to `to` wait for room (and media to it is refused meanwhile).
+    pub fn is_waiting(&self, to: CoreId) -> bool {
+        self.senders
+            .get(to.index())
+            .and_then(Option::as_ref)
+            .is_some_and(|out| out.draining.get())
     }
 }
 
@@ -204,6 +255,89 @@ mod tests {
         assert_eq!(data_channel_capacity(63), 1024);
         assert_eq!(data_channel_capacity(128), 1024);
         assert_eq!(data_channel_capacity(1000), 1024);
+    }
+
+    /// A message that must not be lost and finds the channel full waits, and nothing sent after
+    /// it overtakes it: media offered meanwhile is refused (the sender drops it and marks that
+    /// core lagging), and once the backlog is through, media flows again.
+    #[test]
+    fn nothing_overtakes_a_message_waiting_for_room() {
+        use glommio::{LocalExecutorBuilder, Placement};
+        use std::sync::{Arc, Barrier};
+
+        const CAPACITY: usize = 4;
+        // Two data cores and the control executor (which only has to connect).
+        let mut ends = build_with(3, CAPACITY).into_iter();
+        let (a, b, c) = (
+            ends.next().unwrap(),
+            ends.next().unwrap(),
+            ends.next().unwrap(),
+        );
+        let filled = Arc::new(Barrier::new(2));
+        let media = |n: u32| CoreMessage::Media {
+            stream: StreamId(1),
+            frame: Frame::new(crate::media::MediaKind::Video, n, bytes::Bytes::new()),
+        };
+        let sender_filled = filled.clone();
+        let sender = LocalExecutorBuilder::new(Placement::Unbound)
+            .spawn(move || async move {
+                let (mesh, _rx) = a.connect().await;
+                let to = CoreId(1);
+                let mut sent = 0;
+                while mesh.try_send(to, media(sent)).is_ok() {
+                    sent += 1;
+                }
+                assert!(sent >= CAPACITY as u32, "the channel holds its capacity");
+                mesh.send_reliable(
+                    to,
+                    CoreMessage::StreamEnd {
+                        stream: StreamId(9),
+                    },
+                );
+                assert!(mesh.is_waiting(to));
+                assert!(
+                    mesh.try_send(to, media(1000)).is_err(),
+                    "media must not overtake the waiting message"
+                );
+                sender_filled.wait();
+                // The receiver drains; the backlog goes through, then media flows again.
+                while mesh.is_waiting(to) {
+                    glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+                }
+                while mesh.try_send(to, media(2000)).is_err() {
+                    glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+                }
+                sent
+            })
+            .unwrap();
+        let receiver = LocalExecutorBuilder::new(Placement::Unbound)
+            .spawn(move || async move {
+                let (_mesh, rx) = b.connect().await;
+                filled.wait();
+                let from_a = &rx.iter().find(|(from, _)| *from == CoreId(0)).unwrap().1;
+                let mut seen = Vec::new();
+                loop {
+                    match from_a.recv().await.unwrap() {
+                        CoreMessage::Media { frame, .. } if frame.timestamp == 2000 => break,
+                        CoreMessage::Media { frame, .. } => seen.push(frame.timestamp),
+                        CoreMessage::StreamEnd { stream } => seen.push(10_000 + stream.0 as u32),
+                        _ => unreachable!(),
+                    }
+                }
+                seen
+            })
+            .unwrap();
+        let control = LocalExecutorBuilder::new(Placement::Unbound)
+            .spawn(move || async move {
+                let _ = c.connect().await;
+            })
+            .unwrap();
+        let sent = sender.join().unwrap();
+        let seen = receiver.join().unwrap();
+        control.join().unwrap();
+        let mut expected: Vec<u32> = (0..sent).collect();
+        expected.push(10_009);
+        assert_eq!(seen, expected);
     }
 
     #[test]
