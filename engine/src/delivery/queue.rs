@@ -8,6 +8,9 @@ use bytes::{Buf, Bytes};
 
 use super::flush::FlushTicket;
 
+/// Slots an empty queue keeps; more are given back (a merge window of a typical stream fits).
+const SHRINK_ABOVE: usize = 16;
+
 /// What happened to a media buffer offered to a player.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
@@ -175,7 +178,7 @@ impl PlayerQueue {
         self.sent_bytes += written as u64;
         while written > 0 {
             let Some(front) = self.items.front_mut() else {
-                return;
+                break;
             };
             if written >= front.len() {
                 written -= front.len();
@@ -184,6 +187,10 @@ impl PlayerQueue {
                 front.advance(written);
                 written = 0;
             }
+        }
+        if self.items.is_empty() && self.items.capacity() > SHRINK_ABOVE {
+            // A start-up burst or a slow spell grew the queue: give the room back.
+            self.items.shrink_to(SHRINK_ABOVE);
         }
     }
 

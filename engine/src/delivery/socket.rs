@@ -14,6 +14,7 @@ use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::pin::Pin;
+use std::task::Poll;
 
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
@@ -50,6 +51,38 @@ impl Socket {
     /// Reads once (readiness through io_uring; the read itself is a plain `recv`).
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         poll_fn(|cx| Pin::new(&mut *self.stream.borrow_mut()).poll_read(cx, buf)).await
+    }
+
+    /// Reads once, at most `max` bytes, into `buffer` (a core's, shared by its connections) and
+    /// hands them to `take` at once; `None` at the end of the stream.
+    ///
+    /// The buffer is borrowed only inside the `poll` that receives (glommio waits for readiness
+    /// without a buffer and then `recv`s synchronously), and `take` runs in that same `poll`:
+    /// an idle connection holds no read buffer of its own.
+    pub async fn read_with<T>(
+        &self,
+        buffer: &RefCell<Vec<u8>>,
+        max: usize,
+        take: impl FnOnce(&[u8]) -> T,
+    ) -> io::Result<Option<T>> {
+        let mut take = Some(take);
+        poll_fn(|cx| {
+            let mut buffer = buffer.borrow_mut();
+            let len = max.min(buffer.len());
+            let buf = &mut buffer[..len];
+            // The stream's borrow ends before `take` runs.
+            let polled = Pin::new(&mut *self.stream.borrow_mut()).poll_read(cx, buf);
+            match polled {
+                Poll::Ready(Ok(0)) => Poll::Ready(Ok(None)),
+                Poll::Ready(Ok(n)) => match take.take() {
+                    Some(take) => Poll::Ready(Ok(Some(take(&buf[..n])))),
+                    None => Poll::Ready(Ok(None)),
+                },
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
     }
 
     /// Writes `buf` once the socket has room: the slow path after `sendmsg` found it full.

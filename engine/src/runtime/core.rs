@@ -26,6 +26,8 @@ use crate::registry::{
 
 /// How long a core waits for another core's answer before treating it as lost.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// The core's shared read buffer: a publisher's read takes up to this much at once.
+const READ_BUFFER: usize = 64 * 1024;
 /// How often a waiting player asks whether its stream went live.
 const PLAY_WAIT_POLL: Duration = Duration::from_millis(100);
 
@@ -116,6 +118,9 @@ pub struct Core {
     relays: crate::relay::Relays,
     /// Writes every connection's output (see `delivery/`).
     flusher: Rc<Flusher>,
+    /// Every connection of this core reads through this one buffer, borrowed only for the
+    /// duration of a `recv` and the parsing of what it brought.
+    read_buffer: RefCell<Vec<u8>>,
     /// This core itself, for the tasks a message handler starts.
     me: Weak<Core>,
 }
@@ -126,6 +131,7 @@ impl Core {
             me: me.clone(),
             relays: crate::relay::Relays::default(),
             flusher: Flusher::new(),
+            read_buffer: RefCell::new(vec![0; READ_BUFFER]),
             id,
             data_cores,
             snapshot: RefCell::new(snapshot),
@@ -192,6 +198,11 @@ impl Core {
         s.socket_writes = flushed.writes;
         s.socket_blocked = flushed.blocked;
         s
+    }
+
+    /// The read buffer this core's connections share (see [`Conn::read_with`](crate::server)).
+    pub fn read_buffer(&self) -> &RefCell<Vec<u8>> {
+        &self.read_buffer
     }
 
     /// The flusher of this core's connections.

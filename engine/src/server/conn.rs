@@ -38,9 +38,10 @@ pub(crate) struct Conn {
     _socket: Rc<Socket>,
 }
 
-/// What a read that can be interrupted returned.
-pub(crate) enum ReadOutcome {
-    Data(usize),
+/// What a read that can be interrupted returned: with [`Conn::read`], `Data` is the byte count;
+/// with [`Conn::read_with`], what its `take` returned.
+pub(crate) enum ReadOutcome<T = usize> {
+    Data(T),
     Closed,
     TimedOut,
     Failed(io::Error),
@@ -77,24 +78,45 @@ impl Conn {
         Some((conn, NetReader::new(socket)))
     }
 
-    /// Reads once, giving up after `timeout` (if any) or when the core sends a notice.
+    /// Reads once into `buf`, giving up after `timeout` (if any) or when the core sends a notice.
     pub(crate) async fn read(
         &self,
         reader: &mut NetReader,
         buf: &mut [u8],
         timeout: Option<Duration>,
     ) -> ReadOutcome {
+        let max = buf.len();
+        self.read_with(reader, max, timeout, |data| {
+            buf[..data.len()].copy_from_slice(data);
+            data.len()
+        })
+        .await
+    }
+
+    /// Reads once, at most `max` bytes, through the core's shared read buffer, and hands what
+    /// came to `take` before anything else runs; gives up after `timeout` (if any) or when the
+    /// core sends a notice. A connection that waits for input holds no buffer of its own.
+    pub(crate) async fn read_with<T>(
+        &self,
+        reader: &mut NetReader,
+        max: usize,
+        timeout: Option<Duration>,
+        take: impl FnOnce(&[u8]) -> T,
+    ) -> ReadOutcome<T> {
         let control = self.guard.control.clone();
+        let buffer = self.core.read_buffer();
         let read = async {
             let r = match timeout {
-                Some(t) => glommio::timer::timeout(t, async { Ok(reader.read(buf).await) })
-                    .await
-                    .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
-                None => reader.read(buf).await,
+                Some(t) => glommio::timer::timeout(t, async {
+                    Ok(reader.read_with(buffer, max, take).await)
+                })
+                .await
+                .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
+                None => reader.read_with(buffer, max, take).await,
             };
             match r {
-                Ok(0) => ReadOutcome::Closed,
-                Ok(n) => ReadOutcome::Data(n),
+                Ok(None) => ReadOutcome::Closed,
+                Ok(Some(v)) => ReadOutcome::Data(v),
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => ReadOutcome::TimedOut,
                 Err(e) => ReadOutcome::Failed(e),
             }
@@ -141,12 +163,12 @@ impl Conn {
             return;
         }
         reader.shutdown_write();
-        let mut sink = vec![0u8; 16 * 1024];
+        let buffer = self.core.read_buffer();
         let _ = glommio::timer::timeout(LINGER_TIME, async {
             let mut total = 0;
-            while let Ok(n) = reader.read(&mut sink).await {
+            while let Ok(Some(n)) = reader.read_with(buffer, usize::MAX, |d| d.len()).await {
                 total += n;
-                if n == 0 || total > LINGER_MAX_BYTES {
+                if total > LINGER_MAX_BYTES {
                     break;
                 }
             }

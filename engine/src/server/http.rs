@@ -23,6 +23,7 @@ use crate::protocol::http::{
 use crate::registry::{parse_segment_name, StreamKey, DEFAULT_VHOST};
 use crate::runtime::{Core, HlsQuery, Limit, Notice, PlayHandle, ReaderSlot, Via};
 
+/// Most bytes of requests taken in one read.
 const READ_BUFFER: usize = 16 * 1024;
 /// How often a playlist request asks again while the first segment is being made.
 const PLAYLIST_POLL: Duration = Duration::from_millis(100);
@@ -102,6 +103,12 @@ enum Next {
     },
 }
 
+/// The size of one connection's task: allocated for every connection as long as it lives.
+#[cfg(test)]
+pub(super) fn task_size() -> usize {
+    super::future_size(&serve_connection)
+}
+
 async fn serve_connection(core: Rc<Core>, stream: TcpStream) {
     let Some((conn, reader)) = Conn::open(&core, stream) else {
         return;
@@ -131,8 +138,8 @@ enum Close {
 /// Serves requests until the connection ends.
 async fn serve_requests(conn: &Conn, mut reader: NetReader) -> Close {
     let config = HttpSettings::from_config(&conn.core.snapshot().config);
-    let mut buf = BytesMut::with_capacity(READ_BUFFER);
-    let mut chunk = vec![0u8; READ_BUFFER];
+    // Request bytes not parsed yet; empty (and unallocated) between requests.
+    let mut buf = BytesMut::new();
     // The first request head must be whole within handshakeTimeout of the accept; a later one
     // within readTimeout of its first byte. Both are absolute: trickled bytes do not extend them.
     let mut head_deadline = Some((
@@ -148,6 +155,10 @@ async fn serve_requests(conn: &Conn, mut reader: NetReader) -> Close {
         let request = match parse_request(&buf, &config.limits) {
             Ok(Parsed::Complete { message, consumed }) => {
                 buf.advance(consumed);
+                if buf.is_empty() {
+                    // A viewer that streams from now on keeps no request buffer.
+                    buf = BytesMut::new();
+                }
                 head_deadline = None;
                 message
             }
@@ -164,13 +175,13 @@ async fn serve_requests(conn: &Conn, mut reader: NetReader) -> Close {
                 let outcome = if timeout.is_zero() {
                     ReadOutcome::TimedOut
                 } else {
-                    conn.read(&mut reader, &mut chunk, Some(timeout)).await
+                    conn.read_with(&mut reader, READ_BUFFER, Some(timeout), |data| {
+                        buf.extend_from_slice(data)
+                    })
+                    .await
                 };
                 match outcome {
-                    ReadOutcome::Data(n) => {
-                        buf.extend_from_slice(&chunk[..n]);
-                        continue;
-                    }
+                    ReadOutcome::Data(()) => continue,
                     ReadOutcome::TimedOut if head_deadline.is_some() => {
                         let limit = head_deadline.map_or(Limit::ReadTimeout, |(_, l)| l);
                         conn.core.hit_limit(limit);
@@ -199,7 +210,9 @@ async fn serve_requests(conn: &Conn, mut reader: NetReader) -> Close {
                 return Close::Linger(reader);
             }
         };
-        match handle(conn, &request, &reader).await {
+        // Boxed: a request's handling (auth, HLS from the home core, waiting for a stream) would
+        // otherwise size the task of every connection, streaming viewers included.
+        match Box::pin(handle(conn, &request, &reader)).await {
             Next::KeepAlive => continue,
             Next::Close => return Close::Flush,
             Next::Streaming {
@@ -244,10 +257,9 @@ async fn stream_flv(
     handle: PlayHandle,
     chunked: bool,
 ) -> bool {
-    let mut sink = vec![0u8; 4096];
     let flush = loop {
         // A viewer sends nothing more; reading only tells us when it goes away.
-        match conn.read(reader, &mut sink, None).await {
+        match conn.read_with(reader, usize::MAX, None, |_| ()).await {
             ReadOutcome::Data(_) => continue,
             ReadOutcome::Notice(Notice::StreamEnded) => {
                 if chunked {

@@ -9,3 +9,30 @@ mod rtmp;
 
 pub use http::serve_http;
 pub use rtmp::serve_rtmp;
+
+/// The size of the future `serve` makes, without making one.
+#[cfg(test)]
+fn future_size<Fut, Serve>(_: &Serve) -> usize
+where
+    Fut: std::future::Future,
+    Serve: FnOnce(std::rc::Rc<crate::runtime::Core>, glommio::net::TcpStream) -> Fut,
+{
+    std::mem::size_of::<Fut>()
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every connection's task is allocated whole for its life, so what a connection does rarely
+    /// (auth, claims, waiting for a stream, answering a request) is boxed while it runs rather
+    /// than sized into every task: a player then costs a few KiB, not twenty.
+    #[test]
+    fn connection_tasks_stay_small() {
+        // Debug builds (tests) lay futures out larger than release builds.
+        for (what, size) in [
+            ("rtmp", super::rtmp::task_size()),
+            ("http", super::http::task_size()),
+        ] {
+            assert!(size <= 3 * 1024, "{what} connection task: {size} bytes");
+        }
+    }
+}

@@ -53,6 +53,17 @@ impl NetReader {
         self.socket.read(buf).await
     }
 
+    /// Reads once into the core's shared `buffer` and hands the bytes to `take` at once (see
+    /// [`Socket::read_with`]); `None` at the end of the stream.
+    pub async fn read_with<T>(
+        &mut self,
+        buffer: &std::cell::RefCell<Vec<u8>>,
+        max: usize,
+        take: impl FnOnce(&[u8]) -> T,
+    ) -> io::Result<Option<T>> {
+        self.socket.read_with(buffer, max, take).await
+    }
+
     /// Whether the peer has closed its side (FIN or reset), whatever it sent before that is still
     /// unread.
     pub fn peer_closed(&self) -> bool {

@@ -23,9 +23,6 @@ use crate::runtime::{
     ConnState, Core, Limit, Notice, PlayHandle, PublishHandle, PublishRefused, ReaderSlot, Via,
 };
 
-/// Socket reads go into a buffer this large.
-const READ_BUFFER: usize = 16 * 1024;
-
 /// Accepts RTMP connections on this core until shutdown.
 pub async fn serve_rtmp(core: Rc<Core>, listener: TcpListener) {
     accept_loop(core, listener, "rtmp", serve_connection).await;
@@ -52,6 +49,12 @@ enum Role {
     Idle,
     Publishing(PublishHandle),
     Playing(PlayHandle),
+}
+
+/// The size of one connection's task: allocated for every connection as long as it lives.
+#[cfg(test)]
+pub(super) fn task_size() -> usize {
+    super::future_size(&serve_connection)
 }
 
 async fn serve_connection(core: Rc<Core>, stream: TcpStream) {
@@ -106,7 +109,6 @@ struct Connection {
 
 impl Connection {
     async fn run(&mut self, mut reader: NetReader) -> Ending {
-        let mut buf = vec![0u8; READ_BUFFER];
         let config = &self.conn.core.snapshot().config;
         let read_timeout = config.read_timeout.duration();
         // Absolute, unlike readTimeout: a client trickling a byte at a time is still cut.
@@ -125,8 +127,16 @@ impl Connection {
                 }
                 timeout = timeout.map(|t| t.min(left));
             }
-            let n = match self.conn.read(&mut reader, &mut buf, timeout).await {
-                ReadOutcome::Data(n) => n,
+            // What a read brings is fed to the session at once, from the core's shared buffer.
+            let session = &mut self.session;
+            let fed = self
+                .conn
+                .read_with(&mut reader, usize::MAX, timeout, |data| {
+                    (data.len(), session.handle_input(data))
+                })
+                .await;
+            let (n, fed) = match fed {
+                ReadOutcome::Data(read) => read,
                 ReadOutcome::Closed => break Ending::PeerClosed,
                 ReadOutcome::TimedOut
                     if !self.connected && Instant::now() >= handshake_deadline =>
@@ -138,11 +148,13 @@ impl Connection {
                 ReadOutcome::Notice(n) => break Ending::Notice(n),
             };
             self.conn.guard.control.info.add_bytes_in(n as u64);
-            if let Err(e) = self.session.handle_input(&buf[..n]) {
+            if let Err(e) = fed {
                 break Ending::Protocol(e);
             }
             while let Some(event) = self.session.poll_event() {
-                self.on_event(event, &reader).await;
+                // Boxed: events are rare next to reads, and their futures (auth, claims, the
+                // wait for a stream) would otherwise size every connection's task.
+                Box::pin(self.on_event(event, &reader)).await;
             }
             self.flush();
             if self.refused {
@@ -154,10 +166,10 @@ impl Connection {
     /// Moves the session's pending output into the send queue.
     fn flush(&mut self) {
         if self.session.poll_transmit(&mut self.out) {
-            self.conn
-                .queue
-                .borrow_mut()
-                .push_control(self.out.split().freeze());
+            // Taken whole: a split would keep the allocation alive in `out` for the connection's
+            // life.
+            let out = std::mem::take(&mut self.out).freeze();
+            self.conn.queue.borrow_mut().push_control(out);
         }
     }
 

@@ -196,6 +196,11 @@ impl<H: Handshake> ChunkConnection<H> {
                 message => return Ok(Some((raw, message))),
             }
         }
+        if self.input.is_empty() && self.input.capacity() > 0 {
+            // Everything received is decoded: a player, which sends next to nothing once
+            // playing, keeps no input buffer.
+            self.input = BytesMut::new();
+        }
         Ok(None)
     }
 }
@@ -206,8 +211,13 @@ impl<H> ChunkConnection<H> {
         if self.out.is_empty() {
             return false;
         }
-        out.extend_from_slice(&self.out);
-        self.out.clear();
+        // Handed over whole, not copied and cleared: an idle connection keeps no output buffer.
+        if out.is_empty() {
+            *out = std::mem::take(&mut self.out);
+        } else {
+            out.extend_from_slice(&self.out);
+            self.out = BytesMut::new();
+        }
         true
     }
 
