@@ -519,7 +519,10 @@ pub fn fuzz_url_sign_unique(data: &[u8]) {
         .is_ok()
     };
     let original = accepts(&stream, &q);
-    let sig = q.get(cfg.sign_param.as_bytes()).unwrap_or_default().to_vec();
+    let sig = q
+        .get(cfg.sign_param.as_bytes())
+        .unwrap_or_default()
+        .to_vec();
     let sig = String::from_utf8_lossy(&sig).into_owned();
     let others: Vec<(String, String)> = match sign_type {
         SignType::A => {

@@ -748,7 +748,10 @@ mod tests {
         a.time_param = Some("t".into());
         assert_eq!(a.validate(), Err(UrlAuthConfigError::TimeParamWithTypeA));
         assert_eq!(UrlAuthConfig::new(SignType::C, "k").warnings(true).len(), 3);
-        assert_eq!(UrlAuthConfig::new(SignType::C, "k").warnings(false).len(), 1);
+        assert_eq!(
+            UrlAuthConfig::new(SignType::C, "k").warnings(false).len(),
+            1
+        );
         assert!(UrlAuthConfig::new(SignType::B, "k")
             .warnings(true)
             .is_empty());
@@ -796,7 +799,13 @@ mod tests {
         let mut c = UrlAuthConfig::new(SignType::B, "k");
         let at = |c: &UrlAuthConfig, ts: &str, now: u64| {
             let sig = md5_hex(&[b"/live/s", b"k", ts.as_bytes()]);
-            c.verify(&req("", "live", "s", &query_of(&format!("x?sign={sig}&t={ts}")), now))
+            c.verify(&req(
+                "",
+                "live",
+                "s",
+                &query_of(&format!("x?sign={sig}&t={ts}")),
+                now,
+            ))
         };
         let latest = now + 600 + MAX_CLOCK_SKEW_SECS;
         assert_eq!(at(&c, &latest.to_string(), now), Ok(()));
@@ -807,9 +816,18 @@ mod tests {
                 latest
             })
         );
-        for bad in ["01758296819", "+1758296819", "17582968190", "", "1758296819 "] {
+        for bad in [
+            "01758296819",
+            "+1758296819",
+            "17582968190",
+            "",
+            "1758296819 ",
+        ] {
             assert!(
-                matches!(at(&c, bad, now), Err(UrlSignError::BadTime(_) | UrlSignError::Missing(_))),
+                matches!(
+                    at(&c, bad, now),
+                    Err(UrlSignError::BadTime(_) | UrlSignError::Missing(_))
+                ),
                 "{bad:?}"
             );
         }
@@ -817,7 +835,10 @@ mod tests {
         assert_eq!(at(&c, &format!("{now:08x}"), now), Ok(()));
         assert_eq!(at(&c, &format!("{now:08X}"), now), Ok(()));
         for bad in ["68cd7af", "068cd7af3", "0x8cd7af3"] {
-            assert!(matches!(at(&c, bad, now), Err(UrlSignError::BadTime(_))), "{bad:?}");
+            assert!(
+                matches!(at(&c, bad, now), Err(UrlSignError::BadTime(_))),
+                "{bad:?}"
+            );
         }
         assert_eq!(c.format_time(1), "00000001");
     }

@@ -160,7 +160,10 @@ fn guard_time(value: &[u8], now_unix: u64, at: usize) -> Result<(), Fault> {
         });
     }
     let latest = latest_client_time(now_unix);
-    match std::str::from_utf8(value).ok().and_then(|v| v.parse::<u64>().ok()) {
+    match std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
         Some(t) if t <= latest => Ok(()),
         _ => Err(Fault {
             error: EvalError::TimeTooFar {
