@@ -364,6 +364,26 @@ impl Authenticator {
         &self.warnings
     }
 
+    /// Query parameters that carry a secret somewhere: every domain's `url_auth` signature
+    /// parameter, and the URL parameters an expression check compares for equality (tokens and
+    /// signatures). The API redacts them in the queries it shows.
+    pub fn secret_query_params(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for d in &self.domains {
+            if let Some(u) = &d.url_auth {
+                names.push(u.sign_param.clone());
+            }
+            for app in &d.apps {
+                if let Some(c) = &app.check {
+                    names.extend(c.program.equality_url_params());
+                }
+            }
+        }
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// The vhost under which a stream lives: a play domain maps to its publish domain, a publish
     /// domain to itself; `None` for an unknown vhost (use the vhost as given) or no domains.
     pub fn stream_vhost(&self, vhost: &str) -> Option<&str> {

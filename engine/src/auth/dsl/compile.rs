@@ -307,6 +307,30 @@ pub struct Program {
     pub checks: Vec<CheckCode>,
 }
 
+impl Program {
+    /// URL parameters loaded by a check that compares with `==` or `!=`: the tokens and
+    /// signatures a client sends, which must never be shown.
+    pub fn equality_url_params(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for check in &self.checks {
+            let code = self.code.get(check.code.clone()).unwrap_or_default();
+            let equality = code.last().is_some_and(|i| {
+                i.op == Op::Compare
+                    && matches!(CmpOp::from_u16(i.arg & 0xff), Some(CmpOp::Eq | CmpOp::Ne))
+            });
+            if !equality {
+                continue;
+            }
+            for i in code.iter().filter(|i| i.op == Op::LoadUrlParam) {
+                if let Some(c) = self.constants.get(usize::from(i.arg)) {
+                    names.push(String::from_utf8_lossy(c).into_owned());
+                }
+            }
+        }
+        names
+    }
+}
+
 fn err<T>(kind: CompileErrorKind, span: Span) -> Result<T, CompileError> {
     Err(CompileError { kind, span })
 }
@@ -502,11 +526,7 @@ pub fn compile(params: &[ParamSource], checks: &[CheckSource]) -> Result<Program
             (true, false) if numeric => TimeGuard::Right,
             _ => TimeGuard::None,
         };
-        em.push(
-            Op::Compare,
-            ast.op as u16 | (guard as u16) << 8,
-            ast.span,
-        );
+        em.push(Op::Compare, ast.op as u16 | (guard as u16) << 8, ast.span);
         em.program.checks.push(CheckCode {
             text: src.text.clone(),
             code: start..em.program.code.len(),
