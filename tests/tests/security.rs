@@ -466,6 +466,19 @@ fn descriptor_exhaustion_is_logged_counted_and_survived() {
         .collect();
     engine.wait_for_log("accept failed", Duration::from_secs(10));
     assert!(engine.limit_hits("descriptors") >= 1);
+    // The oldest unfinished handshake went first: the first idle client was closed.
+    let mut first = &idle[0];
+    first
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let closed = match first.read(&mut byte) {
+        Ok(0) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        Ok(_) => false,
+    };
+    assert!(closed, "the oldest handshake was shed");
+    assert!(engine.count_log("shed_handshake=true") >= 1);
     let failures = engine.count_log("accept failed");
     std::thread::sleep(Duration::from_secs(1));
     // Paused between tries, not spinning: a handful of lines a second per listener, not thousands.

@@ -8,6 +8,7 @@ use futures_lite::future;
 use glommio::net::{TcpListener, TcpStream};
 use tracing::{info, warn};
 
+use super::shed::{Handshake, Handshakes};
 use crate::runtime::rlimit::{out_of_descriptors, SpareDescriptor};
 use crate::runtime::{Core, Limit};
 
@@ -22,10 +23,11 @@ pub(crate) async fn accept_loop<F, Fut>(
     protocol: &'static str,
     serve: F,
 ) where
-    F: Fn(Rc<Core>, TcpStream) -> Fut,
+    F: Fn(Rc<Core>, TcpStream, Handshake) -> Fut,
     Fut: Future<Output = ()> + 'static,
 {
     let mut spare = SpareDescriptor::new();
+    let handshakes = Rc::new(Handshakes::default());
     loop {
         let accepted = future::or(async { Some(listener.accept().await) }, async {
             core.shutdown_signal().wait().await;
@@ -40,14 +42,19 @@ pub(crate) async fn accept_loop<F, Fut>(
                 drop(stream);
             }
             Some(Ok(stream)) => {
-                glommio::spawn_local(serve(core.clone(), stream)).detach();
+                let handshake = handshakes.start();
+                let shed = handshake.shed.clone();
+                let serving = serve(core.clone(), stream, handshake);
+                // A shed connection's task is dropped where it waits, closing its socket.
+                glommio::spawn_local(future::or(serving, shed.wait())).detach();
             }
             Some(Err(e)) if out_of_descriptors(&e) => {
                 // The kernel keeps the client queued and the listener readable: give back the
                 // spare descriptor, take the client and close it at once (it learns now rather
                 // than timing out), take the spare again and pause so this does not spin.
                 core.hit_limit(Limit::Descriptors);
-                warn!(core = %core.id, protocol, "accept failed: {e}; shedding one pending client and pausing {OUT_OF_DESCRIPTORS_PAUSE:?}");
+                let shed = handshakes.shed_oldest();
+                warn!(core = %core.id, protocol, shed_handshake = shed, "accept failed: {e}; closing the oldest unfinished handshake and one pending client, pausing {OUT_OF_DESCRIPTORS_PAUSE:?}");
                 spare.release();
                 if let Ok(Ok(stream)) = glommio::timer::timeout(Duration::from_millis(1), async {
                     Ok(listener.accept().await)

@@ -6,6 +6,7 @@ pub(crate) mod conn;
 pub(crate) mod http;
 pub mod net;
 mod rtmp;
+mod shed;
 mod writer;
 
 pub use http::serve_http;

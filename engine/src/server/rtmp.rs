@@ -12,6 +12,7 @@ use super::accept::accept_loop;
 use super::auth_hook;
 use super::conn::{Conn, ReadOutcome};
 use super::net::NetReader;
+use super::shed::Handshake;
 use crate::auth::query::Query;
 use crate::auth::{Action, AuthRequest, Protocol};
 use crate::protocol::rtmp::{
@@ -53,7 +54,7 @@ enum Role {
     Playing(PlayHandle),
 }
 
-async fn serve_connection(core: Rc<Core>, stream: TcpStream) {
+async fn serve_connection(core: Rc<Core>, stream: TcpStream, handshake: Handshake) {
     let Some((conn, reader)) = Conn::open(&core, stream) else {
         return;
     };
@@ -79,6 +80,7 @@ async fn serve_connection(core: Rc<Core>, stream: TcpStream) {
             refused: false,
             reader_slot: None,
             connected: false,
+            handshake,
         };
         let ending = rtmp.run(reader).await;
         let farewell = rtmp.finish(&ending);
@@ -101,6 +103,8 @@ struct Connection {
     reader_slot: Option<ReaderSlot>,
     /// The handshake and `connect` are done: `handshakeTimeout` no longer applies.
     connected: bool,
+    /// This connection's place among the unfinished handshakes shed first when descriptors run out.
+    handshake: Handshake,
 }
 
 impl Connection {
@@ -164,6 +168,7 @@ impl Connection {
         match event {
             ServerEvent::Connected { tc_url, .. } => {
                 self.connected = true;
+                self.handshake.done();
                 self.vhost = tc_url
                     .as_deref()
                     .map(host_of)
