@@ -303,7 +303,7 @@ fn secrets_are_never_shown() {
         "authInternalUsers:\n  - user: any\n    permissions: [{{action: publish}}, {{action: read}}, {{action: metrics}}]\n  - user: admin\n    pass: {SECRET_PASS}\n    permissions: [{{action: api}}]\n"
     );
     let engine = Engine::start(&format!(
-        "domainsDir: {}\n{users}paths:\n  cams/door:\n    source: rtsp://viewer:{RTSP_PASS}@127.0.0.1:{rtsp_port}/door\n  all_others: {{}}\n",
+        "domainsDir: {}\napiTrustedProxies: [127.0.0.1]\n{users}paths:\n  cams/door:\n    source: rtsp://viewer:{RTSP_PASS}@127.0.0.1:{rtsp_port}/door\n  all_others: {{}}\n",
         dir.path.join("domains").display()
     ));
     let config = dir.path.join("cli.yaml");
@@ -329,14 +329,25 @@ fn secrets_are_never_shown() {
         "/v3/config/paths/list",
         "/v3/config/paths/get/cams/door",
         "/v3/paths/list",
+        "/v3/paths/get/live/s",
         "/v3/rtmpconns/list",
+        "/v3/hlsmuxers/list",
+        "/v3/info",
     ] {
         let r = api("GET", path, None);
         assert_eq!(r.status, 200, "{path}: {}", r.text());
         answers.push_str(&r.text());
     }
+    answers.push_str(&http::get(engine.metrics_port, "/metrics", &[]).text());
     assert!(answers.contains("<redacted>"), "{answers}");
-    assert!(answers.contains("127.0.0.1/32") || !answers.contains("apiTrustedProxies\":[\""));
+    assert!(
+        answers.contains("volcSecret=<redacted>") && answers.contains("pass=<redacted>"),
+        "the publisher's query is shown redacted: {answers}"
+    );
+    assert!(
+        answers.contains(r#""apiTrustedProxies":["127.0.0.1/32"]"#),
+        "trusted proxies are shown as networks"
+    );
     // A GET, edit, PATCH round trip keeps the stored password: admin still logs in.
     let mut global = api("GET", "/v3/config/global/get", None).json();
     let users = global["authInternalUsers"].clone();
