@@ -64,8 +64,8 @@ const DECIMAL_TIME_DIGITS: usize = 10;
 /// Digits of a hex timestamp: 32-bit Unix seconds, zero-padded, as the reference service signs.
 const HEX_TIME_DIGITS: usize = 8;
 
-/// `url_auth:` in a domain file.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// `url_auth:` in a domain file. Its `Debug` hides the keys, so no debug log shows them.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UrlAuthConfig {
     /// Set to `false` to keep the block but not enforce it.
@@ -90,6 +90,24 @@ pub struct UrlAuthConfig {
     /// How the timestamp is written; default decimal for A and B, hex for C.
     #[serde(default)]
     pub time_format: Option<TimeFormat>,
+}
+
+impl std::fmt::Debug for UrlAuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UrlAuthConfig")
+            .field("enabled", &self.enabled)
+            .field("sign_type", &self.sign_type)
+            .field("sign_param", &self.sign_param)
+            .field("time_param", &self.time_param)
+            .field("primary_key", &"<redacted>")
+            .field(
+                "backup_key",
+                &self.backup_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("valid_seconds", &self.valid_seconds)
+            .field("time_format", &self.time_format)
+            .finish()
+    }
 }
 
 /// A rule of `url_auth` that the configuration breaks; `field()` names the YAML key.
@@ -841,5 +859,11 @@ mod tests {
             );
         }
         assert_eq!(c.format_time(1), "00000001");
+        c.backup_key = Some("SecondKey9".into());
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("SecondKey9") && shown.contains("<redacted>"),
+            "{shown}"
+        );
     }
 }

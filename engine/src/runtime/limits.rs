@@ -29,8 +29,8 @@ pub enum Limit {
     ApiBodyBytes,
     /// `apiMaxConnections`: an API or metrics connection accepted beyond it is closed at once.
     ApiConnections,
-    /// `rlimitNofile`-bound accepts: `accept` failed for want of descriptors (EMFILE/ENFILE), or
-    /// an unauthenticated handshake was shed to keep descriptors for new clients.
+    /// Not a configuration key (the label is `descriptors`): `accept` failed for want of
+    /// descriptors (EMFILE/ENFILE); the oldest unfinished handshake was shed and the loop paused.
     Descriptors,
 }
 
