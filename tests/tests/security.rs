@@ -98,12 +98,28 @@ apps:
   - name: live
 ";
 
+/// An expiry checked by the expression language, as the documented expiring tokens do.
+const PLAY_DOMAIN_EXPIRY: &str = "\
+type: play
+name: play2.test
+publish_domain: 127.0.0.1
+apps:
+  - name: live
+    play_auth_check:
+      enabled: true
+      params:
+        time: get_time()
+      checks:
+        - ${url_params[expire]} > ${params[time]}
+";
+
 #[test]
 fn type_c_splicing_and_far_future_timestamps_are_refused() {
     let dir = TempDir::new("sec-c");
     std::fs::create_dir_all(dir.path.join("domains")).unwrap();
     std::fs::write(dir.path.join("domains/publish.yaml"), PUBLISH_DOMAIN).unwrap();
     std::fs::write(dir.path.join("domains/play.yaml"), PLAY_DOMAIN_C).unwrap();
+    std::fs::write(dir.path.join("domains/play2.yaml"), PLAY_DOMAIN_EXPIRY).unwrap();
     let engine = Engine::start(&format!(
         "domainsDir: {}\n",
         dir.path.join("domains").display()
@@ -168,6 +184,26 @@ fn type_c_splicing_and_far_future_timestamps_are_refused() {
     let (status, body) = get_some(http, &target_of(&far), "localhost", Duration::from_secs(1));
     assert_eq!(status, 403, "far-future timestamp");
     assert!(!has_flv(&body));
+
+    // The expression language: an expiry a year ahead never comes, so it is refused; one within
+    // the longest window plays.
+    let (status, body) = get_some(
+        http,
+        &format!("/live/stream.flv?expire={ahead}"),
+        "play2.test",
+        Duration::from_secs(1),
+    );
+    assert_eq!(status, 403, "never-expiring expression token");
+    assert!(!has_flv(&body));
+    let soon = now() + 300;
+    let (status, body) = get_some(
+        http,
+        &format!("/live/stream.flv?expire={soon}"),
+        "play2.test",
+        Duration::from_secs(3),
+    );
+    assert_eq!(status, 200);
+    assert!(has_flv(&body));
 
     // RTMP: the spliced play fails.
     let probe = ff::spawn_probe(&format!(
