@@ -59,7 +59,7 @@ const DSL_EXPIRY: u64 = DSL_NOW + 3600;
 
 fn vectors(name: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/vectors")
+        .join("src/auth/testdata")
         .join(name);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("test vectors missing at {}: {e}", path.display()));

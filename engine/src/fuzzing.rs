@@ -394,7 +394,7 @@ mod tests {
     #[test]
     fn committed_corpus_replays() {
         type Target = fn(&[u8]);
-        let targets: [(&str, Target); 14] = [
+        let targets: [(&str, Target); 15] = [
             ("rtmp_handshake", fuzz_handshake),
             ("rtmp_chunk", fuzz_chunk_stream),
             ("amf0", fuzz_amf0),
@@ -409,6 +409,7 @@ mod tests {
             ("config", fuzz_config),
             ("hls", fuzz_hls),
             ("api_body", fuzz_api_body),
+            ("url_sign_unique", fuzz_url_sign_unique),
         ];
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
         for (name, target) in targets {
@@ -421,6 +422,19 @@ mod tests {
                 n += 1;
             }
             assert!(n > 0, "{name}: empty corpus");
+        }
+    }
+
+    /// The `url_sign_unique` property over many random inputs, on every `cargo test`.
+    #[test]
+    fn url_signatures_accept_one_split_over_random_inputs() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(14);
+        let mut data = [0u8; 32];
+        for _ in 0..5_000 {
+            rng.fill(&mut data[..]);
+            let len = rng.gen_range(12..data.len());
+            fuzz_url_sign_unique(&data[..len]);
         }
     }
 
@@ -440,7 +454,109 @@ mod tests {
             fuzz_auth_check(data);
             fuzz_config(data);
             fuzz_hls(data);
+            fuzz_url_sign_unique(data);
         }
+    }
+}
+
+/// One URL signature signs one request: over random types, time formats, windows, clocks,
+/// timestamps and stream names, a URL signed for `/live/{stream}` at `ts` is accepted for no other
+/// split of the same signed bytes (type C's `stream + ts`, type B's, type A's `path-ts-rand-uid`).
+/// Panics on a second accepted (stream, time) pair.
+///
+/// Clocks run from 2001-09-09 (the first 10-digit Unix second) to 2106 (the last 8-digit hex one),
+/// the only clocks a running server reads.
+pub fn fuzz_url_sign_unique(data: &[u8]) {
+    use crate::auth::url_sign::{
+        sign_url, SignType, SignedRequest, TimeFormat, UrlAuthConfig, MAX_CLOCK_SKEW_SECS,
+        MAX_VALID_SECONDS,
+    };
+    let [kind, v0, v1, n0, n1, n2, n3, t0, t1, t2, t3, name @ ..] = data else {
+        return;
+    };
+    let sign_type = match kind % 3 {
+        0 => SignType::A,
+        1 => SignType::B,
+        _ => SignType::C,
+    };
+    let mut cfg = UrlAuthConfig::new(sign_type, "fuzzKey1");
+    cfg.time_format = Some(if kind & 4 == 0 {
+        TimeFormat::Decimal
+    } else {
+        TimeFormat::Hex
+    });
+    cfg.valid_seconds = u64::from(u16::from_be_bytes([*v0, *v1])) * 40 % (MAX_VALID_SECONDS + 1);
+    let window = cfg.valid_seconds * 2 + MAX_CLOCK_SKEW_SECS;
+    let first = 1_000_000_000 + window;
+    let last = 0xffff_ffff - window;
+    let now = first + u64::from(u32::from_be_bytes([*n0, *n1, *n2, *n3])) % (last - first);
+    let offset = u64::from(u32::from_be_bytes([*t0, *t1, *t2, *t3])) % (window + 2);
+    let ts = (now - cfg.valid_seconds - 1) + offset;
+    // Stream names of the characters that matter: digits and hex letters (they can pass for a
+    // timestamp) and `-` (type A's separator).
+    let alphabet = b"0123456789abcdef-x";
+    let stream: String = name
+        .iter()
+        .take(24)
+        .map(|b| char::from(alphabet[usize::from(*b) % alphabet.len()]))
+        .collect();
+    if stream.is_empty() || stream.starts_with('-') {
+        return;
+    }
+    let Ok(url) = sign_url(&format!("rtmp://h/live/{stream}"), &cfg, ts, "r", "0") else {
+        return;
+    };
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    let q = Query::parse(query);
+    let accepts = |stream: &str, q: &Query| {
+        cfg.verify(&SignedRequest {
+            path: &format!("/live/{stream}"),
+            app: "live",
+            stream,
+            query: q,
+            now_unix: now,
+        })
+        .is_ok()
+    };
+    let original = accepts(&stream, &q);
+    let sig = q
+        .get(cfg.sign_param.as_bytes())
+        .unwrap_or_default()
+        .to_vec();
+    let sig = String::from_utf8_lossy(&sig).into_owned();
+    let others: Vec<(String, String)> = match sign_type {
+        SignType::A => {
+            // Every other place the path could end in `/live/{stream}-{ts}-r-0`.
+            let (signed, hash) = sig.rsplit_once('-').unwrap_or_default();
+            let joined = format!("{stream}-{signed}");
+            joined
+                .match_indices('-')
+                .map(|(i, _)| {
+                    let q = format!("auth_key={}-{hash}", &joined[i + 1..]);
+                    (joined[..i].to_string(), q)
+                })
+                .collect()
+        }
+        SignType::B | SignType::C => {
+            let t = q.get(b"t").unwrap_or_default();
+            let joined = format!("{stream}{}", String::from_utf8_lossy(t));
+            (1..joined.len())
+                .map(|i| {
+                    let q = format!("sign={sig}&t={}", &joined[i..]);
+                    (joined[..i].to_string(), q)
+                })
+                .collect()
+        }
+    };
+    for (other, q2) in others {
+        if other == stream {
+            continue;
+        }
+        let q2 = Query::parse(&q2);
+        assert!(
+            !(original && accepts(&other, &q2)),
+            "one signature accepted for {stream:?} and {other:?} ({query} / {q2:?}) at {now}"
+        );
     }
 }
 

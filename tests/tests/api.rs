@@ -475,7 +475,7 @@ fn api_auth_with_users_cidr_and_trusted_proxies() {
     assert_error(&r, 401, "authentication error");
     assert_eq!(
         r.header("www-authenticate"),
-        Some("Basic realm=\"corestream\"")
+        Some("Basic realm=\"mediamtx\"")
     );
     // admin:wrong
     let r = http::request(

@@ -32,7 +32,13 @@ fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
 type PerCore = (&'static str, &'static str, fn(&CoreView) -> u64);
 
 /// The limits the control core's own listeners enforce (API and metrics requests).
-const CONTROL_LIMITS: [Limit; 2] = [Limit::HttpHeaderBytes, Limit::ApiBodyBytes];
+const CONTROL_LIMITS: [Limit; 5] = [
+    Limit::HttpHeaderBytes,
+    Limit::ApiBodyBytes,
+    Limit::ApiConnections,
+    Limit::ReadTimeout,
+    Limit::Descriptors,
+];
 
 /// `corestream_limit_hits_total{core,limit}`: every limit of every data core, and the control
 /// core's (`core="control"`).

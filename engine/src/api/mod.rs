@@ -16,15 +16,17 @@
 
 pub mod auth;
 mod error;
+pub mod gate;
 pub mod metrics;
 pub mod page;
+pub mod redact;
 pub mod router;
 mod server;
 pub mod store;
 pub mod time;
 pub mod views;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -92,10 +94,51 @@ impl Response {
     fn from_error(e: &ApiError) -> Response {
         let mut r = Response::error(e.status(), &e.to_string());
         if let ApiError::Unauthorized { challenge: true } = e {
+            // MediaMTX's realm, which its clients look for.
             r.headers
-                .push(("WWW-Authenticate", "Basic realm=\"corestream\"".to_owned()));
+                .push(("WWW-Authenticate", "Basic realm=\"mediamtx\"".to_owned()));
         }
         r
+    }
+
+    fn with_headers(mut self, headers: &[(&'static str, String)]) -> Response {
+        self.headers.extend(headers.iter().cloned());
+        self
+    }
+}
+
+/// What the head of a request decided, before its body is read.
+#[derive(Debug)]
+pub enum Gate {
+    /// Answer this now, without reading a body (a refusal or a CORS preflight).
+    Answer(Response),
+    /// Read the body, then [`Api::serve`] with these CORS headers.
+    Proceed(Vec<(&'static str, String)>),
+}
+
+/// A count shared by a listener's connections, held for as long as a [`Held`] lives.
+#[derive(Debug, Default, Clone)]
+pub struct Budget(Rc<Cell<usize>>);
+
+/// `n` units of a [`Budget`], given back on drop.
+#[derive(Debug)]
+pub struct Held(Rc<Cell<usize>>, usize);
+
+impl Budget {
+    /// Takes `n` if the total stays within `max`.
+    pub fn take(&self, n: usize, max: usize) -> Option<Held> {
+        let used = self.0.get();
+        if used.saturating_add(n) > max {
+            return None;
+        }
+        self.0.set(used + n);
+        Some(Held(self.0.clone(), n))
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(self.1));
     }
 }
 
@@ -108,6 +151,10 @@ pub struct Api {
     latency: RefCell<Histogram>,
     /// Limits the API's own clients hit (its body and head sizes), for `/metrics`.
     limit_hits: RefCell<LimitHits>,
+    /// Open connections per listener (`apiMaxConnections` each).
+    connections: [Budget; 2],
+    /// Body bytes being read per listener (`apiMaxBodyBytes` across its connections).
+    body_bytes: [Budget; 2],
 }
 
 /// Binds the API and metrics listeners (those enabled) on the control executor and serves them.
@@ -123,6 +170,8 @@ pub fn start(link: Rc<ControlLink>, snapshot: Arc<Snapshot>) -> Result<(), Start
         started_ms: crate::runtime::unix_ms(),
         latency: RefCell::default(),
         limit_hits: RefCell::default(),
+        connections: Default::default(),
+        body_bytes: Default::default(),
     });
     for (kind, enabled, addr) in listeners {
         if !enabled {
@@ -149,25 +198,107 @@ impl Api {
         self.limit_hits.borrow_mut().add(limit);
     }
 
-    /// Authenticates, routes and answers one request.
-    pub async fn handle(&self, req: &Request, peer: SocketAddr, kind: Listener) -> Response {
-        let started = Instant::now();
-        let response = match self.answer(req, peer, kind).await {
-            Ok(r) => r,
-            Err(e) => Response::from_error(&e),
-        };
-        self.latency
-            .borrow_mut()
-            .record(started.elapsed().as_secs_f64());
-        response
+    /// `readTimeout` of the live configuration: a request must arrive whole within it.
+    pub(crate) fn read_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.store.snapshot().config.read_timeout.0)
     }
 
-    async fn answer(
+    /// A connection slot on `kind`'s listener, or `None` at `apiMaxConnections` (counted).
+    pub(crate) fn open_connection(&self, kind: Listener) -> Option<Held> {
+        let max = self.store.snapshot().config.api_max_connections;
+        let held = self.connections[kind as usize].take(1, max);
+        if held.is_none() {
+            self.hit_limit(Limit::ApiConnections);
+        }
+        held
+    }
+
+    /// Room for a `len`-byte body on `kind`'s listener, or `None` while other connections' bodies
+    /// fill `apiMaxBodyBytes` (counted).
+    pub(crate) fn reserve_body(&self, kind: Listener, len: usize) -> Option<Held> {
+        let held = self.body_bytes[kind as usize].take(len, self.max_body_bytes());
+        if held.is_none() {
+            self.hit_limit(Limit::ApiBodyBytes);
+        }
+        held
+    }
+
+    /// Decides on a request's head, before its body is read: Host, Content-Type and Origin, a
+    /// CORS preflight, then credentials. Nothing from a client that fails here is buffered.
+    pub async fn admit(
+        &self,
+        head: &Request,
+        body_len: usize,
+        peer: SocketAddr,
+        local: SocketAddr,
+        kind: Listener,
+    ) -> Gate {
+        let started = Instant::now();
+        let snapshot = self.store.snapshot();
+        let config = &snapshot.config;
+        let (listen, allow_origins) = match kind {
+            Listener::Api => (config.api_address.0, &config.api_allow_origins),
+            Listener::Metrics => (config.metrics_address.0, &config.metrics_allow_origins),
+        };
+        let site = gate::Site {
+            listen,
+            local,
+            allowed_hosts: &config.api_allowed_hosts,
+            allow_origins,
+        };
+        let cors = site.cors_headers(head);
+        let refused = |why: gate::Refusal| {
+            info!(peer = %peer, host = ?head.header("host"), origin = ?head.header("origin"), "{} request refused: {why}", kind.name());
+            Gate::Answer(Response::error(why.status(), &why.to_string()).with_headers(&cors))
+        };
+        if let Err(why) = site.check_head(head, body_len) {
+            return refused(why);
+        }
+        if gate::Site::is_preflight(head) {
+            let mut r = Response {
+                status: 204,
+                content_type: "text/plain; charset=utf-8",
+                headers: Vec::new(),
+                body: Vec::new(),
+            };
+            if cors
+                .iter()
+                .any(|(n, _)| *n == "Access-Control-Allow-Origin")
+            {
+                r.headers.push((
+                    "Access-Control-Allow-Methods",
+                    gate::ALLOW_METHODS.to_owned(),
+                ));
+                r.headers.push((
+                    "Access-Control-Allow-Headers",
+                    gate::ALLOW_HEADERS.to_owned(),
+                ));
+            }
+            return Gate::Answer(r.with_headers(&cors));
+        }
+        let credentials = auth::basic_credentials(head.header("authorization"));
+        if let Err(why) = site.check_anonymous(head, credentials.is_some()) {
+            return refused(why);
+        }
+        let result = self.authorize(head, peer, kind, credentials.as_ref()).await;
+        match result {
+            Ok(()) => Gate::Proceed(cors),
+            Err(e) => {
+                self.latency
+                    .borrow_mut()
+                    .record(started.elapsed().as_secs_f64());
+                Gate::Answer(Response::from_error(&e).with_headers(&cors))
+            }
+        }
+    }
+
+    async fn authorize(
         &self,
         req: &Request,
         peer: SocketAddr,
         kind: Listener,
-    ) -> Result<Response, ApiError> {
+        credentials: Option<&(String, String)>,
+    ) -> Result<(), ApiError> {
         let snapshot = self.store.snapshot();
         let trusted: Vec<IpNet> = snapshot
             .config
@@ -176,7 +307,6 @@ impl Api {
             .filter_map(|p| IpNet::parse(p))
             .collect();
         let client = auth::client_ip(peer.ip(), req.header("x-forwarded-for"), &trusted);
-        let credentials = auth::basic_credentials(req.header("authorization"));
         let action = match kind {
             Listener::Api => Action::Api,
             Listener::Metrics => Action::Metrics,
@@ -185,11 +315,32 @@ impl Api {
             &snapshot.auth,
             action,
             client,
-            credentials.as_ref(),
+            credentials,
             &req.query,
             crate::runtime::unix_ms() / 1000,
         )
-        .await?;
+        .await
+    }
+
+    /// Routes and answers a request [`Api::admit`] let through, with its CORS headers.
+    pub async fn serve(
+        &self,
+        req: &Request,
+        kind: Listener,
+        cors: &[(&'static str, String)],
+    ) -> Response {
+        let started = Instant::now();
+        let response = match self.answer(req, kind).await {
+            Ok(r) => r,
+            Err(e) => Response::from_error(&e),
+        };
+        self.latency
+            .borrow_mut()
+            .record(started.elapsed().as_secs_f64());
+        response.with_headers(cors)
+    }
+
+    async fn answer(&self, req: &Request, kind: Listener) -> Result<Response, ApiError> {
         match kind {
             Listener::Metrics => self.metrics(req).await,
             Listener::Api => {
@@ -248,6 +399,7 @@ impl Api {
                     &config.path_defaults,
                     config.override_publisher,
                 ))
+                .map(redact::path)
                 .unwrap_or(Value::Null)
             })
         };
@@ -317,19 +469,21 @@ impl Api {
             Route::RtmpConnsList => {
                 let page = page()?;
                 let views = self.gather().await;
+                let secrets = snapshot.auth.secret_query_params();
                 let items = views::all_conns(&views)
                     .into_iter()
-                    .map(views::conn_json)
+                    .map(|c| views::conn_json(c, &secrets))
                     .collect();
                 Ok(page.list(items))
             }
             Route::RtmpConnGet(id) => {
                 let id = parse_uuid(&id)?;
                 let views = self.gather().await;
+                let secrets = snapshot.auth.secret_query_params();
                 views::all_conns(&views)
                     .into_iter()
                     .find(|c| c.id == id)
-                    .map(views::conn_json)
+                    .map(|c| views::conn_json(c, &secrets))
                     .ok_or(ApiError::ConnNotFound)
             }
             Route::RtmpConnKick(id) => {

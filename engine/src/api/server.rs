@@ -1,7 +1,8 @@
 //! The glommio driver of the API and metrics listeners: accepts connections on the control
-//! executor, reads requests through the sans-IO parser ([`parse_request`]) with size and time
-//! limits, and writes each answer. Keep-alive and pipelining are the parser's: a request is
-//! answered as soon as it is complete, in order.
+//! executor (at most `apiMaxConnections` each), reads each request head through the sans-IO
+//! parser ([`parse_head`]), lets [`Api::admit`] judge it (Host, Origin, credentials) before a body
+//! is read, reads the body within the listener's `apiMaxBodyBytes` budget, and writes each
+//! answer. A request must arrive whole within `readTimeout`.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -12,15 +13,12 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn};
 
-use super::{Api, Listener, Response};
+use super::{Api, Gate, Listener, Response};
 use crate::protocol::http::{
-    parse_request, BodyFraming, HttpError, Limits, Parsed, ResponseHead, Version,
+    parse_head, BodyFraming, Head, HttpError, Limits, Parsed, ResponseHead, Version,
 };
+use crate::runtime::rlimit::{out_of_descriptors, SpareDescriptor};
 use crate::runtime::Limit;
-
-/// A whole request, from its first byte (or the silence before the next one on a kept-alive
-/// connection), may take this long: a client trickling bytes is cut off too.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Heads of 8 KiB and 64 headers at most; bodies of `apiMaxBodyBytes`.
 fn limits(api: &Api) -> Limits {
@@ -31,46 +29,113 @@ fn limits(api: &Api) -> Limits {
     }
 }
 
-/// Accepts connections until the executor stops.
+/// Accepts connections until the executor stops; beyond `apiMaxConnections` a connection is
+/// closed as soon as it is accepted.
 pub(super) async fn serve(listener: TcpListener, api: Rc<Api>, kind: Listener) {
+    let mut spare = SpareDescriptor::new();
     loop {
         match listener.accept().await {
             Ok(stream) => {
+                let Some(slot) = api.open_connection(kind) else {
+                    info!(peer = ?stream.peer_addr().ok(), "{} connection refused: apiMaxConnections reached", kind.name());
+                    continue;
+                };
                 let api = api.clone();
-                glommio::spawn_local(async move { connection(stream, api, kind).await }).detach();
+                glommio::spawn_local(async move {
+                    connection(stream, api, kind).await;
+                    drop(slot);
+                })
+                .detach();
             }
             Err(e) => {
+                // Out of descriptors or memory: back off instead of spinning. Without
+                // descriptors, the spare one lets the pending client be taken and closed.
                 warn!("{} accept failed: {e}", kind.name());
-                glommio::timer::sleep(Duration::from_millis(50)).await;
+                if out_of_descriptors(&e) {
+                    api.hit_limit(Limit::Descriptors);
+                    spare.release();
+                    let one = glommio::timer::timeout(Duration::from_millis(1), async {
+                        Ok(listener.accept().await)
+                    });
+                    if let Ok(Ok(stream)) = one.await {
+                        drop(stream);
+                    }
+                    spare.refill();
+                }
+                glommio::timer::sleep(Duration::from_millis(100)).await;
             }
         }
     }
 }
 
 async fn connection(mut stream: TcpStream, api: Rc<Api>, kind: Listener) {
-    let Ok(peer) = stream.peer_addr() else {
+    let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
         return;
     };
     if let Err(e) = stream.set_nodelay(true) {
         debug!("cannot set TCP_NODELAY: {e}");
     }
-    let mut buf = BytesMut::with_capacity(4096);
-    let mut chunk = vec![0u8; 16 * 1024];
-    let mut out = BytesMut::with_capacity(4096);
-    let mut deadline = Instant::now() + REQUEST_TIMEOUT;
+    let mut buf = BytesMut::with_capacity(1024);
+    let mut chunk = vec![0u8; 4 * 1024];
+    let mut out = BytesMut::with_capacity(1024);
+    let mut deadline = Instant::now() + api.read_timeout();
     let limits = limits(&api);
     loop {
-        let (response, version, keep_alive) = match parse_request(&buf, &limits) {
-            Ok(Parsed::Complete { message, consumed }) => {
+        let (response, version, keep_alive) = match parse_head(&buf, &limits) {
+            Ok(Parsed::Complete {
+                message:
+                    Head {
+                        mut request,
+                        body_len,
+                    },
+                consumed,
+            }) => {
+                // Credentials, Host and Origin are judged on the head: a client refused here
+                // never gets a body buffered.
+                let cors = match api.admit(&request, body_len, peer, local, kind).await {
+                    Gate::Answer(r) => {
+                        // The body (if any) is unread: the connection cannot carry on.
+                        let keep = request.keep_alive && body_len == 0;
+                        buf.advance(consumed.min(buf.len()));
+                        if !write_response(&mut stream, &r, request.version, keep, &mut out).await {
+                            return;
+                        }
+                        deadline = Instant::now() + api.read_timeout();
+                        continue;
+                    }
+                    Gate::Proceed(cors) => cors,
+                };
+                let Some(reserved) = api.reserve_body(kind, body_len) else {
+                    info!(peer = %peer, "{} request refused: other bodies fill apiMaxBodyBytes", kind.name());
+                    let r = Response::error(503, "too many request bodies in flight");
+                    let _ = write_response(&mut stream, &r, request.version, false, &mut out).await;
+                    return;
+                };
+                while buf.len() < consumed + body_len {
+                    match read_some(&mut stream, &mut chunk, deadline).await {
+                        Some(n) => buf.extend_from_slice(&chunk[..n]),
+                        None => {
+                            timed_out(&api, kind, peer, deadline);
+                            return;
+                        }
+                    }
+                }
                 buf.advance(consumed);
-                let response = api.handle(&message, peer, kind).await;
-                deadline = Instant::now() + REQUEST_TIMEOUT;
-                (response, message.version, message.keep_alive)
+                request.body = buf.split_to(body_len).freeze();
+                let response = api.serve(&request, kind, &cors).await;
+                drop(reserved);
+                deadline = Instant::now() + api.read_timeout();
+                (response, request.version, request.keep_alive)
             }
             Ok(Parsed::NeedMore) => {
                 match read_some(&mut stream, &mut chunk, deadline).await {
                     Some(n) => buf.extend_from_slice(&chunk[..n]),
-                    None => return,
+                    None => {
+                        if !buf.is_empty() {
+                            timed_out(&api, kind, peer, deadline);
+                        }
+                        return;
+                    }
                 }
                 continue;
             }
@@ -96,6 +161,14 @@ async fn connection(mut stream: TcpStream, api: Rc<Api>, kind: Listener) {
         if !write_response(&mut stream, &response, version, keep_alive, &mut out).await {
             return;
         }
+    }
+}
+
+/// A request that did not arrive whole within `readTimeout` (counted; the connection closes).
+fn timed_out(api: &Api, kind: Listener, peer: std::net::SocketAddr, deadline: Instant) {
+    if Instant::now() >= deadline {
+        api.hit_limit(Limit::ReadTimeout);
+        info!(peer = %peer, "{} request not whole within readTimeout: closed", kind.name());
     }
 }
 

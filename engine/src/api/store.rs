@@ -70,7 +70,7 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
     serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("json: {e}")))
 }
 
-/// The global configuration as JSON: every key but `paths` and `pathDefaults`.
+/// The global configuration as JSON: every key but `paths` and `pathDefaults`, secrets redacted.
 pub fn global_json(config: &Config) -> Value {
     let mut v = serde_json::to_value(config).unwrap_or(Value::Null);
     if let Value::Object(map) = &mut v {
@@ -78,7 +78,30 @@ pub fn global_json(config: &Config) -> Value {
             map.remove(k);
         }
     }
-    v
+    super::redact::global(config, v)
+}
+
+/// `fields` with every URL sent back redacted (`<redacted>` in place of credentials) replaced by
+/// the stored URL it stands for.
+fn restore_path(fields: &PathFields, stored: Option<&PathFields>) -> PathFields {
+    let mut f = fields.clone();
+    let Some(stored) = stored else {
+        return f;
+    };
+    if let Some(s) = f.source.as_mut() {
+        super::redact::restore_url(s, stored.source.as_deref());
+    }
+    if let (Some(list), Some(old)) = (f.origins.as_mut(), stored.origins.as_ref()) {
+        for (i, o) in list.iter_mut().enumerate() {
+            super::redact::restore_url(o, old.get(i).map(String::as_str));
+        }
+    }
+    if let (Some(list), Some(old)) = (f.forward.as_mut(), stored.forward.as_ref()) {
+        for (i, t) in list.iter_mut().enumerate() {
+            super::redact::restore_url(&mut t.dest, old.get(i).map(|o| o.dest.as_str()));
+        }
+    }
+    f
 }
 
 fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, ApiError> {
@@ -121,7 +144,9 @@ pub fn plan(
     };
     match change {
         Change::Global(patch) => {
-            for (key, value) in patch {
+            let mut patch = patch.clone();
+            super::redact::restore_global(&mut patch, config).map_err(ApiError::invalid)?;
+            for (key, value) in &patch {
                 if NOT_GLOBAL.contains(&key.as_str()) {
                     return Err(ApiError::invalid(format!("json: unknown field `{key}`")));
                 }
@@ -129,7 +154,8 @@ pub fn plan(
             }
         }
         Change::PathDefaults(fields) => {
-            let merged = config.path_defaults.patched(fields);
+            let fields = restore_path(fields, Some(&config.path_defaults));
+            let merged = config.path_defaults.patched(&fields);
             doc.insert("pathDefaults".to_owned(), to_value(&merged)?);
         }
         Change::Add(name, fields) => {
@@ -142,9 +168,13 @@ pub fn plan(
             let Some(current) = config.paths.get(name) else {
                 return Err(ApiError::PathNotFound);
             };
-            set_path(&mut doc, name, Some(&current.patched(fields)))?;
+            let fields = restore_path(fields, Some(current));
+            set_path(&mut doc, name, Some(&current.patched(&fields)))?;
         }
-        Change::Replace(name, fields) => set_path(&mut doc, name, Some(fields))?,
+        Change::Replace(name, fields) => {
+            let fields = restore_path(fields, config.paths.get(name));
+            set_path(&mut doc, name, Some(&fields))?
+        }
         Change::Delete(name) => {
             if config.paths.get(name).is_none() {
                 return Err(ApiError::PathNotFound);

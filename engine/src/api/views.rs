@@ -10,15 +10,16 @@ use crate::config::Config;
 use crate::relay::{ForwardView, SourceView};
 use crate::runtime::{ConnState, ConnView, CoreView, HlsMuxerView};
 
-/// An RTMP connection (`/v3/rtmpconns/...`).
-pub fn conn_json(c: &ConnView) -> Value {
+/// An RTMP connection (`/v3/rtmpconns/...`); the query's secret parameters (`secrets`, and
+/// passwords and tokens) are redacted.
+pub fn conn_json(c: &ConnView, secrets: &[String]) -> Value {
     json!({
         "id": c.id.to_string(),
         "created": rfc3339(c.created_ms),
         "remoteAddr": c.remote.map(|a| a.to_string()).unwrap_or_default(),
         "state": c.state.as_str(),
         "path": c.path,
-        "query": c.query,
+        "query": super::redact::query(&c.query, secrets),
         "bytesReceived": c.bytes_in,
         "bytesSent": c.bytes_out,
         "inboundBytes": c.bytes_in,
@@ -126,7 +127,7 @@ impl PathView<'_> {
 /// A push target (`forwards` of a path item).
 pub fn forward_json(f: &ForwardView) -> Value {
     json!({
-        "dest": f.dest,
+        "dest": super::redact::url(&f.dest),
         "state": f.state.forward_str(),
         "error": f.last_error,
         "errorTime": f.last_error_ms.map(rfc3339),
@@ -270,7 +271,7 @@ pub(super) mod tests {
 
     #[test]
     fn conn_shape() {
-        let j = conn_json(&conn(9, ConnState::Read, "live/x", (1, 2)));
+        let j = conn_json(&conn(9, ConnState::Read, "live/x", (1, 2)), &[]);
         assert_eq!(j["state"], "read");
         assert_eq!(j["bytesSent"], 2);
         assert_eq!(j["remoteAddr"], "127.0.0.1:5000");

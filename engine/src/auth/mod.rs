@@ -28,6 +28,7 @@ pub mod users;
 mod tests;
 
 use domain::{Domain, DomainErrorKind, DomainType};
+use dsl::lexer::CmpOp;
 use dsl::vm::{CheckOutcome, Env, Vm};
 use dsl::{caret_snippet, Diagnostic, Span};
 use query::Query;
@@ -305,9 +306,18 @@ pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-fn outcome_detail(o: &CheckOutcome) -> String {
+/// A check's outcome in words. `show_secrets`: `auth explain` (the operator's own request) shows
+/// both sides of a failed `==`/`!=`; the log does not, as one side is the expected token or
+/// signature, which would let anyone who reads the log forge the request.
+fn outcome_detail(o: &CheckOutcome, show_secrets: bool) -> String {
     match o {
         CheckOutcome::Pass => "pass".into(),
+        CheckOutcome::Fail {
+            op: op @ (CmpOp::Eq | CmpOp::Ne),
+            ..
+        } if !show_secrets => {
+            format!("the two sides of `{op}` do not satisfy it (values not logged)")
+        }
         CheckOutcome::Fail {
             left,
             op,
@@ -362,6 +372,26 @@ impl Authenticator {
     /// Advisory notes for `check-config` (allowed, but unusual).
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+
+    /// Query parameters that carry a secret somewhere: every domain's `url_auth` signature
+    /// parameter, and the URL parameters an expression check compares for equality (tokens and
+    /// signatures). The API redacts them in the queries it shows.
+    pub fn secret_query_params(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for d in &self.domains {
+            if let Some(u) = &d.url_auth {
+                names.push(u.sign_param.clone());
+            }
+            for app in &d.apps {
+                if let Some(c) = &app.check {
+                    names.extend(c.program.equality_url_params());
+                }
+            }
+        }
+        names.sort();
+        names.dedup();
+        names
     }
 
     /// The vhost under which a stream lives: a play domain maps to its publish domain, a publish
@@ -605,16 +635,17 @@ impl Authenticator {
                 CheckOutcome::Error { span, .. } => *span,
                 _ => c.span,
             };
-            let detail = outcome_detail(&outcome);
+            let detail = outcome_detail(&outcome, false);
             let source_line = domain
                 .text
                 .lines()
                 .nth(span.start.line.saturating_sub(1) as usize)
                 .unwrap_or("");
             note!(
-                "  check #{} `{}`: FAIL: {detail}\n  {}:{}:{}\n{}",
+                "  check #{} `{}`: FAIL: {}\n  {}:{}:{}\n{}",
                 i + 1,
                 c.text,
+                outcome_detail(&outcome, true),
                 domain.file.display(),
                 span.start.line,
                 span.start.column,

@@ -6,8 +6,17 @@
 //! - **C**: `sign_param = md5("{key}{stream}{ts}")`, `time_param = ts`.
 //!
 //! `ts` is hashed exactly as it appears in the URL; it is read as decimal or hex per `time_format`.
-//! A request is refused when `now >= ts + valid_seconds`. The primary or the backup key may match
-//! (key rotation). Signatures are compared in constant time, case-insensitively.
+//! A request is refused when `now >= ts + valid_seconds`, and when `ts > now + valid_seconds +
+//! MAX_CLOCK_SKEW_SECS`: a signer never issues URLs further ahead than that, so a timestamp beyond
+//! it is forged. The primary or the backup key may match (key rotation). Signatures are compared
+//! in constant time, case-insensitively.
+//!
+//! Type C hashes `key`, `stream` and `ts` with nothing between them, so the signature of
+//! (`stream1`, `T`) is also the signature of (`stream`, `1T`). Two rules close that class for every
+//! type: a timestamp must have its format's exact shape (decimal: 1 to 10 digits, no sign, no
+//! leading zero; hex: exactly 8 digits), and it may not lie in the future beyond the window. A
+//! digit moved from the stream into the timestamp then either breaks the shape or, in decimal,
+//! makes the time at least 10^9 seconds away from any time inside the window.
 
 use super::ct_eq;
 use super::query::Query;
@@ -47,9 +56,16 @@ fn default_valid_seconds() -> u64 {
 pub const DEFAULT_VALID_SECONDS: u64 = 600;
 /// Largest accepted `valid_seconds` (30 days).
 pub const MAX_VALID_SECONDS: u64 = 2_592_000;
+/// How far a signer's clock may run ahead of ours: a timestamp up to `valid_seconds` plus this
+/// in the future is accepted, anything later is refused as forged.
+pub const MAX_CLOCK_SKEW_SECS: u64 = 60;
+/// Digits of a decimal timestamp: Unix seconds fit in 10 digits until the year 2286.
+const DECIMAL_TIME_DIGITS: usize = 10;
+/// Digits of a hex timestamp: 32-bit Unix seconds, zero-padded, as the reference service signs.
+const HEX_TIME_DIGITS: usize = 8;
 
-/// `url_auth:` in a domain file.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// `url_auth:` in a domain file. Its `Debug` hides the keys, so no debug log shows them.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UrlAuthConfig {
     /// Set to `false` to keep the block but not enforce it.
@@ -74,6 +90,24 @@ pub struct UrlAuthConfig {
     /// How the timestamp is written; default decimal for A and B, hex for C.
     #[serde(default)]
     pub time_format: Option<TimeFormat>,
+}
+
+impl std::fmt::Debug for UrlAuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UrlAuthConfig")
+            .field("enabled", &self.enabled)
+            .field("sign_type", &self.sign_type)
+            .field("sign_param", &self.sign_param)
+            .field("time_param", &self.time_param)
+            .field("primary_key", &"<redacted>")
+            .field(
+                "backup_key",
+                &self.backup_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("valid_seconds", &self.valid_seconds)
+            .field("time_format", &self.time_format)
+            .finish()
+    }
 }
 
 /// A rule of `url_auth` that the configuration breaks; `field()` names the YAML key.
@@ -130,6 +164,14 @@ pub enum UrlSignError {
     /// The timestamp does not parse in the configured format.
     #[error("bad timestamp `{0}`")]
     BadTime(String),
+    /// `ts > now + valid_seconds + MAX_CLOCK_SKEW_SECS`: no signer issues such a URL.
+    #[error("timestamp {ts} is later than the latest a signer may issue ({latest})")]
+    InFuture {
+        /// The request's timestamp.
+        ts: u64,
+        /// `now + valid_seconds + MAX_CLOCK_SKEW_SECS`.
+        latest: u64,
+    },
     /// `now >= ts + valid_seconds`.
     #[error("signature expired at {expired_at} (now {now})")]
     Expired {
@@ -153,8 +195,8 @@ pub enum SignError {
     /// Not `scheme://host/app/stream[?query]`.
     #[error("cannot sign `{0}`: expected scheme://host/app/stream")]
     BadUrl(String),
-    /// Type A's `rand` must be non-empty and free of `-`.
-    #[error("type A rand must be non-empty and may not contain `-`")]
+    /// Type A's `rand` must be non-empty and free of `-`, and `uid` free of `-`.
+    #[error("type A rand must be non-empty, and rand and uid may not contain `-`")]
     BadRand,
 }
 
@@ -301,6 +343,14 @@ impl UrlAuthConfig {
         if publish_domain && self.time_format() != TimeFormat::Decimal {
             w.push("publish domains usually use decimal time".into());
         }
+        if self.sign_type == SignType::C {
+            w.push(
+                "url_auth type C signs key+stream+time with no separator, so a signature also \
+                 fits other (stream, time) splits; only the timestamp's fixed shape and window \
+                 stop that: prefer type A or B"
+                    .into(),
+            );
+        }
         w
     }
 
@@ -310,29 +360,35 @@ impl UrlAuthConfig {
 
     fn parse_time(&self, t: &[u8]) -> Result<u64, UrlSignError> {
         let bad = || UrlSignError::BadTime(String::from_utf8_lossy(t).into_owned());
-        let s = std::str::from_utf8(t).map_err(|_| bad())?;
-        let all_digits = match self.time_format() {
-            TimeFormat::Decimal => s.bytes().all(|b| b.is_ascii_digit()),
-            TimeFormat::Hex => s.bytes().all(|b| b.is_ascii_hexdigit()),
+        let (radix, shaped) = match self.time_format() {
+            TimeFormat::Decimal => (10, canonical_decimal(t)),
+            TimeFormat::Hex => (
+                16,
+                t.len() == HEX_TIME_DIGITS && t.iter().all(u8::is_ascii_hexdigit),
+            ),
         };
-        if s.is_empty() || !all_digits {
+        if !shaped {
             return Err(bad());
         }
-        let radix = match self.time_format() {
-            TimeFormat::Decimal => 10,
-            TimeFormat::Hex => 16,
-        };
+        let s = std::str::from_utf8(t).map_err(|_| bad())?;
         u64::from_str_radix(s, radix).map_err(|_| bad())
     }
 
     fn format_time(&self, ts: u64) -> String {
         match self.time_format() {
             TimeFormat::Decimal => ts.to_string(),
-            TimeFormat::Hex => format!("{ts:x}"),
+            TimeFormat::Hex => format!("{ts:08x}"),
         }
     }
 
-    fn check_expiry(&self, ts: u64, now: u64) -> Result<(), UrlSignError> {
+    /// Refuses expired timestamps and timestamps further ahead than a signer may issue.
+    fn check_window(&self, ts: u64, now: u64) -> Result<(), UrlSignError> {
+        let latest = now
+            .saturating_add(self.valid_seconds)
+            .saturating_add(MAX_CLOCK_SKEW_SECS);
+        if ts > latest {
+            return Err(UrlSignError::InFuture { ts, latest });
+        }
         let expired_at = ts.saturating_add(self.valid_seconds);
         if now >= expired_at {
             return Err(UrlSignError::Expired { expired_at, now });
@@ -356,12 +412,14 @@ impl UrlAuthConfig {
         let (ts_text, given, input) = match self.sign_type {
             SignType::A => {
                 let malformed = || UrlSignError::Malformed(self.sign_param.clone());
-                let first = sig.iter().position(|&b| b == b'-').ok_or_else(malformed)?;
-                let last = sig.iter().rposition(|&b| b == b'-').ok_or_else(malformed)?;
-                let middle = sig.get(first + 1..last).ok_or_else(malformed)?;
-                if !middle.contains(&b'-') {
+                // Exactly `ts-rand-uid-md5`: with a `-` allowed in rand or uid, the signature of
+                // path `/live/x-T2-r2` would also sign path `/live/x` at time T2 (the path's
+                // dashes would move into the signed fields), the type A form of splicing.
+                if sig.iter().filter(|&&b| b == b'-').count() != 3 {
                     return Err(malformed());
                 }
+                let first = sig.iter().position(|&b| b == b'-').ok_or_else(malformed)?;
+                let last = sig.iter().rposition(|&b| b == b'-').ok_or_else(malformed)?;
                 let input = SigInput::A {
                     path: req.path.as_bytes(),
                     signed: &sig[..last],
@@ -381,7 +439,7 @@ impl UrlAuthConfig {
             }
         };
         let ts = self.parse_time(ts_text)?;
-        self.check_expiry(ts, req.now_unix)?;
+        self.check_window(ts, req.now_unix)?;
         let given = given.to_ascii_lowercase();
         // Every key is tried so timing does not reveal which one matched.
         let matched = self.keys().fold(false, |acc, key| {
@@ -393,6 +451,13 @@ impl UrlAuthConfig {
             Err(UrlSignError::Mismatch)
         }
     }
+}
+
+/// A decimal timestamp as a signer writes it: 1 to 10 digits, no sign, no leading zero.
+pub fn canonical_decimal(t: &[u8]) -> bool {
+    (1..=DECIMAL_TIME_DIGITS).contains(&t.len())
+        && t.iter().all(u8::is_ascii_digit)
+        && (t[0] != b'0' || t.len() == 1)
 }
 
 /// Signs `url` (`scheme://host[:port]/app/stream[.ext][?query]`) with `cfg`'s primary key at
@@ -429,7 +494,7 @@ pub fn sign_url(
     let key = cfg.primary_key.as_str();
     let added = match cfg.sign_type {
         SignType::A => {
-            if rand.is_empty() || rand.contains('-') {
+            if rand.is_empty() || rand.contains('-') || uid.contains('-') {
                 return Err(SignError::BadRand);
             }
             let hash = md5_hex(&[format!("{path}-{ts}-{rand}-{uid}-{key}").as_bytes()]);
@@ -460,7 +525,7 @@ mod tests {
     fn vectors() -> Value {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/vectors/url-auth.yaml"
+            "/src/auth/testdata/url-auth.yaml"
         );
         let text = std::fs::read_to_string(path)
             .unwrap_or_else(|e| panic!("test vectors missing at {path}: {e}"));
@@ -700,7 +765,11 @@ mod tests {
         );
         a.time_param = Some("t".into());
         assert_eq!(a.validate(), Err(UrlAuthConfigError::TimeParamWithTypeA));
-        assert_eq!(UrlAuthConfig::new(SignType::C, "k").warnings(true).len(), 2);
+        assert_eq!(UrlAuthConfig::new(SignType::C, "k").warnings(true).len(), 3);
+        assert_eq!(
+            UrlAuthConfig::new(SignType::C, "k").warnings(false).len(),
+            1
+        );
         assert!(UrlAuthConfig::new(SignType::B, "k")
             .warnings(true)
             .is_empty());
@@ -708,5 +777,93 @@ mod tests {
             sign_url("nourl", &ok, 1, "", ""),
             Err(SignError::BadUrl(_))
         ));
+    }
+
+    /// Issue 14: the type C signature of (`stream1`, T) is the signature of (`stream`, `1T`).
+    #[test]
+    fn type_c_splicing_and_far_future_times_are_refused() {
+        let now = 1_758_296_819;
+        for format in [TimeFormat::Decimal, TimeFormat::Hex] {
+            let mut c = UrlAuthConfig::new(SignType::C, "123abc");
+            c.time_format = Some(format);
+            let url = sign_url("rtmp://h/live/stream1", &c, now, "", "").unwrap();
+            let q = query_of(&url);
+            assert_eq!(c.verify(&req("", "live", "stream1", &q, now)), Ok(()));
+            let t = q.get(b"t").unwrap().to_vec();
+            let spliced = format!(
+                "sign={}&t=1{}",
+                String::from_utf8_lossy(q.get(b"sign").unwrap()),
+                String::from_utf8_lossy(&t)
+            );
+            let q2 = query_of(&format!("x?{spliced}"));
+            // The digest matches (that is the flaw); the timestamp's shape or window refuses it,
+            // now and in a hundred years.
+            assert_eq!(
+                md5_hex(&[b"123abc", b"stream", b"1", &t]),
+                md5_hex(&[b"123abc", b"stream1", &t])
+            );
+            for at in [now, now + 100 * 365 * 86_400] {
+                assert!(matches!(
+                    c.verify(&req("", "live", "stream", &q2, at)),
+                    Err(UrlSignError::BadTime(_) | UrlSignError::InFuture { .. })
+                ));
+            }
+        }
+    }
+
+    #[test]
+    fn timestamps_have_one_shape_and_a_bounded_future() {
+        let now = 1_758_296_819u64;
+        let mut c = UrlAuthConfig::new(SignType::B, "k");
+        let at = |c: &UrlAuthConfig, ts: &str, now: u64| {
+            let sig = md5_hex(&[b"/live/s", b"k", ts.as_bytes()]);
+            c.verify(&req(
+                "",
+                "live",
+                "s",
+                &query_of(&format!("x?sign={sig}&t={ts}")),
+                now,
+            ))
+        };
+        let latest = now + 600 + MAX_CLOCK_SKEW_SECS;
+        assert_eq!(at(&c, &latest.to_string(), now), Ok(()));
+        assert_eq!(
+            at(&c, &(latest + 1).to_string(), now),
+            Err(UrlSignError::InFuture {
+                ts: latest + 1,
+                latest
+            })
+        );
+        for bad in [
+            "01758296819",
+            "+1758296819",
+            "17582968190",
+            "",
+            "1758296819 ",
+        ] {
+            assert!(
+                matches!(
+                    at(&c, bad, now),
+                    Err(UrlSignError::BadTime(_) | UrlSignError::Missing(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        c.time_format = Some(TimeFormat::Hex);
+        assert_eq!(at(&c, &format!("{now:08x}"), now), Ok(()));
+        assert_eq!(at(&c, &format!("{now:08X}"), now), Ok(()));
+        for bad in ["68cd7af", "068cd7af3", "0x8cd7af3"] {
+            assert!(
+                matches!(at(&c, bad, now), Err(UrlSignError::BadTime(_))),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(c.format_time(1), "00000001");
+        c.backup_key = Some("SecondKey9".into());
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("SecondKey9") && shown.contains("<redacted>"),
+            "{shown}"
+        );
     }
 }

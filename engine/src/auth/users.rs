@@ -229,6 +229,13 @@ impl IpNet {
     }
 }
 
+/// `addr/prefix`, as MediaMTX shows networks (`127.0.0.1/32`).
+impl std::fmt::Display for IpNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
 #[derive(Debug)]
 enum PathMatch {
     Any,

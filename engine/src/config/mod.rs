@@ -124,6 +124,18 @@ pub struct Config {
     /// Whether the control API is served on `apiAddress`.
     #[serde(default = "defaults::yes")]
     pub api: bool,
+    /// Connections the API listener (and, separately, the metrics listener) serves at once; one
+    /// more is closed when accepted, so clients without credentials cannot pile up memory.
+    #[serde(default = "defaults::api_max_connections")]
+    pub api_max_connections: usize,
+    /// Origins CORS admits on the API (`*`: every origin, as MediaMTX). A request without
+    /// credentials from another site is refused unless its origin is listed here by name.
+    #[serde(default = "defaults::http_allow_origins")]
+    pub api_allow_origins: Vec<String>,
+    /// Host names the API and metrics answer besides their listen address, `localhost` and the
+    /// address a connection came in on (DNS rebinding defence); `*` admits every Host.
+    #[serde(default)]
+    pub api_allowed_hosts: Vec<String>,
     /// Peers whose `X-Forwarded-For` is believed (addresses and CIDR ranges).
     #[serde(default)]
     pub api_trusted_proxies: Vec<String>,
@@ -132,6 +144,9 @@ pub struct Config {
     pub metrics: bool,
     #[serde(default = "defaults::metrics_address")]
     pub metrics_address: ListenAddress,
+    /// Origins CORS admits on `/metrics`, as `apiAllowOrigins`.
+    #[serde(default = "defaults::http_allow_origins")]
+    pub metrics_allow_origins: Vec<String>,
     /// Where API changes are persisted, relative to this file's directory; default
     /// `<config stem>.state.yaml` beside it (none for the embedded default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -167,6 +182,9 @@ mod defaults {
     }
     pub(super) fn max_streams_per_core() -> usize {
         1_000
+    }
+    pub(super) fn api_max_connections() -> usize {
+        256
     }
     pub(super) fn api_max_body_bytes() -> usize {
         256 * 1024
@@ -362,6 +380,9 @@ impl Config {
         }
         if !(1024..=64 << 20).contains(&self.api_max_body_bytes) {
             return invalid("apiMaxBodyBytes", "must be between 1024 and 67108864");
+        }
+        if !(1..=100_000).contains(&self.api_max_connections) {
+            return invalid("apiMaxConnections", "must be between 1 and 100000");
         }
         if !(1024..=1 << 20).contains(&self.http_max_header_bytes) {
             return invalid("httpMaxHeaderBytes", "must be between 1024 and 1048576");

@@ -118,7 +118,18 @@ pub fn write_overlay(path: &Path, overlay: &Overlay) -> Result<(), StateError> {
         .map_err(|e| err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
     let tmp = path.with_extension("yaml.tmp");
     {
-        let mut f = std::fs::File::create(&tmp).map_err(err)?;
+        // 0600 from creation: the overlay may hold passwords and source credentials, and a
+        // mode set after the write would leave a window where others could read them.
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(err)?
+        };
         f.write_all(
             b"# Written by the corestream control API: changes made through the API, laid over the\n\
               # main configuration file at start. Edit the main file instead; delete this one to drop them.\n",
@@ -191,6 +202,11 @@ mod tests {
             serde_json::from_value(json!({"paths": {"live/x": {"maxReaders": 2}, "old": null}}))
                 .unwrap();
         write_overlay(&path, &overlay).unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "state file mode {mode:o}");
+        }
         assert!(!path.with_extension("yaml.tmp").exists());
         assert_eq!(read_overlay(&path).unwrap(), overlay);
         std::fs::write(&path, "paths: [").unwrap();

@@ -94,7 +94,9 @@ fn key_of(path: &str) -> StreamKey {
 }
 
 fn start(core: &Rc<Core>, key: StreamKey, spec: SourceSpec) {
-    info!(core = %core.id, stream = %key, urls = ?spec.urls, on_demand = spec.on_demand, "source starting");
+    // Credentials in a source URL never reach the log.
+    let urls: Vec<String> = spec.urls.iter().map(|u| url::redact(u)).collect();
+    info!(core = %core.id, stream = %key, urls = ?urls, on_demand = spec.on_demand, "source starting");
     let source = Rc::new(Source::new(key.clone(), spec));
     core.relays()
         .sources
@@ -136,6 +138,10 @@ pub fn reconcile(core: &Rc<Core>) {
         if !wanted {
             f.link.stop(core);
         }
+    }
+    // A forward added to a live stream's path starts now, not at the next publish.
+    for (key, id) in core.published_streams() {
+        start_forwards(core, &key, id);
     }
     for (name, _) in config.paths.iter() {
         if name.starts_with('~') || name == "all_others" || name == "all" {
@@ -200,12 +206,19 @@ pub fn tick(core: &Core, now: Instant) {
     }
 }
 
-/// A stream went live on this core: starts its path's pushes.
+/// A stream went live on this core, or its path's configuration changed: starts the pushes of
+/// its path that are not running yet.
 pub fn start_forwards(core: &Rc<Core>, key: &StreamKey, stream: StreamId) {
     let Some(conf) = core.snapshot().config.path_conf(&key.path()) else {
         return;
     };
     for target in &conf.forward {
+        let running = core.relays().forwards.borrow().iter().any(|f| {
+            f.key == *key && f.stream == stream && f.dest == target.dest && !f.link.is_stopped(core)
+        });
+        if running {
+            continue;
+        }
         let fwd = Rc::new(Forward::new(
             key.clone(),
             target.dest.clone(),

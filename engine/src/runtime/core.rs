@@ -176,6 +176,16 @@ impl Core {
         })
     }
 
+    /// The streams published on this core, for pushes added to their path while they are live.
+    pub fn published_streams(&self) -> Vec<(StreamKey, StreamId)> {
+        let streams = self.streams.borrow();
+        let published = streams.iter().filter_map(|(k, s)| {
+            let s = s.borrow();
+            matches!(s.upstream, Upstream::Publisher(_)).then(|| (k.clone(), s.id))
+        });
+        published.collect()
+    }
+
     /// The configuration and auth rules new requests are judged by.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.borrow().clone()

@@ -57,6 +57,15 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), StartError> {
         probe_listen("metrics", config.metrics_address.0)?;
     }
     os_signal::block_termination_signals().map_err(StartError::Signals)?;
+    match super::rlimit::raise_nofile() {
+        Ok(l) => tracing::info!(
+            soft_before = l.soft_before,
+            soft = l.soft,
+            hard = l.hard,
+            "descriptor limit (RLIMIT_NOFILE)"
+        ),
+        Err(e) => tracing::warn!("cannot raise the descriptor limit: {e}"),
+    }
 
     let data_cores = placement.data_cpus.len();
     let stop = Arc::new(AtomicBool::new(false));

@@ -24,12 +24,18 @@ pub enum Limit {
     StreamsPerCore,
     /// `httpMaxHeaderBytes`: an HTTP request head larger (431).
     HttpHeaderBytes,
-    /// `apiMaxBodyBytes`: a control API request body larger (413).
+    /// `apiMaxBodyBytes`: a control API request body larger (413), or more body bytes than
+    /// that being read across a listener's connections at once (503).
     ApiBodyBytes,
+    /// `apiMaxConnections`: an API or metrics connection accepted beyond it is closed at once.
+    ApiConnections,
+    /// Not a configuration key (the label is `descriptors`): `accept` failed for want of
+    /// descriptors (EMFILE/ENFILE); the oldest unfinished handshake was shed and the loop paused.
+    Descriptors,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 9] = [
+    pub const ALL: [Limit; 11] = [
         Limit::ConnectionsPerCore,
         Limit::HandshakeTimeout,
         Limit::ReadTimeout,
@@ -39,6 +45,8 @@ impl Limit {
         Limit::StreamsPerCore,
         Limit::HttpHeaderBytes,
         Limit::ApiBodyBytes,
+        Limit::ApiConnections,
+        Limit::Descriptors,
     ];
 
     /// The configuration key that sets it, which is also its metrics label.
@@ -53,6 +61,8 @@ impl Limit {
             Limit::StreamsPerCore => "maxStreamsPerCore",
             Limit::HttpHeaderBytes => "httpMaxHeaderBytes",
             Limit::ApiBodyBytes => "apiMaxBodyBytes",
+            Limit::ApiConnections => "apiMaxConnections",
+            Limit::Descriptors => "descriptors",
         }
     }
 

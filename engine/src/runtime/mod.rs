@@ -10,6 +10,7 @@ mod mesh;
 mod message;
 mod os_signal;
 mod placement;
+pub mod rlimit;
 mod signal;
 
 pub use self::core::gather::ReaderSlot;

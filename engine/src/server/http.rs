@@ -13,6 +13,7 @@ use super::auth_hook;
 use super::conn::{Conn, ReadOutcome};
 use super::net::NetReader;
 use super::rtmp::unix_now;
+use super::shed::Handshake;
 use crate::auth::{Action, AuthRequest, Protocol};
 use crate::delivery::{Player, SinkFormat};
 use crate::protocol::flv;
@@ -109,14 +110,14 @@ pub(super) fn task_size() -> usize {
     super::future_size(&serve_connection)
 }
 
-async fn serve_connection(core: Rc<Core>, stream: TcpStream) {
+async fn serve_connection(core: Rc<Core>, stream: TcpStream, handshake: Handshake) {
     let Some((conn, reader)) = Conn::open(&core, stream) else {
         return;
     };
     let span = tracing::info_span!("http", core = %core.id, conn = %conn.guard.id);
     async move {
         debug!(peer = ?conn.peer, "connection accepted");
-        match serve_requests(&conn, reader).await {
+        match serve_requests(&conn, reader, handshake).await {
             Close::Now => conn.close(false).await,
             Close::Flush => conn.close(true).await,
             Close::Linger(reader) => conn.close_lingering(reader).await,
@@ -136,7 +137,7 @@ enum Close {
 }
 
 /// Serves requests until the connection ends.
-async fn serve_requests(conn: &Conn, mut reader: NetReader) -> Close {
+async fn serve_requests(conn: &Conn, mut reader: NetReader, handshake: Handshake) -> Close {
     let config = HttpSettings::from_config(&conn.core.snapshot().config);
     // Request bytes not parsed yet; empty (and unallocated) between requests.
     let mut buf = BytesMut::new();
@@ -160,6 +161,7 @@ async fn serve_requests(conn: &Conn, mut reader: NetReader) -> Close {
                     buf = BytesMut::new();
                 }
                 head_deadline = None;
+                handshake.done();
                 message
             }
             Ok(Parsed::NeedMore) => {

@@ -6,6 +6,7 @@ pub(crate) mod conn;
 pub(crate) mod http;
 pub mod net;
 mod rtmp;
+mod shed;
 
 pub use http::serve_http;
 pub use rtmp::serve_rtmp;
@@ -15,7 +16,7 @@ pub use rtmp::serve_rtmp;
 fn future_size<Fut, Serve>(_: &Serve) -> usize
 where
     Fut: std::future::Future,
-    Serve: FnOnce(std::rc::Rc<crate::runtime::Core>, glommio::net::TcpStream) -> Fut,
+    Serve: FnOnce(std::rc::Rc<crate::runtime::Core>, glommio::net::TcpStream, shed::Handshake) -> Fut,
 {
     std::mem::size_of::<Fut>()
 }

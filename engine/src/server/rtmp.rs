@@ -12,6 +12,7 @@ use super::accept::accept_loop;
 use super::auth_hook;
 use super::conn::{Conn, ReadOutcome};
 use super::net::NetReader;
+use super::shed::Handshake;
 use crate::auth::query::Query;
 use crate::auth::{Action, AuthRequest, Protocol};
 use crate::delivery::{Player, SinkFormat};
@@ -57,7 +58,7 @@ pub(super) fn task_size() -> usize {
     super::future_size(&serve_connection)
 }
 
-async fn serve_connection(core: Rc<Core>, stream: TcpStream) {
+async fn serve_connection(core: Rc<Core>, stream: TcpStream, handshake: Handshake) {
     let Some((conn, reader)) = Conn::open(&core, stream) else {
         return;
     };
@@ -83,6 +84,7 @@ async fn serve_connection(core: Rc<Core>, stream: TcpStream) {
             refused: false,
             reader_slot: None,
             connected: false,
+            handshake,
         };
         let ending = rtmp.run(reader).await;
         let farewell = rtmp.finish(&ending);
@@ -105,6 +107,8 @@ struct Connection {
     reader_slot: Option<ReaderSlot>,
     /// The handshake and `connect` are done: `handshakeTimeout` no longer applies.
     connected: bool,
+    /// This connection's place among the unfinished handshakes shed first when descriptors run out.
+    handshake: Handshake,
 }
 
 impl Connection {
@@ -177,6 +181,7 @@ impl Connection {
         match event {
             ServerEvent::Connected { tc_url, .. } => {
                 self.connected = true;
+                self.handshake.done();
                 self.vhost = tc_url
                     .as_deref()
                     .map(host_of)

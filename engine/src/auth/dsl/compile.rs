@@ -5,6 +5,7 @@
 //! evaluate them lazily and at most once per request. The output is a flat [`Instr`] array with a
 //! parallel source map (`spans[i]` is the text instruction `i` came from).
 
+use super::lexer::CmpOp;
 use super::parser::{parse_check, parse_param, CheckAst, Expr, ExprKind, ParseErrorKind};
 use super::{SourceMap, Span};
 use std::ops::Range;
@@ -30,8 +31,9 @@ pub enum Op {
     Call = 5,
     /// Pop `arg` values and push their concatenation (first popped is last in the result).
     Concat = 6,
-    /// Pop right, then left; compare them with `arg` (a [`super::lexer::CmpOp`]); the result ends
-    /// the check.
+    /// Pop right, then left; compare them with `arg & 0xff` (a [`super::lexer::CmpOp`]); the result
+    /// ends the check. `arg >> 8` is a [`TimeGuard`]: for a numeric comparison against
+    /// `get_time()`, which side is the client's time and must pass `vm::guard_time` first.
     Compare = 7,
 }
 
@@ -42,6 +44,55 @@ pub struct Instr {
     pub op: Op,
     /// Its operand (meaning per [`Op`]).
     pub arg: u16,
+}
+
+/// Which side of a numeric comparison with `get_time()` is the client's time (an expiry or a
+/// signing time). That side is refused unless it is a decimal time as a signer writes it and no
+/// later than the longest window a signer may issue, so an expiry cannot be pushed to the far
+/// future (issue 14: URLs that never expire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum TimeGuard {
+    /// Not a comparison with the time (or both sides use it).
+    None = 0,
+    /// The left side is the client's time.
+    Left = 1,
+    /// The right side is the client's time.
+    Right = 2,
+}
+
+impl TimeGuard {
+    /// The guard from `Compare`'s operand.
+    pub fn from_arg(arg: u16) -> Self {
+        match arg >> 8 {
+            1 => Self::Left,
+            2 => Self::Right,
+            _ => Self::None,
+        }
+    }
+}
+
+/// Whether `e`'s value depends on `get_time()` (directly or through params; `time_of` is indexed
+/// by param in file order and filled for every param `e` may reference).
+fn uses_time(e: &Expr, names: &[&str], time_of: &[bool]) -> bool {
+    match &e.kind {
+        ExprKind::Text(_) => false,
+        ExprKind::Concat(items) => items.iter().any(|i| uses_time(i, names, time_of)),
+        ExprKind::Call { name, args, .. } => {
+            Builtin::from_name(name) == Some(Builtin::GetTime)
+                || args.iter().any(|a| uses_time(a, names, time_of))
+        }
+        ExprKind::Placeholder { name, key } => {
+            name == "params"
+                && key.as_ref().is_some_and(|k| {
+                    names
+                        .iter()
+                        .position(|p| p == k)
+                        .and_then(|i| time_of.get(i).copied())
+                        .unwrap_or(false)
+                })
+        }
+    }
 }
 
 /// Request variables available as `${name}`.
@@ -256,6 +307,30 @@ pub struct Program {
     pub checks: Vec<CheckCode>,
 }
 
+impl Program {
+    /// URL parameters loaded by a check that compares with `==` or `!=`: the tokens and
+    /// signatures a client sends, which must never be shown.
+    pub fn equality_url_params(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for check in &self.checks {
+            let code = self.code.get(check.code.clone()).unwrap_or_default();
+            let equality = code.last().is_some_and(|i| {
+                i.op == Op::Compare
+                    && matches!(CmpOp::from_u16(i.arg & 0xff), Some(CmpOp::Eq | CmpOp::Ne))
+            });
+            if !equality {
+                continue;
+            }
+            for i in code.iter().filter(|i| i.op == Op::LoadUrlParam) {
+                if let Some(c) = self.constants.get(usize::from(i.arg)) {
+                    names.push(String::from_utf8_lossy(c).into_owned());
+                }
+            }
+        }
+        names
+    }
+}
+
 fn err<T>(kind: CompileErrorKind, span: Span) -> Result<T, CompileError> {
     Err(CompileError { kind, span })
 }
@@ -426,7 +501,9 @@ pub fn compile(params: &[ParamSource], checks: &[CheckSource]) -> Result<Program
         program: Program::default(),
         slot_of: vec![usize::MAX; params.len()],
     };
+    let mut time_of = vec![false; params.len()];
     for (slot, &i) in order.iter().enumerate() {
+        time_of[i] = uses_time(&asts[i], &names, &time_of);
         let start = em.program.code.len();
         em.expr(&asts[i], &names)?;
         em.slot_of[i] = slot;
@@ -440,7 +517,16 @@ pub fn compile(params: &[ParamSource], checks: &[CheckSource]) -> Result<Program
         let start = em.program.code.len();
         em.expr(&ast.left, &names)?;
         em.expr(&ast.right, &names)?;
-        em.push(Op::Compare, ast.op as u16, ast.span);
+        let numeric = !matches!(ast.op, CmpOp::Eq | CmpOp::Ne);
+        let guard = match (
+            uses_time(&ast.left, &names, &time_of),
+            uses_time(&ast.right, &names, &time_of),
+        ) {
+            (false, true) if numeric => TimeGuard::Left,
+            (true, false) if numeric => TimeGuard::Right,
+            _ => TimeGuard::None,
+        };
+        em.push(Op::Compare, ast.op as u16 | (guard as u16) << 8, ast.span);
         em.program.checks.push(CheckCode {
             text: src.text.clone(),
             code: start..em.program.code.len(),

@@ -4,7 +4,7 @@
 //! check in order (stop at the first failure for `check`, run them all for `explain`). Params are
 //! evaluated lazily, at most once per `Vm`, the first time a `LoadParam` needs them.
 
-use super::compile::{Builtin, Instr, Op, Program, Var};
+use super::compile::{Builtin, Instr, Op, Program, TimeGuard, Var};
 use super::lexer::CmpOp;
 use super::Span;
 use crate::auth::ct_eq;
@@ -45,6 +45,19 @@ pub enum EvalError {
         func: &'static str,
         /// The offending value (lossy UTF-8).
         value: String,
+    },
+    /// The client's side of a comparison with `get_time()` is not a decimal time as a signer
+    /// writes it (1 to 10 digits, no sign, no leading zero).
+    #[error("`{0}` is not a decimal Unix time (1 to 10 digits, no sign or leading zero)")]
+    BadTime(String),
+    /// The client's side of a comparison with `get_time()` lies beyond the longest window a
+    /// signer may issue: a forged, never-expiring time.
+    #[error("`{value}` is later than the latest time a signer may issue ({latest})")]
+    TimeTooFar {
+        /// The client's time.
+        value: String,
+        /// `now + MAX_VALID_SECONDS + MAX_CLOCK_SKEW_SECS`.
+        latest: u64,
     },
     /// `add`/`sub` overflowed i64.
     #[error("`{0}` overflowed")]
@@ -128,6 +141,38 @@ pub(crate) fn hex(bytes: &[u8], upper: bool) -> Vec<u8> {
         out.push(digits[usize::from(b & 15)]);
     }
     out
+}
+
+/// The latest client time a comparison with `get_time()` accepts: the longest URL validity plus
+/// clock skew, as for URL signatures.
+pub fn latest_client_time(now_unix: u64) -> u64 {
+    now_unix
+        .saturating_add(crate::auth::url_sign::MAX_VALID_SECONDS)
+        .saturating_add(crate::auth::url_sign::MAX_CLOCK_SKEW_SECS)
+}
+
+/// Refuses a client time (see [`TimeGuard`]) that is malformed or too far ahead.
+fn guard_time(value: &[u8], now_unix: u64, at: usize) -> Result<(), Fault> {
+    if !crate::auth::url_sign::canonical_decimal(value) {
+        return Err(Fault {
+            error: EvalError::BadTime(lossy(value)),
+            at,
+        });
+    }
+    let latest = latest_client_time(now_unix);
+    match std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        Some(t) if t <= latest => Ok(()),
+        _ => Err(Fault {
+            error: EvalError::TimeTooFar {
+                value: lossy(value),
+                latest,
+            },
+            at,
+        }),
+    }
 }
 
 /// Compares two values with `op`; `None` means a numeric comparison saw a non-number.
@@ -289,9 +334,14 @@ impl<'p> Vm<'p> {
                     self.stack.push(joined);
                 }
                 Op::Compare => {
-                    let op = CmpOp::from_u16(arg).ok_or(malformed)?;
+                    let op = CmpOp::from_u16(arg & 0xff).ok_or(malformed)?;
                     let right = self.pop(at)?;
                     let left = self.pop(at)?;
+                    match TimeGuard::from_arg(arg) {
+                        TimeGuard::Left => guard_time(&left, env.now_unix, at)?,
+                        TimeGuard::Right => guard_time(&right, env.now_unix, at)?,
+                        TimeGuard::None => {}
+                    }
                     self.verdict = Some(match compare(op, &left, &right) {
                         Some(true) => CheckOutcome::Pass,
                         r => CheckOutcome::Fail {
@@ -461,12 +511,24 @@ mod tests {
             run("n=abc"),
             [false, false, false, false, true, false, true]
         );
+        // Compared with the time, a client value must be a decimal time, not just any text.
         let q = Query::parse("n=x");
         let e = env(&q, &h);
         assert!(matches!(
             Vm::new(&p).run_check(0, &e),
-            CheckOutcome::Fail {
-                not_a_number: true,
+            CheckOutcome::Error {
+                error: EvalError::BadTime(_),
+                ..
+            }
+        ));
+        // An expiry beyond the longest window a signer issues never expires: refused.
+        let far = latest_client_time(e.now_unix) + 1;
+        let q = Query::parse(&format!("n={far}"));
+        let e = env(&q, &h);
+        assert!(matches!(
+            Vm::new(&p).run_check(0, &e),
+            CheckOutcome::Error {
+                error: EvalError::TimeTooFar { .. },
                 ..
             }
         ));

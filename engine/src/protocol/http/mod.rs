@@ -22,7 +22,9 @@ pub use client::{
 };
 pub use credentials::basic_credentials;
 pub use query::{parse_query, percent_decode_path};
-pub use request::{parse_request, Header, Limits, Method, Parsed, Request, Version};
+pub use request::{
+    parse_head, parse_request, Head, Header, Limits, Method, Parsed, Request, Version,
+};
 pub use response::{
     encode_chunk, encode_chunk_header, reason_phrase, BodyFraming, EncodeError, ResponseHead,
     CHUNK_END, LAST_CHUNK,

@@ -223,13 +223,21 @@ fn split_target(target: &str) -> Result<(&str, &str), HttpError> {
     })
 }
 
-/// Parses one request from the front of `buf`.
+/// A request head: the request with an empty body, and how long its `Content-Length` body is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Head {
+    /// The request; its `body` is empty.
+    pub request: Request,
+    /// Bytes of body that follow the head.
+    pub body_len: usize,
+}
+
+/// Parses one request head from the front of `buf`, without waiting for its body.
 ///
-/// `NeedMore` until the head (and a `Content-Length` body) is complete; then the request and the
-/// bytes it used, so the caller advances its buffer past them and parses the next pipelined
-/// request. A head beyond `limits.max_head_bytes` is an error even while incomplete, so a peer
-/// cannot make the caller buffer without bound.
-pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed<Request>, HttpError> {
+/// `NeedMore` until the head is complete; then the head and the bytes the head used. A caller
+/// that must decide before buffering a body (the control API checks credentials first) parses
+/// the head, decides, and only then reads `body_len` more bytes. Limits as [`parse_request`].
+pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed<Head>, HttpError> {
     let mut storage = [httparse::EMPTY_HEADER; HEADER_ARRAY];
     let max_headers = limits.max_headers.min(HEADER_ARRAY);
     let mut req = httparse::Request::new(&mut storage[..max_headers]);
@@ -274,10 +282,6 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed<Request>, Htt
         Some(n) => n as usize,
         None => 0,
     };
-    let consumed = head_len + body_len;
-    if buf.len() < consumed {
-        return Ok(Parsed::NeedMore);
-    }
     let (raw_path, query) = split_target(target)?;
     let path = if raw_path == "*" {
         raw_path.to_owned()
@@ -286,16 +290,47 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed<Request>, Htt
     };
     let keep_alive = keep_alive(version, &headers);
     Ok(Parsed::Complete {
-        message: Request {
-            method: Method::from_token(method),
-            target: target.to_owned(),
-            path,
-            query: query.to_owned(),
-            version,
-            headers,
-            keep_alive,
-            body: Bytes::copy_from_slice(&buf[head_len..consumed]),
+        message: Head {
+            request: Request {
+                method: Method::from_token(method),
+                target: target.to_owned(),
+                path,
+                query: query.to_owned(),
+                version,
+                headers,
+                keep_alive,
+                body: Bytes::new(),
+            },
+            body_len,
         },
+        consumed: head_len,
+    })
+}
+
+/// Parses one request from the front of `buf`.
+///
+/// `NeedMore` until the head (and a `Content-Length` body) is complete; then the request and the
+/// bytes it used, so the caller advances its buffer past them and parses the next pipelined
+/// request. A head beyond `limits.max_head_bytes` is an error even while incomplete, so a peer
+/// cannot make the caller buffer without bound.
+pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed<Request>, HttpError> {
+    let Parsed::Complete {
+        message: Head {
+            mut request,
+            body_len,
+        },
+        consumed: head_len,
+    } = parse_head(buf, limits)?
+    else {
+        return Ok(Parsed::NeedMore);
+    };
+    let consumed = head_len + body_len;
+    if buf.len() < consumed {
+        return Ok(Parsed::NeedMore);
+    }
+    request.body = Bytes::copy_from_slice(&buf[head_len..consumed]);
+    Ok(Parsed::Complete {
+        message: request,
         consumed,
     })
 }
