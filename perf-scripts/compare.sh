@@ -679,9 +679,13 @@ profile_latency() {
         echo "### Profile L: equal latency budgets, one 2.5 Mbit/s stream"
         echo
         echo "1 stream (corestream-bench's synthetic H.264/AAC, 2500k, GOP 2 s), ${duration} s per run; $players corestream-bench player(s), $independent_players rtmpdump / curl player(s); server on CPU $server_core, players on CPU $bench_core."
-        echo "Budgets paired: Corestream writeMergeLatency 0ms with SRS \`min_latency on; tcp_nodelay on; play { mw_latency 0; }\`;"
-        echo "Corestream 350ms and its default with SRS's default (mw_latency 350, mw_msgs 8). nginx-rtmp (no merge setting) for reference."
-        [ "$merge_key" != off ] || echo "**writeMergeLatency was left out** ($merge_note): one Corestream column, the engine as it is, against both SRS modes."
+        if [ -n "$srs_bin" ]; then
+            echo "Budgets paired: Corestream writeMergeLatency 0ms with SRS \`min_latency on; tcp_nodelay on; play { mw_latency 0; }\`;"
+            echo "Corestream 350ms and its default with SRS's default (mw_latency 350, mw_msgs 8). nginx-rtmp (no merge setting) for reference."
+        else
+            echo "Corestream at writeMergeLatency 0ms, 350ms and its default; nginx-rtmp (no merge setting) for reference; no SRS (--srs)."
+        fi
+        [ "$merge_key" != off ] || echo "**writeMergeLatency was left out** ($merge_note): one Corestream column, the engine as it is${srs_bin:+, against both SRS modes}."
         echo "Bytes: corestream-bench counts socket bytes (RTMP chunks / HTTP body), rtmpdump the FLV it writes, curl the HTTP body."
         echo "KiB per player: (RSS max - RSS of the idle server) / players. $perf_note."
         [ -z "$srs_bin" ] || echo "SRS's HTTP-FLV loop sleeps mw_latency between polls of its queue (srs_app_http_stream.cpp, \`srs_usleep(mw_sleep)\`), so at mw_latency 0 it polls without sleeping: its CPU there is mostly that loop."
