@@ -36,7 +36,7 @@
 #   --independent-players N  rtmpdump / curl processes per run (default: --players)
 #   --memory-players N       players of profile M (default 1000; selects M when --profiles is
 #                            not given)
-#   --memory-ramp N          new players per second in profile M (default 1000)
+#   --memory-ramp N          new players per second in profile M (default 500)
 set -euo pipefail
 
 players=200
@@ -53,7 +53,7 @@ merge_key=auto
 clients="bench-rtmp,bench-flv,rtmpdump,curl"
 independent_players=""
 memory_players=""
-memory_ramp=1000
+memory_ramp=500
 extra_bench_args=()
 command_line="perf-scripts/compare.sh $*"
 
@@ -187,7 +187,11 @@ cleanup() {
         kill "$p" 2>/dev/null || true
     done
     stop_server
-    rm -rf "$work"
+    if [ -n "${COMPARE_KEEP:-}" ]; then
+        say "scratch directory kept: $work"
+    else
+        rm -rf "$work"
+    fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -249,8 +253,10 @@ EOF
     [ -z "$5" ] || echo "writeMergeLatency: $5" >>"$1"
 }
 
+# start_nginx PORT CONNS [MULTI_ACCEPT]: multi_accept on (profiles L and M) lets the one worker
+# take every pending connection per wakeup, as the other servers do, rather than one.
 start_nginx() {
-    local port=$1 conns=$2 dir="$work/nginx"
+    local port=$1 conns=$2 multi_accept=${3:-off} dir="$work/nginx"
     mkdir -p "$dir/logs"
     rtmp_port=$port
     http_port=""
@@ -262,7 +268,7 @@ worker_processes 1;
 worker_rlimit_nofile $((conns + 1024));
 error_log $dir/logs/error.log warn;
 pid $dir/nginx.pid;
-events { worker_connections $((conns + 512)); }
+events { worker_connections $((conns + 512)); multi_accept $multi_accept; }
 rtmp {
     server {
         listen 127.0.0.1:$port;
@@ -603,7 +609,7 @@ run_variant() {
         cs-default | cs) start_corestream "$port" "$conns" ;;
         srs-min) start_srs "$port" "$conns" min ;;
         srs-default) start_srs "$port" "$conns" default ;;
-        nginx) start_nginx "$port" "$conns" ;;
+        nginx) start_nginx "$port" "$conns" on ;;
         esac
         sleep 0.5
         read -r _ _ rss_idle < <(proc_sample)
@@ -681,9 +687,9 @@ profile_latency() {
         echo "1 stream (corestream-bench's synthetic H.264/AAC, 2500k, GOP 2 s), ${duration} s per run; $players corestream-bench player(s), $independent_players rtmpdump / curl player(s); server on CPU $server_core, players on CPU $bench_core."
         if [ -n "$srs_bin" ]; then
             echo "Budgets paired: Corestream writeMergeLatency 0ms with SRS \`min_latency on; tcp_nodelay on; play { mw_latency 0; }\`;"
-            echo "Corestream 350ms and its default with SRS's default (mw_latency 350, mw_msgs 8). nginx-rtmp (no merge setting) for reference."
+            echo "Corestream 350ms and its default with SRS's default (mw_latency 350, mw_msgs 8). nginx-rtmp (no merge setting, multi_accept on) for reference."
         else
-            echo "Corestream at writeMergeLatency 0ms, 350ms and its default; nginx-rtmp (no merge setting) for reference; no SRS (--srs)."
+            echo "Corestream at writeMergeLatency 0ms, 350ms and its default; nginx-rtmp (no merge setting, multi_accept on) for reference; no SRS (--srs)."
         fi
         [ "$merge_key" != off ] || echo "**writeMergeLatency was left out** ($merge_note): one Corestream column, the engine as it is${srs_bin:+, against both SRS modes}."
         echo "Bytes: corestream-bench counts socket bytes (RTMP chunks / HTTP body), rtmpdump the FLV it writes, curl the HTTP body."
@@ -715,12 +721,13 @@ memory_run() { # VARIANT LABEL SCHEME
     port=$(free_port)
     case "$variant" in
     cs) start_corestream "$port" "$n" ;;
-    nginx) start_nginx "$port" "$n" ;;
+    nginx) start_nginx "$port" "$n" on ;;
     srs) start_srs "$port" "$n" default ;;
     esac
     sleep 0.5
     read -r _ _ idle < <(proc_sample)
-    local play_time=$((n / memory_ramp + 10)) url="rtmp://127.0.0.1:$port/live/mem"
+    # Held 10 s after the last start, plus 10 s for connects that wait on SYN retransmits.
+    local play_time=$((n / memory_ramp + 20)) url="rtmp://127.0.0.1:$port/live/mem"
     [ "$scheme" = rtmp ] || url="http://127.0.0.1:$http_port/live/mem.flv"
     taskset -c "$bench_core" timeout -k 5 $((play_time + 60)) "$bench_bin" publish --quiet \
         --url "rtmp://127.0.0.1:$port/live/mem" --duration $((play_time + 8)) --bitrate 64k --gop 2s \
@@ -733,7 +740,7 @@ memory_run() { # VARIANT LABEL SCHEME
     say "M: $label, $n $scheme player(s) at $memory_ramp/s, ${play_time}s"
     measure_start "$dir"
     taskset -c "$bench_core" timeout -k 5 $((play_time + 60)) "$bench_bin" play --quiet \
-        --url "$url" --players "$n" --ramp "$memory_ramp" --duration "$play_time" \
+        --url "$url" --players "$n" --ramp "$memory_ramp" --duration "$play_time" --connect-timeout 30s \
         --cores "$bench_core" --json "$dir/bench.json" >"$dir/bench.txt" 2>&1 || rc=$?
     measure_stop "$dir"
     kill "$publisher" 2>/dev/null || true
@@ -762,7 +769,7 @@ profile_memory() {
     {
         echo "### Profile M: memory per player, one live 64 kbit/s stream"
         echo
-        echo "$memory_players corestream-bench player(s) per run, started at $memory_ramp/s and held for 10 s; server on CPU $server_core, bench on CPU $bench_core."
+        echo "$memory_players corestream-bench player(s) per run, started at $memory_ramp/s (connect timeout 30 s), held at least 10 s; server on CPU $server_core, bench on CPU $bench_core; nginx with multi_accept on."
         echo "KiB per player: (RSS max while the players play - RSS with the stream live and no player) / players held to the end."
         echo "Corestream at its default configuration; SRS at its default (mw_latency 350); nginx-rtmp has no HTTP-FLV."
         echo
