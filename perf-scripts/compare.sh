@@ -37,6 +37,7 @@
 #   --memory-players N       players of profile M (default 1000; selects M when --profiles is
 #                            not given)
 #   --memory-ramp N          new players per second in profile M (default 500)
+# COMPARE_KEEP=1 keeps the scratch directory (configs, logs, every run's raw figures).
 set -euo pipefail
 
 players=200
