@@ -1,34 +1,65 @@
 #!/usr/bin/env bash
-# Corestream against nginx-rtmp, side by side, with the same corestream-bench load.
+# Corestream against nginx-rtmp (and SRS), side by side, with the same loads.
 #
-# Starts each server in turn (one worker / one data core, pinned with taskset), runs the same
-# `corestream-bench run` against it (the bench pinned to another core), and prints a Markdown
-# table per profile with the ratio Corestream / nginx-rtmp for every figure:
-#   A: many players of one 2.5 Mbit/s stream     (--players N, default 200)
+# Starts each server in turn (one worker / one data core, pinned with taskset to --server-core),
+# loads it from --bench-core, and prints Markdown tables. Profiles (--profiles):
+#   A: many players of one 2.5 Mbit/s stream     (--players N, default 200), corestream-bench
 #   B: many 250 kbit/s streams, few players each (--streams N, --few-players N; default 50 x 2)
+#   L: equal latency budgets (issue 19; the default with --srs): one 2.5 Mbit/s stream, --players
+#      players, played by corestream-bench over RTMP and HTTP-FLV and by independent clients
+#      (rtmpdump for RTMP, curl for HTTP-FLV), against Corestream at writeMergeLatency 0ms, 350ms
+#      and its default, SRS with `min_latency on; tcp_nodelay on; mw_latency 0` and at its
+#      default (mw_latency 350, mw_msgs 8), and nginx-rtmp. Figures per server: delivered Gbit (bytes the players
+#      counted), user and system CPU seconds (/proc, every process of the server), Gbit per
+#      CPU-second, RSS and KiB per player, writes per second (perf stat on syscall tracepoints),
+#      latency p50/p99 (corestream-bench's SEI stamps) and players lost.
+#   M: memory (issue 13; the default with --memory-players N): server RSS growth per player over
+#      N corestream-bench players (RTMP and HTTP-FLV) of one live 64 kbit/s stream.
 # The tables also go to --out (default target/compare/compare.md).
 #
-# nginx and libnginx-mod-rtmp (Debian) are installed with apt-get when missing. Corestream is
-# built with `cargo build --release` unless --debug (CI smoke runs use the debug build that
+# nginx and libnginx-mod-rtmp (Debian) are installed with apt-get when missing; L and M also need
+# jq, curl and rtmpdump (installed the same way) and use linux-perf when it works. SRS is never
+# built here: pass its binary (objs/srs of an ossrs/srs build) with --srs. Corestream is built
+# with `cargo build --release` unless --debug (CI smoke runs use the debug build that
 # `cargo test --workspace` left behind).
 #
 # Usage: perf-scripts/compare.sh [--players N] [--streams N] [--few-players N] [--duration S]
-#          [--profiles A,B] [--server-core N] [--bench-core N] [--debug] [--out FILE]
+#          [--profiles A,B,L,M] [--server-core N] [--bench-core N] [--debug] [--out FILE]
+#          [--srs PATH] [--no-merge-key] [--clients bench-rtmp,bench-flv,rtmpdump,curl]
+#          [--independent-players N] [--memory-players N] [--memory-ramp N] [--bench-arg ARG]
+#   --server-core N          the CPU every server is pinned to (default 1)
+#   --bench-core N           the CPU of corestream-bench and the players (default 0)
+#   --srs PATH               SRS binary (objs/srs); adds SRS to profiles L and M
+#   --no-merge-key           run Corestream without writeMergeLatency (engines that refuse the
+#                            key); detected by `corestream check-config` when not given
+#   --clients LIST           which players profile L runs (default all four)
+#   --independent-players N  rtmpdump / curl processes per run (default: --players)
+#   --memory-players N       players of profile M (default 1000; selects M when --profiles is
+#                            not given)
+#   --memory-ramp N          new players per second in profile M (default 500)
+# COMPARE_KEEP=1 keeps the scratch directory (configs, logs, every run's raw figures).
 set -euo pipefail
 
 players=200
 streams=50
 few_players=2
 duration=15
-profiles="A,B"
-server_core=0
-bench_core=1
+profiles=""
+server_core=1
+bench_core=0
 build=release
 out=""
+srs_bin=""
+merge_key=auto
+clients="bench-rtmp,bench-flv,rtmpdump,curl"
+independent_players=""
+memory_players=""
+memory_ramp=500
 extra_bench_args=()
+command_line="perf-scripts/compare.sh $*"
 
 usage() {
-    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,/^set -euo pipefail/p' "$0" | sed -n 's/^# \{0,1\}//p'
     exit "${1:-0}"
 }
 
@@ -43,18 +74,47 @@ while (($#)); do
     --bench-core) bench_core="$2"; shift 2 ;;
     --debug) build=debug; shift ;;
     --out) out="$2"; shift 2 ;;
+    --srs) srs_bin="$2"; shift 2 ;;
+    --no-merge-key) merge_key=off; shift ;;
+    --clients) clients="$2"; shift 2 ;;
+    --independent-players) independent_players="$2"; shift 2 ;;
+    --memory-players) memory_players="$2"; shift 2 ;;
+    --memory-ramp) memory_ramp="$2"; shift 2 ;;
     --bench-arg) extra_bench_args+=("$2"); shift 2 ;;
     -h | --help) usage 0 ;;
     *) echo "compare.sh: unknown argument $1" >&2; usage 2 >&2 ;;
     esac
 done
 
+if [ -z "$profiles" ]; then
+    if [ -n "$memory_players" ]; then
+        profiles=M
+    elif [ -n "$srs_bin" ]; then
+        profiles=L
+    else
+        profiles=A,B
+    fi
+fi
+memory_players=${memory_players:-1000}
+independent_players=${independent_players:-$players}
+
 cd "$(dirname "$0")/.."
 root=$(pwd)
 say() { echo "compare.sh: $*" >&2; }
 die() { say "$*"; exit 1; }
 
-for tool in taskset cargo; do
+is_count() { [[ $1 =~ ^[0-9]+$ ]] && (($1 >= 1 && $1 <= 100000)); }
+for v in "$players" "$streams" "$few_players" "$duration" "$independent_players" "$memory_players" "$memory_ramp"; do
+    is_count "$v" || die "counts and --duration are whole numbers from 1 to 100000 (got $v)"
+done
+((duration <= 3600)) || die "--duration is at most 3600 s"
+[[ $profiles =~ [LM] ]] && needs_clients=1 || needs_clients=0
+if [ -n "$srs_bin" ]; then
+    [ -x "$srs_bin" ] || die "--srs $srs_bin: not an executable (give the objs/srs of an SRS build)"
+    srs_bin=$(cd "$(dirname "$srs_bin")" && pwd)/$(basename "$srs_bin")
+fi
+
+for tool in taskset cargo timeout; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is needed and not installed"
 done
 ncpu=$(nproc)
@@ -62,6 +122,14 @@ if ((server_core >= ncpu || bench_core >= ncpu)); then
     die "--server-core $server_core / --bench-core $bench_core: this machine has $ncpu CPUs"
 fi
 [ "$server_core" != "$bench_core" ] || say "warning: server and bench share CPU $server_core; figures will be skewed"
+
+apt_install() {
+    say "installing $* (Debian packages)"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >&2
+}
 
 # --- nginx-rtmp --------------------------------------------------------------------------------
 rtmp_module=""
@@ -72,14 +140,19 @@ find_module() {
     return 1
 }
 if ! command -v nginx >/dev/null 2>&1 || ! find_module; then
-    say "installing nginx and libnginx-mod-rtmp (Debian packages)"
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nginx libnginx-mod-rtmp >&2
+    apt_install nginx libnginx-mod-rtmp
     find_module || die "libnginx-mod-rtmp installed but ngx_rtmp_module.so not found"
 fi
 nginx_version=$(nginx -v 2>&1 | sed 's/^nginx version: //')
+
+# --- the independent clients and the figures' tools (profiles L and M) -------------------------
+if ((needs_clients)); then
+    missing=()
+    command -v jq >/dev/null 2>&1 || missing+=(jq)
+    command -v curl >/dev/null 2>&1 || missing+=(curl)
+    command -v rtmpdump >/dev/null 2>&1 || missing+=(rtmpdump)
+    ((${#missing[@]} == 0)) || apt_install "${missing[@]}"
+fi
 
 # --- binaries ----------------------------------------------------------------------------------
 if [ "$build" = release ]; then
@@ -96,6 +169,7 @@ bench_bin="${CORESTREAM_BENCH_BIN:-$root/target/$build/corestream-bench}"
 # --- scratch space and cleanup -----------------------------------------------------------------
 work=$(mktemp -d /tmp/corestream-compare.XXXXXX)
 server_pid=""
+helper_pids=()
 stop_server() {
     if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
         kill -TERM "$server_pid" 2>/dev/null || true
@@ -109,8 +183,16 @@ stop_server() {
     server_pid=""
 }
 cleanup() {
+    local p
+    for p in "${helper_pids[@]}"; do
+        kill "$p" 2>/dev/null || true
+    done
     stop_server
-    rm -rf "$work"
+    if [ -n "${COMPARE_KEEP:-}" ]; then
+        say "scratch directory kept: $work"
+    else
+        rm -rf "$work"
+    fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -138,27 +220,47 @@ wait_port() {
     return 1
 }
 
+# Every server start sets server_pid, rtmp_port, http_port ("" without HTTP-FLV) and
+# sampled_pids (comma-separated: what CPU, RSS and syscalls are read from).
+rtmp_port=""
+http_port=""
+sampled_pids=""
+
+# start_corestream PORT [CONNS [WRITE_MERGE_LATENCY]]  (the latency "" leaves the key out)
 start_corestream() {
-    local port=$1 dir="$work/corestream"
+    local port=$1 conns=${2:-1000} merge=${3:-} dir="$work/corestream"
     mkdir -p "$dir"
-    cat >"$dir/corestream.yaml" <<EOF
-cores: 1
-logLevel: warn
-rtmpAddress: 127.0.0.1:$port
-httpAddress: 127.0.0.1:$(free_port)
-apiAddress: 127.0.0.1:$(free_port)
-metricsAddress: 127.0.0.1:$(free_port)
-playWaitTimeout: 10s
-EOF
+    rtmp_port=$port
+    http_port=$(free_port)
+    corestream_config "$dir/corestream.yaml" "$port" "$http_port" "$conns" "$merge"
     taskset -c "$server_core" "$engine_bin" --config "$dir/corestream.yaml" 2>"$dir/stderr.log" &
     server_pid=$!
     wait_port "$port" || { cat "$dir/stderr.log" >&2; die "Corestream did not start"; }
     sampled_pids=$server_pid
 }
 
+# corestream_config FILE RTMP_PORT HTTP_PORT CONNS MERGE
+corestream_config() {
+    cat >"$1" <<EOF
+cores: 1
+logLevel: warn
+rtmpAddress: 127.0.0.1:$2
+httpAddress: 127.0.0.1:$3
+apiAddress: 127.0.0.1:$(free_port)
+metricsAddress: 127.0.0.1:$(free_port)
+playWaitTimeout: 10s
+maxConnectionsPerCore: $(($4 + 1024))
+EOF
+    [ -z "$5" ] || echo "writeMergeLatency: $5" >>"$1"
+}
+
+# start_nginx PORT CONNS [MULTI_ACCEPT]: multi_accept on (profiles L and M) lets the one worker
+# take every pending connection per wakeup, as the other servers do, rather than one.
 start_nginx() {
-    local port=$1 conns=$2 dir="$work/nginx"
+    local port=$1 conns=$2 multi_accept=${3:-off} dir="$work/nginx"
     mkdir -p "$dir/logs"
+    rtmp_port=$port
+    http_port=""
     cat >"$dir/nginx.conf" <<EOF
 load_module $rtmp_module;
 daemon off;
@@ -167,7 +269,7 @@ worker_processes 1;
 worker_rlimit_nofile $((conns + 1024));
 error_log $dir/logs/error.log warn;
 pid $dir/nginx.pid;
-events { worker_connections $((conns + 512)); }
+events { worker_connections $((conns + 512)); multi_accept $multi_accept; }
 rtmp {
     server {
         listen 127.0.0.1:$port;
@@ -182,9 +284,58 @@ EOF
     taskset -c "$server_core" nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/logs/error.log" &
     server_pid=$!
     wait_port "$port" || { cat "$dir/logs/error.log" >&2; die "nginx-rtmp did not start"; }
-    # CPU and memory are the worker's (the master only supervises).
-    sampled_pids=$(pgrep -P "$server_pid" | paste -sd, -)
-    [ -n "$sampled_pids" ] || sampled_pids=$server_pid
+    # CPU and memory are the master's and the worker's (the master listens before it forks).
+    local workers=""
+    for _ in $(seq 50); do
+        workers=$(pgrep -P "$server_pid" | paste -sd, -) && [ -n "$workers" ] && break
+        sleep 0.1
+    done
+    sampled_pids=$server_pid${workers:+,$workers}
+}
+
+# start_srs PORT CONNS MODE (default: SRS's own merged writes; min: min_latency on, mw_latency 0)
+# Only loopback listeners: RTMP and the HTTP server (HTTP-FLV by http_remux); no HTTP API, no RTC.
+start_srs() {
+    local port=$1 conns=$2 mode=$3 dir="$work/srs-$3"
+    mkdir -p "$dir/html"
+    rtmp_port=$port
+    http_port=$(free_port)
+    local play=""
+    if [ "$mode" = min ]; then
+        # SRS's real-time recipe (conf/realtime.conf) with no merging window: flush as soon as a
+        # message is queued (min_latency on makes mw_msgs 0), with TCP_NODELAY.
+        play="min_latency on;
+    tcp_nodelay on;
+    play { mw_latency 0; }"
+    fi
+    cat >"$dir/srs.conf" <<EOF
+listen 127.0.0.1:$port;
+max_connections $((conns + 64));
+daemon off;
+pid $dir/srs.pid;
+srs_log_tank file;
+srs_log_file $dir/srs.log;
+srs_log_level warn;
+srs_log_level_v2 warn;
+http_api { enabled off; }
+http_server {
+    enabled on;
+    listen 127.0.0.1:$http_port;
+    dir $dir/html;
+}
+vhost __defaultVhost__ {
+    $play
+    http_remux {
+        enabled on;
+        mount [vhost]/[app]/[stream].flv;
+    }
+}
+EOF
+    (cd "$dir" && exec taskset -c "$server_core" "$srs_bin" -c "$dir/srs.conf" >"$dir/stdout.log" 2>&1) &
+    server_pid=$!
+    wait_port "$port" || { tail -20 "$dir/srs.log" "$dir/stdout.log" >&2; die "SRS did not start"; }
+    wait_port "$http_port" || { tail -20 "$dir/srs.log" >&2; die "SRS's HTTP server did not start"; }
+    sampled_pids=$(echo "$server_pid" $(pgrep -P "$server_pid") | tr ' ' ,)
 }
 
 # run_bench LABEL PORT STREAMS PLAYERS BITRATE JSON
@@ -208,7 +359,7 @@ profile() {
     local conns=$((n * m + n + 64))
     local port
     port=$(free_port)
-    start_corestream "$port"
+    start_corestream "$port" "$conns"
     run_bench Corestream "$port" "$n" "$m" "$bitrate" "$work/$name-corestream.json"
     stop_server
     port=$(free_port)
@@ -225,13 +376,446 @@ profile() {
     } >>"$work/tables.md"
 }
 
+# === Profiles L and M: the figures every server gets =============================================
+clk_tck=$(getconf CLK_TCK)
+page_kib=$(($(getconf PAGESIZE) / 1024))
+
+# proc_sample: "USER_S SYSTEM_S RSS_KIB" summed over sampled_pids (0 0 0 when all are gone).
+# utime, stime and rss are fields 14, 15 and 24 of /proc/PID/stat; the command name (field 2)
+# may hold spaces, so fields are counted after its closing parenthesis.
+proc_sample() {
+    local pid line ut=0 st=0 rss=0
+    local -a f
+    for pid in ${sampled_pids//,/ }; do
+        line=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+        read -ra f <<<"${line##*) }"
+        ut=$((ut + f[11])) st=$((st + f[12])) rss=$((rss + f[21] * page_kib))
+    done
+    awk -v u="$ut" -v s="$st" -v r="$rss" -v hz="$clk_tck" 'BEGIN { printf "%.3f %.3f %d\n", u / hz, s / hz, r }'
+}
+
+# Writes per second: perf stat counting syscall tracepoints of the server's processes. sendto
+# is counted too (send() is sendto); io_uring_submit_req counts the requests an io_uring server
+# submits without a syscall each (its sends among them).
+write_events="syscalls:sys_enter_sendmsg,syscalls:sys_enter_writev,syscalls:sys_enter_write,syscalls:sys_enter_sendto,syscalls:sys_enter_io_uring_enter"
+perf_events=""
+perf_note=""
+setup_perf() {
+    if ! command -v perf >/dev/null 2>&1; then
+        perf_note="writes per second: not measured (perf is not installed; Debian: linux-perf)"
+        return
+    fi
+    local events=$write_events
+    perf stat -x, -e io_uring:io_uring_submit_req -- true >/dev/null 2>&1 && events+=",io_uring:io_uring_submit_req"
+    local err
+    if err=$(perf stat -x, -e "$events" -- true 2>&1 >/dev/null) && ! grep -q "not supported\|<not counted>" <<<"$err"; then
+        perf_events=$events
+        perf_note="writes per second: perf stat -e $events, on every process of the server"
+    else
+        perf_note="writes per second: not measured (perf cannot count syscall tracepoints here: $(head -1 <<<"$err"); needs root or perf_event_paranoid <= -1 and tracefs)"
+    fi
+}
+
+# measure_start DIR / measure_stop DIR: the server's CPU, RSS and writes over a load window.
+perf_pid=""
+rss_pid=""
+measure_start() {
+    local dir=$1
+    proc_sample >"$dir/proc0"
+    date +%s.%N >"$dir/t0"
+    if [ -n "$perf_events" ]; then
+        taskset -c "$bench_core" perf stat -x, -e "$perf_events" -p "$sampled_pids" -o "$dir/perf.csv" 2>"$dir/perf.err" &
+        perf_pid=$!
+        helper_pids+=("$perf_pid")
+    fi
+    (
+        taskset -cp "$bench_core" $BASHPID >/dev/null
+        max=0
+        for _ in $(seq $((2 * duration + 2 * 600))); do
+            read -r _ _ rss < <(proc_sample)
+            if ((rss > max)); then
+                max=$rss
+                echo "$max" >"$dir/rss_max"
+            fi
+            sleep 0.5
+        done
+    ) &
+    rss_pid=$!
+    helper_pids+=("$rss_pid")
+}
+measure_stop() {
+    local dir=$1
+    date +%s.%N >"$dir/t1"
+    proc_sample >"$dir/proc1"
+    if [ -n "$perf_pid" ]; then
+        kill -INT "$perf_pid" 2>/dev/null || true
+        wait "$perf_pid" 2>/dev/null || true
+        perf_pid=""
+    fi
+    kill "$rss_pid" 2>/dev/null || true
+    wait "$rss_pid" 2>/dev/null || true
+    rss_pid=""
+    helper_pids=()
+}
+
+# perf_rate FILE EVENT SECONDS: that event's count per second (null when not measured).
+perf_rate() {
+    [ -s "$1" ] || { echo null; return; }
+    awk -F, -v e="$2" -v s="$3" '$3 == e && $1 ~ /^[0-9]+$/ { printf "%.1f\n", $1 / s; found = 1 } END { if (!found) print "null" }' "$1"
+}
+
+# figures DIR SERVER CLIENT PLAYERS BYTES LOST P50 P99: writes DIR/figures.json, the row of
+# figures every table lists (null: not applicable or not measured).
+figures() {
+    local dir=$1 server=$2 client=$3 n=$4 bytes=$5 lost=$6 p50=$7 p99=$8
+    local t0 t1 u0 s0 rss0 u1 s1 rss1 rss_max secs
+    read -r t0 <"$dir/t0"
+    read -r t1 <"$dir/t1"
+    read -r u0 s0 rss0 <"$dir/proc0"
+    read -r u1 s1 rss1 <"$dir/proc1"
+    rss_max=$(cat "$dir/rss_max" 2>/dev/null || echo "$rss1")
+    ((rss_max >= rss1)) || rss_max=$rss1
+    secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+    local ev rates=() total="null"
+    for ev in sendmsg writev write sendto io_uring_enter; do
+        rates+=("$(perf_rate "$dir/perf.csv" "syscalls:sys_enter_$ev" "$secs")")
+    done
+    rates+=("$(perf_rate "$dir/perf.csv" io_uring:io_uring_submit_req "$secs")")
+    if [ "${rates[0]}" != null ]; then
+        total=$(awk -v a="${rates[0]}" -v b="${rates[1]}" -v c="${rates[2]}" -v d="${rates[3]}" 'BEGIN { printf "%.1f", a + b + c + d }')
+    fi
+    jq -n --arg server "$server" --arg client "$client" \
+        --argjson n "$n" --argjson bytes "$bytes" --argjson lost "$lost" \
+        --argjson p50 "$p50" --argjson p99 "$p99" --argjson secs "$secs" \
+        --argjson u "$(awk -v a="$u0" -v b="$u1" 'BEGIN { printf "%.3f", b - a }')" \
+        --argjson s "$(awk -v a="$s0" -v b="$s1" 'BEGIN { printf "%.3f", b - a }')" \
+        --argjson rss_idle "$(cat "$dir/rss_idle")" --argjson rss_max "$rss_max" \
+        --argjson sendmsg "${rates[0]}" --argjson writev "${rates[1]}" --argjson write "${rates[2]}" \
+        --argjson sendto "${rates[3]}" --argjson enter "${rates[4]}" --argjson uring "${rates[5]}" \
+        --argjson writes "$total" '
+        ($bytes * 8 / 1e9) as $gbit |
+        {server: $server, client: $client, figures: [
+            {name: "players", value: $n},
+            {name: "players lost", value: $lost},
+            {name: "delivered (Gbit)", value: $gbit},
+            {name: "window (s)", value: $secs},
+            {name: "server user CPU (s)", value: $u},
+            {name: "server system CPU (s)", value: $s},
+            {name: "Gbit per CPU-second", value: (if ($u + $s) > 0 then $gbit / ($u + $s) else null end)},
+            {name: "RSS idle (MB)", value: ($rss_idle / 1024)},
+            {name: "RSS max (MB)", value: ($rss_max / 1024)},
+            {name: "KiB per player", value: (($rss_max - $rss_idle) / $n)},
+            {name: "writes/s (sendmsg+writev+write+sendto)", value: $writes},
+            {name: "sendmsg/s", value: $sendmsg},
+            {name: "writev/s", value: $writev},
+            {name: "write/s", value: $write},
+            {name: "sendto/s", value: $sendto},
+            {name: "io_uring_enter/s", value: $enter},
+            {name: "io_uring requests/s", value: $uring},
+            {name: "latency p50 (ms)", value: $p50},
+            {name: "latency p99 (ms)", value: $p99}
+        ]}' >"$dir/figures.json"
+}
+
+# load_bench DIR LABEL SCHEME: corestream-bench publishes and plays (RTMP or HTTP-FLV players).
+load_bench() {
+    local dir=$1 label=$2 scheme=$3 rc=0 play_url=()
+    [ "$scheme" = rtmp ] || play_url=(--play-url "http://127.0.0.1:$http_port/live/bench.flv")
+    measure_start "$dir"
+    taskset -c "$bench_core" timeout -k 5 $((duration + 60)) "$bench_bin" run --quiet \
+        --url "rtmp://127.0.0.1:$rtmp_port/live/bench" "${play_url[@]}" \
+        --players "$players" --duration "$duration" --bitrate 2500k --gop 2s \
+        --cores "$bench_core" --label "$label" --json "$dir/bench.json" \
+        "${extra_bench_args[@]}" >"$dir/bench.txt" 2>&1 || rc=$?
+    measure_stop "$dir"
+    ((rc <= 1)) && [ -s "$dir/bench.json" ] || { tail -20 "$dir/bench.txt" >&2; die "corestream-bench failed against $label (exit $rc)"; }
+    local p=.players
+    figures "$dir" "$label" "bench-$scheme" "$players" \
+        "$(jq "$p.bytes_received" "$dir/bench.json")" \
+        "$(jq "$p.total - $p.started + $p.ended_early" "$dir/bench.json")" \
+        "$(jq "$p.latency_ms | if .count > 0 then .p50 else null end" "$dir/bench.json")" \
+        "$(jq "$p.latency_ms | if .count > 0 then .p99 else null end" "$dir/bench.json")"
+}
+
+# load_independent DIR LABEL CLIENT: corestream-bench publishes, rtmpdump (RTMP) or curl
+# (HTTP-FLV) processes play for --duration seconds each and count the FLV bytes they get. A
+# player is lost when it ended before its time was up or got nothing.
+load_independent() {
+    local dir=$1 label=$2 client=$3 n=$independent_players rc=0
+    taskset -c "$bench_core" timeout -k 5 $((duration + 70)) "$bench_bin" publish --quiet \
+        --url "rtmp://127.0.0.1:$rtmp_port/live/bench" --duration $((duration + 10 + n / 200)) \
+        --bitrate 2500k --gop 2s --cores "$bench_core" >"$dir/publish.txt" 2>&1 &
+    local publisher=$!
+    helper_pids+=("$publisher")
+    sleep 1
+    measure_start "$dir"
+    (
+        # Every player process runs on the bench CPU, each bounded by --duration.
+        taskset -cp "$bench_core" $BASHPID >/dev/null
+        for i in $(seq "$n"); do
+            case "$client" in
+            rtmpdump)
+                timeout -k 2 "$duration" rtmpdump -v -r "rtmp://127.0.0.1:$rtmp_port/live/bench" -o - \
+                    2>"$dir/err.$i" | wc -c >"$dir/bytes.$i" &
+                ;;
+            curl)
+                curl -sS --max-time "$duration" -o /dev/null -w '%{size_download} %{exitcode}\n' \
+                    "http://127.0.0.1:$http_port/live/bench.flv" >"$dir/out.$i" 2>"$dir/err.$i" &
+                ;;
+            esac
+        done
+        wait
+    )
+    measure_stop "$dir"
+    kill "$publisher" 2>/dev/null || true
+    wait "$publisher" 2>/dev/null || rc=$?
+    local bytes=0 lost=0 b i
+    for i in $(seq "$n"); do
+        case "$client" in
+        rtmpdump)
+            b=$(cat "$dir/bytes.$i" 2>/dev/null || echo 0)
+            # rtmpdump says "Caught signal" when timeout stops it; anything else ended it early.
+            grep -q "Caught signal" "$dir/err.$i" 2>/dev/null && ((b > 0)) || lost=$((lost + 1))
+            ;;
+        curl)
+            local code
+            read -r b code <"$dir/out.$i" || { b=0 code=-1; }
+            # 28: --max-time was reached, the stream played to the end.
+            [ "$code" = 28 ] && ((b > 0)) || lost=$((lost + 1))
+            ;;
+        esac
+        bytes=$((bytes + ${b:-0}))
+    done
+    figures "$dir" "$label" "$client" "$n" "$bytes" "$lost" null null
+}
+
+# One server variant of profile L: VARIANT (cs-0, cs-350, cs-default, srs-min, srs-default,
+# nginx) and every client that applies to it (nginx-rtmp has no HTTP-FLV).
+run_variant() {
+    local variant=$1 label=$2 client dir port
+    local conns=$((players > independent_players ? players : independent_players))
+    IFS=, read -ra wanted_clients <<<"$clients"
+    for client in "${wanted_clients[@]}"; do
+        case "$client" in
+        bench-rtmp | rtmpdump) ;;
+        bench-flv | curl) [ "$variant" != nginx ] || continue ;;
+        *) die "unknown client $client (bench-rtmp, bench-flv, rtmpdump, curl)" ;;
+        esac
+        dir="$work/L/$client/$variant"
+        mkdir -p "$dir"
+        port=$(free_port)
+        case "$variant" in
+        cs-0) start_corestream "$port" "$conns" 0ms ;;
+        cs-350) start_corestream "$port" "$conns" 350ms ;;
+        cs-default | cs) start_corestream "$port" "$conns" ;;
+        srs-min) start_srs "$port" "$conns" min ;;
+        srs-default) start_srs "$port" "$conns" default ;;
+        nginx) start_nginx "$port" "$conns" on ;;
+        esac
+        sleep 0.5
+        read -r _ _ rss_idle < <(proc_sample)
+        echo "$rss_idle" >"$dir/rss_idle"
+        say "L: $label, $client, $([ "${client#bench}" = "$client" ] && echo "$independent_players" || echo "$players") player(s), ${duration}s"
+        case "$client" in
+        bench-rtmp) load_bench "$dir" "$label" rtmp ;;
+        bench-flv) load_bench "$dir" "$label" flv ;;
+        rtmpdump | curl) load_independent "$dir" "$label" "$client" ;;
+        esac
+        stop_server
+        jq -r '.figures[] | select(.name == "players lost" or .name == "delivered (Gbit)" or .name == "Gbit per CPU-second") | "\(.name) \(.value)"' \
+            "$dir/figures.json" | paste -sd ';' - | sed "s/^/compare.sh:   /" >&2
+    done
+}
+
+# md_table CLIENT COLUMNS...: a Markdown table of DIR/figures.json per variant; a column is a
+# variant, or A/B for the ratio of two variants' figures.
+md_table() {
+    local client=$1
+    shift
+    local files=() col
+    for col in "$@"; do
+        [[ $col == */* ]] && continue
+        [ -s "$work/L/$client/$col/figures.json" ] && files+=("$work/L/$client/$col/figures.json")
+    done
+    ((${#files[@]})) || return 0
+    jq -rn --argjson cols "$(printf '%s\n' "$@" | jq -R . | jq -s .)" \
+        --argjson names "$(jq -c '[.figures[].name]' "${files[0]}")" \
+        --argjson labels "$label_map" '
+        def fmt: if . == null then "—"
+            elif . == 0 then "0"
+            elif fabs >= 100 then (round | tostring)
+            elif fabs >= 10 then ((. * 10 | round) / 10 | tostring)
+            elif fabs >= 0.1 then ((. * 100 | round) / 100 | tostring)
+            else ((. * 10000 | round) / 10000 | tostring) end;
+        (reduce inputs as $r ({}; .[$r.variant] = ($r.figures | map({(.name): .value}) | add))) as $v |
+        def cell($c; $n): if ($c | test("/")) then
+                ($c | split("/")) as [$a, $b] |
+                ($v[$a][$n]) as $x | ($v[$b][$n]) as $y |
+                if $x == null or $y == null or $y == 0 then "—" else ($x / $y | fmt) end
+            else ($v[$c][$n] | fmt) end;
+        def head($c): if ($c | test("/")) then ($c | split("/") | map($labels[.] // .) | join(" / ")) else ($labels[$c] // $c) end;
+        "| figure | " + ($cols | map(head(.)) | join(" | ")) + " |",
+        "| --- | " + ($cols | map("---:") | join(" | ")) + " |",
+        ($names[] as $n | "| \($n) | " + ($cols | map(cell(.; $n)) | join(" | ")) + " |")
+    ' < <(for f in "${files[@]}"; do jq -c --arg v "$(basename "$(dirname "$f")")" '{variant: $v, figures}' "$f"; done)
+}
+
+profile_latency() {
+    local cs_variants=(cs-0 cs-350 cs-default) variant
+    if [ "$merge_key" = off ]; then
+        cs_variants=(cs)
+    fi
+    local variants=("${cs_variants[@]}")
+    [ -z "$srs_bin" ] || variants+=(srs-min srs-default)
+    variants+=(nginx)
+    for variant in "${variants[@]}"; do
+        run_variant "$variant" "$(jq -r --arg v "$variant" '.[$v]' <<<"$label_map")"
+    done
+    # Columns: each Corestream budget beside the SRS mode of the same budget, with the ratio.
+    local cols=()
+    if [ "$merge_key" = off ]; then
+        cols=(cs)
+        [ -z "$srs_bin" ] || cols+=(srs-min cs/srs-min srs-default cs/srs-default)
+    elif [ -n "$srs_bin" ]; then
+        cols=(cs-0 srs-min cs-0/srs-min cs-350 cs-default srs-default cs-350/srs-default cs-default/srs-default)
+    else
+        cols=(cs-0 cs-350 cs-default)
+    fi
+    cols+=(nginx)
+    {
+        echo "### Profile L: equal latency budgets, one 2.5 Mbit/s stream"
+        echo
+        echo "1 stream (corestream-bench's synthetic H.264/AAC, 2500k, GOP 2 s), ${duration} s per run; $players corestream-bench player(s), $independent_players rtmpdump / curl player(s); server on CPU $server_core, players on CPU $bench_core."
+        if [ -n "$srs_bin" ]; then
+            echo "Budgets paired: Corestream writeMergeLatency 0ms with SRS \`min_latency on; tcp_nodelay on; play { mw_latency 0; }\`;"
+            echo "Corestream 350ms and its default with SRS's default (mw_latency 350, mw_msgs 8). nginx-rtmp (no merge setting, multi_accept on) for reference."
+        else
+            echo "Corestream at writeMergeLatency 0ms, 350ms and its default; nginx-rtmp (no merge setting, multi_accept on) for reference; no SRS (--srs)."
+        fi
+        [ "$merge_key" != off ] || echo "**writeMergeLatency was left out** ($merge_note): one Corestream column, the engine as it is${srs_bin:+, against both SRS modes}."
+        echo "Bytes: corestream-bench counts socket bytes (RTMP chunks / HTTP body), rtmpdump the FLV it writes, curl the HTTP body."
+        echo "KiB per player: (RSS max - RSS of the idle server) / players. $perf_note."
+        [ -z "$srs_bin" ] || echo "SRS's HTTP-FLV loop sleeps mw_latency between polls of its queue (srs_app_http_stream.cpp, \`srs_usleep(mw_sleep)\`), so at mw_latency 0 it polls without sleeping: its CPU there is mostly that loop."
+        echo
+        local client title
+        IFS=, read -ra wanted_clients <<<"$clients"
+        for client in "${wanted_clients[@]}"; do
+            case "$client" in
+            bench-rtmp) title="corestream-bench, RTMP players" ;;
+            bench-flv) title="corestream-bench, HTTP-FLV players" ;;
+            rtmpdump) title="rtmpdump (independent RTMP players)" ;;
+            curl) title="curl (independent HTTP-FLV players)" ;;
+            esac
+            echo "#### $title"
+            echo
+            md_table "$client" "${cols[@]}"
+            echo
+        done
+    } >>"$work/tables.md"
+}
+
+# Profile M: RSS growth per player over --memory-players players of one live 64 kbit/s stream.
+memory_run() { # VARIANT LABEL SCHEME
+    local variant=$1 label=$2 scheme=$3 n=$memory_players dir port rc=0
+    dir="$work/M/$variant-$scheme"
+    mkdir -p "$dir"
+    port=$(free_port)
+    case "$variant" in
+    cs) start_corestream "$port" "$n" ;;
+    nginx) start_nginx "$port" "$n" on ;;
+    srs) start_srs "$port" "$n" default ;;
+    esac
+    sleep 0.5
+    read -r _ _ idle < <(proc_sample)
+    # Held 10 s after the last start, plus 10 s for connects that wait on SYN retransmits.
+    local play_time=$((n / memory_ramp + 20)) url="rtmp://127.0.0.1:$port/live/mem"
+    [ "$scheme" = rtmp ] || url="http://127.0.0.1:$http_port/live/mem.flv"
+    taskset -c "$bench_core" timeout -k 5 $((play_time + 60)) "$bench_bin" publish --quiet \
+        --url "rtmp://127.0.0.1:$port/live/mem" --duration $((play_time + 8)) --bitrate 64k --gop 2s \
+        --cores "$bench_core" >"$dir/publish.txt" 2>&1 &
+    local publisher=$!
+    helper_pids+=("$publisher")
+    sleep 3
+    read -r _ _ live < <(proc_sample)
+    echo "$live" >"$dir/rss_idle"
+    say "M: $label, $n $scheme player(s) at $memory_ramp/s, ${play_time}s"
+    measure_start "$dir"
+    taskset -c "$bench_core" timeout -k 5 $((play_time + 60)) "$bench_bin" play --quiet \
+        --url "$url" --players "$n" --ramp "$memory_ramp" --duration "$play_time" --connect-timeout 30s \
+        --cores "$bench_core" --json "$dir/bench.json" >"$dir/bench.txt" 2>&1 || rc=$?
+    measure_stop "$dir"
+    kill "$publisher" 2>/dev/null || true
+    wait "$publisher" 2>/dev/null || true
+    stop_server
+    ((rc <= 1)) && [ -s "$dir/bench.json" ] || { tail -20 "$dir/bench.txt" >&2; die "corestream-bench play failed against $label (exit $rc)"; }
+    local max
+    max=$(cat "$dir/rss_max" 2>/dev/null || echo "$live")
+    jq -c --arg server "$label" --arg scheme "$scheme" --argjson idle "$idle" --argjson live "$live" --argjson max "$max" '
+        .players as $p | ($p.started - $p.ended_early) as $held |
+        {"server": $server, "scheme": $scheme, players: $p.total, held: $held,
+         idle: ($idle / 1024), live: ($live / 1024), max: ($max / 1024),
+         per: (if $held > 0 then ($max - $live) / $held else null end)}' "$dir/bench.json" >>"$work/M/rows.jsonl"
+    jq -r '"compare.sh:   \(.held) of \(.players) players held, \(.per // "—") KiB per player"' <<<"$(tail -1 "$work/M/rows.jsonl")" >&2
+}
+
+profile_memory() {
+    mkdir -p "$work/M"
+    memory_run cs Corestream rtmp
+    memory_run cs Corestream flv
+    memory_run nginx nginx-rtmp rtmp
+    if [ -n "$srs_bin" ]; then
+        memory_run srs SRS rtmp
+        memory_run srs SRS flv
+    fi
+    {
+        echo "### Profile M: memory per player, one live 64 kbit/s stream"
+        echo
+        echo "$memory_players corestream-bench player(s) per run, started at $memory_ramp/s (connect timeout 30 s), held at least 10 s; server on CPU $server_core, bench on CPU $bench_core; nginx with multi_accept on."
+        echo "KiB per player: (RSS max while the players play - RSS with the stream live and no player) / players held to the end."
+        echo "Corestream at its default configuration; SRS at its default (mw_latency 350); nginx-rtmp has no HTTP-FLV."
+        echo
+        echo "| server | protocol | players held | RSS idle (MB) | RSS stream live (MB) | RSS max (MB) | KiB per player |"
+        echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
+        jq -r 'def f: if . == null then "—" else (. * 10 | round / 10 | tostring) end;
+            "| \(.server) | \(if .scheme == "rtmp" then "RTMP" else "HTTP-FLV" end) | \(.held) / \(.players) | \(.idle | f) | \(.live | f) | \(.max | f) | \(.per | f) |"' \
+            "$work/M/rows.jsonl"
+        echo
+    } >>"$work/tables.md"
+}
+
+# === main =========================================================================================
+label_map='{"cs-0": "Corestream 0ms", "cs-350": "Corestream 350ms", "cs-default": "Corestream default",
+  "cs": "Corestream", "srs-min": "SRS min_latency", "srs-default": "SRS default", "nginx": "nginx-rtmp"}'
+srs_version=""
+[ -z "$srs_bin" ] || srs_version=$("$srs_bin" -v 2>&1 | head -1)
+merge_note=""
+if ((needs_clients)); then
+    setup_perf
+    say "$perf_note"
+    if [ "$merge_key" = auto ]; then
+        probe="$work/probe.yaml"
+        corestream_config "$probe" "$(free_port)" "$(free_port)" 100 350ms
+        if err=$("$engine_bin" --config "$probe" check-config 2>&1); then
+            merge_key=on
+        elif grep -q writeMergeLatency <<<"$err"; then
+            merge_key=off
+            merge_note="this engine refuses the key: $(grep -o 'unknown field `writeMergeLatency`' <<<"$err" | head -1)"
+            say "writeMergeLatency: $merge_note; running one Corestream variant"
+        else
+            die "corestream check-config refused the generated configuration: $err"
+        fi
+    elif [ "$merge_key" = off ]; then
+        merge_note="--no-merge-key"
+    fi
+fi
+
 cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 {
-    echo "## Corestream vs nginx-rtmp"
+    echo "## Corestream vs nginx-rtmp${srs_bin:+ and SRS}"
     echo
-    echo "- machine: ${cpu_model:-unknown CPU}, $ncpu CPUs, $(free -g 2>/dev/null | awk '/^Mem:/{print $2 " GiB"}'), Linux $(uname -r)"
-    echo "- Corestream $(git -C "$root" describe --always --dirty 2>/dev/null || echo '?') ($build build, cores: 1); $nginx_version with ngx_rtmp_module, 1 worker"
-    echo "- command: \`perf-scripts/compare.sh --players $players --streams $streams --few-players $few_players --duration $duration\`"
+    echo "- machine: ${cpu_model:-unknown CPU}, $ncpu CPUs, $(free -g 2>/dev/null | awk '/^Mem:/{print $2 " GiB"}'), Linux $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg) at the start"
+    echo "- Corestream $(git -C "$root" describe --always --dirty 2>/dev/null || echo '?') ($build build, cores: 1); $nginx_version with ngx_rtmp_module, 1 worker${srs_version:+; SRS $srs_version}"
+    echo "- command: \`$command_line\`"
     echo "- $(date -u +%Y-%m-%dT%H:%MZ)"
     echo
 } >"$work/tables.md"
@@ -241,7 +825,9 @@ for p in "${wanted[@]}"; do
     case "$p" in
     A) profile A "many players of one 2.5 Mbit/s stream" 1 "$players" 2500k ;;
     B) profile B "many 250 kbit/s streams, few players each" "$streams" "$few_players" 250k ;;
-    *) die "unknown profile $p (A or B)" ;;
+    L) profile_latency ;;
+    M) profile_memory ;;
+    *) die "unknown profile $p (A, B, L or M)" ;;
     esac
 done
 
