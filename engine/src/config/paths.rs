@@ -13,6 +13,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use serde_json::Value;
+
 use regex_automata::dfa::regex::Regex;
 use serde::de::{Deserializer, Error as _};
 use serde::{Deserialize, Serialize, Serializer};
@@ -63,6 +65,11 @@ pub struct PathFields {
     /// stream's name is appended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origins: Option<Vec<String>>,
+    /// MediaMTX keys Corestream does not have (`record`, `runOnReady`, `rpiCamera*`, …), kept
+    /// as written so the API shows them back; see `config::mediamtx`. Filled by the
+    /// configuration's reader, never by the derived code (a typo must stay an error).
+    #[serde(flatten, skip_deserializing)]
+    pub mediamtx: BTreeMap<String, Value>,
 }
 
 /// One `forward` entry of a path.
@@ -72,8 +79,14 @@ pub struct ForwardTarget {
     /// `rtmp(s)://host[:port]/app` (the stream's name is appended) or `rtmp(s)://host/app/stream`.
     pub dest: String,
     /// Hex SHA-256 of an `rtmps://` target's certificate, accepted instead of checking the chain
-    /// against the public roots (as `sourceFingerprint` for sources).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// against the public roots (as `sourceFingerprint` for sources). MediaMTX names it
+    /// `destFingerprint`.
+    #[serde(
+        default,
+        alias = "destFingerprint",
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "empty_is_none"
+    )]
     pub fingerprint: Option<String>,
 }
 
@@ -102,6 +115,11 @@ impl PathFields {
             override_publisher: patch.override_publisher.or(self.override_publisher),
             forward: patch.forward.clone().or_else(|| self.forward.clone()),
             origins: patch.origins.clone().or_else(|| self.origins.clone()),
+            mediamtx: {
+                let mut kept = self.mediamtx.clone();
+                kept.extend(patch.mediamtx.clone());
+                kept
+            },
         }
     }
 
@@ -122,6 +140,7 @@ impl PathFields {
             override_publisher: f.override_publisher.unwrap_or(override_publisher),
             forward: f.forward.unwrap_or_default(),
             origins: f.origins.unwrap_or_default(),
+            mediamtx: f.mediamtx,
         }
     }
 }
@@ -147,6 +166,9 @@ pub struct PathConf {
     pub forward: Vec<ForwardTarget>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub origins: Vec<String>,
+    /// MediaMTX keys Corestream does not serve, as `pathDefaults` and the entry set them.
+    #[serde(flatten)]
+    pub mediamtx: BTreeMap<String, Value>,
 }
 
 impl PathConf {
@@ -195,6 +217,11 @@ impl PathConf {
         }
         Ok(())
     }
+}
+
+/// MediaMTX writes an unset string as `""` (`destFingerprint: ""`).
+fn empty_is_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.filter(|s| !s.is_empty()))
 }
 
 fn empty_when_none<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
@@ -337,6 +364,18 @@ impl Paths {
     pub fn remove(&mut self, name: &str) -> Option<PathFields> {
         self.regexes.retain(|(n, _)| n != name);
         self.entries.remove(name)
+    }
+
+    /// Sets the MediaMTX keys an entry holds besides its own fields (see `config::compat`).
+    pub(super) fn set_mediamtx(&mut self, name: &str, kept: BTreeMap<String, Value>) {
+        if let Some(fields) = self.entries.get_mut(name) {
+            fields.mediamtx = kept;
+        }
+    }
+
+    /// Entries as written, changeable (names and so the regexes stay as they are).
+    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = (&String, &mut PathFields)> {
+        self.entries.iter_mut()
     }
 
     /// The entry named exactly `name`, as written.
