@@ -20,11 +20,14 @@ use crate::config::{Config, Loaded, PathFields, Snapshot};
 use crate::runtime::ControlLink;
 
 /// Global keys that only take effect at start: the API refuses to change them.
-const RESTART_ONLY: [&str; 10] = [
+const RESTART_ONLY: [&str; 13] = [
     "logLevel",
     "cores",
+    "rtmp",
     "rtmpAddress",
     "httpAddress",
+    "hls",
+    "hlsAddress",
     "api",
     "apiAddress",
     "metrics",

@@ -59,6 +59,25 @@ pub(super) fn apply(config: Config, environment: &[(String, String)]) -> Result<
     if sets.is_empty() {
         return Ok(config);
     }
+    // The file named hlsAddress and not httpAddress, so HTTP playback follows hlsAddress (see
+    // `mediamtx::convert`): an override of hlsAddress moves both, unless httpAddress has its own.
+    let http_follows_hls = config
+        .compat_report
+        .applied
+        .iter()
+        .any(|a| a.starts_with("hlsAddress (as httpAddress"))
+        && !sets
+            .iter()
+            .any(|(_, t, k, _)| matches!(t, Target::Global) && *k == "httpAddress");
+    if http_follows_hls {
+        if let Some((var, _, _, text)) = sets
+            .iter()
+            .find(|(_, t, k, _)| matches!(t, Target::Global) && *k == "hlsAddress")
+            .cloned()
+        {
+            sets.push((var, Target::Global, "httpAddress", text));
+        }
+    }
     let report = config.compat_report.clone();
     let mut doc = match serde_json::to_value(&config) {
         Ok(Value::Object(doc)) => doc,
@@ -79,7 +98,9 @@ pub(super) fn apply(config: Config, environment: &[(String, String)]) -> Result<
             }),
         }
         .map_err(|e| format!("{var}: {e}"))?;
-        names.push(var.clone());
+        if !names.contains(var) {
+            names.push(var.clone());
+        }
     }
     let mut config = Config::from_value(Value::Object(doc))
         .map_err(|e| format!("environment ({}): {e}", names.join(", ")))?;
@@ -88,6 +109,7 @@ pub(super) fn apply(config: Config, environment: &[(String, String)]) -> Result<
     Ok(config)
 }
 
+#[derive(Clone)]
 enum Target {
     Global,
     PathDefaults,
@@ -195,6 +217,26 @@ mod tests {
             Some(&Value::Bool(true))
         );
         assert_eq!(c.compat_report.environment.len(), 8);
+    }
+
+    #[test]
+    fn http_follows_an_overridden_hls_address() {
+        let file = "hlsAddress: :8888\n";
+        let c = Config::parse_with_env(file, "m.yml", &[]).unwrap();
+        assert_eq!(c.http_listeners().len(), 1);
+        assert_eq!(c.http_address.to_string(), "0.0.0.0:8888");
+        let c =
+            Config::parse_with_env(file, "m.yml", &env(&[("MTX_HLSADDRESS", ":9999")])).unwrap();
+        assert_eq!(c.http_address.to_string(), "0.0.0.0:9999");
+        assert_eq!(c.http_listeners().len(), 1);
+        let c = Config::parse_with_env(
+            "httpAddress: :8080\nhlsAddress: :8888\n",
+            "m.yml",
+            &env(&[("MTX_HLSADDRESS", ":9999")]),
+        )
+        .unwrap();
+        let listeners: Vec<String> = c.http_listeners().iter().map(|a| a.to_string()).collect();
+        assert_eq!(listeners, ["0.0.0.0:8080", "0.0.0.0:9999"]);
     }
 
     #[test]
