@@ -570,6 +570,53 @@ const CREDENTIALS: &[&str] = &[
     "readIPs",
 ];
 
+/// MediaMTX's conversion of per-path credentials: anyone may use playback, the API, metrics and
+/// pprof from localhost, and each path entry gets a publish and a read user (its
+/// `publishUser`/`readUser` or `any`, its password, its IPs or `0.0.0.0/0`) for that path
+/// (`all_others` and `all` become `~^.*$`). `pathDefaults` sets what an entry leaves unset.
+fn users_from_credentials<'a>(
+    defaults: &BTreeMap<String, Value>,
+    entries: impl Iterator<Item = (&'a str, &'a BTreeMap<String, Value>)>,
+) -> Value {
+    let mut users = vec![
+        serde_json::json!({"user": "any", "permissions": [{"action": "playback"}]}),
+        serde_json::json!({
+            "user": "any",
+            "ips": ["127.0.0.1/32", "::1/128"],
+            "permissions": [{"action": "api"}, {"action": "metrics"}, {"action": "pprof"}],
+        }),
+    ];
+    for (name, kept) in entries {
+        let get = |key: &str| {
+            kept.get(key)
+                .or_else(|| defaults.get(key))
+                .filter(|v| !v.is_null())
+        };
+        let text = |key: &str| get(key).and_then(Value::as_str).filter(|s| !s.is_empty());
+        let path = if name == "all_others" || name == "all" {
+            "~^.*$"
+        } else {
+            name
+        };
+        for (action, user, pass, ips) in [
+            ("publish", "publishUser", "publishPass", "publishIPs"),
+            ("read", "readUser", "readPass", "readIPs"),
+        ] {
+            let ips = match get(ips) {
+                Some(Value::Array(list)) if !list.is_empty() => Value::Array(list.clone()),
+                _ => serde_json::json!(["0.0.0.0/0"]),
+            };
+            users.push(serde_json::json!({
+                "user": text(user).unwrap_or("any"),
+                "pass": text(pass).unwrap_or(""),
+                "ips": ips,
+                "permissions": [{"action": action, "path": path}],
+            }));
+        }
+    }
+    Value::Array(users)
+}
+
 /// Renames the deprecated keys of `kept`; each conversion is noted in `converted`.
 fn rename(
     kept: &mut BTreeMap<String, Value>,
@@ -624,14 +671,12 @@ pub(super) fn convert(
     if let Some(Value::Bool(b)) = config.mediamtx.remove("hls") {
         config.hls = b;
     }
-    if let Some(url) = config.mediamtx.remove("externalAuthenticationURL") {
-        if let Value::String(url) = url {
-            config.auth_method = AuthMethod::Http;
-            config.auth_http_address = Some(url);
-            report
-                .converted
-                .push("externalAuthenticationURL -> authMethod: http, authHTTPAddress".to_owned());
-        }
+    if let Some(Value::String(url)) = config.mediamtx.remove("externalAuthenticationURL") {
+        config.auth_method = AuthMethod::Http;
+        config.auth_http_address = Some(url);
+        report
+            .converted
+            .push("externalAuthenticationURL -> authMethod: http, authHTTPAddress".to_owned());
     }
     for key in RECORD_GLOBALS {
         if let Some(value) = config.mediamtx.remove(*key) {
@@ -699,16 +744,39 @@ pub(super) fn convert(
         );
         take_path_own(fields);
     }
-    let credentials = std::iter::once(&config.path_defaults.mediamtx)
-        .chain(entries.iter().map(|(_, f)| &f.mediamtx))
-        .find_map(|kept| CREDENTIALS.iter().find(|k| kept.contains_key(**k)));
-    if let Some(key) = credentials {
-        return Err((
-            (*key).to_owned(),
-            "MediaMTX's per-path credentials (publishUser, publishPass, publishIPs, readUser, \
-             readPass, readIPs) are not converted by corestream: write them as authInternalUsers"
+    let has_credentials =
+        |kept: &BTreeMap<String, Value>| CREDENTIALS.iter().any(|k| kept.contains_key(*k));
+    if has_credentials(&config.path_defaults.mediamtx)
+        || entries.iter().any(|(_, f)| has_credentials(&f.mediamtx))
+    {
+        let users = users_from_credentials(
+            &config.path_defaults.mediamtx,
+            entries.iter().map(|(name, f)| (name.as_str(), &f.mediamtx)),
+        );
+        let default_users = serde_json::to_value(crate::auth::default_users()).ok();
+        if serde_json::to_value(&config.auth_internal_users).ok() != default_users {
+            return Err((
+                "authInternalUsers".to_owned(),
+                "authInternalUsers and legacy credentials (publishUser, publishPass, publishIPs, \
+                 readUser, readPass, readIPs) cannot be used together"
+                    .to_owned(),
+            ));
+        }
+        config.auth_internal_users = serde_json::from_value(users).map_err(|e| {
+            (
+                "publishUser".to_owned(),
+                format!("legacy credentials do not convert: {e}"),
+            )
+        })?;
+        report.converted.push(
+            "publishUser, publishPass, publishIPs, readUser, readPass, readIPs -> authInternalUsers"
                 .to_owned(),
-        ));
+        );
+        for kept in std::iter::once(&mut config.path_defaults.mediamtx)
+            .chain(entries.iter_mut().map(|(_, f)| &mut f.mediamtx))
+        {
+            kept.retain(|k, _| !CREDENTIALS.contains(&k.as_str()));
+        }
     }
 
     for (at, key) in own {
@@ -1006,3 +1074,185 @@ pub(super) const PATH: &[(&str, Kind)] = &[
     ("whepSTUNGatherTimeout", Kind::Duration),
     ("whepTrackGatherTimeout", Kind::Duration),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+    use super::*;
+
+    fn parse(text: &str) -> Config {
+        Config::parse_with_env(text, "m.yml", &[]).unwrap()
+    }
+
+    fn error(text: &str) -> String {
+        Config::parse_with_env(text, "m.yml", &[])
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn stock_files_load() {
+        for text in [
+            include_str!("../../../tests/testdata/mediamtx/mediamtx-v1.20.1.yml"),
+            include_str!("../../../tests/testdata/mediamtx/mediamtx-v1.16.1.yml"),
+        ] {
+            let c = parse(text);
+            assert_eq!(c.rtmp_address.to_string(), "0.0.0.0:1935");
+            assert_eq!(c.http_address.to_string(), "0.0.0.0:8888");
+            assert_eq!(c.http_listeners().len(), 1);
+            assert!(!c.api && !c.metrics && c.rtmp && c.hls);
+            assert_eq!(c.mediamtx.get("rtsp"), Some(&Value::Bool(true)));
+            assert_eq!(c.path_defaults.override_publisher, Some(true));
+            assert_eq!(
+                c.path_defaults.mediamtx.get("record"),
+                Some(&Value::Bool(false))
+            );
+            assert!(c.paths.get("all_others").is_some());
+            let lines = c.compat_report.not_served_lines();
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.starts_with("RTSP server: not served")),
+                "{lines:?}"
+            );
+            assert!(
+                !lines.iter().any(|l| l.starts_with("recording")),
+                "{lines:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn yaml_1_1_booleans_everywhere() {
+        let c = parse("metrics: yes\napi: off\nhlsAlwaysRemux: On\npathDefaults:\n  sourceOnDemand: no\npaths:\n  cam:\n    overridePublisher: Y\n    record: yes\n");
+        assert!(c.metrics && !c.api && c.hls_always_remux);
+        assert_eq!(c.path_defaults.source_on_demand, Some(false));
+        let cam = c.paths.get("cam").unwrap();
+        assert_eq!(cam.override_publisher, Some(true));
+        assert_eq!(cam.mediamtx.get("record"), Some(&Value::Bool(true)));
+        assert!(c.compat_report.not_served_lines()[0].contains("paths.cam.record"));
+        let e = error("logLevel: info\nmetrics: si\n");
+        assert!(e.starts_with("m.yml:2:10: "), "{e}");
+        assert!(e.contains("\"si\", expected a boolean"), "{e}");
+    }
+
+    #[test]
+    fn kept_values_are_checked_at_their_position() {
+        let e = error("rtsp: true\nwriteTimeout: soon\n");
+        assert!(e.starts_with("m.yml:2:15: "), "{e}");
+        assert!(e.contains("not a duration"), "{e}");
+        let e = error("paths:\n  cam:\n    recordMaxPartSize: huge\n");
+        assert!(e.starts_with("m.yml:3:24: "), "{e}");
+        assert!(e.contains("not a size"), "{e}");
+        let e = error("udpMaxPayloadSize: [1]\n");
+        assert!(e.contains("udpMaxPayloadSize"), "{e}");
+        let c = parse("writeTimeout: 1d2h\nhlsSegmentMaxSize: 50M\nrunOnConnect: 1234\n");
+        assert_eq!(c.mediamtx.get("runOnConnect"), Some(&Value::from("1234")));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_at_every_level() {
+        for (text, at, key) in [
+            (
+                "rtsp: true\nrtspAdress: :8554\n",
+                "m.yml:2:1: ",
+                "rtspAdress",
+            ),
+            ("pathDefaults:\n  recrd: yes\n", "m.yml:2:3: ", "recrd"),
+            (
+                "paths:\n  cam:\n    source: publisher\n    runOnReadyy: x\n",
+                "m.yml:4:5: ",
+                "runOnReadyy",
+            ),
+        ] {
+            let e = error(text);
+            assert!(e.starts_with(at), "{e}");
+            assert!(e.contains(&format!("unknown field `{key}`")), "{e}");
+        }
+        // Below the filtered levels, the derived code's own strictness stays.
+        let e = error("authInternalUsers:\n  - user: any\n    passw: x\n");
+        assert!(e.contains("unknown field `passw`"), "{e}");
+    }
+
+    #[test]
+    fn deprecated_keys_convert_as_mediamtx_converts_them() {
+        let c = parse(
+            "rtmpDisable: yes\nhlsDisable: no\nrtspDisable: yes\nhlsAllowOrigin: https://a\n\
+             readBufferCount: 256\nrecord: yes\nrecordPath: ./r\n\
+             externalAuthenticationURL: http://127.0.0.1:9000/auth\n\
+             paths:\n  cam:\n    disablePublisherOverride: yes\n    sourceProtocol: tcp\n    source: rtsp://cam/1\n",
+        );
+        assert!(!c.rtmp && c.hls);
+        assert_eq!(c.mediamtx.get("rtsp"), Some(&Value::Bool(false)));
+        assert_eq!(c.http_allow_origins, ["https://a"]);
+        assert_eq!(c.mediamtx.get("writeQueueSize"), Some(&Value::from(256)));
+        assert!(!c.mediamtx.contains_key("record"));
+        assert_eq!(
+            c.path_defaults.mediamtx.get("record"),
+            Some(&Value::Bool(true))
+        );
+        assert_eq!(c.auth_method, AuthMethod::Http);
+        assert_eq!(
+            c.auth_http_address.as_deref(),
+            Some("http://127.0.0.1:9000/auth")
+        );
+        let cam = c.paths.get("cam").unwrap();
+        assert_eq!(cam.override_publisher, Some(false));
+        assert_eq!(cam.rtsp_transport.as_deref(), Some("tcp"));
+        assert!(c
+            .compat_report
+            .converted
+            .iter()
+            .any(|c| c == "rtmpDisable -> rtmp"));
+        // `rtspDisable: yes` asks for no RTSP: nothing to log.
+        assert!(c
+            .compat_report
+            .not_served_lines()
+            .iter()
+            .all(|l| !l.starts_with("RTSP server")));
+    }
+
+    #[test]
+    fn legacy_credentials_become_internal_users() {
+        let c = parse(
+            "pathDefaults:\n  readIPs: [10.0.0.0/8]\npaths:\n  cam:\n    publishUser: pub\n    publishPass: secret\n  all_others:\n",
+        );
+        let users = serde_json::to_value(&c.auth_internal_users).unwrap();
+        assert_eq!(users.as_array().unwrap().len(), 6, "{users}");
+        // Entries in name order: all_others, then cam; each a publish and a read user.
+        assert_eq!(users[2]["user"], "any", "{users}");
+        assert_eq!(users[2]["ips"][0], "0.0.0.0/0", "{users}");
+        assert_eq!(users[2]["permissions"][0]["path"], "~^.*$", "{users}");
+        assert_eq!(users[3]["ips"][0], "10.0.0.0/8", "{users}");
+        assert_eq!(users[4]["user"], "pub", "{users}");
+        assert_eq!(users[4]["pass"], "secret", "{users}");
+        assert_eq!(users[4]["permissions"][0]["action"], "publish", "{users}");
+        assert_eq!(users[4]["permissions"][0]["path"], "cam", "{users}");
+        assert_eq!(users[5]["permissions"][0]["action"], "read", "{users}");
+        assert!(c.paths.get("cam").unwrap().mediamtx.is_empty());
+        let e = error(
+            "authInternalUsers:\n  - user: x\n    pass: y\npaths:\n  cam:\n    readUser: r\n",
+        );
+        assert!(e.contains("cannot be used together"), "{e}");
+    }
+
+    #[test]
+    fn the_api_round_trip_keeps_mediamtx_keys() {
+        let c = parse(
+            "rtsp: yes\npathDefaults:\n  record: no\npaths:\n  cam:\n    runOnReady: ffmpeg -i x\n",
+        );
+        let mut overlay = serde_json::Map::new();
+        overlay.insert("readTimeout".into(), Value::from("5s"));
+        let c = super::super::state::apply(&c, &overlay).unwrap();
+        assert_eq!(c.read_timeout, super::super::Millis(5_000));
+        assert_eq!(c.mediamtx.get("rtsp"), Some(&Value::Bool(true)));
+        assert_eq!(
+            c.paths.get("cam").unwrap().mediamtx.get("runOnReady"),
+            Some(&Value::from("ffmpeg -i x"))
+        );
+        let conf = c.path_conf("cam").unwrap();
+        let shown = serde_json::to_value(&conf).unwrap();
+        assert_eq!(shown["record"], false, "{shown}");
+        assert_eq!(shown["runOnReady"], "ffmpeg -i x", "{shown}");
+    }
+}
