@@ -187,4 +187,38 @@ fn the_api_answers_with_the_files_values() {
         defaults["recordPath"], "./recordings/%path/%Y-%m-%d_%H-%M-%S-%f",
         "{defaults}"
     );
+
+    // A backend written for MediaMTX adds a path with keys Corestream does not serve: kept and
+    // shown back; a typo is still a 400.
+    let added = engine.api(
+        "POST",
+        "/v3/config/paths/add/cam",
+        Some(r#"{"source":"publisher","maxReaders":2,"record":true,"runOnReady":"ffmpeg -i x"}"#),
+    );
+    assert_eq!(added.status, 200, "{}", added.text());
+    let cam = get(engine.api_port, "/v3/config/paths/get/cam", &[]).json();
+    assert_eq!(cam["maxReaders"], 2, "{cam}");
+    assert_eq!(cam["record"], true, "{cam}");
+    assert_eq!(cam["runOnReady"], "ffmpeg -i x", "{cam}");
+    assert_eq!(cam["rpiCameraWidth"], 1920, "{cam}");
+    let typo = engine.api(
+        "POST",
+        "/v3/config/paths/add/cam2",
+        Some(r#"{"recrd":true}"#),
+    );
+    assert_eq!(typo.status, 400, "{}", typo.text());
+    assert!(
+        typo.text().contains("unknown field `recrd`"),
+        "{}",
+        typo.text()
+    );
+    let patched = engine.api(
+        "PATCH",
+        "/v3/config/global/patch",
+        Some(r#"{"rtsp":false,"readTimeout":"5s"}"#),
+    );
+    assert_eq!(patched.status, 200, "{}", patched.text());
+    let g = get(engine.api_port, "/v3/config/global/get", &[]).json();
+    assert_eq!(g["rtsp"], false, "{g}");
+    assert_eq!(g["readTimeout"], "5s", "{g}");
 }

@@ -36,7 +36,7 @@ use tracing::info;
 pub use error::ApiError;
 use page::Page;
 use router::Route;
-use store::{parse_json, Change, Store};
+use store::{parse_path_fields, Change, Store};
 
 use crate::auth::users::IpNet;
 use crate::auth::Action;
@@ -273,7 +273,7 @@ impl Api {
             })
             .unwrap_or(Value::Null)),
             Route::PathDefaultsPatch => {
-                self.change(Change::PathDefaults(parse_json(&req.body)?))
+                self.change(Change::PathDefaults(parse_path_fields(&req.body)?))
                     .await
             }
             Route::ConfigPathsList => {
@@ -286,14 +286,15 @@ impl Api {
             }
             Route::ConfigPathGet(name) => conf_json(&name).ok_or(ApiError::PathConfNotFound),
             Route::ConfigPathAdd(name) => {
-                self.change(Change::Add(name, parse_json(&req.body)?)).await
+                self.change(Change::Add(name, parse_path_fields(&req.body)?))
+                    .await
             }
             Route::ConfigPathPatch(name) => {
-                self.change(Change::Patch(name, parse_json(&req.body)?))
+                self.change(Change::Patch(name, parse_path_fields(&req.body)?))
                     .await
             }
             Route::ConfigPathReplace(name) => {
-                self.change(Change::Replace(name, parse_json(&req.body)?))
+                self.change(Change::Replace(name, parse_path_fields(&req.body)?))
                     .await
             }
             Route::ConfigPathDelete(name) => self.change(Change::Delete(name)).await,

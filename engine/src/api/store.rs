@@ -63,6 +63,12 @@ impl Change {
     }
 }
 
+/// A path entry body (add, patch, replace, path defaults): Corestream's fields and MediaMTX's
+/// path keys (kept and shown back, see `config::mediamtx`); anything else is a 400.
+pub fn parse_path_fields(body: &[u8]) -> Result<PathFields, ApiError> {
+    PathFields::from_json(parse_json(body)?).map_err(|e| ApiError::invalid(format!("json: {e}")))
+}
+
 /// Parses a JSON body strictly; an empty body is an empty object.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let body = if body.iter().all(u8::is_ascii_whitespace) {

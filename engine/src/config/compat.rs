@@ -91,6 +91,25 @@ where
     Ok((value, kept.into_inner()))
 }
 
+/// Deserializes one path entry (`T`, a [`super::PathFields`]) from `de`, as an API body, with
+/// MediaMTX's path keys taken aside.
+pub(super) fn deserialize_path_entry<'de, T, D>(
+    de: D,
+) -> Result<(T, BTreeMap<String, Value>), D::Error>
+where
+    T: de::Deserialize<'de>,
+    D: Deserializer<'de>,
+{
+    let kept = RefCell::new(Kept::default());
+    let value = T::deserialize(Compat {
+        de,
+        place: Place::PathEntry(String::new()),
+        kept: &kept,
+    })?;
+    let fields = kept.into_inner().paths.remove("").unwrap_or_default();
+    Ok((value, fields))
+}
+
 struct Compat<'k, D> {
     de: D,
     place: Place,

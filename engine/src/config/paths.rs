@@ -91,6 +91,15 @@ pub struct ForwardTarget {
 }
 
 impl PathFields {
+    /// A path entry from JSON (an API body): Corestream's fields and MediaMTX's path keys,
+    /// kept; anything else is refused.
+    pub fn from_json(value: Value) -> Result<PathFields, String> {
+        let (mut fields, kept): (PathFields, _) =
+            super::compat::deserialize_path_entry(value).map_err(|e| e.to_string())?;
+        fields.mediamtx = kept;
+        Ok(fields)
+    }
+
     /// `self` with every field `patch` sets replaced (MediaMTX's PATCH).
     pub fn patched(&self, patch: &PathFields) -> PathFields {
         PathFields {
