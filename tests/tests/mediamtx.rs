@@ -92,7 +92,7 @@ fn a_typo_in_a_stock_file_is_refused_with_its_position() {
 
 /// ffmpeg publishes to rtmp://…/mystream and ffprobe reads MediaMTX's
 /// http://…/mystream/index.m3u8, on the stock file run unmodified.
-fn publish_and_read_hls(name: &str) {
+fn publish_and_read_hls(name: &str) -> Engine {
     let engine = Engine::start_file(&stock(name), &[]);
     // One line per feature the file asks for that is not served, at start.
     for feature in ["RTSP server", "WebRTC server", "SRT server"] {
@@ -139,11 +139,27 @@ fn publish_and_read_hls(name: &str) {
     assert_eq!((p.width, p.height), (320, 240));
     assert!(p.video_frames > 0, "{p:?}");
     wait_with_timeout(publisher, Duration::from_secs(30), "publisher");
+    engine
 }
 
 #[test]
 fn stock_v1_20_file_publishes_over_rtmp_and_plays_over_mediamtx_hls_urls() {
-    publish_and_read_hls("mediamtx-v1.20.1.yml");
+    let engine = publish_and_read_hls("mediamtx-v1.20.1.yml");
+    // A path of two parts, as MediaMTX names them: rtmp://…/cam/1, http://…/cam/1/index.m3u8;
+    // our own /cam/1.m3u8 serves the same muxer.
+    let publisher = ff::publish(&engine.rtmp_url("cam/1"), 6);
+    engine.wait_for_log("publish started stream=cam/1", Duration::from_secs(10));
+    let playlist = get(engine.http_port, "/cam/1/index.m3u8", &[]);
+    assert_eq!(playlist.status, 200, "{}", playlist.text());
+    let text = playlist.text();
+    let segment = text.lines().find(|l| l.ends_with(".ts")).unwrap();
+    assert!(segment.starts_with("../1-"), "{text}");
+    let seg = get(engine.http_port, &format!("/cam/{}", &segment[3..]), &[]);
+    assert_eq!(seg.status, 200);
+    let own = get(engine.http_port, "/cam/1.m3u8", &[]);
+    assert_eq!(own.status, 200);
+    assert!(own.text().contains(&segment[3..]), "{}", own.text());
+    wait_with_timeout(publisher, Duration::from_secs(30), "publisher");
 }
 
 #[test]
