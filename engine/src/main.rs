@@ -264,7 +264,7 @@ fn run(snapshot: Arc<Snapshot>, discovered: bool) -> ExitCode {
         (corestream::config::Source::Embedded, _) => tracing::info!(
             config = %snapshot.source.name(),
             "starting: no configuration file given or found (looked for {}): the embedded default",
-            corestream::config::discover::SEARCH.join(", ")
+            corestream::config::discover::search_list().join(", ")
         ),
     }
     // One line per MediaMTX feature the file asks for that Corestream does not serve.

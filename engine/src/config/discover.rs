@@ -22,11 +22,30 @@ pub fn first_existing(cwd: &Path, candidates: &[&str]) -> Option<PathBuf> {
     candidates.iter().map(|c| cwd.join(c)).find(|p| p.is_file())
 }
 
-/// The configuration to load when no `--config` is given: the first of [`SEARCH`] that exists,
-/// `None` for the embedded default.
+/// Replaces [`SEARCH`] with a `:`-separated list (empty: none, the embedded default), so tests
+/// and packagers can say exactly which files may be read.
+pub const SEARCH_ENV: &str = "CORESTREAM_CONFIG_SEARCH";
+
+/// Where a configuration is looked for: `CORESTREAM_CONFIG_SEARCH`, else [`SEARCH`].
+pub fn search_list() -> Vec<String> {
+    match std::env::var(SEARCH_ENV) {
+        Ok(list) => list
+            .split(':')
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        Err(_) => SEARCH.iter().map(|c| (*c).to_owned()).collect(),
+    }
+}
+
+/// The configuration to load when no `--config` is given: the first of [`search_list`] that
+/// exists, `None` for the embedded default.
 pub fn default_file() -> Option<PathBuf> {
     let cwd = std::env::current_dir().ok()?;
-    first_existing(&cwd, SEARCH).map(|p| p.strip_prefix(&cwd).map_or(p.clone(), Path::to_path_buf))
+    let list = search_list();
+    let candidates: Vec<&str> = list.iter().map(String::as_str).collect();
+    first_existing(&cwd, &candidates)
+        .map(|p| p.strip_prefix(&cwd).map_or(p.clone(), Path::to_path_buf))
 }
 
 #[cfg(test)]
