@@ -88,6 +88,15 @@ pub struct ForwardTarget {
         deserialize_with = "empty_is_none"
     )]
     pub fingerprint: Option<String>,
+    /// MediaMTX's token for `whip(s)://` targets, which Corestream does not push to: accepted
+    /// empty (as MediaMTX writes it), refused otherwise.
+    #[serde(
+        default,
+        rename = "whipBearerToken",
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "empty_is_none"
+    )]
+    pub whip_bearer_token: Option<String>,
 }
 
 impl PathFields {
@@ -220,6 +229,18 @@ impl PathConf {
             }
             if let Some(fp) = &f.fingerprint {
                 check_fingerprint("forward fingerprint", fp)?;
+            }
+            if f.whip_bearer_token.is_some() {
+                return Err(format!(
+                    "forward dest '{}': whipBearerToken is for whip:// targets, which are not supported",
+                    f.dest
+                ));
+            }
+            if f.dest.contains("$MTX_PATH") {
+                return Err(format!(
+                    "forward dest '{}': $MTX_PATH is not supported yet: give rtmp://host/app and the stream's name is appended",
+                    f.dest
+                ));
             }
             crate::relay::url::parse(&f.dest)
                 .map_err(|e| format!("forward dest '{}': {e}", f.dest))?;
@@ -603,6 +624,17 @@ mod tests {
         );
         let e = conf(r#"{"forward":[{"dest":"rtmp://cdn/app","x":1}]}"#).unwrap_err();
         assert!(e.contains("unknown field `x`"), "{e}");
+        assert_eq!(
+            conf(
+                r#"{"forward":[{"dest":"rtmp://cdn/app","destFingerprint":"","whipBearerToken":""}]}"#
+            ),
+            Ok(())
+        );
+        let e =
+            conf(r#"{"forward":[{"dest":"rtmp://cdn/app","whipBearerToken":"t"}]}"#).unwrap_err();
+        assert!(e.contains("whip:// targets"), "{e}");
+        let e = conf(r#"{"forward":[{"dest":"rtmp://cdn/live/$MTX_PATH"}]}"#).unwrap_err();
+        assert!(e.contains("$MTX_PATH is not supported yet"), "{e}");
         let e = conf(r#"{"forward":[{"dest":"http://cdn/app.flv"}]}"#).unwrap_err();
         assert!(e.contains("only rtmp:// and rtmps:// are"), "{e}");
         let pinned = format!(
