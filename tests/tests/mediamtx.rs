@@ -1,7 +1,8 @@
 //! End-to-end: Corestream as a drop-in for MediaMTX. The stock `mediamtx.yml` of MediaMTX v1.20.1
 //! (the latest release) and of v1.16.1 (the last with YAML 1.1 `yes`/`no` booleans), vendored
 //! unmodified under `tests/testdata/mediamtx/`, are checked and run as they are; only the
-//! listen addresses are moved to free ports, through MediaMTX's own `MTX_*` overrides.
+//! listen addresses are moved to free ports, through MediaMTX's own `MTX_*` overrides. The file
+//! of rtsp-simple-server v0.20.0 is checked for MediaMTX's deprecated keys.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -54,6 +55,31 @@ fn check_config_accepts_stock_files_and_reports_what_is_not_served() {
         ] {
             assert!(stdout.contains(needle), "{name}: no `{needle}` in:\n{stdout}");
         }
+    }
+}
+
+/// rtsp-simple-server v0.20.0 (MediaMTX's former name), whose file is made of keys MediaMTX has
+/// since deprecated: converted as MediaMTX converts them.
+#[test]
+fn check_config_converts_an_old_files_deprecated_keys() {
+    let out = check_config(&stock("rtsp-simple-server-v0.20.0.yml"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "rtmpDisable -> rtmp",
+        "hlsDisable -> hls",
+        "rtspDisable -> rtsp",
+        "protocols -> rtspTransports",
+        "paths.all.disablePublisherOverride -> overridePublisher",
+        "paths.all.sourceProtocol -> rtspTransport",
+        "readIPs -> authInternalUsers",
+        "RTSP server: ASKED FOR by rtsp;",
+    ] {
+        assert!(stdout.contains(needle), "no `{needle}` in:\n{stdout}");
     }
 }
 

@@ -744,6 +744,12 @@ pub(super) fn convert(
         );
         take_path_own(fields);
     }
+    // `publishUser:` with no value is unset, as in MediaMTX (a null pointer there).
+    for kept in std::iter::once(&mut config.path_defaults.mediamtx)
+        .chain(entries.iter_mut().map(|(_, f)| &mut f.mediamtx))
+    {
+        kept.retain(|k, v| !(CREDENTIALS.contains(&k.as_str()) && v.is_null()));
+    }
     let has_credentials =
         |kept: &BTreeMap<String, Value>| CREDENTIALS.iter().any(|k| kept.contains_key(*k));
     if has_credentials(&config.path_defaults.mediamtx)
