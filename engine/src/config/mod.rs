@@ -4,6 +4,7 @@
 //! `file:line:column: message` so an operator can go straight to the offending key.
 
 mod compat;
+mod deprecated;
 pub mod discover;
 mod env;
 mod error;
