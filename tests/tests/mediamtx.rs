@@ -264,3 +264,33 @@ fn the_api_answers_with_the_files_values() {
     assert_eq!(g["rtsp"], false, "{g}");
     assert_eq!(g["readTimeout"], "5s", "{g}");
 }
+
+#[test]
+fn rtmp_and_hls_switches_and_a_second_hls_listener() {
+    // hlsAddress on another port: the same HTTP service on both.
+    let hls_port = tests::free_port();
+    let engine = Engine::start(&format!("hlsAddress: 127.0.0.1:{hls_port}\n"));
+    for port in [engine.http_port, hls_port] {
+        let r = get(port, "/nothing-here", &[]);
+        assert_eq!(r.status, 404, "port {port}");
+    }
+    drop(engine);
+
+    // `rtmp: false` binds no RTMP port; `hls: false` answers 404 for HLS, HTTP-FLV routes stay.
+    let engine = Engine::start("rtmp: false\nhls: false\nplayWaitTimeout: 1s\n");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", engine.rtmp_port)).is_err());
+    let started = std::time::Instant::now();
+    assert_eq!(get(engine.http_port, "/live/cam.m3u8", &[]).status, 404);
+    assert_eq!(
+        get(engine.http_port, "/live/cam/index.m3u8", &[]).status,
+        404
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "hls: false waits for nothing"
+    );
+    // An HTTP-FLV request waits playWaitTimeout for the stream, then 404: still routed.
+    assert_eq!(get(engine.http_port, "/live/cam.flv", &[]).status, 404);
+    let ready = engine.log().join("\n");
+    assert!(ready.contains("off (rtmp: false)"), "{ready}");
+}
