@@ -242,14 +242,10 @@ impl Api {
         let config = &snapshot.config;
         let page = || Page::from_query(&req.query_pairs());
         let conf_json = |name: &str| {
-            config.paths.get(name).map(|f| {
-                serde_json::to_value(f.resolve(
-                    name,
-                    &config.path_defaults,
-                    config.override_publisher,
-                ))
-                .unwrap_or(Value::Null)
-            })
+            config
+                .paths
+                .get(name)
+                .map(|f| f.resolve_json(name, &config.path_defaults, config.override_publisher))
         };
         match route {
             Route::Info => Ok(json!({
@@ -258,20 +254,17 @@ impl Api {
             })),
             Route::GlobalGet => Ok(store::global_json(config)),
             Route::GlobalPatch => self.change(Change::global(&req.body)?).await,
-            Route::PathDefaultsGet => Ok(serde_json::to_value(
-                crate::config::PathFields::default().resolve(
+            Route::PathDefaultsGet => {
+                let mut v = crate::config::PathFields::default().resolve_json(
                     "",
                     &config.path_defaults,
                     config.override_publisher,
-                ),
-            )
-            .map(|mut v| {
+                );
                 if let Value::Object(m) = &mut v {
                     m.remove("name");
                 }
-                v
-            })
-            .unwrap_or(Value::Null)),
+                Ok(v)
+            }
             Route::PathDefaultsPatch => {
                 self.change(Change::PathDefaults(parse_path_fields(&req.body)?))
                     .await

@@ -946,8 +946,11 @@ mod tests {
             c.paths.get("cam").unwrap().mediamtx.get("runOnReady"),
             Some(&Value::from("ffmpeg -i x"))
         );
-        let conf = c.path_conf("cam").unwrap();
-        let shown = serde_json::to_value(&conf).unwrap();
+        let shown =
+            c.paths
+                .get("cam")
+                .unwrap()
+                .resolve_json("cam", &c.path_defaults, c.override_publisher);
         assert_eq!(shown["record"], false, "{shown}");
         assert_eq!(shown["runOnReady"], "ffmpeg -i x", "{shown}");
     }

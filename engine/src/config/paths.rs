@@ -109,8 +109,20 @@ impl PathFields {
         Ok(fields)
     }
 
-    /// `self` with every field `patch` sets replaced (MediaMTX's PATCH).
+    /// `self` with every field `patch` sets replaced (MediaMTX's PATCH), MediaMTX's kept keys
+    /// included.
     pub fn patched(&self, patch: &PathFields) -> PathFields {
+        let mut kept = self.mediamtx.clone();
+        kept.extend(patch.mediamtx.clone());
+        PathFields {
+            mediamtx: kept,
+            ..self.patched_own(patch)
+        }
+    }
+
+    /// [`PathFields::patched`] for Corestream's own fields only: what a lookup needs, without
+    /// copying the kept keys on every request.
+    fn patched_own(&self, patch: &PathFields) -> PathFields {
         PathFields {
             name: None,
             source: patch.source.clone().or_else(|| self.source.clone()),
@@ -133,17 +145,13 @@ impl PathFields {
             override_publisher: patch.override_publisher.or(self.override_publisher),
             forward: patch.forward.clone().or_else(|| self.forward.clone()),
             origins: patch.origins.clone().or_else(|| self.origins.clone()),
-            mediamtx: {
-                let mut kept = self.mediamtx.clone();
-                kept.extend(patch.mediamtx.clone());
-                kept
-            },
+            mediamtx: BTreeMap::new(),
         }
     }
 
     /// The whole configuration of `name`: `self` over `defaults` over the built-in defaults.
     pub fn resolve(&self, name: &str, defaults: &PathFields, override_publisher: bool) -> PathConf {
-        let f = defaults.patched(self);
+        let f = defaults.patched_own(self);
         PathConf {
             name: name.to_owned(),
             source: f.source.unwrap_or_else(|| "publisher".to_owned()),
@@ -158,8 +166,25 @@ impl PathFields {
             override_publisher: f.override_publisher.unwrap_or(override_publisher),
             forward: f.forward.unwrap_or_default(),
             origins: f.origins.unwrap_or_default(),
-            mediamtx: f.mediamtx,
         }
+    }
+
+    /// [`PathFields::resolve`] as the API shows it: with MediaMTX's keys Corestream keeps but
+    /// does not serve, as `pathDefaults` and the entry set them.
+    pub fn resolve_json(
+        &self,
+        name: &str,
+        defaults: &PathFields,
+        override_publisher: bool,
+    ) -> Value {
+        let mut shown = serde_json::to_value(self.resolve(name, defaults, override_publisher))
+            .unwrap_or(Value::Null);
+        if let Value::Object(map) = &mut shown {
+            for (key, value) in defaults.mediamtx.iter().chain(&self.mediamtx) {
+                map.insert(key.clone(), value.clone());
+            }
+        }
+        shown
     }
 }
 
@@ -184,9 +209,6 @@ pub struct PathConf {
     pub forward: Vec<ForwardTarget>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub origins: Vec<String>,
-    /// MediaMTX keys Corestream does not serve, as `pathDefaults` and the entry set them.
-    #[serde(flatten)]
-    pub mediamtx: BTreeMap<String, Value>,
 }
 
 impl PathConf {
