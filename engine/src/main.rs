@@ -274,6 +274,12 @@ fn run(snapshot: Arc<Snapshot>, discovered: bool) -> ExitCode {
     for c in &snapshot.config.compat_report.converted {
         tracing::info!("deprecated MediaMTX key converted: {c}");
     }
+    if !snapshot.config.compat_report.environment.is_empty() {
+        tracing::info!(
+            "environment overrides applied: {}",
+            snapshot.config.compat_report.environment.join(", ")
+        );
+    }
     for w in snapshot.auth.warnings() {
         tracing::warn!("{w}");
     }
