@@ -20,7 +20,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "Thread-per-core live-stream relay engine"
 )]
 struct Cli {
-    /// Configuration file (YAML). Without it the embedded default (config/corestream.yaml) is used.
+    /// Configuration file (YAML; Corestream's or MediaMTX's). Without it the first of
+    /// corestream.yml and mediamtx.yml found in the working directory, /usr/local/etc,
+    /// /usr/etc, /etc/corestream and /etc/mediamtx is used, else the embedded default
+    /// (config/corestream.yaml).
     #[arg(long, short, global = true)]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -116,7 +119,14 @@ struct SignArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let snapshot = match Config::load(cli.config.as_deref())
+    // As MediaMTX finds mediamtx.yml: an explicit --config, else the first file of the search
+    // list, else the embedded default.
+    let discovered = cli.config.is_none();
+    let config_path = cli
+        .config
+        .clone()
+        .or_else(corestream::config::discover::default_file);
+    let snapshot = match Config::load(config_path.as_deref())
         .map_err(|e| e.to_string())
         .and_then(|loaded| Snapshot::build(loaded).map_err(|e| e.to_string()))
     {
@@ -127,12 +137,13 @@ fn main() -> ExitCode {
         }
     };
     match cli.command.unwrap_or(Command::Run) {
-        Command::Run => run(snapshot),
+        Command::Run => run(snapshot, discovered),
         Command::CheckConfig => {
             for w in snapshot.auth.warnings() {
                 eprintln!("warning: {w}");
             }
             println!("{}: ok", snapshot.source.name());
+            print!("{}", snapshot.config.compat_report.to_text());
             ExitCode::SUCCESS
         }
         Command::Auth(AuthCommand::Check(args)) => auth_check(&snapshot, &args),
@@ -232,7 +243,7 @@ fn sign(snapshot: &Snapshot, args: &SignArgs) -> ExitCode {
     }
 }
 
-fn run(snapshot: Arc<Snapshot>) -> ExitCode {
+fn run(snapshot: Arc<Snapshot>, discovered: bool) -> ExitCode {
     let filter = EnvFilter::try_from_env("CORESTREAM_LOG")
         .unwrap_or_else(|_| EnvFilter::new(snapshot.config.log_level.as_str()));
     tracing_subscriber::fmt()
@@ -241,7 +252,34 @@ fn run(snapshot: Arc<Snapshot>) -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
-    tracing::info!(config = %snapshot.source.name(), "starting");
+    match (&snapshot.source, discovered) {
+        (corestream::config::Source::File(path), true) => tracing::info!(
+            config = %path.display(),
+            "starting: configuration found at {} (no --config given)",
+            path.display()
+        ),
+        (corestream::config::Source::File(path), false) => {
+            tracing::info!(config = %path.display(), "starting: configuration from --config")
+        }
+        (corestream::config::Source::Embedded, _) => tracing::info!(
+            config = %snapshot.source.name(),
+            "starting: no configuration file given or found (looked for {}): the embedded default",
+            corestream::config::discover::search_list().join(", ")
+        ),
+    }
+    // One line per MediaMTX feature the file asks for that Corestream does not serve.
+    for line in snapshot.config.compat_report.not_served_lines() {
+        tracing::warn!("{line}");
+    }
+    for c in &snapshot.config.compat_report.converted {
+        tracing::info!("deprecated MediaMTX key converted: {c}");
+    }
+    if !snapshot.config.compat_report.environment.is_empty() {
+        tracing::info!(
+            "environment overrides applied: {}",
+            snapshot.config.compat_report.environment.join(", ")
+        );
+    }
     for w in snapshot.auth.warnings() {
         tracing::warn!("{w}");
     }

@@ -73,6 +73,8 @@ pub struct Engine {
     pub config_path: PathBuf,
     log: Arc<Mutex<Vec<String>>>,
     dir: TempDir,
+    /// Environment variables the engine runs with (`MTX_*` overrides).
+    env: Vec<(String, String)>,
 }
 
 /// An engine that was stopped, with its directory and configuration kept for a restart.
@@ -80,6 +82,7 @@ pub struct Stopped {
     dir: TempDir,
     config_path: PathBuf,
     ports: [u16; 4],
+    env: Vec<(String, String)>,
 }
 
 impl Stopped {
@@ -110,6 +113,42 @@ impl Engine {
             dir,
             config_path: path,
             ports,
+            env: Vec::new(),
+        })
+    }
+
+    /// Starts the engine on `file` as it is (a MediaMTX configuration, say), on free ports set
+    /// through MediaMTX's environment overrides (`MTX_RTMPADDRESS`, …) and `extra_env`; waits
+    /// until it says it is ready. The HTTP port serves `httpAddress` and `hlsAddress` alike.
+    pub fn start_file(file: &std::path::Path, extra_env: &[(&str, &str)]) -> Engine {
+        let ports = [free_port(), free_port(), free_port(), free_port()];
+        let [rtmp_port, http_port, api_port, metrics_port] = ports;
+        let mut env: Vec<(String, String)> = [
+            ("MTX_RTMPADDRESS", rtmp_port),
+            ("MTX_HLSADDRESS", http_port),
+            ("MTX_HTTPADDRESS", http_port),
+            ("MTX_APIADDRESS", api_port),
+            ("MTX_METRICSADDRESS", metrics_port),
+        ]
+        .iter()
+        .map(|(k, port)| ((*k).to_owned(), format!("127.0.0.1:{port}")))
+        .collect();
+        let dir = TempDir::new("engine");
+        // API writes go to the test's directory, never beside the file (which may be test data).
+        env.push((
+            "MTX_APISTATEFILE".to_owned(),
+            dir.path.join("state.yaml").display().to_string(),
+        ));
+        env.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        Engine::launch(Stopped {
+            dir,
+            config_path: file.to_owned(),
+            ports,
+            env,
         })
     }
 
@@ -165,6 +204,7 @@ impl Engine {
                 self.api_port,
                 self.metrics_port,
             ],
+            env: std::mem::take(&mut self.env),
         }
     }
 
@@ -179,10 +219,12 @@ impl Engine {
             dir,
             config_path: path,
             ports: [rtmp_port, http_port, api_port, metrics_port],
+            env,
         } = stopped;
         let mut child = Command::new(engine_binary())
             .arg("--config")
             .arg(&path)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -208,6 +250,7 @@ impl Engine {
             config_path: path,
             log,
             dir,
+            env,
         }
     }
 

@@ -38,7 +38,7 @@ use tracing::info;
 pub use error::ApiError;
 use page::Page;
 use router::Route;
-use store::{parse_json, Change, Store};
+use store::{parse_path_fields, Change, Store};
 
 use crate::auth::users::IpNet;
 use crate::auth::Action;
@@ -393,15 +393,16 @@ impl Api {
         let config = &snapshot.config;
         let page = || Page::from_query(&req.query_pairs());
         let conf_json = |name: &str| {
-            config.paths.get(name).map(|f| {
-                serde_json::to_value(f.resolve(
-                    name,
-                    &config.path_defaults,
-                    config.override_publisher,
-                ))
-                .map(redact::path)
-                .unwrap_or(Value::Null)
-            })
+            config
+                .paths
+                .get(name)
+                .map(|f| {
+                    redact::path(f.resolve_json(
+                        name,
+                        &config.path_defaults,
+                        config.override_publisher,
+                    ))
+                })
         };
         match route {
             Route::Info => Ok(json!({
@@ -410,22 +411,19 @@ impl Api {
             })),
             Route::GlobalGet => Ok(store::global_json(config)),
             Route::GlobalPatch => self.change(Change::global(&req.body)?).await,
-            Route::PathDefaultsGet => Ok(serde_json::to_value(
-                crate::config::PathFields::default().resolve(
+            Route::PathDefaultsGet => {
+                let mut v = crate::config::PathFields::default().resolve_json(
                     "",
                     &config.path_defaults,
                     config.override_publisher,
-                ),
-            )
-            .map(|mut v| {
+                );
                 if let Value::Object(m) = &mut v {
                     m.remove("name");
                 }
-                v
-            })
-            .unwrap_or(Value::Null)),
+                Ok(redact::path(v))
+            }
             Route::PathDefaultsPatch => {
-                self.change(Change::PathDefaults(parse_json(&req.body)?))
+                self.change(Change::PathDefaults(parse_path_fields(&req.body)?))
                     .await
             }
             Route::ConfigPathsList => {
@@ -438,14 +436,15 @@ impl Api {
             }
             Route::ConfigPathGet(name) => conf_json(&name).ok_or(ApiError::PathConfNotFound),
             Route::ConfigPathAdd(name) => {
-                self.change(Change::Add(name, parse_json(&req.body)?)).await
+                self.change(Change::Add(name, parse_path_fields(&req.body)?))
+                    .await
             }
             Route::ConfigPathPatch(name) => {
-                self.change(Change::Patch(name, parse_json(&req.body)?))
+                self.change(Change::Patch(name, parse_path_fields(&req.body)?))
                     .await
             }
             Route::ConfigPathReplace(name) => {
-                self.change(Change::Replace(name, parse_json(&req.body)?))
+                self.change(Change::Replace(name, parse_path_fields(&req.body)?))
                     .await
             }
             Route::ConfigPathDelete(name) => self.change(Change::Delete(name)).await,

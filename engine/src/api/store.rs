@@ -20,11 +20,14 @@ use crate::config::{Config, Loaded, PathFields, Snapshot};
 use crate::runtime::ControlLink;
 
 /// Global keys that only take effect at start: the API refuses to change them.
-const RESTART_ONLY: [&str; 10] = [
+const RESTART_ONLY: [&str; 13] = [
     "logLevel",
     "cores",
+    "rtmp",
     "rtmpAddress",
     "httpAddress",
+    "hls",
+    "hlsAddress",
     "api",
     "apiAddress",
     "metrics",
@@ -58,6 +61,12 @@ impl Change {
             _ => Err(ApiError::invalid("json: expected an object")),
         }
     }
+}
+
+/// A path entry body (add, patch, replace, path defaults): Corestream's fields and MediaMTX's
+/// path keys (kept and shown back, see `config::mediamtx`); anything else is a 400.
+pub fn parse_path_fields(body: &[u8]) -> Result<PathFields, ApiError> {
+    PathFields::from_json(parse_json(body)?).map_err(|e| ApiError::invalid(format!("json: {e}")))
 }
 
 /// Parses a JSON body strictly; an empty body is an empty object.

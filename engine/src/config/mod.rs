@@ -3,12 +3,18 @@
 //! The file is parsed once at start-up into an immutable [`Config`]; every problem is reported as
 //! `file:line:column: message` so an operator can go straight to the offending key.
 
+mod compat;
+mod deprecated;
+pub mod discover;
+mod env;
 mod error;
+pub mod mediamtx;
 pub mod paths;
 mod snapshot;
 pub mod state;
 mod values;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -33,10 +39,20 @@ pub struct Config {
     pub log_level: LogLevel,
     #[serde(default)]
     pub cores: Cores,
+    /// Whether the RTMP listener runs (MediaMTX's `rtmp`).
+    #[serde(default = "defaults::yes")]
+    pub rtmp: bool,
     #[serde(default = "defaults::rtmp_address")]
     pub rtmp_address: ListenAddress,
     #[serde(default = "defaults::http_address")]
     pub http_address: ListenAddress,
+    /// Whether HLS is served (MediaMTX's `hls`); HTTP-FLV is not affected.
+    #[serde(default = "defaults::yes")]
+    pub hls: bool,
+    /// A second listener for HTTP playback, where MediaMTX serves HLS (`:8888`); unset, or the
+    /// same as `httpAddress`: `httpAddress` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hls_address: Option<ListenAddress>,
     #[serde(default = "defaults::api_address")]
     pub api_address: ListenAddress,
     /// Silence from a client longer than this closes its connection.
@@ -157,6 +173,15 @@ pub struct Config {
     /// Path entries: exact names, `~regex`, `all_others`; absent: `all_others: {}`.
     #[serde(default = "Paths::all_others")]
     pub paths: Paths,
+    /// MediaMTX's global keys Corestream does not have (`rtsp`, `webrtc`, `logDestinations`,
+    /// …), kept as written so the API shows them back; see [`mediamtx`]. Filled by the reader
+    /// ([`compat`]), never by the derived code, so a typo stays an error.
+    #[serde(flatten, skip_deserializing)]
+    pub mediamtx: BTreeMap<String, serde_json::Value>,
+    /// What the reader made of MediaMTX's keys (applied, converted, not served), for
+    /// `check-config` and the log at start.
+    #[serde(skip)]
+    pub compat_report: mediamtx::Report,
 }
 
 mod defaults {
@@ -307,6 +332,19 @@ impl Config {
         Ok(loaded)
     }
 
+    /// The HTTP playback listeners: `httpAddress`, and `hlsAddress` when HLS is on and it is
+    /// another address.
+    pub fn http_listeners(&self) -> Vec<ListenAddress> {
+        let mut listeners = vec![self.http_address];
+        if let Some(hls) = self
+            .hls_address
+            .filter(|a| self.hls && *a != self.http_address)
+        {
+            listeners.push(hls);
+        }
+        listeners
+    }
+
     /// The whole configuration of the entry `path` falls under; `None`: not configured.
     pub fn path_conf(&self, path: &str) -> Option<PathConf> {
         let (name, fields) = self.paths.find(path)?;
@@ -316,10 +354,26 @@ impl Config {
     /// Deserializes and validates a configuration given as JSON (the API and the state file).
     /// `Err` is the reason, without a position.
     pub fn from_value(value: serde_json::Value) -> Result<Config, String> {
-        let config: Config = serde_json::from_value(value).map_err(|e| e.to_string())?;
+        let (config, kept) = compat::deserialize::<Config, _>(value)
+            .map_err(|e: serde_json::Error| e.to_string())?;
+        let config =
+            Config::finish(config, kept).map_err(|(key, reason)| format!("{key}: {reason}"))?;
         config
             .check()
             .map_err(|(key, reason)| format!("{key}: {reason}"))?;
+        Ok(config)
+    }
+
+    /// Puts the MediaMTX keys the reader kept aside in place, converts MediaMTX's deprecated
+    /// keys and builds the compatibility report. `Err` names the key and the reason.
+    fn finish(mut config: Config, kept: compat::Kept) -> Result<Config, (String, String)> {
+        config.mediamtx = kept.global;
+        config.path_defaults.mediamtx = kept.path_defaults;
+        for (name, fields) in kept.paths {
+            config.paths.set_mediamtx(&name, fields);
+        }
+        let report = mediamtx::convert(&mut config, &kept.own)?;
+        config.compat_report = report;
         Ok(config)
     }
 
@@ -342,12 +396,31 @@ impl Config {
         }
     }
 
-    /// Parses and validates one file's text; `file` names it in errors.
+    /// Parses and validates one file's text; `file` names it in errors. MediaMTX's keys and
+    /// the `MTX_*` environment overrides are read too (see [`compat`], [`env`]).
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        Config::parse_with_env(text, file, &env::from_process())
+    }
+
+    /// [`Config::parse`] with the environment given (tests set their own).
+    pub fn parse_with_env(
+        text: &str,
+        file: &str,
+        environment: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
         // An empty file is a valid configuration made entirely of defaults.
         let text = if text.trim().is_empty() { "{}" } else { text };
-        let config: Config =
-            serde_yaml_ng::from_str(text).map_err(|e| ConfigError::from_yaml(file, &e))?;
+        let (config, kept) =
+            compat::deserialize::<Config, _>(serde_yaml_ng::Deserializer::from_str(text))
+                .map_err(|e| ConfigError::from_yaml(file, &e))?;
+        let config = Config::finish(config, kept)
+            .map_err(|(key, reason)| ConfigError::invalid(file, text, &key, &reason))?;
+        let config = env::apply(config, environment).map_err(|message| ConfigError::At {
+            file: file.to_owned(),
+            line: 1,
+            column: 1,
+            message,
+        })?;
         config.validate(text, file)?;
         Ok(config)
     }

@@ -13,6 +13,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use serde_json::Value;
+
 use regex_automata::dfa::regex::Regex;
 use serde::de::{Deserializer, Error as _};
 use serde::{Deserialize, Serialize, Serializer};
@@ -67,6 +69,11 @@ pub struct PathFields {
     /// stream's name is appended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origins: Option<Vec<String>>,
+    /// MediaMTX keys Corestream does not have (`record`, `runOnReady`, `rpiCamera*`, …), kept
+    /// as written so the API shows them back; see `config::mediamtx`. Filled by the
+    /// configuration's reader, never by the derived code (a typo must stay an error).
+    #[serde(flatten, skip_deserializing)]
+    pub mediamtx: BTreeMap<String, Value>,
 }
 
 /// One `forward` entry of a path.
@@ -76,14 +83,50 @@ pub struct ForwardTarget {
     /// `rtmp(s)://host[:port]/app` (the stream's name is appended) or `rtmp(s)://host/app/stream`.
     pub dest: String,
     /// Hex SHA-256 of an `rtmps://` target's certificate, accepted instead of checking the chain
-    /// against the public roots (as `sourceFingerprint` for sources).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// against the public roots (as `sourceFingerprint` for sources). MediaMTX names it
+    /// `destFingerprint`.
+    #[serde(
+        default,
+        alias = "destFingerprint",
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "empty_is_none"
+    )]
     pub fingerprint: Option<String>,
+    /// MediaMTX's token for `whip(s)://` targets, which Corestream does not push to: accepted
+    /// empty (as MediaMTX writes it), refused otherwise.
+    #[serde(
+        default,
+        rename = "whipBearerToken",
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "empty_is_none"
+    )]
+    pub whip_bearer_token: Option<String>,
 }
 
 impl PathFields {
-    /// `self` with every field `patch` sets replaced (MediaMTX's PATCH).
+    /// A path entry from JSON (an API body): Corestream's fields and MediaMTX's path keys,
+    /// kept; anything else is refused.
+    pub fn from_json(value: Value) -> Result<PathFields, String> {
+        let (mut fields, kept): (PathFields, _) =
+            super::compat::deserialize_path_entry(value).map_err(|e| e.to_string())?;
+        fields.mediamtx = kept;
+        Ok(fields)
+    }
+
+    /// `self` with every field `patch` sets replaced (MediaMTX's PATCH), MediaMTX's kept keys
+    /// included.
     pub fn patched(&self, patch: &PathFields) -> PathFields {
+        let mut kept = self.mediamtx.clone();
+        kept.extend(patch.mediamtx.clone());
+        PathFields {
+            mediamtx: kept,
+            ..self.patched_own(patch)
+        }
+    }
+
+    /// [`PathFields::patched`] for Corestream's own fields only: what a lookup needs, without
+    /// copying the kept keys on every request.
+    fn patched_own(&self, patch: &PathFields) -> PathFields {
         PathFields {
             name: None,
             source: patch.source.clone().or_else(|| self.source.clone()),
@@ -107,12 +150,13 @@ impl PathFields {
             write_merge_latency: patch.write_merge_latency.or(self.write_merge_latency),
             forward: patch.forward.clone().or_else(|| self.forward.clone()),
             origins: patch.origins.clone().or_else(|| self.origins.clone()),
+            mediamtx: BTreeMap::new(),
         }
     }
 
     /// The whole configuration of `name`: `self` over `defaults` over the built-in defaults.
     pub fn resolve(&self, name: &str, defaults: &PathFields, override_publisher: bool) -> PathConf {
-        let f = defaults.patched(self);
+        let f = defaults.patched_own(self);
         PathConf {
             name: name.to_owned(),
             source: f.source.unwrap_or_else(|| "publisher".to_owned()),
@@ -129,6 +173,24 @@ impl PathFields {
             forward: f.forward.unwrap_or_default(),
             origins: f.origins.unwrap_or_default(),
         }
+    }
+
+    /// [`PathFields::resolve`] as the API shows it: with MediaMTX's keys Corestream keeps but
+    /// does not serve, as `pathDefaults` and the entry set them.
+    pub fn resolve_json(
+        &self,
+        name: &str,
+        defaults: &PathFields,
+        override_publisher: bool,
+    ) -> Value {
+        let mut shown = serde_json::to_value(self.resolve(name, defaults, override_publisher))
+            .unwrap_or(Value::Null);
+        if let Value::Object(map) = &mut shown {
+            for (key, value) in defaults.mediamtx.iter().chain(&self.mediamtx) {
+                map.insert(key.clone(), value.clone());
+            }
+        }
+        shown
     }
 }
 
@@ -199,11 +261,28 @@ impl PathConf {
             if let Some(fp) = &f.fingerprint {
                 check_fingerprint("forward fingerprint", fp)?;
             }
+            if f.whip_bearer_token.is_some() {
+                return Err(format!(
+                    "forward dest '{}': whipBearerToken is for whip:// targets, which are not supported",
+                    f.dest
+                ));
+            }
+            if f.dest.contains("$MTX_PATH") {
+                return Err(format!(
+                    "forward dest '{}': $MTX_PATH is not supported yet: give rtmp://host/app and the stream's name is appended",
+                    f.dest
+                ));
+            }
             crate::relay::url::parse(&f.dest)
                 .map_err(|e| format!("forward dest '{}': {e}", f.dest))?;
         }
         Ok(())
     }
+}
+
+/// MediaMTX writes an unset string as `""` (`destFingerprint: ""`).
+fn empty_is_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.filter(|s| !s.is_empty()))
 }
 
 fn empty_when_none<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
@@ -346,6 +425,18 @@ impl Paths {
     pub fn remove(&mut self, name: &str) -> Option<PathFields> {
         self.regexes.retain(|(n, _)| n != name);
         self.entries.remove(name)
+    }
+
+    /// Sets the MediaMTX keys an entry holds besides its own fields (see `config::compat`).
+    pub(super) fn set_mediamtx(&mut self, name: &str, kept: BTreeMap<String, Value>) {
+        if let Some(fields) = self.entries.get_mut(name) {
+            fields.mediamtx = kept;
+        }
+    }
+
+    /// Entries as written, changeable (names and so the regexes stay as they are).
+    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = (&String, &mut PathFields)> {
+        self.entries.iter_mut()
     }
 
     /// The entry named exactly `name`, as written.
@@ -564,6 +655,17 @@ mod tests {
         );
         let e = conf(r#"{"forward":[{"dest":"rtmp://cdn/app","x":1}]}"#).unwrap_err();
         assert!(e.contains("unknown field `x`"), "{e}");
+        assert_eq!(
+            conf(
+                r#"{"forward":[{"dest":"rtmp://cdn/app","destFingerprint":"","whipBearerToken":""}]}"#
+            ),
+            Ok(())
+        );
+        let e =
+            conf(r#"{"forward":[{"dest":"rtmp://cdn/app","whipBearerToken":"t"}]}"#).unwrap_err();
+        assert!(e.contains("whip:// targets"), "{e}");
+        let e = conf(r#"{"forward":[{"dest":"rtmp://cdn/live/$MTX_PATH"}]}"#).unwrap_err();
+        assert!(e.contains("$MTX_PATH is not supported yet"), "{e}");
         let e = conf(r#"{"forward":[{"dest":"http://cdn/app.flv"}]}"#).unwrap_err();
         assert!(e.contains("only rtmp:// and rtmps:// are"), "{e}");
         let pinned = format!(

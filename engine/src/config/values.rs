@@ -106,38 +106,90 @@ impl Millis {
 
 impl FromStr for Millis {
     type Err = String;
+    /// Go's `time.ParseDuration` units (`ns`, `us`, `µs`, `ms`, `s`, `m`, `h`, decimals
+    /// allowed), a leading `Nd` for days and a bare `0`, as MediaMTX reads durations; rounded
+    /// down to the millisecond. Negative durations are refused: nothing here waits backwards.
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("`{s}` is not a duration (expected e.g. `500ms`, `10s`, `1m30s`)");
+        let bad =
+            || format!("`{s}` is not a duration (expected e.g. `500ms`, `10s`, `1m30s`, `1d`)");
         let mut rest = s.trim();
         if rest.is_empty() {
             return Err(bad());
         }
-        let mut total: u64 = 0;
+        if rest == "0" {
+            return Ok(Millis(0));
+        }
+        // Nanoseconds, so that `1.5us` + `999.5us` add up as Go adds them.
+        let mut total: u128 = 0;
         while !rest.is_empty() {
-            let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-            if digits == 0 {
+            let number_len = rest
+                .find(|c: char| !c.is_ascii_digit() && c != '.')
+                .ok_or_else(bad)?;
+            let number = &rest[..number_len];
+            if number.is_empty() || number == "." || number.matches('.').count() > 1 {
                 return Err(bad());
             }
-            let value: u64 = rest[..digits].parse().map_err(|_| bad())?;
-            rest = &rest[digits..];
+            rest = &rest[number_len..];
             let unit_len = rest
-                .find(|c: char| c.is_ascii_digit())
+                .find(|c: char| c.is_ascii_digit() || c == '.')
                 .unwrap_or(rest.len());
-            let scale = match &rest[..unit_len] {
-                "ms" => 1,
-                "s" => 1_000,
-                "m" => 60_000,
-                "h" => 3_600_000,
+            let scale: u128 = match &rest[..unit_len] {
+                "ns" => 1,
+                "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
+                "ms" => 1_000_000,
+                "s" => 1_000_000_000,
+                "m" => 60_000_000_000,
+                "h" => 3_600_000_000_000,
+                // Days only lead, as in MediaMTX (`1d12h`).
+                "d" if total == 0 => 86_400_000_000_000,
                 _ => return Err(bad()),
             };
-            total = value
-                .checked_mul(scale)
-                .and_then(|v| total.checked_add(v))
-                .ok_or_else(bad)?;
+            let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+            let whole: u128 = if whole.is_empty() {
+                0
+            } else {
+                whole.parse().map_err(|_| bad())?
+            };
+            let mut part = whole.checked_mul(scale).ok_or_else(bad)?;
+            let mut unit = scale;
+            for digit in fraction.bytes() {
+                unit /= 10;
+                part += u128::from(digit - b'0') * unit;
+            }
+            total = total.checked_add(part).ok_or_else(bad)?;
             rest = &rest[unit_len..];
         }
-        Ok(Millis(total))
+        u64::try_from(total / 1_000_000)
+            .map(Millis)
+            .map_err(|_| bad())
     }
+}
+
+/// A size written as MediaMTX writes them (`50M`, `1.5GB`, `512KiB`, `100B`): binary units,
+/// any case; the number of bytes.
+pub(super) fn parse_size(s: &str) -> Result<u64, String> {
+    let bad = || format!("`{s}` is not a size (expected e.g. `50M`, `1G`, `512K`, `100B`)");
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .ok_or_else(bad)?;
+    let (number, unit) = t.split_at(split);
+    let number: f64 = number.parse().map_err(|_| bad())?;
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        "P" | "PB" | "PIB" => 50,
+        "E" | "EB" | "EIB" => 60,
+        _ => return Err(bad()),
+    };
+    let bytes = number * (1u64 << shift) as f64;
+    if !(0.0..u64::MAX as f64).contains(&bytes) {
+        return Err(bad());
+    }
+    Ok(bytes as u64)
 }
 
 impl<'de> Deserialize<'de> for Millis {
@@ -251,7 +303,12 @@ mod tests {
         assert_eq!("10s".parse::<Millis>(), Ok(Millis(10_000)));
         assert_eq!("1m30s".parse::<Millis>(), Ok(Millis(90_000)));
         assert_eq!("2h".parse::<Millis>(), Ok(Millis(7_200_000)));
-        for bad in ["", "10", "s", "10 s", "1x", "-1s"] {
+        assert_eq!("1.5s".parse::<Millis>(), Ok(Millis(1_500)));
+        assert_eq!("1d12h".parse::<Millis>(), Ok(Millis(129_600_000)));
+        assert_eq!("0".parse::<Millis>(), Ok(Millis(0)));
+        assert_eq!("300us".parse::<Millis>(), Ok(Millis(0)));
+        assert_eq!("2500us".parse::<Millis>(), Ok(Millis(2)));
+        for bad in ["", "10", "s", "10 s", "1x", "-1s", "1h1d", "1..5s", ".s"] {
             assert!(bad.parse::<Millis>().is_err(), "{bad}");
         }
         for ms in [0, 500, 1_500, 10_000, 90_000, 7_200_000, 3_661_000] {
@@ -259,6 +316,17 @@ mod tests {
             assert_eq!(text.parse::<Millis>(), Ok(Millis(ms)), "{text}");
         }
         assert_eq!(Millis(90_000).to_string(), "1m30s");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("50M"), Ok(50 << 20));
+        assert_eq!(parse_size("1.5KB"), Ok(1536));
+        assert_eq!(parse_size("100B"), Ok(100));
+        assert_eq!(parse_size("2gib"), Ok(2 << 30));
+        for bad in ["", "50", "M", "5X", "-1M"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

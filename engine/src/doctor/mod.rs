@@ -72,10 +72,12 @@ pub fn run(config: &Config, target: Option<&str>) -> Report {
     let mut listeners = parse_listeners(&read("/proc/net/tcp"));
     listeners.extend(parse_listeners(&read("/proc/net/tcp6")));
     let routes = parse_routes(&read("/proc/net/route"));
-    let mut wanted = vec![
-        ("rtmp", config.rtmp_address.0),
-        ("http", config.http_address.0),
-    ];
+    let mut wanted = Vec::new();
+    if config.rtmp {
+        wanted.push(("rtmp", config.rtmp_address.0));
+    }
+    // httpAddress, and hlsAddress when it is another listener.
+    wanted.extend(config.http_listeners().into_iter().map(|a| ("http", a.0)));
     if config.api {
         wanted.push(("api", config.api_address.0));
     }

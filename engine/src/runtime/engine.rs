@@ -48,8 +48,12 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), StartError> {
     let placement = Placement::plan(config.cores, &allowed_cpus())?;
     // A listener bound without SO_REUSEPORT fails if anything already owns the port, even another
     // process with SO_REUSEPORT, which would otherwise silently share our connections.
-    probe_listen("rtmp", config.rtmp_address.0)?;
-    probe_listen("http", config.http_address.0)?;
+    if config.rtmp {
+        probe_listen("rtmp", config.rtmp_address.0)?;
+    }
+    for http in config.http_listeners() {
+        probe_listen("http", http.0)?;
+    }
     if config.api {
         probe_listen("api", config.api_address.0)?;
     }
@@ -130,9 +134,20 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), StartError> {
         }
     }
     if failure.is_none() && started == data_cores + 1 {
+        let rtmp = if config.rtmp {
+            config.rtmp_address.to_string()
+        } else {
+            "off (rtmp: false)".to_owned()
+        };
+        let http: Vec<String> = config
+            .http_listeners()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         info!(
-            rtmp = %config.rtmp_address,
-            http = %config.http_address,
+            rtmp = %rtmp,
+            http = %http.join(","),
+            hls = config.hls,
             data_cpus = ?placement.data_cpus,
             control_cpu = placement.control_cpu,
             control_shared = placement.control_shared,
@@ -192,17 +207,30 @@ async fn data_core(
     ready: mpsc::Sender<Result<CoreId, StartError>>,
 ) {
     let rtmp_addr = snapshot.config.rtmp_address.0;
-    let http_addr = snapshot.config.http_address.0;
-    let rtmp = crate::server::net::listen(rtmp_addr).map_err(|reason| StartError::Listen {
-        what: "rtmp",
-        addr: rtmp_addr,
-        reason,
-    });
-    let http = crate::server::net::listen(http_addr).map_err(|reason| StartError::Listen {
-        what: "http",
-        addr: http_addr,
-        reason,
-    });
+    let rtmp = snapshot
+        .config
+        .rtmp
+        .then(|| {
+            crate::server::net::listen(rtmp_addr).map_err(|reason| StartError::Listen {
+                what: "rtmp",
+                addr: rtmp_addr,
+                reason,
+            })
+        })
+        .transpose();
+    // httpAddress, and hlsAddress when it is another port: the same HTTP service on each.
+    let http: Result<Vec<_>, _> = snapshot
+        .config
+        .http_listeners()
+        .into_iter()
+        .map(|addr| {
+            crate::server::net::listen(addr.0).map_err(|reason| StartError::Listen {
+                what: "http",
+                addr: addr.0,
+                reason,
+            })
+        })
+        .collect();
     let (mesh, receivers) = mesh.connect().await;
     let core = Core::new(id, data_cores, snapshot, mesh);
     for (from, rx) in receivers {
@@ -224,9 +252,16 @@ async fn data_core(
     let _ = ready.send(Ok(id));
     glommio::spawn_local(core.flusher().clone().run()).detach();
     let upkeep = glommio::spawn_local(upkeep(core.clone()));
-    let http = glommio::spawn_local(crate::server::serve_http(core.clone(), http));
-    crate::server::serve_rtmp(core.clone(), rtmp).await;
-    http.await;
+    let http: Vec<_> = http
+        .into_iter()
+        .map(|listener| glommio::spawn_local(crate::server::serve_http(core.clone(), listener)))
+        .collect();
+    if let Some(rtmp) = rtmp {
+        crate::server::serve_rtmp(core.clone(), rtmp).await;
+    }
+    for listener in http {
+        listener.await;
+    }
     upkeep.await;
     drain(&core).await;
     log_stats(&core);

@@ -44,6 +44,8 @@ enum Route {
     Playlist {
         app: String,
         stream: String,
+        /// Asked as MediaMTX's `/{path}/index.m3u8`: segment URIs go one level up.
+        nested: bool,
     },
     Segment {
         app: String,
@@ -54,29 +56,52 @@ enum Route {
 }
 
 impl Route {
-    /// `/{app}/{stream}.flv`, `/{app}/{stream}.m3u8`, `/{app}/{stream}-{instance}-{seq}.ts`.
+    /// `/{app}/{stream}.flv`, `/{app}/{stream}.m3u8`, `/{app}/{stream}-{instance}-{seq}.ts`;
+    /// for a path without a stream name (`rtmp://host/mystream`) `/{app}.flv`, `/{app}.m3u8`,
+    /// `/{app}-{instance}-{seq}.ts`; and MediaMTX's `/{path}/index.m3u8`, where the path is
+    /// split as RTMP splits it (`cam/1`: app `cam`, stream `1`; `mystream`: app only).
     fn parse(path: &str) -> Option<Route> {
-        let (app, file) = path.strip_prefix('/')?.rsplit_once('/')?;
-        if app.is_empty() || app.split('/').any(str::is_empty) {
+        let path = path.strip_prefix('/')?;
+        if let Some(mtx_path) = path.strip_suffix("/index.m3u8") {
+            if mtx_path.is_empty() || mtx_path.split('/').any(str::is_empty) {
+                return None;
+            }
+            let (app, stream) = mtx_path.rsplit_once('/').unwrap_or((mtx_path, ""));
+            return Some(Route::Playlist {
+                app: app.to_owned(),
+                stream: stream.to_owned(),
+                nested: true,
+            });
+        }
+        let (app, file) = match path.rsplit_once('/') {
+            Some((app, file)) => (Some(app), file),
+            None => (None, path),
+        };
+        if app.is_some_and(|app| app.is_empty() || app.split('/').any(str::is_empty)) {
             return None;
         }
-        let app = app.to_owned();
-        if let Some(stream) = file.strip_suffix(".flv").filter(|s| !s.is_empty()) {
-            return Some(Route::Flv {
-                app,
-                stream: stream.to_owned(),
-            });
+        // `/{app}.flv` names the app-only path: the file's stem is the app.
+        let name = |stem: &str| match app {
+            Some(app) => (app.to_owned(), stem.to_owned()),
+            None => (stem.to_owned(), String::new()),
+        };
+        if let Some(stem) = file.strip_suffix(".flv").filter(|s| !s.is_empty()) {
+            let (app, stream) = name(stem);
+            return Some(Route::Flv { app, stream });
         }
-        if let Some(stream) = file.strip_suffix(".m3u8").filter(|s| !s.is_empty()) {
+        if let Some(stem) = file.strip_suffix(".m3u8").filter(|s| !s.is_empty()) {
+            let (app, stream) = name(stem);
             return Some(Route::Playlist {
                 app,
-                stream: stream.to_owned(),
+                stream,
+                nested: false,
             });
         }
-        let (stream, instance, sequence) = parse_segment_name(file)?;
+        let (stem, instance, sequence) = parse_segment_name(file)?;
+        let (app, stream) = name(stem);
         Some(Route::Segment {
             app,
-            stream: stream.to_owned(),
+            stream,
             instance,
             sequence,
         })
@@ -85,7 +110,7 @@ impl Route {
     fn app_stream(&self) -> (&str, &str) {
         match self {
             Route::Flv { app, stream }
-            | Route::Playlist { app, stream }
+            | Route::Playlist { app, stream, .. }
             | Route::Segment { app, stream, .. } => (app, stream),
         }
     }
@@ -380,6 +405,10 @@ async fn handle(conn: &Conn, req: &Request, reader: &NetReader) -> Next {
     let Some(route) = Route::parse(&req.path) else {
         return not_found(conn, req);
     };
+    if !matches!(route, Route::Flv { .. }) && !conn.core.snapshot().config.hls {
+        // `hls: false` (MediaMTX's switch): HLS is not served, HTTP-FLV still is.
+        return not_found(conn, req);
+    }
     let (app, stream) = route.app_stream();
     let protocol = match route {
         Route::Flv { .. } => Protocol::Flv,
@@ -400,7 +429,7 @@ async fn handle(conn: &Conn, req: &Request, reader: &NetReader) -> Next {
     }
     match route {
         Route::Flv { .. } => serve_flv(conn, req, key, head_only, reader).await,
-        Route::Playlist { .. } => serve_playlist(conn, req, &key).await,
+        Route::Playlist { nested, .. } => serve_playlist(conn, req, &key, nested).await,
         Route::Segment {
             instance, sequence, ..
         } => {
@@ -602,7 +631,7 @@ async fn serve_flv(
     }
 }
 
-async fn serve_playlist(conn: &Conn, req: &Request, key: &StreamKey) -> Next {
+async fn serve_playlist(conn: &Conn, req: &Request, key: &StreamKey, nested: bool) -> Next {
     let config = &conn.core.snapshot().config;
     // The first request starts the muxer; wait for its first segment (a bit over one target
     // duration after the next keyframe) rather than hand out an empty playlist.
@@ -623,7 +652,7 @@ async fn serve_playlist(conn: &Conn, req: &Request, key: &StreamKey) -> Next {
     let Some(playlist) = playlist else {
         return not_found(conn, req);
     };
-    let body = with_query_on_segments(&playlist, &req.query);
+    let body = segment_uris(&playlist, &segment_prefix(key, nested), &req.query);
     let head = with_cors(conn, ResponseHead::new(200), req.header("Origin"))
         .with_header("Content-Type", "application/vnd.apple.mpegurl")
         // A live playlist changes every segment: a CDN may hold it for a second at most.
@@ -631,17 +660,36 @@ async fn serve_playlist(conn: &Conn, req: &Request, key: &StreamKey) -> Next {
     reply(conn, head, req, Some(body))
 }
 
-/// Carries the playlist request's query (its signature, its token) onto every segment URI, so
-/// segment requests pass the same auth rules.
-fn with_query_on_segments(playlist: &[u8], query: &str) -> Bytes {
-    if query.is_empty() {
+/// What goes before a segment's name in the playlist, so that the URI, resolved against the
+/// playlist's, is a segment route: `../` under MediaMTX's `/{path}/index.m3u8`, and the app's
+/// name for a path without a stream name (whose muxer names segments `-{instance}-{seq}.ts`).
+fn segment_prefix(key: &StreamKey, nested: bool) -> String {
+    let mut prefix = String::new();
+    if nested {
+        prefix.push_str("../");
+    }
+    if key.stream.is_empty() {
+        prefix.push_str(key.app.rsplit('/').next().unwrap_or_default());
+    }
+    prefix
+}
+
+/// Puts `prefix` before every segment URI and carries the playlist request's query (its
+/// signature, its token) onto it, so segment requests reach the segment route and pass the
+/// same auth rules.
+fn segment_uris(playlist: &[u8], prefix: &str, query: &str) -> Bytes {
+    if query.is_empty() && prefix.is_empty() {
         return Bytes::copy_from_slice(playlist);
     }
     let text = String::from_utf8_lossy(playlist);
     let mut out = String::with_capacity(text.len() + 64);
     for line in text.lines() {
+        let uri = !line.is_empty() && !line.starts_with('#');
+        if uri {
+            out.push_str(prefix);
+        }
         out.push_str(line);
-        if !line.is_empty() && !line.starts_with('#') {
+        if uri && !query.is_empty() {
             out.push('?');
             out.push_str(query);
         }
@@ -656,6 +704,13 @@ mod tests {
 
     #[test]
     fn routes() {
+        let playlist = |app: &str, stream: &str, nested| {
+            Some(Route::Playlist {
+                app: app.into(),
+                stream: stream.into(),
+                nested,
+            })
+        };
         assert_eq!(
             Route::parse("/live/cam.flv"),
             Some(Route::Flv {
@@ -663,13 +718,7 @@ mod tests {
                 stream: "cam".into()
             })
         );
-        assert_eq!(
-            Route::parse("/a/b/cam.m3u8"),
-            Some(Route::Playlist {
-                app: "a/b".into(),
-                stream: "cam".into()
-            })
-        );
+        assert_eq!(Route::parse("/a/b/cam.m3u8"), playlist("a/b", "cam", false));
         assert_eq!(
             Route::parse("/live/cam-1f-12.ts"),
             Some(Route::Segment {
@@ -679,13 +728,48 @@ mod tests {
                 sequence: 12
             })
         );
+        // A path without a stream name (rtmp://host/cam).
+        assert_eq!(
+            Route::parse("/cam.flv"),
+            Some(Route::Flv {
+                app: "cam".into(),
+                stream: String::new()
+            })
+        );
+        assert_eq!(Route::parse("/cam.m3u8"), playlist("cam", "", false));
+        assert_eq!(
+            Route::parse("/cam-1f-12.ts"),
+            Some(Route::Segment {
+                app: "cam".into(),
+                stream: String::new(),
+                instance: 0x1f,
+                sequence: 12
+            })
+        );
+        // MediaMTX's form.
+        assert_eq!(
+            Route::parse("/mystream/index.m3u8"),
+            playlist("mystream", "", true)
+        );
+        assert_eq!(
+            Route::parse("/cam/1/index.m3u8"),
+            playlist("cam", "1", true)
+        );
+        assert_eq!(
+            Route::parse("/a/b/c/index.m3u8"),
+            playlist("a/b", "c", true)
+        );
         for bad in [
-            "/cam.flv",
             "/live/.flv",
             "//cam.flv",
             "/live/cam.mp4",
             "/live/cam.ts",
             "live/cam.flv",
+            "/.flv",
+            "/index.m3u8/index.m3u8x",
+            "//index.m3u8",
+            "/a//b/index.m3u8",
+            "/mystream",
         ] {
             assert_eq!(Route::parse(bad), None, "{bad}");
         }
@@ -694,10 +778,36 @@ mod tests {
     #[test]
     fn query_goes_onto_segment_uris_only() {
         let playlist = b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.000,\ns-1-0.ts\n";
-        let out = with_query_on_segments(playlist, "token=a%20b");
+        let out = segment_uris(playlist, "", "token=a%20b");
         assert_eq!(
             std::str::from_utf8(&out).unwrap(),
             "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.000,\ns-1-0.ts?token=a%20b\n"
+        );
+    }
+
+    #[test]
+    fn segment_uris_resolve_to_segment_routes() {
+        let key = |app: &str, stream: &str| StreamKey::new(DEFAULT_VHOST, app, stream);
+        // /cam/1/index.m3u8 + ../1-1f-0.ts = /cam/1-1f-0.ts
+        assert_eq!(segment_prefix(&key("cam", "1"), true), "../");
+        // /mystream/index.m3u8 + ../mystream-1f-0.ts = /mystream-1f-0.ts
+        assert_eq!(segment_prefix(&key("mystream", ""), true), "../mystream");
+        // /mystream.m3u8 + mystream-1f-0.ts
+        assert_eq!(segment_prefix(&key("mystream", ""), false), "mystream");
+        assert_eq!(segment_prefix(&key("live", "cam"), false), "");
+        let out = segment_uris(b"#EXTINF:2.000,\n-1f-0.ts\n", "../mystream", "t=1");
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            "#EXTINF:2.000,\n../mystream-1f-0.ts?t=1\n"
+        );
+        assert_eq!(
+            Route::parse("/mystream-1f-0.ts"),
+            Some(Route::Segment {
+                app: "mystream".into(),
+                stream: String::new(),
+                instance: 0x1f,
+                sequence: 0
+            })
         );
     }
 
