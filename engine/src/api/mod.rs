@@ -393,16 +393,9 @@ impl Api {
         let config = &snapshot.config;
         let page = || Page::from_query(&req.query_pairs());
         let conf_json = |name: &str| {
-            config
-                .paths
-                .get(name)
-                .map(|f| {
-                    redact::path(f.resolve_json(
-                        name,
-                        &config.path_defaults,
-                        config.override_publisher,
-                    ))
-                })
+            config.paths.get(name).map(|f| {
+                redact::path(f.resolve_json(name, &config.path_defaults, config.override_publisher))
+            })
         };
         match route {
             Route::Info => Ok(json!({

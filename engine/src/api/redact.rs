@@ -59,9 +59,75 @@ pub fn query(query: &str, names: &[String]) -> String {
         .join("&")
 }
 
-/// `/v3/config/global/get`: internal users' passwords, credentials in `authHTTPAddress`, and
-/// `apiTrustedProxies` as networks.
+/// Whether a MediaMTX key we keep without serving holds a secret (`srtReadPassphrase`,
+/// `whepBearerToken`, an ICE server's `password`, …): its name says so.
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["pass", "token", "secret"].iter().any(|s| key.contains(s))
+}
+
+/// Every non-empty string under a secret key of `v`, at any depth, shown as `<redacted>`.
+fn kept_secrets(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            for (key, value) in map.iter_mut() {
+                match value {
+                    Value::String(s) if is_secret_key(key) && !s.is_empty() => {
+                        *s = REDACTED.to_owned()
+                    }
+                    other => kept_secrets(other),
+                }
+            }
+        }
+        Value::Array(list) => list.iter_mut().for_each(kept_secrets),
+        _ => {}
+    }
+}
+
+/// The kept MediaMTX keys of a write, with every `<redacted>` under a secret key (at any depth)
+/// put back from the stored value at the same place.
+pub fn restore_kept<'a>(
+    sent: impl IntoIterator<Item = (&'a String, &'a mut Value)>,
+    stored: &std::collections::BTreeMap<String, Value>,
+) {
+    for (key, value) in sent {
+        restore_entry(key, value, stored.get(key));
+    }
+}
+
+fn restore_entry(key: &str, sent: &mut Value, stored: Option<&Value>) {
+    match (sent, stored) {
+        (Value::String(s), Some(Value::String(old))) if s == REDACTED && is_secret_key(key) => {
+            *s = old.clone();
+        }
+        (Value::Object(map), Some(Value::Object(old))) => {
+            for (k, v) in map.iter_mut() {
+                restore_entry(k, v, old.get(k));
+            }
+        }
+        (Value::Array(list), Some(Value::Array(old))) => {
+            for (i, item) in list.iter_mut().enumerate() {
+                restore_entry(key, item, old.get(i));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `/v3/config/global/get`: internal users' passwords, credentials in `authHTTPAddress`, the
+/// secrets among the MediaMTX keys we keep, and `apiTrustedProxies` as networks.
 pub fn global(config: &Config, mut v: Value) -> Value {
+    if let Value::Object(map) = &mut v {
+        for (key, value) in map.iter_mut() {
+            if !config.mediamtx.contains_key(key) {
+                continue;
+            }
+            match value {
+                Value::String(s) if is_secret_key(key) && !s.is_empty() => *s = REDACTED.to_owned(),
+                other => kept_secrets(other),
+            }
+        }
+    }
     if let Some(Value::Array(users)) = v.get_mut("authInternalUsers") {
         for u in users {
             if let Some(p) = u.get_mut("pass") {
@@ -86,8 +152,10 @@ pub fn global(config: &Config, mut v: Value) -> Value {
     v
 }
 
-/// A path configuration's JSON: credentials in `source`, `origins` and forward `dest`s.
+/// A path configuration's JSON: credentials in `source`, `origins` and forward `dest`s, and the
+/// secrets among the MediaMTX keys we keep (`srtReadPassphrase`, `readPass`, …).
 pub fn path(mut v: Value) -> Value {
+    kept_secrets(&mut v);
     if let Some(Value::String(s)) = v.get_mut("source") {
         *s = url(s);
     }
@@ -147,12 +215,41 @@ pub fn restore_global(
     if let Some(Value::String(a)) = patch.get_mut("authHTTPAddress") {
         restore_url(a, config.auth_http_address.as_deref());
     }
+    restore_kept(
+        patch
+            .iter_mut()
+            .filter(|(k, _)| config.mediamtx.contains_key(*k)),
+        &config.mediamtx,
+    );
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kept_mediamtx_secrets_are_shown_redacted_and_restored_from_what_is_stored() {
+        let stored: std::collections::BTreeMap<String, Value> =
+            serde_json::from_value(serde_json::json!({
+                "srtReadPassphrase": "longsecretphrase",
+                "whepBearerToken": "tok",
+                "webrtcICEServers2": [{"url": "stun:x", "username": "u", "password": "pw"}],
+                "runOnReady": "",
+            }))
+            .unwrap();
+        let mut shown = path(serde_json::to_value(&stored).unwrap());
+        assert_eq!(shown["srtReadPassphrase"], REDACTED);
+        assert_eq!(shown["whepBearerToken"], REDACTED);
+        assert_eq!(shown["webrtcICEServers2"][0]["password"], REDACTED);
+        assert_eq!(shown["webrtcICEServers2"][0]["username"], "u");
+        assert_eq!(shown["runOnReady"], "", "empty is not a secret");
+        // Sent back as shown: the stored secrets stay.
+        let mut sent: std::collections::BTreeMap<String, Value> =
+            serde_json::from_value(shown.take()).unwrap();
+        restore_kept(sent.iter_mut(), &stored);
+        assert_eq!(sent, stored);
+    }
 
     #[test]
     fn urls_lose_their_credentials() {

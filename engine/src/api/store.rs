@@ -100,6 +100,7 @@ fn restore_path(fields: &PathFields, stored: Option<&PathFields>) -> PathFields 
     if let Some(s) = f.source.as_mut() {
         super::redact::restore_url(s, stored.source.as_deref());
     }
+    super::redact::restore_kept(f.mediamtx.iter_mut(), &stored.mediamtx);
     if let (Some(list), Some(old)) = (f.origins.as_mut(), stored.origins.as_ref()) {
         for (i, o) in list.iter_mut().enumerate() {
             super::redact::restore_url(o, old.get(i).map(String::as_str));

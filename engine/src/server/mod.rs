@@ -16,7 +16,8 @@ pub use rtmp::serve_rtmp;
 fn future_size<Fut, Serve>(_: &Serve) -> usize
 where
     Fut: std::future::Future,
-    Serve: FnOnce(std::rc::Rc<crate::runtime::Core>, glommio::net::TcpStream, shed::Handshake) -> Fut,
+    Serve:
+        FnOnce(std::rc::Rc<crate::runtime::Core>, glommio::net::TcpStream, shed::Handshake) -> Fut,
 {
     std::mem::size_of::<Fut>()
 }
