@@ -155,7 +155,9 @@ if ((needs_clients)); then
 fi
 
 # --- binaries ----------------------------------------------------------------------------------
-if [ "$build" = release ]; then
+if [ -n "${CORESTREAM_BIN:-}" ] && [ -n "${CORESTREAM_BENCH_BIN:-}" ]; then
+    say "using $CORESTREAM_BIN and $CORESTREAM_BENCH_BIN as given (not building)"
+elif [ "$build" = release ]; then
     say "building Corestream and corestream-bench (release)"
     cargo build --release -q -p engine -p bench
 else

@@ -283,7 +283,7 @@ fn run(snapshot: Arc<Snapshot>, discovered: bool) -> ExitCode {
     for w in snapshot.auth.warnings() {
         tracing::warn!("{w}");
     }
-    match corestream::runtime::run(snapshot) {
+    match corestream::bootstrap::run(snapshot) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

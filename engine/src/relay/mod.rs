@@ -30,7 +30,7 @@ pub mod url;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
 use tracing::info;
@@ -41,30 +41,42 @@ pub use status::{ForwardView, LinkState, SourceView};
 
 use crate::config::Config;
 use crate::registry::{home_core, StreamKey, DEFAULT_VHOST};
-use crate::runtime::{Core, StreamId};
+use crate::runtime::{Core, StreamId, StreamLinks};
 use push::Forward;
 use source::Source;
 
 /// This core's relay links: the sources of the keys whose home it is, the pushes of the streams
-/// it owns.
-#[derive(Debug, Default)]
+/// it owns. The bootstrap gives one to each data core ([`StreamLinks`]).
+#[derive(Debug)]
 pub struct Relays {
     sources: RefCell<HashMap<StreamKey, Rc<Source>>>,
     forwards: RefCell<Vec<Rc<Forward>>>,
+    /// Itself, for the tasks it starts.
+    me: Weak<Relays>,
 }
 
-impl Relays {
-    /// Whether this core runs a source of `key` (connecting or live).
-    pub fn has_source(&self, key: &StreamKey) -> bool {
+impl StreamLinks for Relays {
+    fn published(&self, core: &Rc<Core>, key: &StreamKey, stream: StreamId) {
+        self.start_forwards(core, key, stream);
+    }
+
+    fn demanded(&self, core: &Rc<Core>, key: &StreamKey) {
+        self.demand(core, key);
+    }
+
+    fn reconfigured(&self, core: &Rc<Core>) {
+        self.reconcile(core);
+    }
+
+    fn start_timeout(&self, config: &Config, key: &StreamKey) -> Option<Duration> {
+        start_timeout(config, key)
+    }
+
+    fn has_source(&self, key: &StreamKey) -> bool {
         self.sources.borrow().contains_key(key)
     }
 
-    fn remove_forward(&self, fwd: &Rc<Forward>) {
-        self.forwards.borrow_mut().retain(|f| !Rc::ptr_eq(f, fwd));
-    }
-
-    /// Stops every link (shutdown).
-    pub fn stop_all(&self, core: &Core) {
+    fn stop_all(&self, core: &Core) {
         for s in self.sources.borrow().values() {
             s.link.stop(core);
         }
@@ -73,8 +85,7 @@ impl Relays {
         }
     }
 
-    /// What the API shows of this core's links.
-    pub fn views(&self) -> (Vec<SourceView>, Vec<ForwardView>) {
+    fn views(&self) -> (Vec<SourceView>, Vec<ForwardView>) {
         let sources = self.sources.borrow().values().map(|s| s.view()).collect();
         let forwards = self.forwards.borrow().iter().map(|f| f.view()).collect();
         (sources, forwards)
@@ -93,82 +104,146 @@ fn key_of(path: &str) -> StreamKey {
     StreamKey::new(DEFAULT_VHOST, app, stream)
 }
 
-fn start(core: &Rc<Core>, key: StreamKey, spec: SourceSpec) {
-    // Credentials in a source URL never reach the log.
-    let urls: Vec<String> = spec.urls.iter().map(|u| url::redact(u)).collect();
-    info!(core = %core.id, stream = %key, urls = ?urls, on_demand = spec.on_demand, "source starting");
-    let source = Rc::new(Source::new(key.clone(), spec));
-    core.relays()
-        .sources
-        .borrow_mut()
-        .insert(key, source.clone());
-    glommio::spawn_local(source::run(core.clone(), source)).detach();
-}
+impl Relays {
+    pub fn new() -> Rc<Relays> {
+        Rc::new_cyclic(|me| Relays {
+            sources: RefCell::default(),
+            forwards: RefCell::default(),
+            me: me.clone(),
+        })
+    }
 
-fn stop(core: &Core, key: &StreamKey, why: &str) {
-    let removed = core.relays().sources.borrow_mut().remove(key);
-    if let Some(s) = removed {
-        info!(core = %core.id, stream = %key, "source closing: {why}");
-        s.link.stop(core);
+    fn remove_forward(&self, fwd: &Rc<Forward>) {
+        self.forwards.borrow_mut().retain(|f| !Rc::ptr_eq(f, fwd));
     }
-}
 
-/// Brings this core's sources in line with the configuration: stops those whose path no longer
-/// asks for them (or asks differently), starts the static ones of the exact path names whose
-/// home is this core. Called at start and on every configuration change.
-pub fn reconcile(core: &Rc<Core>) {
-    let config = &core.snapshot().config;
-    let running: Vec<(StreamKey, SourceSpec)> = core
-        .relays()
-        .sources
-        .borrow()
-        .iter()
-        .map(|(k, s)| (k.clone(), s.spec.clone()))
-        .collect();
-    for (key, old) in running {
-        if spec(config, &key).as_ref() != Some(&old) {
-            stop(core, &key, "its path configuration changed");
+    fn start(&self, core: &Rc<Core>, key: StreamKey, spec: SourceSpec) {
+        // Credentials in a source URL never reach the log.
+        let urls: Vec<String> = spec.urls.iter().map(|u| url::redact(u)).collect();
+        info!(core = %core.id, stream = %key, urls = ?urls, on_demand = spec.on_demand, "source starting");
+        let source = Rc::new(Source::new(key.clone(), spec));
+        self.sources.borrow_mut().insert(key, source.clone());
+        glommio::spawn_local(source::run(core.clone(), source)).detach();
+    }
+
+    fn stop(&self, core: &Core, key: &StreamKey, why: &str) {
+        let removed = self.sources.borrow_mut().remove(key);
+        if let Some(s) = removed {
+            info!(core = %core.id, stream = %key, "source closing: {why}");
+            s.link.stop(core);
         }
     }
-    let forwards: Vec<Rc<Forward>> = core.relays().forwards.borrow().clone();
-    for f in forwards {
-        let wanted = config
-            .path_conf(&f.key.path())
-            .is_some_and(|c| c.forward.iter().any(|t| t.dest == f.dest));
-        if !wanted {
-            f.link.stop(core);
+
+    /// Brings this core's sources in line with the configuration: stops those whose path no longer
+    /// asks for them (or asks differently), starts the static ones of the exact path names whose
+    /// home is this core. Called at start and on every configuration change.
+    pub fn reconcile(&self, core: &Rc<Core>) {
+        let config = &core.snapshot().config;
+        let running: Vec<(StreamKey, SourceSpec)> = self
+            .sources
+            .borrow()
+            .iter()
+            .map(|(k, s)| (k.clone(), s.spec.clone()))
+            .collect();
+        for (key, old) in running {
+            if spec(config, &key).as_ref() != Some(&old) {
+                self.stop(core, &key, "its path configuration changed");
+            }
+        }
+        let forwards: Vec<Rc<Forward>> = self.forwards.borrow().clone();
+        for f in forwards {
+            let wanted = config
+                .path_conf(&f.key.path())
+                .is_some_and(|c| c.forward.iter().any(|t| t.dest == f.dest));
+            if !wanted {
+                f.link.stop(core);
+            }
+        }
+        // A forward added to a live stream's path starts now, not at the next publish.
+        for (key, id) in core.published_streams() {
+            self.start_forwards(core, &key, id);
+        }
+        for (name, _) in config.paths.iter() {
+            if name.starts_with('~') || name == "all_others" || name == "all" {
+                continue;
+            }
+            let key = key_of(name);
+            if home_core(&key, core.data_cores) != core.id {
+                continue;
+            }
+            let Some(spec) = spec(config, &key) else {
+                continue;
+            };
+            if !spec.on_demand && !self.sources.borrow().contains_key(&key) {
+                self.start(core, key, spec);
+            }
         }
     }
-    // A forward added to a live stream's path starts now, not at the next publish.
-    for (key, id) in core.published_streams() {
-        start_forwards(core, &key, id);
+
+    /// A reader asked the home core for `key`'s publisher and there is none: starts the key's
+    /// on-demand source if its path has one.
+    pub fn demand(&self, core: &Rc<Core>, key: &StreamKey) {
+        if let Some(s) = self.sources.borrow().get(key) {
+            s.idle_since.set(None);
+            return;
+        }
+        if let Some(spec) = spec(&core.snapshot().config, key).filter(|s| s.on_demand) {
+            self.start(core, key.clone(), spec);
+        }
     }
-    for (name, _) in config.paths.iter() {
-        if name.starts_with('~') || name == "all_others" || name == "all" {
-            continue;
+
+    /// Periodic upkeep: stops the on-demand sources that have had no readers for their
+    /// `sourceOnDemandCloseAfter`.
+    pub fn tick(&self, core: &Core, now: Instant) {
+        let idle: Vec<StreamKey> = self
+            .sources
+            .borrow()
+            .values()
+            .filter(|s| s.spec.on_demand)
+            .filter_map(|s| {
+                if core.reader_count(&s.key) > 0
+                    || core.hls_requested_within(&s.key, now, s.spec.close_after)
+                {
+                    s.idle_since.set(None);
+                    return None;
+                }
+                let since = *s.idle_since.get().get_or_insert(now);
+                s.idle_since.set(Some(since));
+                (now.duration_since(since) >= s.spec.close_after).then(|| s.key.clone())
+            })
+            .collect();
+        for key in idle {
+            self.stop(core, &key, "no readers for sourceOnDemandCloseAfter");
         }
-        let key = key_of(name);
-        if home_core(&key, core.data_cores) != core.id {
-            continue;
-        }
-        let Some(spec) = spec(config, &key) else {
-            continue;
+    }
+
+    /// A stream went live on this core, or its path's configuration changed: starts the pushes of
+    /// its path that are not running yet.
+    pub fn start_forwards(&self, core: &Rc<Core>, key: &StreamKey, stream: StreamId) {
+        let Some(conf) = core.snapshot().config.path_conf(&key.path()) else {
+            return;
         };
-        if !spec.on_demand && !core.relays().sources.borrow().contains_key(&key) {
-            start(core, key, spec);
+        for target in &conf.forward {
+            let running = self.forwards.borrow().iter().any(|f| {
+                f.key == *key
+                    && f.stream == stream
+                    && f.dest == target.dest
+                    && !f.link.is_stopped(core)
+            });
+            if running {
+                continue;
+            }
+            let fwd = Rc::new(Forward::new(
+                key.clone(),
+                target.dest.clone(),
+                target.fingerprint.clone(),
+                stream,
+            ));
+            self.forwards.borrow_mut().push(fwd.clone());
+            if let Some(me) = self.me.upgrade() {
+                glommio::spawn_local(push::run(core.clone(), me, fwd)).detach();
+            }
         }
-    }
-}
-
-/// A reader asked the home core for `key`'s publisher and there is none: starts the key's
-/// on-demand source if its path has one.
-pub fn demand(core: &Rc<Core>, key: &StreamKey) {
-    if let Some(s) = core.relays().sources.borrow().get(key) {
-        s.idle_since.set(None);
-        return;
-    }
-    if let Some(spec) = spec(&core.snapshot().config, key).filter(|s| s.on_demand) {
-        start(core, key.clone(), spec);
     }
 }
 
@@ -178,54 +253,4 @@ pub fn start_timeout(config: &Config, key: &StreamKey) -> Option<Duration> {
     spec(config, key)
         .filter(|s| s.on_demand)
         .map(|s| s.start_timeout)
-}
-
-/// Periodic upkeep: stops the on-demand sources that have had no readers for their
-/// `sourceOnDemandCloseAfter`.
-pub fn tick(core: &Core, now: Instant) {
-    let idle: Vec<StreamKey> = core
-        .relays()
-        .sources
-        .borrow()
-        .values()
-        .filter(|s| s.spec.on_demand)
-        .filter_map(|s| {
-            if core.reader_count(&s.key) > 0
-                || core.hls_requested_within(&s.key, now, s.spec.close_after)
-            {
-                s.idle_since.set(None);
-                return None;
-            }
-            let since = *s.idle_since.get().get_or_insert(now);
-            s.idle_since.set(Some(since));
-            (now.duration_since(since) >= s.spec.close_after).then(|| s.key.clone())
-        })
-        .collect();
-    for key in idle {
-        stop(core, &key, "no readers for sourceOnDemandCloseAfter");
-    }
-}
-
-/// A stream went live on this core, or its path's configuration changed: starts the pushes of
-/// its path that are not running yet.
-pub fn start_forwards(core: &Rc<Core>, key: &StreamKey, stream: StreamId) {
-    let Some(conf) = core.snapshot().config.path_conf(&key.path()) else {
-        return;
-    };
-    for target in &conf.forward {
-        let running = core.relays().forwards.borrow().iter().any(|f| {
-            f.key == *key && f.stream == stream && f.dest == target.dest && !f.link.is_stopped(core)
-        });
-        if running {
-            continue;
-        }
-        let fwd = Rc::new(Forward::new(
-            key.clone(),
-            target.dest.clone(),
-            target.fingerprint.clone(),
-            stream,
-        ));
-        core.relays().forwards.borrow_mut().push(fwd.clone());
-        glommio::spawn_local(push::run(core.clone(), fwd)).detach();
-    }
 }

@@ -99,7 +99,7 @@ impl Forward {
 }
 
 /// Pushes while the stream lives; ends when it ends or the forward is stopped.
-pub(super) async fn run(core: Rc<Core>, fwd: Rc<Forward>) {
+pub(super) async fn run(core: Rc<Core>, relays: Rc<super::Relays>, fwd: Rc<Forward>) {
     let mut backoff = Backoff::default();
     let link = &fwd.link;
     while !link.is_stopped(&core) && core.owns_stream(&fwd.key, fwd.stream) {
@@ -117,7 +117,7 @@ pub(super) async fn run(core: Rc<Core>, fwd: Rc<Forward>) {
         link.pause(&core, backoff.next_delay()).await;
     }
     link.status.idle();
-    core.relays().remove_forward(&fwd);
+    relays.remove_forward(&fwd);
     info!(core = %core.id, stream = %fwd.key, dest = %fwd.dest, "push stopped");
 }
 

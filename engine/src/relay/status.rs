@@ -6,40 +6,7 @@
 use std::cell::{Cell, RefCell};
 
 use crate::runtime::unix_ms;
-
-/// Where a link stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LinkState {
-    /// Dialling, handshaking, or waiting for the first frame.
-    #[default]
-    Connecting,
-    /// Media flows (a source's stream is live; a push target takes frames).
-    Ready,
-    /// The last attempt failed; the next one comes after a backoff.
-    Error,
-    /// An on-demand link with no readers: not running.
-    Idle,
-}
-
-impl LinkState {
-    /// The API's word for a pulled source.
-    pub fn source_str(self) -> &'static str {
-        match self {
-            LinkState::Connecting => "connecting",
-            LinkState::Ready => "ready",
-            LinkState::Error => "error",
-            LinkState::Idle => "idle",
-        }
-    }
-
-    /// The API's word for a push target.
-    pub fn forward_str(self) -> &'static str {
-        match self {
-            LinkState::Ready => "live",
-            other => other.source_str(),
-        }
-    }
-}
+pub use crate::runtime::{ForwardView, LinkState, SourceView};
 
 /// One link's live status.
 #[derive(Debug, Default)]
@@ -90,30 +57,4 @@ impl LinkStatus {
     pub fn bytes(&self) -> u64 {
         self.bytes.get()
     }
-}
-
-/// A pulled source as the control core sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceView {
-    /// The path name (`app/stream`).
-    pub path: String,
-    /// MediaMTX's source type: `rtmpSource`, `rtspSource`, or `httpFlvSource` (ours).
-    pub kind: &'static str,
-    pub url: String,
-    pub on_demand: bool,
-    pub state: LinkState,
-    pub last_error: Option<String>,
-    pub last_error_ms: Option<u64>,
-    pub bytes_received: u64,
-}
-
-/// A push target as the control core sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ForwardView {
-    pub path: String,
-    pub dest: String,
-    pub state: LinkState,
-    pub last_error: Option<String>,
-    pub last_error_ms: Option<u64>,
-    pub bytes_sent: u64,
 }

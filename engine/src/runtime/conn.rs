@@ -203,9 +203,9 @@ pub struct CoreView {
     /// The HLS muxers of the keys whose home is this core.
     pub hls_muxers: Vec<HlsMuxerView>,
     /// The pulled sources of the keys whose home is this core.
-    pub sources: Vec<crate::relay::SourceView>,
+    pub sources: Vec<super::SourceView>,
     /// The pushes of the streams this core owns.
-    pub forwards: Vec<crate::relay::ForwardView>,
+    pub forwards: Vec<super::ForwardView>,
 }
 
 /// One HLS muxer as the API shows it.

@@ -114,8 +114,8 @@ pub struct Core {
     /// Home-core count of every key's readers, for `maxReaders` (see `core/gather.rs`) and for
     /// closing on-demand sources.
     readers: RefCell<HashMap<StreamKey, std::collections::HashSet<SessionId>>>,
-    /// Pulled sources and pushes running on this core (see `relay/`).
-    relays: crate::relay::Relays,
+    /// Pulled sources and pushes running on this core, installed by the bootstrap.
+    links: Rc<dyn super::StreamLinks>,
     /// Writes every connection's output (see `delivery/`).
     flusher: Rc<Flusher>,
     /// Every connection of this core reads through this one buffer, borrowed only for the
@@ -126,10 +126,16 @@ pub struct Core {
 }
 
 impl Core {
-    pub fn new(id: CoreId, data_cores: usize, snapshot: Arc<Snapshot>, mesh: Mesh) -> Rc<Core> {
+    pub fn new(
+        id: CoreId,
+        data_cores: usize,
+        snapshot: Arc<Snapshot>,
+        mesh: Mesh,
+        links: Rc<dyn super::StreamLinks>,
+    ) -> Rc<Core> {
         Rc::new_cyclic(|me| Core {
             me: me.clone(),
-            relays: crate::relay::Relays::default(),
+            links,
             flusher: Flusher::new(),
             read_buffer: RefCell::new(vec![0; READ_BUFFER]),
             id,
@@ -159,8 +165,8 @@ impl Core {
     }
 
     /// This core's relay links.
-    pub fn relays(&self) -> &crate::relay::Relays {
-        &self.relays
+    pub fn links(&self) -> &Rc<dyn super::StreamLinks> {
+        &self.links
     }
 
     /// Readers of `key` counted here (meaningful on the key's home core only).
@@ -325,7 +331,7 @@ impl Core {
             .insert(key.clone(), stream.clone());
         self.stream_keys.borrow_mut().insert(id, key.clone());
         self.stats.borrow_mut().publishers += 1;
-        crate::relay::start_forwards(self, key, id);
+        self.links.published(self, key, id);
         Ok(PublishHandle {
             core: self.clone(),
             key: key.clone(),
@@ -393,7 +399,10 @@ impl Core {
         gone: &dyn Fn() -> bool,
     ) -> Option<Via> {
         // A key with an on-demand source waits for it as long as its path says.
-        let wait = crate::relay::start_timeout(&self.snapshot().config, key).unwrap_or(wait);
+        let wait = self
+            .links
+            .start_timeout(&self.snapshot().config, key)
+            .unwrap_or(wait);
         let deadline = Instant::now() + wait;
         let home = home_core(key, self.data_cores);
         loop {
@@ -588,7 +597,7 @@ impl Core {
                 let found = self.directory.borrow().find(&key);
                 self.reply(reply, Reply::Publisher(found));
                 if let (None, Some(me)) = (found, self.me.upgrade()) {
-                    crate::relay::demand(&me, &key);
+                    self.links.demanded(&me, &key);
                 }
             }
             CoreMessage::Subscribe { key, subscriber } => {
@@ -707,7 +716,7 @@ impl Core {
                 let old = std::mem::replace(&mut *self.snapshot.borrow_mut(), snapshot.clone());
                 self.close_unconfigured(&old, &snapshot);
                 if let Some(me) = self.me.upgrade() {
-                    crate::relay::reconcile(&me);
+                    self.links.reconfigured(&me);
                 }
             }
             CoreMessage::Shutdown => self.begin_shutdown(),
@@ -785,9 +794,9 @@ impl Core {
         let live = self.directory.borrow().find(key).is_some();
         // A playlist request is a reader: it starts the key's on-demand source like a player does.
         if let (HlsQuery::Playlist, false, Some(me)) = (query, live, self.me.upgrade()) {
-            crate::relay::demand(&me, key);
+            self.links.demanded(&me, key);
         }
-        let starting = !live && self.relays().has_source(key);
+        let starting = !live && self.links.has_source(key);
         let now = Instant::now();
         let muxer = match query {
             HlsQuery::Playlist if live => Some(self.hls_muxer(key)),
@@ -900,7 +909,7 @@ impl Core {
         }
         info!(core = %self.id, "shutting down: closing listeners and telling clients");
         self.shutdown.fire();
-        self.relays.stop_all(self);
+        self.links.stop_all(self);
         let sessions: Vec<_> = self.sessions.borrow().values().cloned().collect();
         for s in sessions {
             s.notify(Notice::Shutdown);

@@ -1,17 +1,19 @@
-//! Executors, core placement, the cross-core message protocol, shutdown.
+//! Per-core state and what cores share: core placement, the cross-core mesh and its messages,
+//! signals, descriptor limits. The executors themselves are started by [`crate::bootstrap`].
 
 mod conn;
 pub mod control;
 mod core;
-mod engine;
 mod ids;
 mod limits;
+mod links;
 mod mesh;
 mod message;
-mod os_signal;
+pub(crate) mod os_signal;
 mod placement;
 pub mod rlimit;
 mod signal;
+mod start;
 
 pub use self::core::gather::ReaderSlot;
 pub use self::core::{
@@ -20,11 +22,12 @@ pub use self::core::{
 pub(crate) use conn::unix_ms;
 pub use conn::{ConnInfo, ConnState, ConnUuid, ConnView, CoreView, HlsMuxerView};
 pub use control::ControlLink;
-pub use engine::{run, StartError};
 pub(crate) use ids::scoped_id;
 pub use ids::{CoreId, SessionId, StreamId};
 pub use limits::{Limit, LimitHits};
+pub use links::{ForwardView, LinkState, SourceView, StreamLinks};
 pub use mesh::{build as build_mesh, Mesh, MeshEnds};
 pub use message::{CoreMessage, CoreStats, HlsAnswer, HlsQuery, Reply, ReplyTo};
 pub use placement::{allowed_cpus, Placement, PlacementError};
 pub use signal::LocalSignal;
+pub use start::StartError;

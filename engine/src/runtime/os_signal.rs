@@ -6,7 +6,7 @@ use std::time::Duration;
 
 /// Blocks SIGINT and SIGTERM for this thread and every thread it starts afterwards, so that only
 /// [`wait_for_termination`] sees them. Call before starting executors.
-pub(super) fn block_termination_signals() -> io::Result<()> {
+pub(crate) fn block_termination_signals() -> io::Result<()> {
     let set = termination_set();
     // SAFETY: `set` is an initialised sigset_t; a null old-set pointer is allowed.
     let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
@@ -17,7 +17,7 @@ pub(super) fn block_termination_signals() -> io::Result<()> {
 }
 
 /// Waits up to `timeout` for SIGINT or SIGTERM; returns the signal's name if one arrived.
-pub(super) fn wait_for_termination(timeout: Duration) -> Option<&'static str> {
+pub(crate) fn wait_for_termination(timeout: Duration) -> Option<&'static str> {
     let set = termination_set();
     let ts = libc::timespec {
         tv_sec: timeout.as_secs() as libc::time_t,

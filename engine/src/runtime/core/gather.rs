@@ -120,7 +120,7 @@ impl Core {
                 }
             })
             .collect();
-        let (sources, forwards) = self.relays.views();
+        let (sources, forwards) = self.links.views();
         CoreView {
             stats: self.stats(),
             conns,

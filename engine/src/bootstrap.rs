@@ -1,4 +1,7 @@
-//! Starting and stopping the executors: one pinned per data core, one for the control plane.
+//! The bootstrap: starts the executors (one pinned per data core, one for the control plane) and
+//! wires the layers into them: the server's listeners and the relay links on every data core,
+//! the control API on the control core. Everything below it (`runtime`, `delivery`, `registry`,
+//! …) is started from here and never reaches back up.
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::rc::Rc;
@@ -9,11 +12,12 @@ use std::time::Duration;
 use glommio::{LocalExecutorBuilder, Placement as GlommioPlacement};
 use tracing::{error, info};
 
-use super::{
-    allowed_cpus, build_mesh, os_signal, ControlLink, Core, CoreId, Limit, LimitHits, MeshEnds,
-    Placement,
-};
 use crate::config::Snapshot;
+use crate::relay::Relays;
+use crate::runtime::{
+    allowed_cpus, build_mesh, os_signal, rlimit, ControlLink, Core, CoreId, Limit, LimitHits,
+    MeshEnds, Placement, StartError,
+};
 
 /// Memory each executor registers with io_uring up front. glommio's default (10 MiB) is sized for
 /// DMA file I/O, which the relay does not do; sockets read into our own buffers.
@@ -22,25 +26,6 @@ const IO_MEMORY: usize = 256 * 1024;
 /// How long data cores give their clients to say goodbye before the executors stop.
 const DRAIN_TIME: Duration = Duration::from_millis(1200);
 
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Placement(#[from] super::PlacementError),
-    #[error("cannot listen on {addr} ({what}): {reason}")]
-    Listen {
-        what: &'static str,
-        addr: SocketAddr,
-        reason: std::io::Error,
-    },
-    #[error("cannot start the executor of core {core} on CPU {cpu}: {reason}")]
-    Executor {
-        core: u16,
-        cpu: usize,
-        reason: String,
-    },
-    #[error("cannot set up signal handling: {0}")]
-    Signals(std::io::Error),
-}
 
 /// Runs the engine until SIGINT or SIGTERM; returns once every executor has stopped.
 pub fn run(snapshot: Arc<Snapshot>) -> Result<(), StartError> {
@@ -61,7 +46,7 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), StartError> {
         probe_listen("metrics", config.metrics_address.0)?;
     }
     os_signal::block_termination_signals().map_err(StartError::Signals)?;
-    match super::rlimit::raise_nofile() {
+    match rlimit::raise_nofile() {
         Ok(l) => tracing::info!(
             soft_before = l.soft_before,
             soft = l.soft,
@@ -232,7 +217,8 @@ async fn data_core(
         })
         .collect();
     let (mesh, receivers) = mesh.connect().await;
-    let core = Core::new(id, data_cores, snapshot, mesh);
+    let relays = Relays::new();
+    let core = Core::new(id, data_cores, snapshot, mesh, relays.clone());
     for (from, rx) in receivers {
         let core = core.clone();
         glommio::spawn_local(async move {
@@ -251,7 +237,7 @@ async fn data_core(
     };
     let _ = ready.send(Ok(id));
     glommio::spawn_local(core.flusher().clone().run()).detach();
-    let upkeep = glommio::spawn_local(upkeep(core.clone()));
+    let upkeep = glommio::spawn_local(upkeep(core.clone(), relays));
     let http: Vec<_> = http
         .into_iter()
         .map(|listener| glommio::spawn_local(crate::server::serve_http(core.clone(), listener)))
@@ -268,12 +254,12 @@ async fn data_core(
 }
 
 /// Periodic per-core housekeeping until shutdown.
-async fn upkeep(core: Rc<Core>) {
+async fn upkeep(core: Rc<Core>, relays: Rc<Relays>) {
     // Static pull sources start with the configuration.
-    crate::relay::reconcile(&core);
+    relays.reconcile(&core);
     while !core.shutdown_signal().is_fired() {
         core.hls_tick();
-        crate::relay::tick(&core, std::time::Instant::now());
+        relays.tick(&core, std::time::Instant::now());
         let tick = glommio::timer::sleep(Duration::from_millis(250));
         futures_lite::future::or(tick, core.shutdown_signal().wait()).await;
     }
