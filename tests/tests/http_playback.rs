@@ -286,3 +286,60 @@ fn malformed_requests_get_their_status_while_a_stream_flows() {
     .unwrap();
     assert_eq!(p.video_frames, 150, "the live viewer lost frames: {p:?}");
 }
+
+/// The FLV header bytes of `path`'s HTTP-FLV response (HTTP/1.0, so the body is not chunked).
+fn flv_header_of(port: u16, path: &str) -> [u8; 13] {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "response ended early: {got:?}");
+        got.extend_from_slice(&buf[..n]);
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            if got.len() >= end + 4 + 13 {
+                return got[end + 4..end + 4 + 13].try_into().unwrap();
+            }
+        }
+    }
+}
+
+/// The codec types ffprobe finds in `url`, read to its end.
+fn probed_kinds(url: &str) -> (Vec<String>, String) {
+    let out = wait_with_timeout(ff::spawn_probe(url), Duration::from_secs(30), "ffprobe");
+    let kinds = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("codec_type="))
+        .map(str::to_owned)
+        .collect();
+    (kinds, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn flv_header_flags_the_tracks_the_stream_has() {
+    let engine = Engine::start("playWaitTimeout: 10s\n");
+    // (ffmpeg output option, stream, header flags, what ffprobe finds)
+    let cases: [(&str, &str, u8, &[&str]); 3] = [
+        ("-an", "video", 0x01, &["video"]),
+        ("-vn", "audio", 0x04, &["audio"]),
+        ("-sn", "both", 0x05, &["video", "audio"]),
+    ];
+    for (i, (option, name, flags, kinds)) in cases.into_iter().enumerate() {
+        let publisher = ff::publish_with(&engine.rtmp_url(&format!("live/{name}")), 5, &[option]);
+        engine.wait_for_log_count("publish started", i + 1, Duration::from_secs(10));
+        let path = format!("/live/{name}.flv");
+        let header = flv_header_of(engine.http_port, &path);
+        assert_eq!(&header[..3], b"FLV");
+        assert_eq!(header[4], flags, "{name}: {header:02x?}");
+        let (found, stderr) = probed_kinds(&engine.http_url(&path[1..]));
+        assert_eq!(found, kinds, "{name}: {stderr}");
+        assert!(
+            wait_with_timeout(publisher, Duration::from_secs(30), "publisher")
+                .status
+                .success()
+        );
+    }
+}

@@ -1,4 +1,5 @@
 use super::{AudioCodec, Frame, GopCache, GopLimits, MediaKind, VideoCodec};
+use crate::protocol::flv::{tracks_from_metadata, Tracks};
 
 /// What a late joiner needs before live frames: metadata, codec sequence headers, and the GOP so far.
 ///
@@ -11,6 +12,8 @@ pub struct StreamState {
     audio_header: Option<Frame>,
     gop: GopCache,
     has_video: bool,
+    /// Any audio seen, for the tracks an FLV header announces.
+    has_audio: bool,
 }
 
 impl StreamState {
@@ -21,6 +24,7 @@ impl StreamState {
             audio_header: None,
             gop: GopCache::new(limits),
             has_video: false,
+            has_audio: false,
         }
     }
 
@@ -37,6 +41,7 @@ impl StreamState {
                 }
             }
             MediaKind::Audio => {
+                self.has_audio = true;
                 if frame.is_sequence_header() {
                     self.audio_header = Some(frame.clone());
                 } else {
@@ -49,6 +54,36 @@ impl StreamState {
     /// True once any video has been seen: players then resynchronise on video keyframes only.
     pub fn has_video(&self) -> bool {
         self.has_video
+    }
+
+    /// The tracks a new HTTP-FLV viewer's header announces: those the metadata names plus those
+    /// seen; both while nothing is known yet, so a player waits for a track rather than miss it.
+    pub fn flv_tracks(&self) -> Tracks {
+        let seen = Tracks {
+            audio: self.has_audio,
+            video: self.has_video,
+        };
+        let said = self
+            .metadata
+            .as_ref()
+            .and_then(|m| tracks_from_metadata(&m.payload))
+            .unwrap_or_default();
+        let tracks = said.union(seen);
+        if tracks.is_empty() {
+            Tracks::BOTH
+        } else {
+            tracks
+        }
+    }
+
+    /// Whether the tracks are known: the metadata names them, or media (not just a sequence
+    /// header) has come, by which time a publisher has sent every sequence header it will.
+    pub fn tracks_known(&self) -> bool {
+        !self.gop.is_empty()
+            || self
+                .metadata
+                .as_ref()
+                .is_some_and(|m| tracks_from_metadata(&m.payload).is_some())
     }
 
     /// Whether a player that skipped frames may resume at `frame`.

@@ -59,6 +59,9 @@ pub struct LocalStream {
     subscribers: Vec<RemoteSubscriber>,
     /// The stream's HLS muxer, on the key's home core only.
     hls: Option<Rc<RefCell<HlsMuxer>>>,
+    /// HTTP-FLV players attached before the stream's tracks were known: their FLV header (and so
+    /// their start-up frames) waits until it can say which tracks there are.
+    flv_pending: Vec<SessionId>,
     scratch: BytesMut,
 }
 
@@ -81,6 +84,7 @@ impl LocalStream {
             players: Vec::new(),
             subscribers: Vec::new(),
             hls: None,
+            flv_pending: Vec::new(),
             scratch: BytesMut::new(),
         }
     }
@@ -101,22 +105,54 @@ impl LocalStream {
         }
         let mut too_slow = Vec::new();
         for p in &self.players {
-            if !send_startup(&self.state, p, now, &mut self.scratch) {
+            if self.defers_flv_start(p) {
+                self.flv_pending.push(p.session);
+            } else if !send_startup(&self.state, p, now, &mut self.scratch) {
                 too_slow.push(p.session);
             }
         }
         too_slow
     }
 
+    /// Whether `p`'s start waits for the stream's tracks (see `flv_pending`).
+    fn defers_flv_start(&self, p: &Player) -> bool {
+        matches!(p.format, SinkFormat::Flv { .. }) && !self.state.tracks_known()
+    }
+
+    /// The HTTP-FLV players that waited for the tracks, once they are known: they are started
+    /// (the frame just applied is among their start-up frames). Returns them and the players too
+    /// slow to take their start-up frames.
+    fn start_pending_flv(&mut self, now: Instant) -> (Vec<SessionId>, Vec<SessionId>) {
+        if self.flv_pending.is_empty() || !self.state.tracks_known() {
+            return (Vec::new(), Vec::new());
+        }
+        let started = std::mem::take(&mut self.flv_pending);
+        let mut too_slow = Vec::new();
+        for p in self.players.iter().filter(|p| started.contains(&p.session)) {
+            if !send_startup(&self.state, p, now, &mut self.scratch) {
+                too_slow.push(p.session);
+            }
+        }
+        (started, too_slow)
+    }
+
     /// Attaches a player; it gets the start-up frames at once if the stream is ready.
     /// Returns false if its queue cannot even take those.
     pub fn add_player(&mut self, player: Player, now: Instant) -> bool {
-        let ok = !self.ready || send_startup(&self.state, &player, now, &mut self.scratch);
+        let ok = if !self.ready {
+            true
+        } else if self.defers_flv_start(&player) {
+            self.flv_pending.push(player.session);
+            true
+        } else {
+            send_startup(&self.state, &player, now, &mut self.scratch)
+        };
         self.players.push(player);
         ok
     }
 
     pub fn remove_player(&mut self, session: SessionId) -> Option<Player> {
+        self.flv_pending.retain(|s| *s != session);
         let i = self.players.iter().position(|p| p.session == session)?;
         Some(self.players.swap_remove(i))
     }
@@ -126,6 +162,7 @@ impl LocalStream {
     }
 
     pub fn take_players(&mut self) -> Vec<Player> {
+        self.flv_pending.clear();
         std::mem::take(&mut self.players)
     }
 
@@ -149,8 +186,13 @@ impl LocalStream {
         let always = frame.is_sequence_header() || frame.kind == MediaKind::Script;
         let resync = self.state.is_resync_point(frame);
         let mut encoded: Option<(SinkFormat, Bytes)> = None;
-        let mut too_slow = Vec::new();
+        // Players that waited for the tracks get this frame with their start-up frames; those
+        // still waiting get nothing before their header.
+        let (started, mut too_slow) = self.start_pending_flv(now);
         for p in &self.players {
+            if started.contains(&p.session) || self.flv_pending.contains(&p.session) {
+                continue;
+            }
             let buf = match &encoded {
                 Some((format, buf)) if *format == p.format => buf.clone(),
                 _ => {
@@ -251,6 +293,18 @@ impl LocalStream {
     }
 }
 
+fn flv_header(tracks: flv::Tracks, chunked: bool, scratch: &mut BytesMut) -> Bytes {
+    let len = flv::HEADER_LEN + flv::PREVIOUS_TAG_SIZE_LEN;
+    if chunked {
+        http::encode_chunk_header(scratch, len);
+    }
+    flv::encode_header(scratch, tracks.audio, tracks.video);
+    if chunked {
+        scratch.extend_from_slice(http::CHUNK_END);
+    }
+    scratch.split().freeze()
+}
+
 fn encode(frame: &Frame, format: SinkFormat, scratch: &mut BytesMut) -> Bytes {
     // Metadata goes out at timestamp 0 whenever it comes (see `StreamState::startup_frames`).
     let restamped;
@@ -283,9 +337,13 @@ fn encode(frame: &Frame, format: SinkFormat, scratch: &mut BytesMut) -> Bytes {
     scratch.split().freeze()
 }
 
-/// Queues the start-up frames to one player; false if it could not take them.
+/// Queues the start-up frames to one player; false if it could not take them. An HTTP-FLV
+/// viewer gets its FLV header first, flagging the tracks the stream has so far.
 fn send_startup(state: &StreamState, p: &Player, now: Instant, scratch: &mut BytesMut) -> bool {
     let mut queue = p.queue.borrow_mut();
+    if let SinkFormat::Flv { chunked } = p.format {
+        queue.push_control(flv_header(state.flv_tracks(), chunked, scratch));
+    }
     for f in state.startup_frames() {
         let buf = encode(&f, p.format, scratch);
         if f.is_sequence_header() || f.kind == MediaKind::Script {
@@ -295,4 +353,69 @@ fn send_startup(state: &StreamState, p: &Player, now: Instant, scratch: &mut Byt
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn flv_player(session: u64) -> Player {
+        Player {
+            session: SessionId(session),
+            queue: Rc::new(RefCell::new(PlayerQueue::new(
+                1 << 20,
+                Duration::from_secs(5),
+            ))),
+            format: SinkFormat::Flv { chunked: false },
+        }
+    }
+
+    fn queued(p: &Player) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        p.queue.borrow_mut().take_batch(&mut out, 1000);
+        out
+    }
+
+    #[test]
+    fn flv_header_waits_for_the_tracks() {
+        let now = Instant::now();
+        let gop = GopLimits {
+            max_bytes: 1 << 20,
+            max_duration_ms: 10_000,
+        };
+        let mut s = LocalStream::origin(
+            StreamId(1),
+            StreamKey::new("v", "live", "s"),
+            SessionId(9),
+            gop,
+        );
+        let early = flv_player(1);
+        assert!(s.add_player(early.clone(), now));
+        // A video-only publisher: a sequence header, then a keyframe.
+        let header = Frame::new(
+            MediaKind::Video,
+            0,
+            Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 0x42, 0, 0x1e, 0xff, 0xe1, 0, 0]),
+        );
+        let key = Frame::new(
+            MediaKind::Video,
+            0,
+            Bytes::from_static(&[0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65]),
+        );
+        assert!(s.deliver(&header, now).is_empty());
+        assert!(
+            queued(&early).is_empty(),
+            "nothing before the tracks are known"
+        );
+        assert!(s.deliver(&key, now).is_empty());
+        let got = queued(&early);
+        assert_eq!(&got[0][..5], b"FLV\x01\x01", "video only");
+        // Header, sequence header, keyframe: the keyframe once.
+        assert_eq!(got.len(), 3);
+        let late = flv_player(2);
+        assert!(s.add_player(late.clone(), now));
+        assert_eq!(&queued(&late)[0][..5], b"FLV\x01\x01");
+    }
 }

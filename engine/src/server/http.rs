@@ -14,10 +14,9 @@ use super::conn::{Conn, ReadOutcome};
 use super::net::NetReader;
 use super::rtmp::unix_now;
 use crate::auth::{Action, AuthRequest, Protocol};
-use crate::protocol::flv;
 use crate::protocol::http::{
-    basic_credentials, encode_chunk, parse_request, BodyFraming, HttpError, Limits, Method, Parsed,
-    Request, ResponseHead, Version, LAST_CHUNK,
+    basic_credentials, parse_request, BodyFraming, HttpError, Limits, Method, Parsed, Request,
+    ResponseHead, Version, LAST_CHUNK,
 };
 use crate::registry::{parse_segment_name, Player, SinkFormat, StreamKey, DEFAULT_VHOST};
 use crate::runtime::{Core, HlsQuery, Limit, Notice, PlayHandle, ReaderSlot, Via};
@@ -553,14 +552,8 @@ async fn serve_flv(
             Next::Close
         };
     }
-    let mut header = BytesMut::new();
-    flv::encode_header(&mut header, true, true);
-    if chunked {
-        encode_chunk(&mut out, &header);
-    } else {
-        out.extend_from_slice(&header);
-    }
-    // The head and FLV header go before the first tag the attach queues.
+    // The head goes before the FLV header and tags the attach queues: the header is written
+    // with the start-up frames, when the stream's tracks are known.
     conn.queue.borrow_mut().push_control(out.freeze());
     let player = Player {
         session: conn.guard.id,
