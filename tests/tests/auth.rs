@@ -87,7 +87,8 @@ fn engine_with_domains(extra: &str) -> (Engine, TempDir, std::path::PathBuf) {
 
 #[test]
 fn signed_publish_and_play_over_rtmp_flv_and_hls() {
-    let (engine, _dir, config) = engine_with_domains("hlsSegmentDuration: 1s\n");
+    let (engine, _dir, config) =
+        engine_with_domains("hlsVariant: mpegts\nhlsSegmentDuration: 1s\n");
     let (rtmp, http) = (engine.rtmp_port, engine.http_port);
 
     // Unsigned, tampered and expired publishes are refused.

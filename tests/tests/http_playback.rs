@@ -97,7 +97,7 @@ fn durations(playlist: &str) -> Vec<f64> {
 
 #[test]
 fn hls_playlist_slides_and_segments_decode() {
-    let engine = Engine::start("hlsSegmentDuration: 1s\nhlsSegmentCount: 3\n");
+    let engine = Engine::start("hlsVariant: mpegts\nhlsSegmentDuration: 1s\nhlsSegmentCount: 3\n");
     let publisher = ff::publish(&engine.rtmp_url("live/hls"), 14);
     engine.wait_for_log("publish started", Duration::from_secs(10));
 
@@ -172,8 +172,9 @@ fn hls_playlist_slides_and_segments_decode() {
 
 #[test]
 fn hls_holds_the_whole_stream_when_muxed_from_the_start() {
-    let engine =
-        Engine::start("hlsAlwaysRemux: true\nhlsSegmentDuration: 1s\nhlsSegmentCount: 10\n");
+    let engine = Engine::start(
+        "hlsVariant: mpegts\nhlsAlwaysRemux: true\nhlsSegmentDuration: 1s\nhlsSegmentCount: 10\n",
+    );
     let publisher = ff::publish(&engine.rtmp_url("live/all"), 6);
     assert!(
         wait_with_timeout(publisher, Duration::from_secs(30), "publisher")
@@ -196,7 +197,7 @@ fn hls_holds_the_whole_stream_when_muxed_from_the_start() {
 
 #[test]
 fn republish_makes_a_discontinuity() {
-    let engine = Engine::start("hlsSegmentDuration: 1s\nhlsSegmentCount: 10\n");
+    let engine = Engine::start("hlsVariant: mpegts\nhlsSegmentDuration: 1s\nhlsSegmentCount: 10\n");
     let url = engine.rtmp_url("live/re");
     let first = ff::publish(&url, 4);
     engine.wait_for_log("publish started", Duration::from_secs(10));

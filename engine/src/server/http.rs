@@ -18,7 +18,7 @@ use crate::protocol::http::{
     basic_credentials, parse_request, BodyFraming, HttpError, Limits, Method, Parsed, Request,
     ResponseHead, Version, LAST_CHUNK,
 };
-use crate::registry::{parse_segment_name, Player, SinkFormat, StreamKey, DEFAULT_VHOST};
+use crate::registry::{parse_media_name, HlsName, Player, SinkFormat, StreamKey, DEFAULT_VHOST};
 use crate::runtime::{Core, HlsQuery, Limit, Notice, PlayHandle, ReaderSlot, Via};
 
 const READ_BUFFER: usize = 16 * 1024;
@@ -41,16 +41,18 @@ enum Route {
         app: String,
         stream: String,
     },
-    Segment {
+    /// A segment, part or init segment of an HLS muxer.
+    Media {
         app: String,
         stream: String,
         instance: u32,
-        sequence: u64,
+        name: HlsName,
     },
 }
 
 impl Route {
-    /// `/{app}/{stream}.flv`, `/{app}/{stream}.m3u8`, `/{app}/{stream}-{instance}-{seq}.ts`.
+    /// `/{app}/{stream}.flv`, `/{app}/{stream}.m3u8`, `/{app}/{stream}-{instance}-{name}` (HLS
+    /// media: `{seq}.ts`, `{seq}.mp4`, `p{part}.mp4`, `init{version}.mp4`).
     fn parse(path: &str) -> Option<Route> {
         let (app, file) = path.strip_prefix('/')?.rsplit_once('/')?;
         if app.is_empty() || app.split('/').any(str::is_empty) {
@@ -69,12 +71,12 @@ impl Route {
                 stream: stream.to_owned(),
             });
         }
-        let (stream, instance, sequence) = parse_segment_name(file)?;
-        Some(Route::Segment {
+        let (stream, instance, name) = parse_media_name(file)?;
+        Some(Route::Media {
             app,
             stream: stream.to_owned(),
             instance,
-            sequence,
+            name,
         })
     }
 
@@ -82,7 +84,7 @@ impl Route {
         match self {
             Route::Flv { app, stream }
             | Route::Playlist { app, stream }
-            | Route::Segment { app, stream, .. } => (app, stream),
+            | Route::Media { app, stream, .. } => (app, stream),
         }
     }
 }
@@ -385,21 +387,19 @@ async fn handle(conn: &Conn, req: &Request, reader: &NetReader) -> Next {
     match route {
         Route::Flv { .. } => serve_flv(conn, req, key, head_only, reader).await,
         Route::Playlist { .. } => serve_playlist(conn, req, &key).await,
-        Route::Segment {
-            instance, sequence, ..
-        } => {
+        Route::Media { instance, name, .. } => {
             match conn
                 .core
-                .hls_get(&key, HlsQuery::Segment { instance, sequence })
+                .hls_get(&key, HlsQuery::Media { instance, name })
                 .await
                 .and_then(|a| a.body)
             {
-                Some(segment) => {
+                Some(body) => {
                     let head = with_cors(conn, ResponseHead::new(200), origin)
-                        .with_header("Content-Type", "video/mp2t")
-                        // A segment name is never reused (it carries its muxer's instance).
+                        .with_header("Content-Type", name.content_type())
+                        // A media name is never reused (it carries its muxer's instance).
                         .with_header("Cache-Control", "public, max-age=86400, immutable");
-                    reply(conn, head, req, Some(segment))
+                    reply(conn, head, req, Some(body))
                 }
                 None => not_found(conn, req),
             }
@@ -580,17 +580,39 @@ async fn serve_flv(
     }
 }
 
+/// The blocking reload a playlist request asks for (`_HLS_msn`, `_HLS_part`); `Err` if they are
+/// malformed (a part without a segment, non-numbers).
+fn blocking_reload(query: &str) -> Result<Option<(u64, Option<u64>)>, ()> {
+    let params = crate::protocol::http::parse_query(query);
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let number = |v: &str| v.parse::<u64>().map_err(|_| ());
+    match (get("_HLS_msn"), get("_HLS_part")) {
+        (None, None) => Ok(None),
+        (Some(msn), part) => Ok(Some((number(msn)?, part.map(number).transpose()?))),
+        (None, Some(_)) => Err(()),
+    }
+}
+
 async fn serve_playlist(conn: &Conn, req: &Request, key: &StreamKey) -> Next {
     let config = &conn.core.snapshot().config;
-    // The first request starts the muxer; wait for its first segment (a bit over one target
-    // duration after the next keyframe) rather than hand out an empty playlist.
+    let Ok(block) = blocking_reload(&req.query) else {
+        return bad_request(conn, req);
+    };
+    // The first request starts the muxer; wait until the playlist holds enough media to start
+    // at a safe distance from the live edge, rather than hand out one a player stalls on.
     // An on-demand source gets its start timeout on top.
     let start = crate::relay::start_timeout(config, key).unwrap_or_default();
     let deadline = Instant::now()
-        + (config.hls_segment_duration.duration() * 4).max(Duration::from_secs(10))
+        + (config.hls_segment_duration.duration() * 6).max(Duration::from_secs(10))
         + start;
     let playlist = loop {
-        match conn.core.hls_get(key, HlsQuery::Playlist).await {
+        match conn.core.hls_get(key, HlsQuery::Playlist { block }).await {
+            Some(answer) if answer.too_far => return bad_request(conn, req),
             Some(answer) if answer.body.is_some() => break answer.body,
             Some(answer) if (answer.live || answer.starting) && Instant::now() < deadline => {
                 glommio::timer::sleep(PLAYLIST_POLL).await;
@@ -604,24 +626,61 @@ async fn serve_playlist(conn: &Conn, req: &Request, key: &StreamKey) -> Next {
     let body = with_query_on_segments(&playlist, &req.query);
     let head = with_cors(conn, ResponseHead::new(200), req.header("Origin"))
         .with_header("Content-Type", "application/vnd.apple.mpegurl")
-        // A live playlist changes every segment: a CDN may hold it for a second at most.
-        .with_header("Cache-Control", "max-age=1");
+        // A live playlist changes every segment: a CDN may hold it for a second at most; the
+        // answer to a blocking reload is for this request only.
+        .with_header(
+            "Cache-Control",
+            if block.is_some() {
+                "no-cache"
+            } else {
+                "max-age=1"
+            },
+        );
     reply(conn, head, req, Some(body))
 }
 
-/// Carries the playlist request's query (its signature, its token) onto every segment URI, so
-/// segment requests pass the same auth rules.
+fn bad_request(conn: &Conn, req: &Request) -> Next {
+    let head = with_cors(conn, ResponseHead::new(400), req.header("Origin"))
+        .with_header("Content-Type", "text/plain");
+    reply(
+        conn,
+        head,
+        req,
+        Some(Bytes::from_static(b"400 Bad Request\n")),
+    )
+}
+
+/// Carries the playlist request's query (its signature, its token) onto every media URI, the
+/// `URI="…"` attributes of `#EXT-X-MAP`, `#EXT-X-PART` and `#EXT-X-PRELOAD-HINT` included, so
+/// media requests pass the same auth rules. The blocking-reload parameters stay behind.
 fn with_query_on_segments(playlist: &[u8], query: &str) -> Bytes {
+    let query: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("_HLS_"))
+        .collect();
     if query.is_empty() {
         return Bytes::copy_from_slice(playlist);
     }
+    let query = query.join("&");
     let text = String::from_utf8_lossy(playlist);
-    let mut out = String::with_capacity(text.len() + 64);
+    let mut out = String::with_capacity(text.len() * 2);
     for line in text.lines() {
-        out.push_str(line);
-        if !line.is_empty() && !line.starts_with('#') {
+        if line.is_empty() {
+        } else if !line.starts_with('#') {
+            out.push_str(line);
             out.push('?');
-            out.push_str(query);
+            out.push_str(&query);
+        } else if let Some((before, rest)) = line.split_once("URI=\"") {
+            let (uri, after) = rest.split_once('"').unwrap_or((rest, ""));
+            out.push_str(before);
+            out.push_str("URI=\"");
+            out.push_str(uri);
+            out.push('?');
+            out.push_str(&query);
+            out.push('"');
+            out.push_str(after);
+        } else {
+            out.push_str(line);
         }
         out.push('\n');
     }
@@ -650,18 +709,27 @@ mod tests {
         );
         assert_eq!(
             Route::parse("/live/cam-1f-12.ts"),
-            Some(Route::Segment {
+            Some(Route::Media {
                 app: "live".into(),
                 stream: "cam".into(),
                 instance: 0x1f,
-                sequence: 12
+                name: HlsName::TsSegment(12)
+            })
+        );
+        assert_eq!(
+            Route::parse("/live/cam-1f-p3.mp4"),
+            Some(Route::Media {
+                app: "live".into(),
+                stream: "cam".into(),
+                instance: 0x1f,
+                name: HlsName::Part(3)
             })
         );
         for bad in [
             "/cam.flv",
             "/live/.flv",
             "//cam.flv",
-            "/live/cam.mp4",
+            "/live/cam.mp4x",
             "/live/cam.ts",
             "live/cam.flv",
         ] {
@@ -677,6 +745,28 @@ mod tests {
             std::str::from_utf8(&out).unwrap(),
             "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.000,\ns-1-0.ts?token=a%20b\n"
         );
+    }
+
+    #[test]
+    fn query_goes_into_uri_attributes_without_blocking_parameters() {
+        let playlist = b"#EXT-X-MAP:URI=\"s-1-init0.mp4\"\n#EXT-X-PART:DURATION=0.200,URI=\"s-1-p0.mp4\",INDEPENDENT=YES\n#EXTINF:1.000,\ns-1-0.mp4\n";
+        let out = with_query_on_segments(playlist, "_HLS_msn=3&sig=x&_HLS_part=1");
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            "#EXT-X-MAP:URI=\"s-1-init0.mp4?sig=x\"\n#EXT-X-PART:DURATION=0.200,URI=\"s-1-p0.mp4?sig=x\",INDEPENDENT=YES\n#EXTINF:1.000,\ns-1-0.mp4?sig=x\n"
+        );
+        assert_eq!(
+            &with_query_on_segments(playlist, "_HLS_msn=3")[..],
+            &playlist[..]
+        );
+        assert_eq!(blocking_reload(""), Ok(None));
+        assert_eq!(blocking_reload("_HLS_msn=4"), Ok(Some((4, None))));
+        assert_eq!(
+            blocking_reload("a=b&_HLS_msn=4&_HLS_part=2"),
+            Ok(Some((4, Some(2))))
+        );
+        assert_eq!(blocking_reload("_HLS_part=2"), Err(()));
+        assert_eq!(blocking_reload("_HLS_msn=x"), Err(()));
     }
 
     #[test]

@@ -125,6 +125,8 @@ pub struct Fmp4Muxer {
     epoch: Option<u32>,
     /// Last raw timestamp and its unwrapped value in ms, per track (video, audio).
     clocks: [Option<(u32, i64)>; 2],
+    /// Added to every time after a restart, so decode times keep growing across publishers.
+    offset_ms: i64,
     /// `mfhd` sequence number of the last fragment.
     sequence: u32,
 }
@@ -143,6 +145,7 @@ impl Fmp4Muxer {
             metadata_size: None,
             epoch: None,
             clocks: [None, None],
+            offset_ms: 0,
             sequence: 0,
         }
     }
@@ -254,9 +257,14 @@ impl Fmp4Muxer {
         }
     }
 
-    /// Forgets the timeline: the next frame is time zero again (a new publisher). Queued samples
-    /// are dropped; [`flush`](Self::flush) and [`fragment`](Self::fragment) first to keep them.
-    pub fn restart_timeline(&mut self) {
+    /// A new timeline (a new publisher, a jump): its first frame comes `gap_ms` after the latest
+    /// one so far, and decode times keep growing. Queued samples are dropped; call
+    /// [`flush`](Self::flush) and [`fragment`](Self::fragment) first to keep them.
+    pub fn restart_timeline(&mut self, gap_ms: u32) {
+        let latest = self.clocks.iter().flatten().map(|(_, ms)| *ms).max();
+        if let Some(latest) = latest {
+            self.offset_ms += latest.max(0) + i64::from(gap_ms);
+        }
         self.epoch = None;
         self.clocks = [None, None];
         for track in [&mut self.video, &mut self.audio] {
@@ -273,8 +281,8 @@ impl Fmp4Muxer {
             None => i64::from(ts.wrapping_sub(epoch) as i32),
         };
         self.clocks[track] = Some((ts, ms));
-        // A frame a little before the epoch (the other track's jitter) starts at zero.
-        ms.max(0) as u64
+        // A frame a little before the epoch (the other track's jitter) starts at the epoch.
+        (ms.max(0) + self.offset_ms) as u64
     }
 
     fn push_video(&mut self, frame: &Frame) -> Result<Fmp4Push, Fmp4Error> {
