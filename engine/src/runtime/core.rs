@@ -695,6 +695,10 @@ impl Core {
                 self.reply(reply, Reply::ReaderClaim(admitted));
             }
             CoreMessage::ReleaseReader { key, session } => self.release_reader(&key, session),
+            CoreMessage::ListStreams { reply } => {
+                let keys = self.directory.borrow().keys().cloned().collect();
+                self.reply(reply, Reply::Streams(keys));
+            }
         }
     }
 
@@ -709,6 +713,22 @@ impl Core {
     }
 
     // ---- HLS (on the stream key's home core) ---------------------------------------------
+
+    /// The live stream keys, from every data core's directory, sorted.
+    pub async fn live_streams(&self) -> Vec<StreamKey> {
+        let mut keys = Vec::new();
+        for core in 0..self.data_cores {
+            let to = CoreId(core as u16);
+            if let Some(Reply::Streams(k)) = self
+                .request(to, |reply| CoreMessage::ListStreams { reply })
+                .await
+            {
+                keys.extend(k);
+            }
+        }
+        keys.sort_by_key(|k| k.path());
+        keys
+    }
 
     /// Asks the key's home core for a playlist or segment.
     pub async fn hls_get(&self, key: &StreamKey, query: HlsQuery) -> Option<HlsAnswer> {

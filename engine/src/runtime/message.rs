@@ -117,6 +117,11 @@ pub enum CoreMessage {
         key: StreamKey,
         session: SessionId,
     },
+    /// The live keys whose home is this core (for the stream list page); answered with
+    /// [`Reply::Streams`].
+    ListStreams {
+        reply: ReplyTo,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +135,7 @@ pub enum Reply {
     Kicked(bool),
     /// Whether the reader was admitted.
     ReaderClaim(bool),
+    Streams(Vec<StreamKey>),
 }
 
 /// What an HLS request asks the home core for.

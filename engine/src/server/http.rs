@@ -12,6 +12,7 @@ use super::accept::accept_loop;
 use super::auth_hook;
 use super::conn::{Conn, ReadOutcome};
 use super::net::NetReader;
+use super::pages::{self, PlayerKind};
 use super::rtmp::unix_now;
 use crate::auth::{Action, AuthRequest, Protocol};
 use crate::protocol::http::{
@@ -41,6 +42,15 @@ enum Route {
         app: String,
         stream: String,
     },
+    /// The player page of a stream (`/{app}/{stream}`, no extension).
+    Page {
+        app: String,
+        stream: String,
+    },
+    /// The stream list page (`/`).
+    Index,
+    /// A vendored player script or its licence (`/_player/{name}`).
+    Asset(String),
     /// A segment, part or init segment of an HLS muxer.
     Media {
         app: String,
@@ -54,6 +64,12 @@ impl Route {
     /// `/{app}/{stream}.flv`, `/{app}/{stream}.m3u8`, `/{app}/{stream}-{instance}-{name}` (HLS
     /// media: `{seq}.ts`, `{seq}.mp4`, `p{part}.mp4`, `init{version}.mp4`).
     fn parse(path: &str) -> Option<Route> {
+        if path == "/" {
+            return Some(Route::Index);
+        }
+        if let Some(name) = path.strip_prefix(super::pages::ASSET_PREFIX) {
+            return Some(Route::Asset(name.to_owned()));
+        }
         let (app, file) = path.strip_prefix('/')?.rsplit_once('/')?;
         if app.is_empty() || app.split('/').any(str::is_empty) {
             return None;
@@ -71,6 +87,12 @@ impl Route {
                 stream: stream.to_owned(),
             });
         }
+        if !file.is_empty() && !file.contains('.') {
+            return Some(Route::Page {
+                app,
+                stream: file.to_owned(),
+            });
+        }
         let (stream, instance, name) = parse_media_name(file)?;
         Some(Route::Media {
             app,
@@ -80,11 +102,14 @@ impl Route {
         })
     }
 
-    fn app_stream(&self) -> (&str, &str) {
+    /// The stream the route names, if it names one.
+    fn app_stream(&self) -> Option<(&str, &str)> {
         match self {
             Route::Flv { app, stream }
             | Route::Playlist { app, stream }
-            | Route::Media { app, stream, .. } => (app, stream),
+            | Route::Page { app, stream }
+            | Route::Media { app, stream, .. } => Some((app, stream)),
+            Route::Index | Route::Asset(_) => None,
         }
     }
 }
@@ -366,9 +391,29 @@ async fn handle(conn: &Conn, req: &Request, reader: &NetReader) -> Next {
     let Some(route) = Route::parse(&req.path) else {
         return not_found(conn, req);
     };
-    let (app, stream) = route.app_stream();
-    let protocol = match route {
-        Route::Flv { .. } => Protocol::Flv,
+    let pages = conn.core.snapshot().config.http_player_pages;
+    let Some((app, stream)) = route.app_stream() else {
+        return match &route {
+            Route::Index if pages => serve_index(conn, req).await,
+            Route::Asset(name) if pages => match pages::asset(name) {
+                Some((content_type, body)) => {
+                    let head = with_cors(conn, ResponseHead::new(200), origin)
+                        .with_header("Content-Type", content_type)
+                        .with_header("Cache-Control", "public, max-age=3600");
+                    reply(conn, head, req, Some(Bytes::from_static(body)))
+                }
+                None => not_found(conn, req),
+            },
+            _ => not_found(conn, req),
+        };
+    };
+    let page = matches!(route, Route::Page { .. }).then(|| PlayerKind::from_query(&req.query));
+    if page.is_some() && !pages {
+        return not_found(conn, req);
+    }
+    // A page is checked as the media it plays, with the same query.
+    let protocol = match (&route, page) {
+        (Route::Flv { .. }, _) | (_, Some(PlayerKind::Flv)) => Protocol::Flv,
         _ => Protocol::Hls,
     };
     let Some(key) = authorize(conn, req, protocol, app, stream).await else {
@@ -385,6 +430,15 @@ async fn handle(conn: &Conn, req: &Request, reader: &NetReader) -> Next {
         return not_found(conn, req);
     }
     match route {
+        Route::Index | Route::Asset(_) => not_found(conn, req),
+        Route::Page { .. } => {
+            let kind = page.unwrap_or(PlayerKind::Hls);
+            let body = pages::player_page(&key.path(), kind);
+            let head = with_cors(conn, ResponseHead::new(200), origin)
+                .with_header("Content-Type", "text/html; charset=utf-8")
+                .with_header("Cache-Control", "no-cache");
+            reply(conn, head, req, Some(Bytes::from(body)))
+        }
         Route::Flv { .. } => serve_flv(conn, req, key, head_only, reader).await,
         Route::Playlist { .. } => serve_playlist(conn, req, &key).await,
         Route::Media { instance, name, .. } => {
@@ -405,6 +459,34 @@ async fn handle(conn: &Conn, req: &Request, reader: &NetReader) -> Next {
             }
         }
     }
+}
+
+/// The stream list page: the live streams of the request's host that it may read.
+async fn serve_index(conn: &Conn, req: &Request) -> Next {
+    let snapshot = conn.core.snapshot();
+    let vhost = host_without_port(req.header("Host").unwrap_or_default());
+    let vhost = snapshot.auth.stream_vhost(vhost).unwrap_or(DEFAULT_VHOST);
+    let mut paths = Vec::new();
+    for key in conn.core.live_streams().await {
+        if key.vhost != vhost {
+            continue;
+        }
+        if authorize(conn, req, Protocol::Hls, &key.app, &key.stream)
+            .await
+            .is_some()
+        {
+            paths.push(key.path());
+        }
+    }
+    let head = with_cors(conn, ResponseHead::new(200), req.header("Origin"))
+        .with_header("Content-Type", "text/html; charset=utf-8")
+        .with_header("Cache-Control", "no-cache");
+    reply(
+        conn,
+        head,
+        req,
+        Some(Bytes::from(pages::index_page(&paths))),
+    )
 }
 
 /// Sends a response with a body (dropped for HEAD); the next step for the connection.
@@ -484,7 +566,7 @@ fn host_without_port(host: &str) -> &str {
 /// What the server reads from a request before it touches any state: the route, the host and
 /// the credentials. For the `http_request` fuzz target ([`crate::fuzzing`]).
 pub(crate) fn fuzz_request(req: &Request) {
-    let _ = Route::parse(&req.path).map(|r| r.app_stream().0.len());
+    let _ = Route::parse(&req.path).map(|r| r.app_stream().map(|(app, _)| app.len()));
     let _ = host_without_port(req.header("Host").unwrap_or_default());
     let _ = basic_credentials(req.header("Authorization"));
 }
@@ -725,6 +807,18 @@ mod tests {
                 name: HlsName::Part(3)
             })
         );
+        assert_eq!(
+            Route::parse("/live/cam"),
+            Some(Route::Page {
+                app: "live".into(),
+                stream: "cam".into()
+            })
+        );
+        assert_eq!(Route::parse("/"), Some(Route::Index));
+        assert_eq!(
+            Route::parse("/_player/hls.min.js"),
+            Some(Route::Asset("hls.min.js".into()))
+        );
         for bad in [
             "/cam.flv",
             "/live/.flv",
@@ -732,6 +826,8 @@ mod tests {
             "/live/cam.mp4x",
             "/live/cam.ts",
             "live/cam.flv",
+            "/live/",
+            "/cam",
         ] {
             assert_eq!(Route::parse(bad), None, "{bad}");
         }
