@@ -195,6 +195,12 @@ fn signed_publish_and_play_over_rtmp_flv_and_hls() {
         get(http, "/live/s.m3u8", &[("Host", "localhost")]).status,
         403
     );
+    // The player page is checked as the HLS it plays: the playlist's signature opens it, and
+    // its script passes that query on to the media.
+    let page = get(http, &format!("/live/s?{query}"), &[("Host", "localhost")]);
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("location.search"));
+    assert_eq!(get(http, "/live/s", &[("Host", "localhost")]).status, 403);
 
     assert!(
         wait_with_timeout(publisher, Duration::from_secs(30), "publisher")

@@ -128,12 +128,25 @@ pub(super) fn player_page(path: &str, kind: PlayerKind) -> String {
     }}
   }} else {{
     if (window.mpegts && mpegts.getFeatureList().mseLivePlayback) {{
-      var player = mpegts.createPlayer({{ type: "flv", isLive: true, url: new URL(src, location.href).href }},
-        {{ enableStashBuffer: false, liveBufferLatencyChasing: true }});
-      state.player = player;
-      player.on(mpegts.Events.ERROR, function (type, detail) {{ fail(type + ": " + detail); }});
-      player.attachMediaElement(video);
-      player.load();
+      // The FLV header fixes the tracks mpegts.js makes buffers for: when the stream ends (or a
+      // track it did not announce breaks the player), start again with a fresh header.
+      var start = function () {{
+        var player = mpegts.createPlayer({{ type: "flv", isLive: true, url: new URL(src, location.href).href }},
+          {{ enableStashBuffer: false, liveBufferLatencyChasing: true }});
+        state.player = player;
+        var again = function () {{
+          player.destroy();
+          state.restarts = (state.restarts || 0) + 1;
+          setTimeout(start, 1000);
+        }};
+        player.on(mpegts.Events.ERROR, function (type, detail) {{ fail(type + ": " + detail); again(); }});
+        player.on(mpegts.Events.LOADING_COMPLETE, again);
+        player.attachMediaElement(video);
+        player.load();
+        var p = video.play();
+        if (p && p.catch) {{ p.catch(function (e) {{ state.warnings.push("play: " + e); }}); }}
+      }};
+      start();
     }} else {{
       fail("this browser has no Media Source Extensions for HTTP-FLV");
     }}
