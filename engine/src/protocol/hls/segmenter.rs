@@ -181,7 +181,7 @@ impl Segmenter {
                 // rather than outgrow the playlist's fixed target duration.
                 let force = frame.kind == cut_kind
                     && elapsed >= 0
-                    && elapsed as u32 >= self.target_seconds() * 1000;
+                    && elapsed as u32 >= self.target_seconds().saturating_mul(1000);
                 if (cut_point && elapsed >= 0 && elapsed as u32 >= self.target_ms()) || force {
                     closed = self.close(elapsed as u32);
                     self.start_building(frame.timestamp);

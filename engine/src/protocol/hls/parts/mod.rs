@@ -250,7 +250,7 @@ impl PartSegmenter {
         // Signed: a frame a little behind the start (jitter) is not a long segment.
         let in_segment = ts.wrapping_sub(seg_start) as i32;
         let in_part = ts.wrapping_sub(part_start) as i32;
-        let force = in_segment >= 0 && in_segment as u32 >= self.target_s * 1000;
+        let force = in_segment >= 0 && in_segment as u32 >= self.target_s.saturating_mul(1000);
         if overflowed
             || (keyframe && in_segment >= 0 && in_segment as u32 >= self.segment_ms())
             || force
