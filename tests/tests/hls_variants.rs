@@ -139,8 +139,10 @@ fn low_latency_hls_parts_blocking_reload_and_preload_hint() {
 
 #[test]
 fn fmp4_and_mpegts_variants_decode() {
-    for (variant, media) in [("fmp4", ".mp4"), ("mpegts", ".ts")] {
-        let engine = Engine::start(&format!("hlsVariant: {variant}\n"));
+    for (variant, media, pages) in [("fmp4", ".mp4", true), ("mpegts", ".ts", false)] {
+        let engine = Engine::start(&format!(
+            "hlsVariant: {variant}\nhttpPlayerPages: {pages}\n"
+        ));
         let publisher = ff::publish(&engine.rtmp_url("live/v"), 12);
         engine.wait_for_log("publish started", Duration::from_secs(10));
         let asked = Instant::now();
@@ -163,6 +165,11 @@ fn fmp4_and_mpegts_variants_decode() {
         let uri = p.lines().rev().find(|l| l.ends_with(media)).unwrap();
         let seg = get(engine.http_port, &format!("/live/{uri}"), &[]);
         assert_eq!(seg.status, 200, "{variant}");
+        // The player pages follow httpPlayerPages.
+        let status = if pages { 200 } else { 404 };
+        for path in ["/live/v", "/", "/_player/hls.min.js"] {
+            assert_eq!(get(engine.http_port, path, &[]).status, status, "{path}");
+        }
         assert_decodes(&engine, "live/v.m3u8");
         wait_with_timeout(publisher, Duration::from_secs(30), "publisher");
     }

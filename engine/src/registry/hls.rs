@@ -372,6 +372,98 @@ pub fn parse_media_name(file: &str) -> Option<(&str, u32, HlsName)> {
 mod tests {
     use super::*;
 
+    use std::cell::RefCell;
+
+    use bytes::Bytes;
+
+    use crate::media::MediaKind;
+    use crate::runtime::CoreId;
+
+    const AVC_SEQ: &[u8] = &[
+        0x17, 0, 0, 0, 0, 1, 0x42, 0xc0, 0x0d, 0xff, 0xe1, 0, 4, 0x67, 0x42, 0xc0, 0x0d, 1, 0, 2,
+        0x68, 0xce,
+    ];
+
+    fn video(ts: u32) -> Frame {
+        let first = if ts.is_multiple_of(1000) { 0x17 } else { 0x27 };
+        Frame::new(
+            MediaKind::Video,
+            ts,
+            Bytes::from(vec![first, 1, 0, 0, 0, 0, 0, 0, 1, 0x65]),
+        )
+    }
+
+    fn reply(request: u64) -> ReplyTo {
+        ReplyTo {
+            core: CoreId(1),
+            request,
+        }
+    }
+
+    #[test]
+    fn parked_requests_are_answered_when_their_part_exists_or_time_is_up() {
+        type Answers = Rc<RefCell<Vec<(u64, Option<Bytes>)>>>;
+        let answers: Answers = Rc::default();
+        let log = answers.clone();
+        let responder: HlsResponder =
+            Rc::new(move |to, body| log.borrow_mut().push((to.request, body)));
+        let now = Instant::now();
+        let settings = HlsSettings {
+            variant: HlsVariant::LowLatency,
+            segment_duration: Duration::from_secs(1),
+            part_duration: Duration::from_millis(200),
+            window: 7,
+        };
+        let mut m = HlsMuxer::new("s", 1, settings, responder, now);
+        let startup = [Frame::new(MediaKind::Video, 0, Bytes::from_static(AVC_SEQ))];
+        m.attach(&startup, now);
+        for ts in (0..1680).step_by(40) {
+            m.push(&video(ts), now);
+        }
+        assert!(m.playlist().is_some());
+        // Segment 1 has parts 0..=2 (p5..p7); part 3 of it, part p8 and segment 2 are ahead.
+        assert!(matches!(
+            m.request_playlist(1, Some(2), reply(1), now),
+            HlsReply::Now(Some(_))
+        ));
+        assert_eq!(
+            m.request_playlist(1, Some(3), reply(2), now),
+            HlsReply::Parked
+        );
+        assert_eq!(
+            m.request_media(HlsName::Part(8), reply(3), now),
+            HlsReply::Parked
+        );
+        assert_eq!(m.request_playlist(2, None, reply(4), now), HlsReply::Parked);
+        assert_eq!(m.request_playlist(9, None, reply(5), now), HlsReply::TooFar);
+        assert_eq!(
+            m.request_media(HlsName::Part(20), reply(6), now),
+            HlsReply::Now(None)
+        );
+        assert!(answers.borrow().is_empty());
+        // Frames up to 1.76 s extend part 3 of segment 1; the one at 1.80 s closes it (p8).
+        m.push(&video(1680), now);
+        m.push(&video(1720), now);
+        m.push(&video(1760), now);
+        assert!(answers.borrow().is_empty());
+        m.push(&video(1800), now);
+        let got: Vec<u64> = answers.borrow().iter().map(|(r, _)| *r).collect();
+        assert_eq!(got, [2, 3]);
+        assert!(answers.borrow()[0]
+            .1
+            .as_ref()
+            .is_some_and(|p| p.starts_with(b"#EXTM3U")));
+        assert!(answers.borrow()[1]
+            .1
+            .as_ref()
+            .is_some_and(|p| &p[4..8] == b"moof"));
+        // Segment 2 never comes in time: at the deadline the playlist as it is.
+        m.wake(now + Duration::from_secs(5));
+        assert_eq!(answers.borrow().len(), 3);
+        assert_eq!(answers.borrow()[2].0, 4);
+        assert!(answers.borrow()[2].1.is_some());
+    }
+
     #[test]
     fn media_names_round_trip() {
         assert_eq!(
