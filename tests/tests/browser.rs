@@ -133,6 +133,13 @@ fn watch(browser: &mut Browser, engine: &Engine, published: Instant, pages: &[(&
             earlier.1,
             last.1
         );
+        // The first viewer starts at a safe distance from the edge: at most a few stalls even
+        // on a loaded machine (0 is the usual).
+        assert!(
+            s["stalls"].as_u64().unwrap_or(0) <= 3,
+            "{}: first viewer stalled: {s}",
+            c.name
+        );
         if c.video {
             assert_eq!(
                 (s["w"].as_u64(), s["h"].as_u64()),

@@ -114,7 +114,8 @@ pub(super) fn player_page(path: &str, kind: PlayerKind) -> String {
   video.addEventListener("error", function () {{ fail("video: " + (video.error && video.error.message)); }});
   if (kind === "hls") {{
     if (window.Hls && Hls.isSupported()) {{
-      var hls = new Hls({{ lowLatencyMode: true, backBufferLength: 30 }});
+      // Catch up (at up to 1.5x) when behind the target latency, rather than stay behind.
+      var hls = new Hls({{ lowLatencyMode: true, backBufferLength: 30, maxLiveSyncPlaybackRate: 1.5 }});
       state.player = hls;
       hls.on(Hls.Events.ERROR, function (_, d) {{
         if (d.fatal) {{ fail(d.type + ": " + d.details); }} else {{ state.warnings.push(d.details); }}
@@ -132,7 +133,7 @@ pub(super) fn player_page(path: &str, kind: PlayerKind) -> String {
       // track it did not announce breaks the player), start again with a fresh header.
       var start = function () {{
         var player = mpegts.createPlayer({{ type: "flv", isLive: true, url: new URL(src, location.href).href }},
-          {{ enableStashBuffer: false, liveBufferLatencyChasing: true }});
+          {{ enableStashBuffer: false, liveSync: true }});
         state.player = player;
         var again = function () {{
           player.destroy();
