@@ -258,3 +258,48 @@ fn errors_and_ignored_frames() {
     assert_eq!(parse_asc(&[0x11, 0x90]), Some((48000, 2)));
     assert_eq!(parse_asc(&[0x12, 0x08]), Some((44100, 1)));
 }
+
+#[test]
+fn hevc_gets_hvc1_with_the_record_and_metadata_size() {
+    use crate::protocol::rtmp::amf0::{self, Amf0Value};
+    let mut m = Fmp4Muxer::new();
+    let mut meta = bytes::BytesMut::new();
+    amf0::encode_all(
+        &mut meta,
+        &[
+            Amf0Value::string("onMetaData"),
+            Amf0Value::EcmaArray(vec![
+                ("width".into(), Amf0Value::Number(1280.0)),
+                ("height".into(), Amf0Value::Number(720.0)),
+            ]),
+        ],
+    )
+    .unwrap();
+    let _ = m
+        .push(&Frame::new(MediaKind::Script, 0, meta.freeze()))
+        .unwrap();
+    // Legacy FLV HEVC (codec id 12) sequence header: the record is passed on as is.
+    let record = [
+        1u8, 1, 0x60, 0, 0, 0, 0x90, 0, 0, 0, 0, 0, 93, 0xf0, 0, 0xfc, 0xfd, 0xf8, 0xf8, 0, 0,
+        0x0f, 0,
+    ];
+    let mut p = vec![0x1c, 0, 0, 0, 0];
+    p.extend_from_slice(&record);
+    assert_eq!(
+        m.push(&Frame::new(MediaKind::Video, 0, Bytes::from(p))),
+        Ok(Fmp4Push::ConfigChanged)
+    );
+    let init = m.init_segment().unwrap();
+    // The children of hvc1 (past its 78 bytes of visual sample entry): hvcC first.
+    let hvcc = find(
+        &init,
+        &["moov", "trak", "mdia", "minf", "stbl", "stsd", "hvc1"],
+    );
+    assert_eq!(&hvcc[4..8], b"hvcC");
+    assert_eq!(&hvcc[8..], record.as_slice());
+    let tkhd = find(&init, &["moov", "trak", "tkhd"]);
+    assert_eq!(
+        (u32_at(tkhd, 76) >> 16, u32_at(tkhd, 80) >> 16),
+        (1280, 720)
+    );
+}
