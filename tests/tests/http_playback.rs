@@ -344,3 +344,60 @@ fn flv_header_flags_the_tracks_the_stream_has() {
         );
     }
 }
+
+/// A publisher whose metadata and sequence headers promise audio that never comes: after a
+/// second of video the header flags video only, for a viewer that was waiting meanwhile.
+#[test]
+fn flv_header_leaves_out_a_promised_track_that_never_comes() {
+    use corestream::media::{Frame, MediaKind};
+    use corestream::protocol::rtmp::amf0::{self, Amf0Value};
+    use corestream::protocol::rtmp::ClientMode;
+    use tests::rtmp_client::RtmpClient;
+
+    let engine = Engine::start("playWaitTimeout: 10s\n");
+    let mut publisher =
+        RtmpClient::connect(engine.rtmp_port, "live", "liar", ClientMode::Publish).unwrap();
+    publisher
+        .wait_publish_started(Duration::from_secs(10))
+        .unwrap();
+    let mut meta = bytes::BytesMut::new();
+    amf0::encode_all(
+        &mut meta,
+        &[
+            Amf0Value::string("onMetaData"),
+            Amf0Value::EcmaArray(vec![
+                ("videocodecid".into(), Amf0Value::Number(7.0)),
+                ("audiocodecid".into(), Amf0Value::Number(10.0)),
+            ]),
+        ],
+    )
+    .unwrap();
+    let frame = |kind, ts, body: &[u8]| Frame::new(kind, ts, bytes::Bytes::copy_from_slice(body));
+    publisher
+        .send_media(&frame(MediaKind::Script, 0, &meta))
+        .unwrap();
+    let avc_seq = [
+        0x17, 0, 0, 0, 0, 1, 0x42, 0xc0, 0x1e, 0xff, 0xe1, 0, 4, 0x67, 0x42, 0xc0, 0x1e, 1, 0, 2,
+        0x68, 0xce,
+    ];
+    publisher
+        .send_media(&frame(MediaKind::Video, 0, &avc_seq))
+        .unwrap();
+    publisher
+        .send_media(&frame(MediaKind::Audio, 0, &[0xaf, 0, 0x12, 0x10]))
+        .unwrap();
+    let port = engine.http_port;
+    let viewer = std::thread::spawn(move || flv_header_of(port, "/live/liar.flv"));
+    std::thread::sleep(Duration::from_millis(500));
+    for i in 0..40u32 {
+        let key = i % 25 == 0;
+        let body = [if key { 0x17 } else { 0x27 }, 1, 0, 0, 0, 0, 0, 0, 1, 0x65];
+        publisher
+            .send_media(&frame(MediaKind::Video, i * 40, &body))
+            .unwrap();
+    }
+    let header = viewer.join().unwrap();
+    assert_eq!(header[4], 0x01, "video only: {header:02x?}");
+    // A viewer arriving now gets the same.
+    assert_eq!(flv_header_of(engine.http_port, "/live/liar.flv")[4], 0x01);
+}
