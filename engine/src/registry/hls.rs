@@ -64,7 +64,8 @@ const MAX_WAITERS: usize = 4096;
 /// A preload hint names the next part; a request for a part further ahead is not waited for.
 const MAX_PARTS_AHEAD: u64 = 2;
 
-/// What a request gets from [`HlsMuxer::request`].
+/// What a request gets from [`HlsMuxer::request_playlist`] or [`HlsMuxer::request_media`].
+#[must_use]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HlsReply {
     /// The body, or `None`: not there (yet, for a playlist being prepared).

@@ -35,7 +35,7 @@ pub enum Fmp4Error {
     TruncatedAudioTag { len: usize },
     #[error("aac audio specific config is malformed")]
     BadAudioSpecificConfig,
-    #[error("{kind:?} frame before its sequence header")]
+    #[error("media frame before its sequence header (kind {kind:?})")]
     MissingConfig { kind: MediaKind },
 }
 
