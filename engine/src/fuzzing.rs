@@ -25,7 +25,7 @@ use crate::auth::query::Query;
 use crate::auth::{Action, AuthRequest, AuthSettings, Authenticator, Protocol};
 use crate::media::{Frame, MediaKind};
 use crate::protocol::flv::FlvReader;
-use crate::protocol::hls::{Segmenter, SegmenterConfig};
+use crate::protocol::hls::{PartSegmenter, PartsConfig, Segmenter, SegmenterConfig};
 use crate::protocol::http::{
     parse_query, parse_request, parse_response_head, percent_decode_path, ChunkedDecoder,
     ChunkedEvent, Limits, Parsed,
@@ -337,8 +337,8 @@ pub fn fuzz_config(data: &[u8]) {
     let _ = crate::config::Config::parse(&text, "fuzz.yaml");
 }
 
-/// Publisher media through the HLS segmenter (and so the TS muxer), as `registry::hls` feeds
-/// it. The input is a list of frames, each `[kind, dt_hi, dt_lo, len_hi, len_lo, payload...]`:
+/// Publisher media through the HLS segmenters (and so the TS and fMP4 muxers), as
+/// `registry::hls` feeds them. The input is a list of frames, each `[kind, dt_hi, dt_lo, len_hi, len_lo, payload...]`:
 /// kind % 3 picks video, audio or script (kind 0xff marks a discontinuity instead); `dt` (i16) moves the timestamp, backwards too; the
 /// wall clock advances by `|dt|`. Segments are small (64 KiB cap, window 3) so that cutting and
 /// overflow are reached quickly.
@@ -351,6 +351,14 @@ pub fn fuzz_hls(data: &[u8]) {
         ..SegmenterConfig::new("fuzz")
     };
     let mut segmenter = Segmenter::new(config);
+    let mut parts = PartSegmenter::new(PartsConfig {
+        segment_duration: Duration::from_millis(500),
+        part_duration: Duration::from_millis(100),
+        window: 3,
+        retain_after_removal: 1,
+        max_segment_bytes: 64 * 1024,
+        ..PartsConfig::new("fuzz")
+    });
     let start = Instant::now();
     let mut now = start;
     let mut timestamp: u32 = 0;
@@ -369,12 +377,20 @@ pub fn fuzz_hls(data: &[u8]) {
         };
         if *kind_byte == 0xff {
             segmenter.mark_discontinuity();
+            parts.mark_discontinuity();
             continue;
         }
         let frame = Frame::new(kind, timestamp, Bytes::copy_from_slice(payload));
         let _ = segmenter.push(now, &frame);
+        let _ = parts.push(now, &frame);
+        let _ = parts.has_part(parts.next_part_number() / 4, Some(1));
     }
     let _ = segmenter.flush();
+    let _ = parts.flush();
+    let _ = (parts.is_ready(), parts.playlist());
+    for n in 0..parts.next_part_number() + 1 {
+        let _ = (parts.part(n), parts.segment(n), parts.init(n as u32));
+    }
     let playlist = segmenter.playlist();
     for uri in playlist.lines().filter(|l| !l.starts_with('#')) {
         if let Some(seq) = segmenter.sequence_from_uri(uri) {

@@ -24,7 +24,10 @@ pub fn publish_sized(url: &str, seconds: u32, size: &str, extra: &[&str]) -> Chi
             "-i",
             &format!("testsrc2=size={size}:rate=25:duration={seconds}"),
         ])
+        // `-re` is per input: the sine is read in real time too, so an audio-only publish
+        // (`-vn`) is as long as the others.
         .args([
+            "-re",
             "-f",
             "lavfi",
             "-i",

@@ -87,7 +87,8 @@ fn engine_with_domains(extra: &str) -> (Engine, TempDir, std::path::PathBuf) {
 
 #[test]
 fn signed_publish_and_play_over_rtmp_flv_and_hls() {
-    let (engine, _dir, config) = engine_with_domains("hlsSegmentDuration: 1s\n");
+    let (engine, _dir, config) =
+        engine_with_domains("hlsVariant: mpegts\nhlsSegmentDuration: 1s\n");
     let (rtmp, http) = (engine.rtmp_port, engine.http_port);
 
     // Unsigned, tampered and expired publishes are refused.
@@ -194,6 +195,12 @@ fn signed_publish_and_play_over_rtmp_flv_and_hls() {
         get(http, "/live/s.m3u8", &[("Host", "localhost")]).status,
         403
     );
+    // The player page is checked as the HLS it plays: the playlist's signature opens it, and
+    // its script passes that query on to the media.
+    let page = get(http, &format!("/live/s?{query}"), &[("Host", "localhost")]);
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("location.search"));
+    assert_eq!(get(http, "/live/s", &[("Host", "localhost")]).status, 403);
 
     assert!(
         wait_with_timeout(publisher, Duration::from_secs(30), "publisher")

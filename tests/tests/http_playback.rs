@@ -97,7 +97,7 @@ fn durations(playlist: &str) -> Vec<f64> {
 
 #[test]
 fn hls_playlist_slides_and_segments_decode() {
-    let engine = Engine::start("hlsSegmentDuration: 1s\nhlsSegmentCount: 3\n");
+    let engine = Engine::start("hlsVariant: mpegts\nhlsSegmentDuration: 1s\nhlsSegmentCount: 3\n");
     let publisher = ff::publish(&engine.rtmp_url("live/hls"), 14);
     engine.wait_for_log("publish started", Duration::from_secs(10));
 
@@ -172,8 +172,9 @@ fn hls_playlist_slides_and_segments_decode() {
 
 #[test]
 fn hls_holds_the_whole_stream_when_muxed_from_the_start() {
-    let engine =
-        Engine::start("hlsAlwaysRemux: true\nhlsSegmentDuration: 1s\nhlsSegmentCount: 10\n");
+    let engine = Engine::start(
+        "hlsVariant: mpegts\nhlsAlwaysRemux: true\nhlsSegmentDuration: 1s\nhlsSegmentCount: 10\n",
+    );
     let publisher = ff::publish(&engine.rtmp_url("live/all"), 6);
     assert!(
         wait_with_timeout(publisher, Duration::from_secs(30), "publisher")
@@ -196,7 +197,7 @@ fn hls_holds_the_whole_stream_when_muxed_from_the_start() {
 
 #[test]
 fn republish_makes_a_discontinuity() {
-    let engine = Engine::start("hlsSegmentDuration: 1s\nhlsSegmentCount: 10\n");
+    let engine = Engine::start("hlsVariant: mpegts\nhlsSegmentDuration: 1s\nhlsSegmentCount: 10\n");
     let url = engine.rtmp_url("live/re");
     let first = ff::publish(&url, 4);
     engine.wait_for_log("publish started", Duration::from_secs(10));
@@ -285,4 +286,118 @@ fn malformed_requests_get_their_status_while_a_stream_flows() {
     ))
     .unwrap();
     assert_eq!(p.video_frames, 150, "the live viewer lost frames: {p:?}");
+}
+
+/// The FLV header bytes of `path`'s HTTP-FLV response (HTTP/1.0, so the body is not chunked).
+fn flv_header_of(port: u16, path: &str) -> [u8; 13] {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "response ended early: {got:?}");
+        got.extend_from_slice(&buf[..n]);
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            if got.len() >= end + 4 + 13 {
+                return got[end + 4..end + 4 + 13].try_into().unwrap();
+            }
+        }
+    }
+}
+
+/// The codec types ffprobe finds in `url`, read to its end.
+fn probed_kinds(url: &str) -> (Vec<String>, String) {
+    let out = wait_with_timeout(ff::spawn_probe(url), Duration::from_secs(30), "ffprobe");
+    let kinds = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("codec_type="))
+        .map(str::to_owned)
+        .collect();
+    (kinds, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn flv_header_flags_the_tracks_the_stream_has() {
+    let engine = Engine::start("playWaitTimeout: 10s\n");
+    // (ffmpeg output option, stream, header flags, what ffprobe finds)
+    let cases: [(&str, &str, u8, &[&str]); 3] = [
+        ("-an", "video", 0x01, &["video"]),
+        ("-vn", "audio", 0x04, &["audio"]),
+        ("-sn", "both", 0x05, &["video", "audio"]),
+    ];
+    for (i, (option, name, flags, kinds)) in cases.into_iter().enumerate() {
+        let publisher = ff::publish_with(&engine.rtmp_url(&format!("live/{name}")), 5, &[option]);
+        engine.wait_for_log_count("publish started", i + 1, Duration::from_secs(10));
+        let path = format!("/live/{name}.flv");
+        let header = flv_header_of(engine.http_port, &path);
+        assert_eq!(&header[..3], b"FLV");
+        assert_eq!(header[4], flags, "{name}: {header:02x?}");
+        let (found, stderr) = probed_kinds(&engine.http_url(&path[1..]));
+        assert_eq!(found, kinds, "{name}: {stderr}");
+        assert!(
+            wait_with_timeout(publisher, Duration::from_secs(30), "publisher")
+                .status
+                .success()
+        );
+    }
+}
+
+/// A publisher whose metadata and sequence headers promise audio that never comes: after a
+/// second of video the header flags video only, for a viewer that was waiting meanwhile.
+#[test]
+fn flv_header_leaves_out_a_promised_track_that_never_comes() {
+    use corestream::media::{Frame, MediaKind};
+    use corestream::protocol::rtmp::amf0::{self, Amf0Value};
+    use corestream::protocol::rtmp::ClientMode;
+    use tests::rtmp_client::RtmpClient;
+
+    let engine = Engine::start("playWaitTimeout: 10s\n");
+    let mut publisher =
+        RtmpClient::connect(engine.rtmp_port, "live", "liar", ClientMode::Publish).unwrap();
+    publisher
+        .wait_publish_started(Duration::from_secs(10))
+        .unwrap();
+    let mut meta = bytes::BytesMut::new();
+    amf0::encode_all(
+        &mut meta,
+        &[
+            Amf0Value::string("onMetaData"),
+            Amf0Value::EcmaArray(vec![
+                ("videocodecid".into(), Amf0Value::Number(7.0)),
+                ("audiocodecid".into(), Amf0Value::Number(10.0)),
+            ]),
+        ],
+    )
+    .unwrap();
+    let frame = |kind, ts, body: &[u8]| Frame::new(kind, ts, bytes::Bytes::copy_from_slice(body));
+    publisher
+        .send_media(&frame(MediaKind::Script, 0, &meta))
+        .unwrap();
+    let avc_seq = [
+        0x17, 0, 0, 0, 0, 1, 0x42, 0xc0, 0x1e, 0xff, 0xe1, 0, 4, 0x67, 0x42, 0xc0, 0x1e, 1, 0, 2,
+        0x68, 0xce,
+    ];
+    publisher
+        .send_media(&frame(MediaKind::Video, 0, &avc_seq))
+        .unwrap();
+    publisher
+        .send_media(&frame(MediaKind::Audio, 0, &[0xaf, 0, 0x12, 0x10]))
+        .unwrap();
+    let port = engine.http_port;
+    let viewer = std::thread::spawn(move || flv_header_of(port, "/live/liar.flv"));
+    std::thread::sleep(Duration::from_millis(500));
+    for i in 0..40u32 {
+        let key = i % 25 == 0;
+        let body = [if key { 0x17 } else { 0x27 }, 1, 0, 0, 0, 0, 0, 0, 1, 0x65];
+        publisher
+            .send_media(&frame(MediaKind::Video, i * 40, &body))
+            .unwrap();
+    }
+    let header = viewer.join().unwrap();
+    assert_eq!(header[4], 0x01, "video only: {header:02x?}");
+    // A viewer arriving now gets the same.
+    assert_eq!(flv_header_of(engine.http_port, "/live/liar.flv")[4], 0x01);
 }

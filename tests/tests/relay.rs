@@ -481,7 +481,7 @@ fn hls_request_starts_an_on_demand_source() {
     let publisher = ff::publish(&origin.rtmp_url("live/hod"), 12);
     origin.wait_for_log("publish started", Duration::from_secs(10));
     let edge = Engine::start(&format!(
-        "hlsSegmentDuration: 1s\npaths:\n  live/hod:\n    source: rtmp://127.0.0.1:{}/live/hod\n    sourceOnDemand: true\n    sourceOnDemandStartTimeout: 5s\n",
+        "hlsVariant: mpegts\nhlsSegmentDuration: 1s\npaths:\n  live/hod:\n    source: rtmp://127.0.0.1:{}/live/hod\n    sourceOnDemand: true\n    sourceOnDemandStartTimeout: 5s\n",
         origin.rtmp_port
     ));
     let playlist = tests::http::get(edge.http_port, "/live/hod.m3u8", &[]);

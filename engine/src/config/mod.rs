@@ -31,6 +31,19 @@ pub const EMBEDDED: &str = include_str!("../../../config/corestream.yaml");
 /// The name errors use for the embedded default.
 pub const EMBEDDED_NAME: &str = "<embedded config/corestream.yaml>";
 
+/// The HLS flavour (MediaMTX's `hlsVariant`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HlsVariant {
+    /// MPEG-TS segments: every HLS player, the widest reach, the most latency.
+    Mpegts,
+    /// fMP4 segments (`#EXT-X-MAP`).
+    Fmp4,
+    /// fMP4 parts announced with `#EXT-X-PART`, blocking playlist reload, preload hints.
+    #[default]
+    LowLatency,
+}
+
 /// The whole main configuration file. Field names are the YAML keys in camelCase.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -111,6 +124,16 @@ pub struct Config {
     /// An HLS muxer nobody requested for this long stops.
     #[serde(default = "defaults::hls_muxer_close_after")]
     pub hls_muxer_close_after: Millis,
+    /// HLS flavour, as MediaMTX names it: MPEG-TS segments, fMP4 segments, or Low-Latency HLS
+    /// (fMP4 parts and blocking playlist reload).
+    #[serde(default)]
+    pub hls_variant: HlsVariant,
+    /// Low-Latency HLS part duration (`#EXT-X-PART-INF:PART-TARGET`).
+    #[serde(default = "defaults::hls_part_duration")]
+    pub hls_part_duration: Millis,
+    /// Serve the player pages (`GET /{path}`, `GET /`) on the HTTP port.
+    #[serde(default = "defaults::yes")]
+    pub http_player_pages: bool,
 
     // Authentication (MediaMTX names; domain files in the mms format).
     #[serde(default)]
@@ -245,10 +268,13 @@ mod defaults {
         Millis(60_000)
     }
     pub(super) fn hls_segment_duration() -> Millis {
-        Millis(2_000)
+        Millis(1_000)
+    }
+    pub(super) fn hls_part_duration() -> Millis {
+        Millis(200)
     }
     pub(super) fn hls_segment_count() -> usize {
-        6
+        7
     }
     pub(super) fn hls_muxer_close_after() -> Millis {
         Millis(60_000)
@@ -465,6 +491,12 @@ impl Config {
         }
         if self.hls_segment_duration.0 < 100 {
             return invalid("hlsSegmentDuration", "must be at least 100ms");
+        }
+        if self.hls_part_duration.0 < 20 || self.hls_part_duration.0 > self.hls_segment_duration.0 {
+            return invalid(
+                "hlsPartDuration",
+                "must be at least 20ms and at most hlsSegmentDuration",
+            );
         }
         if self.slow_player_timeout.0 == 0 {
             return invalid("slowPlayerTimeout", "must be greater than zero");

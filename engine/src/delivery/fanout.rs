@@ -51,6 +51,9 @@ struct EncodedStartup {
 #[derive(Debug, Default)]
 pub struct Fanout {
     players: Vec<Player>,
+    /// HTTP-FLV players attached before the stream's tracks were known: their FLV header (and so
+    /// their start-up frames) waits until it can say which tracks there are.
+    held: Vec<SessionId>,
     /// The current frame's encodings, one per format met so far.
     encoded: Vec<(SinkFormat, Bytes)>,
     startup: Vec<EncodedStartup>,
@@ -68,6 +71,7 @@ impl Fanout {
 
     pub fn take_players(&mut self) -> Vec<Player> {
         self.startup.clear();
+        self.held.clear();
         std::mem::take(&mut self.players)
     }
 
@@ -75,6 +79,10 @@ impl Fanout {
     /// Returns false if its queue cannot even take those.
     pub fn add(&mut self, player: Player, state: Option<&StreamState>, now: Instant) -> bool {
         let ok = match state {
+            Some(state) if waits_for_tracks(state, &player) => {
+                self.held.push(player.session);
+                true
+            }
             Some(state) => self.send_startup(state, &player, now),
             None => true,
         };
@@ -83,6 +91,7 @@ impl Fanout {
     }
 
     pub fn remove(&mut self, session: SessionId) -> Option<Player> {
+        self.held.retain(|s| *s != session);
         let i = self.players.iter().position(|p| p.session == session)?;
         let player = self.players.swap_remove(i);
         // A format nobody plays any more keeps no start-up encoding.
@@ -99,12 +108,32 @@ impl Fanout {
         let players = std::mem::take(&mut self.players);
         let mut too_slow = Vec::new();
         for p in &players {
-            if !self.send_startup(state, p, now) {
+            if waits_for_tracks(state, p) {
+                self.held.push(p.session);
+            } else if !self.send_startup(state, p, now) {
                 too_slow.push(p.session);
             }
         }
         self.players = players;
         too_slow
+    }
+
+    /// Starts the held HTTP-FLV players once the stream's tracks are known (`frame`, just
+    /// applied, is among their start-up frames). Returns them and those too slow to take it.
+    fn start_held(&mut self, state: &StreamState, now: Instant) -> (Vec<SessionId>, Vec<SessionId>) {
+        if self.held.is_empty() || !state.tracks_known() {
+            return (Vec::new(), Vec::new());
+        }
+        let started = std::mem::take(&mut self.held);
+        let players = std::mem::take(&mut self.players);
+        let mut too_slow = Vec::new();
+        for p in players.iter().filter(|p| started.contains(&p.session)) {
+            if !self.send_startup(state, p, now) {
+                too_slow.push(p.session);
+            }
+        }
+        self.players = players;
+        (started, too_slow)
     }
 
     /// Queues `frame` (already applied to `state`), encoded once per format, to every player.
@@ -116,8 +145,16 @@ impl Fanout {
         let always = frame.is_sequence_header() || frame.kind == MediaKind::Script;
         let resync = state.is_resync_point(frame);
         self.encoded.clear();
-        let mut too_slow = Vec::new();
+        // Held players that start now get this frame with their start-up frames; those still
+        // held get nothing before their header.
+        let (started, mut too_slow) = self.start_held(state, now);
         for p in &self.players {
+            if !self.held.is_empty() || !started.is_empty() {
+                let session = p.session;
+                if started.contains(&session) || self.held.contains(&session) {
+                    continue;
+                }
+            }
             let buf = match self.encoded.iter().find(|(f, _)| *f == p.format) {
                 Some((_, buf)) => buf.clone(),
                 None => {
@@ -140,6 +177,10 @@ impl Fanout {
     /// Queues the start-up frames to one player and has them sent at once; false if it could not
     /// take them.
     fn send_startup(&mut self, state: &StreamState, p: &Player, now: Instant) -> bool {
+        if let SinkFormat::Flv { chunked } = p.format {
+            let header = flv_header(state.flv_tracks(), chunked, &mut self.scratch);
+            p.queue.borrow_mut().push_control(header);
+        }
         let cached = self.encoded_startup(state, p.format);
         let mut queue = p.queue.borrow_mut();
         for buf in &cached.headers {
@@ -194,6 +235,25 @@ impl Fanout {
         }
         &self.startup[i]
     }
+}
+
+/// Whether `p` is an HTTP-FLV player that must wait for the stream's tracks: its FLV header says
+/// which there are, and flv.js / mpegts.js wait forever for a track the header promises.
+fn waits_for_tracks(state: &StreamState, p: &Player) -> bool {
+    matches!(p.format, SinkFormat::Flv { .. }) && !state.tracks_known()
+}
+
+/// An FLV file header flagging `tracks`, framed as an HTTP chunk for chunked viewers.
+fn flv_header(tracks: flv::Tracks, chunked: bool, scratch: &mut BytesMut) -> Bytes {
+    let len = flv::HEADER_LEN + flv::PREVIOUS_TAG_SIZE_LEN;
+    if chunked {
+        http::encode_chunk_header(scratch, len);
+    }
+    flv::encode_header(scratch, tracks.audio, tracks.video);
+    if chunked {
+        scratch.extend_from_slice(http::CHUNK_END);
+    }
+    scratch.split().freeze()
 }
 
 /// Frames `frame` as `format` wants it.

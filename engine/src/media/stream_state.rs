@@ -1,4 +1,5 @@
 use super::{AudioCodec, Frame, GopCache, GopLimits, MediaKind, VideoCodec};
+use crate::protocol::flv::{tracks_from_metadata, Tracks};
 
 /// What a late joiner needs before live frames: metadata, codec sequence headers, and the GOP so far.
 ///
@@ -13,7 +14,16 @@ pub struct StreamState {
     has_video: bool,
     /// Counts changes of the metadata and sequence headers.
     headers_version: u64,
+    /// The kinds of media (not sequence headers) seen, for the tracks an FLV header announces.
+    media_seen: Tracks,
+    /// Timestamps of the first and latest media frame: how long the stream has shown its tracks.
+    media_span: Option<(u32, u32)>,
 }
+
+/// After this much media, the tracks an FLV header announces are those that sent media: a
+/// track the metadata or a sequence header promised but that sent nothing is left out, or
+/// flv.js / mpegts.js would wait for it forever.
+const TRACKS_SETTLE_MS: u32 = 1_000;
 
 impl StreamState {
     pub fn new(limits: GopLimits) -> Self {
@@ -24,6 +34,8 @@ impl StreamState {
             gop: GopCache::new(limits),
             has_video: false,
             headers_version: 0,
+            media_seen: Tracks::default(),
+            media_span: None,
         }
     }
 
@@ -40,6 +52,8 @@ impl StreamState {
                     self.video_header = Some(frame.clone());
                     self.headers_version += 1;
                 } else {
+                    self.media_seen.video = true;
+                    self.note_media(frame.timestamp);
                     self.gop.push(frame);
                 }
             }
@@ -48,6 +62,8 @@ impl StreamState {
                     self.audio_header = Some(frame.clone());
                     self.headers_version += 1;
                 } else {
+                    self.media_seen.audio = true;
+                    self.note_media(frame.timestamp);
                     self.gop.push(frame);
                 }
             }
@@ -57,6 +73,55 @@ impl StreamState {
     /// True once any video has been seen: players then resynchronise on video keyframes only.
     pub fn has_video(&self) -> bool {
         self.has_video
+    }
+
+    fn note_media(&mut self, timestamp: u32) {
+        let (first, _) = self.media_span.unwrap_or((timestamp, timestamp));
+        self.media_span = Some((first, timestamp));
+    }
+
+    /// Milliseconds of media so far (0 on a backwards timeline).
+    fn media_elapsed(&self) -> u32 {
+        self.media_span.map_or(0, |(first, last)| {
+            (last.wrapping_sub(first) as i32).max(0) as u32
+        })
+    }
+
+    /// The tracks the publisher said it has: in `onMetaData`, or by a sequence header.
+    fn announced_tracks(&self) -> Tracks {
+        let said = self
+            .metadata
+            .as_ref()
+            .and_then(|m| tracks_from_metadata(&m.payload))
+            .unwrap_or_default();
+        said.union(Tracks {
+            audio: self.audio_header.is_some(),
+            video: self.video_header.is_some(),
+        })
+    }
+
+    /// The tracks a new HTTP-FLV viewer's header announces: those announced or seen, until
+    /// [`TRACKS_SETTLE_MS`] of media has shown which really send media; both while nothing is
+    /// known, so a player waits for a track rather than miss it.
+    pub fn flv_tracks(&self) -> Tracks {
+        let tracks = if self.media_elapsed() >= TRACKS_SETTLE_MS {
+            self.media_seen
+        } else {
+            self.announced_tracks().union(self.media_seen)
+        };
+        if tracks.is_empty() {
+            Tracks::BOTH
+        } else {
+            tracks
+        }
+    }
+
+    /// Whether [`flv_tracks`](Self::flv_tracks) can be trusted: media came from every announced
+    /// track, or for long enough to tell.
+    pub fn tracks_known(&self) -> bool {
+        !self.media_seen.is_empty()
+            && (self.media_seen.covers(self.announced_tracks())
+                || self.media_elapsed() >= TRACKS_SETTLE_MS)
     }
 
     /// Whether a player that skipped frames may resume at `frame`.
@@ -164,5 +229,41 @@ mod tests {
             ]
         );
         assert!(start[3].is_keyframe());
+    }
+
+    #[test]
+    fn flv_tracks_follow_the_media() {
+        let limits = GopLimits {
+            max_bytes: 1 << 20,
+            max_duration_ms: 10_000,
+        };
+        let video_only = Tracks {
+            audio: false,
+            video: true,
+        };
+        // Sequence headers for both, but only video media: the audio header promised a track
+        // that never comes, and after a second of media the header leaves it out.
+        let mut state = StreamState::new(limits);
+        assert_eq!(state.flv_tracks(), Tracks::BOTH);
+        state.apply(&frame(MediaKind::Video, 0, &[0x17, 0, 0, 0, 0, 1]));
+        state.apply(&frame(MediaKind::Audio, 0, &[0xaf, 0, 0x12, 0x10]));
+        assert!(!state.tracks_known());
+        state.apply(&frame(MediaKind::Video, 0, &[0x17, 1, 0, 0, 0]));
+        assert!(!state.tracks_known(), "audio may follow");
+        assert_eq!(state.flv_tracks(), Tracks::BOTH);
+        state.apply(&frame(MediaKind::Video, 960, &[0x27, 1, 0, 0, 0]));
+        assert!(!state.tracks_known());
+        state.apply(&frame(MediaKind::Video, 1000, &[0x27, 1, 0, 0, 0]));
+        assert!(state.tracks_known());
+        assert_eq!(state.flv_tracks(), video_only);
+
+        // Both send media: known at once.
+        let mut state = StreamState::new(limits);
+        state.apply(&frame(MediaKind::Video, 0, &[0x17, 0, 0, 0, 0, 1]));
+        state.apply(&frame(MediaKind::Audio, 0, &[0xaf, 0, 0x12, 0x10]));
+        state.apply(&frame(MediaKind::Video, 0, &[0x17, 1, 0, 0, 0]));
+        state.apply(&frame(MediaKind::Audio, 5, &[0xaf, 1, 0x21]));
+        assert!(state.tracks_known());
+        assert_eq!(state.flv_tracks(), Tracks::BOTH);
     }
 }

@@ -2,6 +2,7 @@
 //! a socket, a runtime or a clock.
 
 pub mod flv;
+pub mod fmp4;
 pub mod hls;
 pub mod http;
 pub mod rtmp;

@@ -63,6 +63,11 @@ impl Directory {
         self.entries.get(key).copied()
     }
 
+    /// The keys with a publisher.
+    pub fn keys(&self) -> impl Iterator<Item = &StreamKey> {
+        self.entries.keys()
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -7,6 +7,6 @@ mod key;
 mod streams;
 
 pub use directory::{ClaimOutcome, Directory, Publisher};
-pub use hls::{parse_segment_name, HlsMuxer};
+pub use hls::{parse_media_name, HlsMuxer, HlsName, HlsReply, HlsResponder, HlsSettings};
 pub use key::{home_core, StreamKey, DEFAULT_VHOST};
 pub use streams::{LocalStream, RemoteSubscriber, Upstream};

@@ -209,6 +209,64 @@ mod tests {
         Frame::new(kind, ts, Bytes::from_static(body))
     }
 
+    fn flv_player(session: u64) -> Player {
+        Player {
+            session: SessionId(session),
+            queue: Rc::new(RefCell::new(crate::delivery::PlayerQueue::new(
+                1 << 20,
+                std::time::Duration::from_secs(5),
+            ))),
+            format: crate::delivery::SinkFormat::Flv { chunked: false },
+        }
+    }
+
+    fn queued(p: &Player) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        p.queue.borrow_mut().take_batch(&mut out, 1000);
+        out
+    }
+
+    #[test]
+    fn flv_header_waits_for_the_tracks() {
+        let now = Instant::now();
+        let gop = GopLimits {
+            max_bytes: 1 << 20,
+            max_duration_ms: 10_000,
+        };
+        let mut s = LocalStream::origin(
+            StreamId(1),
+            StreamKey::new("v", "live", "s"),
+            SessionId(9),
+            gop,
+        );
+        let early = flv_player(1);
+        assert!(s.add_player(early.clone(), now));
+        // A video-only publisher: a sequence header, then a keyframe.
+        let header = Frame::new(
+            MediaKind::Video,
+            0,
+            Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 0x42, 0, 0x1e, 0xff, 0xe1, 0, 0]),
+        );
+        let key = Frame::new(
+            MediaKind::Video,
+            0,
+            Bytes::from_static(&[0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65]),
+        );
+        assert!(s.deliver(&header, now).is_empty());
+        assert!(
+            queued(&early).is_empty(),
+            "nothing before the tracks are known"
+        );
+        assert!(s.deliver(&key, now).is_empty());
+        let got = queued(&early);
+        assert_eq!(&got[0][..5], b"FLV\x01\x01", "video only");
+        // Header, sequence header, keyframe: the keyframe once.
+        assert_eq!(got.len(), 3);
+        let late = flv_player(2);
+        assert!(s.add_player(late.clone(), now));
+        assert_eq!(&queued(&late)[0][..5], b"FLV\x01\x01");
+    }
+
     /// A core whose channel was full lost a frame: it gets nothing more until the next keyframe,
     /// except metadata and sequence headers, which every later frame needs.
     #[test]

@@ -21,7 +21,8 @@ use crate::config::Snapshot;
 use crate::delivery::{Flusher, Player};
 use crate::media::{Frame, GopLimits, MediaKind};
 use crate::registry::{
-    home_core, ClaimOutcome, Directory, HlsMuxer, LocalStream, Publisher, StreamKey, Upstream,
+    home_core, ClaimOutcome, Directory, HlsMuxer, HlsReply, HlsResponder, HlsSettings, LocalStream,
+    Publisher, StreamKey, Upstream,
 };
 
 /// How long a core waits for another core's answer before treating it as lost.
@@ -707,8 +708,10 @@ impl Core {
                 }
             }
             CoreMessage::HlsGet { key, query, reply } => {
-                let answer = self.hls_answer(&key, query);
-                self.reply(reply, Reply::Hls(answer));
+                // A parked request (blocking reload, preload hint) is answered by its muxer.
+                if let Some(answer) = self.hls_answer(&key, query, reply) {
+                    self.reply(reply, Reply::Hls(answer));
+                }
             }
             CoreMessage::GatherStats { reply } => self.reply(reply, Reply::Stats(self.stats())),
             CoreMessage::ConfigUpdate(snapshot) => {
@@ -737,6 +740,10 @@ impl Core {
                 self.reply(reply, Reply::ReaderClaim(admitted));
             }
             CoreMessage::ReleaseReader { key, session } => self.release_reader(&key, session),
+            CoreMessage::ListStreams { reply } => {
+                let keys = self.directory.borrow().keys().cloned().collect();
+                self.reply(reply, Reply::Streams(keys));
+            }
         }
     }
 
@@ -751,6 +758,22 @@ impl Core {
     }
 
     // ---- HLS (on the stream key's home core) ---------------------------------------------
+
+    /// The live stream keys, from every data core's directory, sorted.
+    pub async fn live_streams(&self) -> Vec<StreamKey> {
+        let mut keys = Vec::new();
+        for core in 0..self.data_cores {
+            let to = CoreId(core as u16);
+            if let Some(Reply::Streams(k)) = self
+                .request(to, |reply| CoreMessage::ListStreams { reply })
+                .await
+            {
+                keys.extend(k);
+            }
+        }
+        keys.sort_by_key(|k| k.path());
+        keys
+    }
 
     /// Asks the key's home core for a playlist or segment.
     pub async fn hls_get(&self, key: &StreamKey, query: HlsQuery) -> Option<HlsAnswer> {
@@ -773,14 +796,32 @@ impl Core {
         let existing = self.hls.borrow().get(key).cloned();
         let muxer = existing.unwrap_or_else(|| {
             let config = &self.snapshot().config;
+            let settings = HlsSettings {
+                variant: config.hls_variant,
+                segment_duration: config.hls_segment_duration.duration(),
+                part_duration: config.hls_part_duration.duration(),
+                window: config.hls_segment_count,
+            };
+            let me = self.me.clone();
+            let responder: HlsResponder = Rc::new(move |to, body| {
+                if let Some(core) = me.upgrade() {
+                    let answer = HlsAnswer {
+                        live: true,
+                        starting: false,
+                        body,
+                        too_far: false,
+                    };
+                    core.reply(to, Reply::Hls(answer));
+                }
+            });
             let muxer = Rc::new(RefCell::new(HlsMuxer::new(
                 &key.stream,
                 (self.next() & 0xffff_ffff) as u32,
-                config.hls_segment_duration.duration(),
-                config.hls_segment_count,
+                settings,
+                responder,
                 Instant::now(),
             )));
-            info!(core = %self.id, stream = %key, "hls muxer started");
+            info!(core = %self.id, stream = %key, variant = ?settings.variant, "hls muxer started");
             self.hls.borrow_mut().insert(key.clone(), muxer.clone());
             muxer
         });
@@ -790,42 +831,51 @@ impl Core {
         muxer
     }
 
-    fn hls_answer(&self, key: &StreamKey, query: HlsQuery) -> HlsAnswer {
+    /// The answer to an HLS request, or `None` when the muxer parked it to answer later.
+    fn hls_answer(&self, key: &StreamKey, query: HlsQuery, reply: ReplyTo) -> Option<HlsAnswer> {
         let live = self.directory.borrow().find(key).is_some();
+        let is_playlist = matches!(query, HlsQuery::Playlist { .. });
         // A playlist request is a reader: it starts the key's on-demand source like a player does.
-        if let (HlsQuery::Playlist, false, Some(me)) = (query, live, self.me.upgrade()) {
+        if let (true, false, Some(me)) = (is_playlist, live, self.me.upgrade()) {
             self.links.demanded(&me, key);
         }
         let starting = !live && self.links.has_source(key);
         let now = Instant::now();
-        let muxer = match query {
-            HlsQuery::Playlist if live => Some(self.hls_muxer(key)),
-            _ => self.hls.borrow().get(key).cloned(),
+        let muxer = if is_playlist && live {
+            Some(self.hls_muxer(key))
+        } else {
+            self.hls.borrow().get(key).cloned()
+        };
+        let mut answer = HlsAnswer {
+            live,
+            starting,
+            body: None,
+            too_far: false,
         };
         let Some(muxer) = muxer else {
-            return HlsAnswer {
-                live,
-                starting,
-                body: None,
-            };
+            return Some(answer);
         };
         let mut m = muxer.borrow_mut();
         m.touch(now);
-        let body = match query {
-            HlsQuery::Playlist => m.playlist().map(Bytes::from),
-            HlsQuery::Segment { instance, sequence } if instance == m.instance() => {
-                m.segment(sequence)
+        let outcome = match query {
+            HlsQuery::Playlist { block: None } => HlsReply::Now(m.playlist().map(Bytes::from)),
+            HlsQuery::Playlist {
+                block: Some((msn, part)),
+            } => m.request_playlist(msn, part, reply, now),
+            HlsQuery::Media { instance, name } if instance == m.instance() => {
+                m.request_media(name, reply, now)
             }
-            HlsQuery::Segment { .. } => None,
+            HlsQuery::Media { .. } => HlsReply::Now(None),
         };
-        if let Some(b) = &body {
+        match outcome {
+            HlsReply::Now(body) => answer.body = body,
+            HlsReply::TooFar => answer.too_far = true,
+            HlsReply::Parked => return None,
+        }
+        if let Some(b) = &answer.body {
             m.record_sent(b.len());
         }
-        HlsAnswer {
-            live,
-            starting,
-            body,
-        }
+        Some(answer)
     }
 
     /// Feeds the muxer from the key's stream: the local stream or mirror if there is one, else a
@@ -882,6 +932,8 @@ impl Core {
             .map(|(k, m)| (k.clone(), m.clone()))
             .collect();
         for (key, muxer) in muxers {
+            // Parked requests past their deadline get their answer.
+            muxer.borrow_mut().wake(now);
             let live = self.directory.borrow().find(&key).is_some();
             let idle = muxer.borrow().idle_for(now) >= close_after;
             if idle && !(always && live) {

@@ -117,6 +117,11 @@ pub enum CoreMessage {
         key: StreamKey,
         session: SessionId,
     },
+    /// The live keys whose home is this core (for the stream list page); answered with
+    /// [`Reply::Streams`].
+    ListStreams {
+        reply: ReplyTo,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,13 +135,20 @@ pub enum Reply {
     Kicked(bool),
     /// Whether the reader was admitted.
     ReaderClaim(bool),
+    Streams(Vec<StreamKey>),
 }
 
 /// What an HLS request asks the home core for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HlsQuery {
-    Playlist,
-    Segment { instance: u32, sequence: u64 },
+    /// The playlist; with `block`, a blocking reload (`_HLS_msn`, `_HLS_part`): answered once
+    /// the playlist holds that segment (and part).
+    Playlist { block: Option<(u64, Option<u64>)> },
+    /// A segment, part or init segment of muxer `instance` (a part may be waited for).
+    Media {
+        instance: u32,
+        name: crate::registry::HlsName,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,6 +159,8 @@ pub struct HlsAnswer {
     pub starting: bool,
     /// The playlist (once it lists a segment) or the segment; `None` if there is none (yet).
     pub body: Option<bytes::Bytes>,
+    /// A blocking reload asked for a segment too far ahead: the client gets 400.
+    pub too_far: bool,
 }
 
 /// Plain per-core counters: no atomics, gathered on demand over the mesh.

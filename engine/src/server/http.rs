@@ -12,16 +12,16 @@ use super::accept::accept_loop;
 use super::auth_hook;
 use super::conn::{Conn, ReadOutcome};
 use super::net::NetReader;
+use super::pages::{self, PlayerKind};
 use super::rtmp::unix_now;
 use super::shed::Handshake;
 use crate::auth::{Action, AuthRequest, Protocol};
-use crate::delivery::{Player, SinkFormat};
-use crate::protocol::flv;
 use crate::protocol::http::{
-    basic_credentials, encode_chunk, parse_request, BodyFraming, HttpError, Limits, Method, Parsed,
-    Request, ResponseHead, Version, LAST_CHUNK,
+    basic_credentials, parse_request, BodyFraming, HttpError, Limits, Method, Parsed, Request,
+    ResponseHead, Version, LAST_CHUNK,
 };
-use crate::registry::{parse_segment_name, StreamKey, DEFAULT_VHOST};
+use crate::delivery::{Player, SinkFormat};
+use crate::registry::{parse_media_name, HlsName, StreamKey, DEFAULT_VHOST};
 use crate::runtime::{Core, HlsQuery, Limit, Notice, PlayHandle, ReaderSlot, Via};
 
 /// Most bytes of requests taken in one read.
@@ -47,20 +47,38 @@ enum Route {
         /// Asked as MediaMTX's `/{path}/index.m3u8`: segment URIs go one level up.
         nested: bool,
     },
-    Segment {
+    /// The player page of a stream (`/{app}/{stream}`, no extension).
+    Page {
+        app: String,
+        stream: String,
+    },
+    /// The stream list page (`/`).
+    Index,
+    /// A vendored player script or its licence (`/_player/{name}`).
+    Asset(String),
+    /// A segment, part or init segment of an HLS muxer.
+    Media {
         app: String,
         stream: String,
         instance: u32,
-        sequence: u64,
+        name: HlsName,
     },
 }
 
 impl Route {
-    /// `/{app}/{stream}.flv`, `/{app}/{stream}.m3u8`, `/{app}/{stream}-{instance}-{seq}.ts`;
-    /// for a path without a stream name (`rtmp://host/mystream`) `/{app}.flv`, `/{app}.m3u8`,
-    /// `/{app}-{instance}-{seq}.ts`; and MediaMTX's `/{path}/index.m3u8`, where the path is
-    /// split as RTMP splits it (`cam/1`: app `cam`, stream `1`; `mystream`: app only).
+    /// `/{app}/{stream}.flv`, `/{app}/{stream}.m3u8`, `/{app}/{stream}-{instance}-{name}` (HLS
+    /// media: `{seq}.ts`, `{seq}.mp4`, `p{part}.mp4`, `init{version}.mp4`), the player page
+    /// `/{app}/{stream}`; for a path without a stream name (`rtmp://host/mystream`) `/{app}.flv`,
+    /// `/{app}.m3u8`, `/{app}-{instance}-{name}` and the page `/{app}`; MediaMTX's
+    /// `/{path}/index.m3u8`, where the path is split as RTMP splits it (`cam/1`: app `cam`,
+    /// stream `1`; `mystream`: app only); the stream list `/`; the players' scripts `/_player/…`.
     fn parse(path: &str) -> Option<Route> {
+        if path == "/" {
+            return Some(Route::Index);
+        }
+        if let Some(name) = path.strip_prefix(super::pages::ASSET_PREFIX) {
+            return Some(Route::Asset(name.to_owned()));
+        }
         let path = path.strip_prefix('/')?;
         if let Some(mtx_path) = path.strip_suffix("/index.m3u8") {
             if mtx_path.is_empty() || mtx_path.split('/').any(str::is_empty) {
@@ -81,37 +99,44 @@ impl Route {
             return None;
         }
         // `/{app}.flv` names the app-only path: the file's stem is the app.
-        let name = |stem: &str| match app {
+        let path_of = |stem: &str| match app {
             Some(app) => (app.to_owned(), stem.to_owned()),
             None => (stem.to_owned(), String::new()),
         };
         if let Some(stem) = file.strip_suffix(".flv").filter(|s| !s.is_empty()) {
-            let (app, stream) = name(stem);
+            let (app, stream) = path_of(stem);
             return Some(Route::Flv { app, stream });
         }
         if let Some(stem) = file.strip_suffix(".m3u8").filter(|s| !s.is_empty()) {
-            let (app, stream) = name(stem);
+            let (app, stream) = path_of(stem);
             return Some(Route::Playlist {
                 app,
                 stream,
                 nested: false,
             });
         }
-        let (stem, instance, sequence) = parse_segment_name(file)?;
-        let (app, stream) = name(stem);
-        Some(Route::Segment {
+        if !file.is_empty() && !file.contains('.') {
+            let (app, stream) = path_of(file);
+            return Some(Route::Page { app, stream });
+        }
+        let (stem, instance, name) = parse_media_name(file)?;
+        let (app, stream) = path_of(stem);
+        Some(Route::Media {
             app,
             stream,
             instance,
-            sequence,
+            name,
         })
     }
 
-    fn app_stream(&self) -> (&str, &str) {
+    /// The stream the route names, if it names one.
+    fn app_stream(&self) -> Option<(&str, &str)> {
         match self {
             Route::Flv { app, stream }
             | Route::Playlist { app, stream, .. }
-            | Route::Segment { app, stream, .. } => (app, stream),
+            | Route::Page { app, stream }
+            | Route::Media { app, stream, .. } => Some((app, stream)),
+            Route::Index | Route::Asset(_) => None,
         }
     }
 }
@@ -405,13 +430,35 @@ async fn handle(conn: &Conn, req: &Request, reader: &NetReader) -> Next {
     let Some(route) = Route::parse(&req.path) else {
         return not_found(conn, req);
     };
-    if !matches!(route, Route::Flv { .. }) && !conn.core.snapshot().config.hls {
-        // `hls: false` (MediaMTX's switch): HLS is not served, HTTP-FLV still is.
+    let pages = conn.core.snapshot().config.http_player_pages;
+    let Some((app, stream)) = route.app_stream() else {
+        return match &route {
+            Route::Index if pages => serve_index(conn, req).await,
+            Route::Asset(name) if pages => match pages::asset(name) {
+                Some((content_type, body)) => {
+                    let head = with_cors(conn, ResponseHead::new(200), origin)
+                        .with_header("Content-Type", content_type)
+                        .with_header("Cache-Control", "public, max-age=3600");
+                    reply(conn, head, req, Some(Bytes::from_static(body)))
+                }
+                None => not_found(conn, req),
+            },
+            _ => not_found(conn, req),
+        };
+    };
+    if matches!(route, Route::Playlist { .. } | Route::Media { .. })
+        && !conn.core.snapshot().config.hls
+    {
+        // `hls: false` (MediaMTX's switch): HLS is not served; HTTP-FLV and the pages still are.
         return not_found(conn, req);
     }
-    let (app, stream) = route.app_stream();
-    let protocol = match route {
-        Route::Flv { .. } => Protocol::Flv,
+    let page = matches!(route, Route::Page { .. }).then(|| PlayerKind::from_query(&req.query));
+    if page.is_some() && !pages {
+        return not_found(conn, req);
+    }
+    // A page is checked as the media it plays, with the same query.
+    let protocol = match (&route, page) {
+        (Route::Flv { .. }, _) | (_, Some(PlayerKind::Flv)) => Protocol::Flv,
         _ => Protocol::Hls,
     };
     let Some(key) = authorize(conn, req, protocol, app, stream).await else {
@@ -428,28 +475,63 @@ async fn handle(conn: &Conn, req: &Request, reader: &NetReader) -> Next {
         return not_found(conn, req);
     }
     match route {
+        Route::Index | Route::Asset(_) => not_found(conn, req),
+        Route::Page { .. } => {
+            let kind = page.unwrap_or(PlayerKind::Hls);
+            let body = pages::player_page(&key.path(), kind);
+            let head = with_cors(conn, ResponseHead::new(200), origin)
+                .with_header("Content-Type", "text/html; charset=utf-8")
+                .with_header("Cache-Control", "no-cache");
+            reply(conn, head, req, Some(Bytes::from(body)))
+        }
         Route::Flv { .. } => serve_flv(conn, req, key, head_only, reader).await,
         Route::Playlist { nested, .. } => serve_playlist(conn, req, &key, nested).await,
-        Route::Segment {
-            instance, sequence, ..
-        } => {
+        Route::Media { instance, name, .. } => {
             match conn
                 .core
-                .hls_get(&key, HlsQuery::Segment { instance, sequence })
+                .hls_get(&key, HlsQuery::Media { instance, name })
                 .await
                 .and_then(|a| a.body)
             {
-                Some(segment) => {
+                Some(body) => {
                     let head = with_cors(conn, ResponseHead::new(200), origin)
-                        .with_header("Content-Type", "video/mp2t")
-                        // A segment name is never reused (it carries its muxer's instance).
+                        .with_header("Content-Type", name.content_type())
+                        // A media name is never reused (it carries its muxer's instance).
                         .with_header("Cache-Control", "public, max-age=86400, immutable");
-                    reply(conn, head, req, Some(segment))
+                    reply(conn, head, req, Some(body))
                 }
                 None => not_found(conn, req),
             }
         }
     }
+}
+
+/// The stream list page: the live streams of the request's host that it may read.
+async fn serve_index(conn: &Conn, req: &Request) -> Next {
+    let snapshot = conn.core.snapshot();
+    let vhost = host_without_port(req.header("Host").unwrap_or_default());
+    let vhost = snapshot.auth.stream_vhost(vhost).unwrap_or(DEFAULT_VHOST);
+    let mut paths = Vec::new();
+    for key in conn.core.live_streams().await {
+        if key.vhost != vhost {
+            continue;
+        }
+        if authorize(conn, req, Protocol::Hls, &key.app, &key.stream)
+            .await
+            .is_some()
+        {
+            paths.push(key.path());
+        }
+    }
+    let head = with_cors(conn, ResponseHead::new(200), req.header("Origin"))
+        .with_header("Content-Type", "text/html; charset=utf-8")
+        .with_header("Cache-Control", "no-cache");
+    reply(
+        conn,
+        head,
+        req,
+        Some(Bytes::from(pages::index_page(&paths))),
+    )
 }
 
 /// Sends a response with a body (dropped for HEAD); the next step for the connection.
@@ -529,7 +611,7 @@ fn host_without_port(host: &str) -> &str {
 /// What the server reads from a request before it touches any state: the route, the host and
 /// the credentials. For the `http_request` fuzz target ([`crate::fuzzing`]).
 pub(crate) fn fuzz_request(req: &Request) {
-    let _ = Route::parse(&req.path).map(|r| r.app_stream().0.len());
+    let _ = Route::parse(&req.path).map(|r| r.app_stream().map(|(app, _)| app.len()));
     let _ = host_without_port(req.header("Host").unwrap_or_default());
     let _ = basic_credentials(req.header("Authorization"));
 }
@@ -597,14 +679,8 @@ async fn serve_flv(
             Next::Close
         };
     }
-    let mut header = BytesMut::new();
-    flv::encode_header(&mut header, true, true);
-    if chunked {
-        encode_chunk(&mut out, &header);
-    } else {
-        out.extend_from_slice(&header);
-    }
-    // The head and FLV header go before the first tag the attach queues.
+    // The head goes before the FLV header and tags the attach queues: the header is written
+    // with the start-up frames, when the stream's tracks are known.
     conn.queue.borrow_mut().push_control(out.freeze());
     let player = Player {
         session: conn.guard.id,
@@ -631,17 +707,39 @@ async fn serve_flv(
     }
 }
 
+/// The blocking reload a playlist request asks for (`_HLS_msn`, `_HLS_part`); `Err` if they are
+/// malformed (a part without a segment, non-numbers).
+fn blocking_reload(query: &str) -> Result<Option<(u64, Option<u64>)>, ()> {
+    let params = crate::protocol::http::parse_query(query);
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let number = |v: &str| v.parse::<u64>().map_err(|_| ());
+    match (get("_HLS_msn"), get("_HLS_part")) {
+        (None, None) => Ok(None),
+        (Some(msn), part) => Ok(Some((number(msn)?, part.map(number).transpose()?))),
+        (None, Some(_)) => Err(()),
+    }
+}
+
 async fn serve_playlist(conn: &Conn, req: &Request, key: &StreamKey, nested: bool) -> Next {
     let config = &conn.core.snapshot().config;
-    // The first request starts the muxer; wait for its first segment (a bit over one target
-    // duration after the next keyframe) rather than hand out an empty playlist.
+    let Ok(block) = blocking_reload(&req.query) else {
+        return bad_request(conn, req);
+    };
+    // The first request starts the muxer; wait until the playlist holds enough media to start
+    // at a safe distance from the live edge, rather than hand out one a player stalls on.
     // An on-demand source gets its start timeout on top.
     let start = crate::relay::start_timeout(config, key).unwrap_or_default();
     let deadline = Instant::now()
-        + (config.hls_segment_duration.duration() * 4).max(Duration::from_secs(10))
+        + (config.hls_segment_duration.duration() * 6).max(Duration::from_secs(10))
         + start;
     let playlist = loop {
-        match conn.core.hls_get(key, HlsQuery::Playlist).await {
+        match conn.core.hls_get(key, HlsQuery::Playlist { block }).await {
+            Some(answer) if answer.too_far => return bad_request(conn, req),
             Some(answer) if answer.body.is_some() => break answer.body,
             Some(answer) if (answer.live || answer.starting) && Instant::now() < deadline => {
                 glommio::timer::sleep(PLAYLIST_POLL).await;
@@ -655,9 +753,28 @@ async fn serve_playlist(conn: &Conn, req: &Request, key: &StreamKey, nested: boo
     let body = segment_uris(&playlist, &segment_prefix(key, nested), &req.query);
     let head = with_cors(conn, ResponseHead::new(200), req.header("Origin"))
         .with_header("Content-Type", "application/vnd.apple.mpegurl")
-        // A live playlist changes every segment: a CDN may hold it for a second at most.
-        .with_header("Cache-Control", "max-age=1");
+        // A live playlist changes every segment: a CDN may hold it for a second at most; the
+        // answer to a blocking reload is for this request only.
+        .with_header(
+            "Cache-Control",
+            if block.is_some() {
+                "no-cache"
+            } else {
+                "max-age=1"
+            },
+        );
     reply(conn, head, req, Some(body))
+}
+
+fn bad_request(conn: &Conn, req: &Request) -> Next {
+    let head = with_cors(conn, ResponseHead::new(400), req.header("Origin"))
+        .with_header("Content-Type", "text/plain");
+    reply(
+        conn,
+        head,
+        req,
+        Some(Bytes::from_static(b"400 Bad Request\n")),
+    )
 }
 
 /// What goes before a segment's name in the playlist, so that the URI, resolved against the
@@ -674,28 +791,49 @@ fn segment_prefix(key: &StreamKey, nested: bool) -> String {
     prefix
 }
 
-/// Puts `prefix` before every segment URI and carries the playlist request's query (its
-/// signature, its token) onto it, so segment requests reach the segment route and pass the
-/// same auth rules.
+/// Puts `prefix` before every media URI, the `URI="…"` attributes of `#EXT-X-MAP`,
+/// `#EXT-X-PART` and `#EXT-X-PRELOAD-HINT` included, so media requests reach the media route, and
+/// carries the playlist request's query (its signature, its token) onto them, so they pass the
+/// same auth rules. The blocking-reload parameters stay behind.
 fn segment_uris(playlist: &[u8], prefix: &str, query: &str) -> Bytes {
+    let query: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("_HLS_"))
+        .collect();
     if query.is_empty() && prefix.is_empty() {
         return Bytes::copy_from_slice(playlist);
     }
+    let query = query.join("&");
     let text = String::from_utf8_lossy(playlist);
-    let mut out = String::with_capacity(text.len() + 64);
+    let mut out = String::with_capacity(text.len() * 2);
     for line in text.lines() {
-        let uri = !line.is_empty() && !line.starts_with('#');
-        if uri {
+        if line.is_empty() {
+        } else if !line.starts_with('#') {
             out.push_str(prefix);
-        }
-        out.push_str(line);
-        if uri && !query.is_empty() {
-            out.push('?');
-            out.push_str(query);
+            out.push_str(line);
+            push_query(&mut out, &query);
+        } else if let Some((before, rest)) = line.split_once("URI=\"") {
+            let (uri, after) = rest.split_once('"').unwrap_or((rest, ""));
+            out.push_str(before);
+            out.push_str("URI=\"");
+            out.push_str(prefix);
+            out.push_str(uri);
+            push_query(&mut out, &query);
+            out.push('"');
+            out.push_str(after);
+        } else {
+            out.push_str(line);
         }
         out.push('\n');
     }
     Bytes::from(out)
+}
+
+fn push_query(out: &mut String, query: &str) {
+    if !query.is_empty() {
+        out.push('?');
+        out.push_str(query);
+    }
 }
 
 #[cfg(test)]
@@ -721,11 +859,11 @@ mod tests {
         assert_eq!(Route::parse("/a/b/cam.m3u8"), playlist("a/b", "cam", false));
         assert_eq!(
             Route::parse("/live/cam-1f-12.ts"),
-            Some(Route::Segment {
+            Some(Route::Media {
                 app: "live".into(),
                 stream: "cam".into(),
                 instance: 0x1f,
-                sequence: 12
+                name: HlsName::TsSegment(12)
             })
         );
         // A path without a stream name (rtmp://host/cam).
@@ -739,11 +877,11 @@ mod tests {
         assert_eq!(Route::parse("/cam.m3u8"), playlist("cam", "", false));
         assert_eq!(
             Route::parse("/cam-1f-12.ts"),
-            Some(Route::Segment {
+            Some(Route::Media {
                 app: "cam".into(),
                 stream: String::new(),
                 instance: 0x1f,
-                sequence: 12
+                name: HlsName::TsSegment(12)
             })
         );
         // MediaMTX's form.
@@ -759,17 +897,46 @@ mod tests {
             Route::parse("/a/b/c/index.m3u8"),
             playlist("a/b", "c", true)
         );
+        // MediaMTX's player page of a path without a stream name.
+        assert_eq!(
+            Route::parse("/mystream"),
+            Some(Route::Page {
+                app: "mystream".into(),
+                stream: String::new()
+            })
+        );
+        assert_eq!(
+            Route::parse("/live/cam-1f-p3.mp4"),
+            Some(Route::Media {
+                app: "live".into(),
+                stream: "cam".into(),
+                instance: 0x1f,
+                name: HlsName::Part(3)
+            })
+        );
+        assert_eq!(
+            Route::parse("/live/cam"),
+            Some(Route::Page {
+                app: "live".into(),
+                stream: "cam".into()
+            })
+        );
+        assert_eq!(Route::parse("/"), Some(Route::Index));
+        assert_eq!(
+            Route::parse("/_player/hls.min.js"),
+            Some(Route::Asset("hls.min.js".into()))
+        );
         for bad in [
             "/live/.flv",
             "//cam.flv",
-            "/live/cam.mp4",
+            "/live/cam.mp4x",
             "/live/cam.ts",
             "live/cam.flv",
             "/.flv",
             "/index.m3u8/index.m3u8x",
             "//index.m3u8",
             "/a//b/index.m3u8",
-            "/mystream",
+            "/live/",
         ] {
             assert_eq!(Route::parse(bad), None, "{bad}");
         }
@@ -802,13 +969,35 @@ mod tests {
         );
         assert_eq!(
             Route::parse("/mystream-1f-0.ts"),
-            Some(Route::Segment {
+            Some(Route::Media {
                 app: "mystream".into(),
                 stream: String::new(),
                 instance: 0x1f,
-                sequence: 0
+                name: HlsName::TsSegment(0)
             })
         );
+    }
+
+    #[test]
+    fn query_goes_into_uri_attributes_without_blocking_parameters() {
+        let playlist = b"#EXT-X-MAP:URI=\"s-1-init0.mp4\"\n#EXT-X-PART:DURATION=0.200,URI=\"s-1-p0.mp4\",INDEPENDENT=YES\n#EXTINF:1.000,\ns-1-0.mp4\n";
+        let out = segment_uris(playlist, "", "_HLS_msn=3&sig=x&_HLS_part=1");
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            "#EXT-X-MAP:URI=\"s-1-init0.mp4?sig=x\"\n#EXT-X-PART:DURATION=0.200,URI=\"s-1-p0.mp4?sig=x\",INDEPENDENT=YES\n#EXTINF:1.000,\ns-1-0.mp4?sig=x\n"
+        );
+        assert_eq!(
+            &segment_uris(playlist, "", "_HLS_msn=3")[..],
+            &playlist[..]
+        );
+        assert_eq!(blocking_reload(""), Ok(None));
+        assert_eq!(blocking_reload("_HLS_msn=4"), Ok(Some((4, None))));
+        assert_eq!(
+            blocking_reload("a=b&_HLS_msn=4&_HLS_part=2"),
+            Ok(Some((4, Some(2))))
+        );
+        assert_eq!(blocking_reload("_HLS_part=2"), Err(()));
+        assert_eq!(blocking_reload("_HLS_msn=x"), Err(()));
     }
 
     #[test]

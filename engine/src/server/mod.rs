@@ -5,6 +5,7 @@ pub(crate) mod auth_hook;
 pub(crate) mod conn;
 pub(crate) mod http;
 pub mod net;
+mod pages;
 mod rtmp;
 mod shed;
 

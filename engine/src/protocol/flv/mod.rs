@@ -7,9 +7,11 @@
 #![forbid(unsafe_code)]
 
 mod reader;
+mod tracks;
 mod writer;
 
 pub use reader::{FlvHeader, FlvReader, DEFAULT_MAX_TAG_SIZE};
+pub use tracks::{tracks_from_metadata, Tracks};
 pub use writer::{encode_header, encode_tag, tag_len};
 
 /// Size of the FLV file header (signature, version, flags, data offset).

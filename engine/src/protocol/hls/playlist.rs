@@ -4,16 +4,10 @@ use std::fmt::Write;
 
 use super::Segmenter;
 
-/// Renders the playlist of `seg`'s window. `#EXT-X-TARGETDURATION` is the longest listed segment
-/// rounded up to whole seconds (at least 1), so every `#EXTINF` rounds to no more than it.
+/// Renders the playlist of `seg`'s window. `#EXT-X-TARGETDURATION` is fixed for the life of the
+/// playlist (see [`Segmenter::target_seconds`]).
 pub(super) fn render(seg: &Segmenter) -> String {
-    let max_ms = seg.listed().map(|s| s.duration_ms).max();
-    let target = max_ms
-        .unwrap_or_else(|| {
-            u32::try_from(seg.config().target_duration.as_millis()).unwrap_or(u32::MAX)
-        })
-        .div_ceil(1000)
-        .max(1);
+    let target = seg.target_seconds();
     let mut out = String::with_capacity(128 + seg.config().window * 64);
     // Writing to a String cannot fail.
     let _ = write!(

@@ -177,7 +177,12 @@ impl Segmenter {
             Some(b) => {
                 // Signed: a cut point a little behind the start (jitter) is not a long segment.
                 let elapsed = frame.timestamp.wrapping_sub(b.start_ts) as i32;
-                if cut_point && elapsed >= 0 && elapsed as u32 >= self.target_ms() {
+                // At a keyframe past the configured duration, or at any frame of the cut kind
+                // rather than outgrow the playlist's fixed target duration.
+                let force = frame.kind == cut_kind
+                    && elapsed >= 0
+                    && elapsed as u32 >= self.target_seconds().saturating_mul(1000);
+                if (cut_point && elapsed >= 0 && elapsed as u32 >= self.target_ms()) || force {
                     closed = self.close(elapsed as u32);
                     self.start_building(frame.timestamp);
                 }
@@ -262,9 +267,21 @@ impl Segmenter {
         self.segments.iter().skip(skip)
     }
 
-    /// Whether the playlist lists at least one segment.
+    /// Whether the playlist holds enough media for a player to start at a safe distance from
+    /// the live edge: three target durations (where hls.js and Safari start), or a full window.
     pub fn is_ready(&self) -> bool {
-        self.config.window > 0 && !self.segments.is_empty()
+        if self.config.window == 0 || self.segments.is_empty() {
+            return false;
+        }
+        let listed: u64 = self.listed().map(|s| u64::from(s.duration_ms)).sum();
+        listed >= 3 * u64::from(self.target_seconds()) * 1000
+            || self.listed().count() >= self.config.window
+    }
+
+    /// `#EXT-X-TARGETDURATION`: the configured duration rounded up to whole seconds, fixed for
+    /// the life of the playlist (RFC 8216 4.3.3.1); segments are cut rather than exceed it.
+    pub fn target_seconds(&self) -> u32 {
+        self.target_ms().div_ceil(1000).max(1)
     }
 
     /// The `#EXT-X-DISCONTINUITY-SEQUENCE` of the playlist: discontinuity tags that have left it.
@@ -466,21 +483,25 @@ mod tests {
     }
 
     #[test]
-    fn target_duration_is_ceiling_of_longest_segment() {
+    fn target_duration_is_fixed_and_long_gops_are_cut() {
         let now = Instant::now();
         let mut seg = started(config(6, 0), now);
-        assert_eq!(run(&mut seg, now, 0, 7041, 3520), [0, 1]);
+        // Keyframes every 3.52 s under a 2 s target: segments are cut at 2 s, keyframe or not.
+        assert_eq!(run(&mut seg, now, 0, 7041, 3520), [0, 1, 2]);
+        assert!(seg.is_ready(), "three target durations listed");
         assert_eq!(
             lines(&seg.playlist()),
             [
                 "#EXTM3U",
                 "#EXT-X-VERSION:3",
-                "#EXT-X-TARGETDURATION:4",
+                "#EXT-X-TARGETDURATION:2",
                 "#EXT-X-MEDIA-SEQUENCE:0",
-                "#EXTINF:3.520,",
+                "#EXTINF:2.000,",
                 "live-0.ts",
-                "#EXTINF:3.520,",
+                "#EXTINF:2.000,",
                 "live-1.ts",
+                "#EXTINF:2.000,",
+                "live-2.ts",
             ]
         );
     }
