@@ -26,7 +26,6 @@ const IO_MEMORY: usize = 256 * 1024;
 /// How long data cores give their clients to say goodbye before the executors stop.
 const DRAIN_TIME: Duration = Duration::from_millis(1200);
 
-
 /// Runs the engine until SIGINT or SIGTERM; returns once every executor has stopped.
 pub fn run(snapshot: Arc<Snapshot>) -> Result<(), StartError> {
     let config = &snapshot.config;

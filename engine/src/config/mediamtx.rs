@@ -142,18 +142,13 @@ const FEATURES: &[Feature] = &[
         path: &[],
     },
     Feature {
-        name: "CORS origins of the API and metrics (apiAllowOrigins, metricsAllowOrigins)",
-        global: &[
-            "apiAllowOrigins",
-            "apiAllowOrigin",
-            "metricsAllowOrigins",
-            "metricsAllowOrigin",
-        ],
+        name: "CORS origin of the API and metrics in its deprecated single form (apiAllowOrigin, metricsAllowOrigin; apiAllowOrigins and metricsAllowOrigins are served)",
+        global: &["apiAllowOrigin", "metricsAllowOrigin"],
         path: &[],
     },
     Feature {
-        name: "low-latency and fMP4 HLS (hlsVariant; HLS is served as MPEG-TS)",
-        global: &["hlsVariant", "hlsPartDuration", "hlsSegmentMaxSize"],
+        name: "a bound on HLS segment size (hlsSegmentMaxSize; segments are held in memory whole)",
+        global: &["hlsSegmentMaxSize"],
         path: &[],
     },
     Feature {
@@ -307,13 +302,9 @@ fn asks(key: &str, value: &Value) -> bool {
         "rtmpEncryption" | "rtspEncryption" | "encryption" => {
             matches!(value.as_str(), Some("optional" | "strict"))
         }
-        "hlsVariant" => !matches!(value.as_str(), Some("mpegts")),
         "logDestinations" => value
             .as_array()
             .is_some_and(|d| d.iter().any(|d| d.as_str() != Some("stdout"))),
-        "apiAllowOrigins" | "metricsAllowOrigins" => value
-            .as_array()
-            .is_some_and(|o| o.iter().any(|o| o.as_str() != Some("*"))),
         "apiAllowOrigin" | "metricsAllowOrigin" => value.as_str().is_some_and(|o| o != "*"),
         "rtspDisable" | "webrtcDisable" => value == &Value::Bool(false),
         "rtspTransports" | "rtspAuthMethods" | "protocols" | "authMethods" => false,
@@ -473,6 +464,10 @@ pub(super) fn is_mediamtx_name(level: Level, key: &str) -> bool {
         "hlsAlwaysRemux",
         "hlsSegmentCount",
         "hlsSegmentDuration",
+        "hlsVariant",
+        "hlsPartDuration",
+        "apiAllowOrigins",
+        "metricsAllowOrigins",
         "hlsMuxerCloseAfter",
         "pathDefaults",
         "paths",

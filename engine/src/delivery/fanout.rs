@@ -120,7 +120,11 @@ impl Fanout {
 
     /// Starts the held HTTP-FLV players once the stream's tracks are known (`frame`, just
     /// applied, is among their start-up frames). Returns them and those too slow to take it.
-    fn start_held(&mut self, state: &StreamState, now: Instant) -> (Vec<SessionId>, Vec<SessionId>) {
+    fn start_held(
+        &mut self,
+        state: &StreamState,
+        now: Instant,
+    ) -> (Vec<SessionId>, Vec<SessionId>) {
         if self.held.is_empty() || !state.tracks_known() {
             return (Vec::new(), Vec::new());
         }

@@ -232,10 +232,8 @@ impl Flusher {
                     future::or(glommio::timer::sleep(due - now), urgent).await;
                 }
             }
-            if !self.urgent.borrow().is_empty() {
-                // Let every task that is ready in this turn queue its output first.
-                future::yield_now().await;
-            }
+            // No yield before the pass: being woken already puts the flusher behind the task
+            // that queued the output (a publisher's whole read, audio and video together).
             self.pass(Instant::now());
         }
     }

@@ -16,11 +16,11 @@ use super::pages::{self, PlayerKind};
 use super::rtmp::unix_now;
 use super::shed::Handshake;
 use crate::auth::{Action, AuthRequest, Protocol};
+use crate::delivery::{Player, SinkFormat};
 use crate::protocol::http::{
     basic_credentials, parse_request, BodyFraming, HttpError, Limits, Method, Parsed, Request,
     ResponseHead, Version, LAST_CHUNK,
 };
-use crate::delivery::{Player, SinkFormat};
 use crate::registry::{parse_media_name, HlsName, StreamKey, DEFAULT_VHOST};
 use crate::runtime::{Core, HlsQuery, Limit, Notice, PlayHandle, ReaderSlot, Via};
 
@@ -986,10 +986,7 @@ mod tests {
             std::str::from_utf8(&out).unwrap(),
             "#EXT-X-MAP:URI=\"s-1-init0.mp4?sig=x\"\n#EXT-X-PART:DURATION=0.200,URI=\"s-1-p0.mp4?sig=x\",INDEPENDENT=YES\n#EXTINF:1.000,\ns-1-0.mp4?sig=x\n"
         );
-        assert_eq!(
-            &segment_uris(playlist, "", "_HLS_msn=3")[..],
-            &playlist[..]
-        );
+        assert_eq!(&segment_uris(playlist, "", "_HLS_msn=3")[..], &playlist[..]);
         assert_eq!(blocking_reload(""), Ok(None));
         assert_eq!(blocking_reload("_HLS_msn=4"), Ok(Some((4, None))));
         assert_eq!(
