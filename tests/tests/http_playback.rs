@@ -242,7 +242,7 @@ fn malformed_requests_get_their_status_while_a_stream_flows() {
     assert_eq!(raw_request(port, huge.as_bytes()).status, 431);
     assert_eq!(request(port, "POST", "/live/ok.flv", None, &[]).status, 405);
     assert_eq!(get(port, "/live/ok.mp4", &[]).status, 404);
-    assert_eq!(get(port, "/nothing", &[]).status, 404);
+    assert_eq!(get(port, "/nothing.txt", &[]).status, 404);
     assert_eq!(get(port, "/live/missing-0-0.ts", &[]).status, 404);
     let options = request(
         port,

@@ -141,15 +141,16 @@ fn publish_and_read_hls(name: &str) -> Engine {
     let playlist = get(engine.http_port, "/mystream/index.m3u8", &[]);
     assert_eq!(playlist.status, 200, "{}", playlist.text());
     let text = playlist.text();
+    // Low-Latency HLS by default, as MediaMTX: fMP4 segments.
     let segment = text
         .lines()
-        .find(|l| l.ends_with(".ts"))
+        .find(|l| !l.starts_with('#') && (l.ends_with(".mp4") || l.ends_with(".ts")))
         .unwrap_or_else(|| panic!("no segment in {text}"));
     assert!(segment.starts_with("../mystream-"), "{text}");
-    // The segment URI resolves to /mystream-….ts.
+    // The segment URI resolves to /mystream-….mp4.
     let seg = get(engine.http_port, &format!("/{}", &segment[3..]), &[]);
     assert_eq!(seg.status, 200);
-    assert_eq!(seg.header("Content-Type"), Some("video/mp2t"));
+    assert_eq!(seg.header("Content-Type"), Some("video/mp4"));
 
     let probe = ff::spawn_probe_with(
         &engine.http_url("mystream/index.m3u8"),
@@ -181,7 +182,10 @@ fn stock_v1_20_file_publishes_over_rtmp_and_plays_over_mediamtx_hls_urls() {
     let playlist = get(engine.http_port, "/cam/1/index.m3u8", &[]);
     assert_eq!(playlist.status, 200, "{}", playlist.text());
     let text = playlist.text();
-    let segment = text.lines().find(|l| l.ends_with(".ts")).unwrap();
+    let segment = text
+        .lines()
+        .find(|l| !l.starts_with('#') && l.ends_with(".mp4"))
+        .unwrap();
     assert!(segment.starts_with("../1-"), "{text}");
     let seg = get(engine.http_port, &format!("/cam/{}", &segment[3..]), &[]);
     assert_eq!(seg.status, 200);
@@ -274,7 +278,7 @@ fn rtmp_and_hls_switches_and_a_second_hls_listener() {
     let hls_port = tests::free_port();
     let engine = Engine::start(&format!("hlsAddress: 127.0.0.1:{hls_port}\n"));
     for port in [engine.http_port, hls_port] {
-        let r = get(port, "/nothing-here", &[]);
+        let r = get(port, "/nothing-here.txt", &[]);
         assert_eq!(r.status, 404, "port {port}");
     }
     drop(engine);

@@ -6,4 +6,4 @@ mod stream_state;
 
 pub use frame::{AudioCodec, Frame, MediaKind, VideoCodec};
 pub use gop::{GopCache, GopLimits};
-pub use stream_state::StreamState;
+pub use stream_state::{MediaHistory, StreamState};

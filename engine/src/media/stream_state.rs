@@ -20,6 +20,13 @@ pub struct StreamState {
     media_span: Option<(u32, u32)>,
 }
 
+/// Which tracks a stream's media has come from, and between which timestamps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MediaHistory {
+    seen: Tracks,
+    span: Option<(u32, u32)>,
+}
+
 /// After this much media, the tracks an FLV header announces are those that sent media: a
 /// track the metadata or a sequence header promised but that sent nothing is left out, or
 /// flv.js / mpegts.js would wait for it forever.
@@ -73,6 +80,24 @@ impl StreamState {
     /// True once any video has been seen: players then resynchronise on video keyframes only.
     pub fn has_video(&self) -> bool {
         self.has_video
+    }
+
+    /// What the stream's media has shown so far (which tracks, over how long): a mirror adopts its
+    /// owner's with the start-up frames, so it announces the same tracks at once rather than
+    /// after a second of its own.
+    pub fn media_history(&self) -> MediaHistory {
+        MediaHistory {
+            seen: self.media_seen,
+            span: self.media_span,
+        }
+    }
+
+    /// Takes `history` (the owner's) as this state's own; see [`StreamState::media_history`].
+    pub fn adopt_media_history(&mut self, history: MediaHistory) {
+        self.media_seen = self.media_seen.union(history.seen);
+        if history.span.is_some() {
+            self.media_span = history.span;
+        }
     }
 
     fn note_media(&mut self, timestamp: u32) {

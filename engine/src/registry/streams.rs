@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use super::{HlsMuxer, StreamKey};
 use crate::delivery::{Fanout, Player};
-use crate::media::{Frame, GopLimits, MediaKind, StreamState};
+use crate::media::{Frame, GopLimits, MediaHistory, MediaKind, StreamState};
 use crate::runtime::{CoreId, SessionId, StreamId};
 
 /// Where a core-local stream's frames come from.
@@ -70,10 +70,16 @@ impl LocalStream {
 
     /// Completes a mirror with the owner's start-up frames and starts its waiting players.
     /// Returns the players that were too slow to take them.
-    pub fn start_mirror(&mut self, startup: &[Frame], now: Instant) -> Vec<SessionId> {
+    pub fn start_mirror(
+        &mut self,
+        startup: &[Frame],
+        history: MediaHistory,
+        now: Instant,
+    ) -> Vec<SessionId> {
         for f in startup {
             self.state.apply(f);
         }
+        self.state.adopt_media_history(history);
         self.ready = true;
         if let Some(hls) = &self.hls {
             hls.borrow_mut().attach(startup, now);
@@ -102,6 +108,11 @@ impl LocalStream {
 
     pub fn startup_frames(&self) -> Vec<Frame> {
         self.state.startup_frames()
+    }
+
+    /// What the stream's media has shown so far (see [`StreamState::media_history`]).
+    pub fn media_history(&self) -> MediaHistory {
+        self.state.media_history()
     }
 
     /// Feeds the next frame: updates the start-up state and queues the frame, encoded once per
@@ -265,6 +276,55 @@ mod tests {
         let late = flv_player(2);
         assert!(s.add_player(late.clone(), now));
         assert_eq!(&queued(&late)[0][..5], b"FLV\x01\x01");
+    }
+
+    /// A mirror knows the tracks as its owner does: a stream that promised audio and, for longer
+    /// than the settling time, sent only video starts a mirror's FLV viewers at once, video only,
+    /// even though the mirror's own GOP is shorter than that (it must not wait for more media).
+    #[test]
+    fn a_mirror_announces_the_tracks_its_owner_knows() {
+        let now = Instant::now();
+        let gop = GopLimits {
+            max_bytes: 1 << 20,
+            max_duration_ms: 10_000,
+        };
+        let key = StreamKey::new("v", "live", "s");
+        let mut origin = LocalStream::origin(StreamId(1), key.clone(), SessionId(9), gop);
+        let audio_seq = Frame::new(
+            MediaKind::Audio,
+            0,
+            Bytes::from_static(&[0xaf, 0, 0x12, 0x10]),
+        );
+        let video_seq = Frame::new(
+            MediaKind::Video,
+            0,
+            Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 0x42, 0, 0x1e, 0xff, 0xe1, 0, 0]),
+        );
+        let _ = origin.deliver(&video_seq, now);
+        let _ = origin.deliver(&audio_seq, now);
+        for i in 0..40u32 {
+            let key = i == 25;
+            let body: &'static [u8] = if key {
+                &[0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65]
+            } else {
+                &[0x27, 1, 0, 0, 0, 0, 0, 0, 1, 0x41]
+            };
+            let _ = origin.deliver(
+                &Frame::new(MediaKind::Video, i * 40, Bytes::from_static(body)),
+                now,
+            );
+        }
+        let mut mirror = LocalStream::mirror(StreamId(0), key, CoreId(0), gop);
+        let viewer = flv_player(1);
+        assert!(mirror.add_player(viewer.clone(), now));
+        let too_slow = mirror.start_mirror(&origin.startup_frames(), origin.media_history(), now);
+        assert!(too_slow.is_empty());
+        let got = queued(&viewer);
+        assert_eq!(
+            &got.first().expect("started at once")[..5],
+            b"FLV\x01\x01",
+            "video only"
+        );
     }
 
     /// A core whose channel was full lost a frame: it gets nothing more until the next keyframe,

@@ -607,16 +607,17 @@ impl Core {
                     let mut s = s.borrow_mut();
                     matches!(s.upstream, Upstream::Publisher(_)).then(|| {
                         s.add_subscriber(subscriber);
-                        (s.id, s.startup_frames())
+                        (s.id, s.startup_frames(), s.media_history())
                     })
                 });
                 match start {
-                    Some((stream, startup)) => self.send(
+                    Some((stream, startup, history)) => self.send(
                         subscriber,
                         CoreMessage::StreamStart {
                             key,
                             stream,
                             startup,
+                            history,
                         },
                     ),
                     None => self.send(subscriber, CoreMessage::StreamGone { key }),
@@ -634,6 +635,7 @@ impl Core {
                 key,
                 stream: id,
                 startup,
+                history,
             } => {
                 let mirror = self.streams.borrow().get(&key).cloned();
                 let waiting = mirror.filter(|m| {
@@ -645,7 +647,7 @@ impl Core {
                         let too_slow = {
                             let mut m = m.borrow_mut();
                             m.id = id;
-                            m.start_mirror(&startup, Instant::now())
+                            m.start_mirror(&startup, history, Instant::now())
                         };
                         self.stream_keys.borrow_mut().insert(id, key);
                         self.kick_too_slow(too_slow);

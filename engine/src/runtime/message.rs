@@ -57,6 +57,8 @@ pub enum CoreMessage {
         key: StreamKey,
         stream: StreamId,
         startup: Vec<Frame>,
+        /// What the stream's media has shown so far, for the tracks the mirror announces.
+        history: crate::media::MediaHistory,
     },
     Media {
         stream: StreamId,
