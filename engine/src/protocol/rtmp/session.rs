@@ -45,9 +45,15 @@ impl From<Amf0Error> for SessionError {
     }
 }
 
-/// Default Window Acknowledgement Size and peer bandwidth we announce (what ffmpeg, nginx-rtmp
-/// and SRS use).
+/// Window Acknowledgement Size and peer bandwidth our RTMP client announces (what ffmpeg and SRS
+/// use).
 pub const DEFAULT_WINDOW_ACK_SIZE: u32 = 2_500_000;
+
+/// Window Acknowledgement Size and peer bandwidth the server announces (nginx-rtmp's). The engine
+/// does not pace its sending on acknowledgements, so they only cost a wake-up each; librtmp (and
+/// so rtmpdump and every player built on it) acknowledges every tenth of the window, so at
+/// 2.5 Mbit/s a 2.5 MB window woke the core once a second per player, and this one half as often.
+pub const SERVER_WINDOW_ACK_SIZE: u32 = 5_000_000;
 
 /// Settings of a [`ServerSession`].
 #[derive(Debug, Clone)]
@@ -77,8 +83,8 @@ impl Default for SessionConfig {
             max_message_len: limits.max_message_len,
             max_chunk_streams: limits.max_chunk_streams,
             max_partial_bytes: limits.max_partial_bytes,
-            window_ack_size: DEFAULT_WINDOW_ACK_SIZE,
-            peer_bandwidth: DEFAULT_WINDOW_ACK_SIZE,
+            window_ack_size: SERVER_WINDOW_ACK_SIZE,
+            peer_bandwidth: SERVER_WINDOW_ACK_SIZE,
             chunk_size_out: OUT_CHUNK_SIZE,
             handshake_seed: 0,
         }
