@@ -102,27 +102,65 @@ impl Engine {
     /// Like [`Engine::start`] at another `logLevel` (`info` for load tests, whose thousands of
     /// connections would otherwise log far more than they test).
     pub fn start_logging(extra: &str, log_level: &str) -> Engine {
-        let ports = [free_port(), free_port(), free_port(), free_port()];
-        let [rtmp_port, http_port, api_port, metrics_port] = ports;
-        let dir = TempDir::new("engine");
-        let config = format!(
-            "cores: 2\nlogLevel: {log_level}\nrtmpAddress: 127.0.0.1:{rtmp_port}\nhttpAddress: 127.0.0.1:{http_port}\napiAddress: 127.0.0.1:{api_port}\nmetricsAddress: 127.0.0.1:{metrics_port}\n{extra}"
-        );
-        let path = dir.path.join("corestream.yaml");
-        std::fs::write(&path, config).expect("write test config");
-        Engine::launch(Stopped {
-            dir,
-            config_path: path,
-            ports,
-            env: Vec::new(),
+        Engine::launch_on_free_ports(|ports| {
+            let [rtmp_port, http_port, api_port, metrics_port] = ports;
+            let dir = TempDir::new("engine");
+            let config = format!(
+                "cores: 2\nlogLevel: {log_level}\nrtmpAddress: 127.0.0.1:{rtmp_port}\nhttpAddress: 127.0.0.1:{http_port}\napiAddress: 127.0.0.1:{api_port}\nmetricsAddress: 127.0.0.1:{metrics_port}\n{extra}"
+            );
+            let path = dir.path.join("corestream.yaml");
+            std::fs::write(&path, config).expect("write test config");
+            Stopped {
+                dir,
+                config_path: path,
+                ports,
+                env: Vec::new(),
+            }
         })
+    }
+
+    /// Starts an engine on four ports that were free a moment ago. A port can be taken in
+    /// between by an engine of a test running beside this one: such a start (the engine says
+    /// `Address already in use` and exits) is made again on other ports, a few times at most.
+    fn launch_on_free_ports(make: impl Fn([u16; 4]) -> Stopped) -> Engine {
+        const ATTEMPTS: usize = 5;
+        for attempt in 1..=ATTEMPTS {
+            let ports = [free_port(), free_port(), free_port(), free_port()];
+            let mut engine = Engine::spawn(make(ports));
+            let settled = eventually(Duration::from_secs(10), || {
+                engine.count_log("corestream ready") > 0 || !engine.is_running()
+            });
+            if settled && engine.count_log("corestream ready") > 0 {
+                return engine;
+            }
+            // The process may be gone before its last log lines are read.
+            let taken = eventually(Duration::from_secs(2), || {
+                engine.count_log("Address already in use") > 0
+            });
+            if !taken || attempt == ATTEMPTS {
+                panic!(
+                    "engine log never had \"corestream ready\"; log:\n{}",
+                    engine.log().join("\n")
+                );
+            }
+            eprintln!("engine start: a port was taken meanwhile, trying other ports");
+            drop(engine.kill());
+        }
+        unreachable!("the last attempt returns or panics")
     }
 
     /// Starts the engine on `file` as it is (a MediaMTX configuration, say), on free ports set
     /// through MediaMTX's environment overrides (`MTX_RTMPADDRESS`, …) and `extra_env`; waits
     /// until it says it is ready. The HTTP port serves `httpAddress` and `hlsAddress` alike.
     pub fn start_file(file: &std::path::Path, extra_env: &[(&str, &str)]) -> Engine {
-        let ports = [free_port(), free_port(), free_port(), free_port()];
+        Engine::launch_on_free_ports(|ports| Engine::file_on_ports(file, extra_env, ports))
+    }
+
+    fn file_on_ports(
+        file: &std::path::Path,
+        extra_env: &[(&str, &str)],
+        ports: [u16; 4],
+    ) -> Stopped {
         let [rtmp_port, http_port, api_port, metrics_port] = ports;
         let mut env: Vec<(String, String)> = [
             ("MTX_RTMPADDRESS", rtmp_port),
@@ -145,12 +183,12 @@ impl Engine {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
         );
-        Engine::launch(Stopped {
+        Stopped {
             dir,
             config_path: file.to_owned(),
             ports,
             env,
-        })
+        }
     }
 
     /// Starts a stopped engine again on the same configuration file and ports. A killed engine's
@@ -207,12 +245,6 @@ impl Engine {
             ],
             env: std::mem::take(&mut self.env),
         }
-    }
-
-    fn launch(stopped: Stopped) -> Engine {
-        let engine = Engine::spawn(stopped);
-        engine.wait_for_log("corestream ready", Duration::from_secs(10));
-        engine
     }
 
     fn spawn(stopped: Stopped) -> Engine {
