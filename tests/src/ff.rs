@@ -87,6 +87,18 @@ pub fn spawn_probe_with(url: &str, input_options: &[&str]) -> Child {
         .expect("ffprobe is installed (tests/run.sh installs it)")
 }
 
+/// ffprobe of a live HLS playlist that ends when the playlist stops growing (the publisher left,
+/// `-m3u8_hold_counters 2`), waited for up to 40 s.
+pub fn probe_live_hls(url: &str) -> Probe {
+    let probe = spawn_probe_with(url, &["-m3u8_hold_counters", "2"]);
+    parse_probe(&wait_with_timeout(
+        probe,
+        std::time::Duration::from_secs(40),
+        "ffprobe hls",
+    ))
+    .unwrap_or_else(|e| panic!("ffprobe {url}: {e}"))
+}
+
 /// Parses ffprobe's `key=value` output of [`spawn_probe`].
 pub fn parse_probe(out: &Output) -> Result<Probe, String> {
     let text = String::from_utf8_lossy(&out.stdout);

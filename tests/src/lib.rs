@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -574,4 +574,30 @@ pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     check()
+}
+
+/// Runs the engine's CLI (`corestream ARGS --config CONFIG`) and waits for it.
+pub fn cli(config: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(engine_binary())
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("run corestream")
+}
+
+/// `corestream sign --url URL EXTRA…`: the signed URL it prints.
+pub fn sign(config: &Path, url: &str, extra: &[&str]) -> String {
+    let mut args = vec!["sign", "--url", url];
+    args.extend_from_slice(extra);
+    let out = cli(config, &args);
+    assert!(
+        out.status.success(),
+        "sign failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
 }

@@ -3,12 +3,11 @@
 //! operator tools (`sign`, `auth check`, `check-config`).
 
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use tests::ff::{self, parse_probe, wait_with_timeout};
 use tests::http::get;
-use tests::{engine_binary, Engine, TempDir};
+use tests::{cli, sign, Engine, TempDir};
 
 /// The publish domain is `127.0.0.1` (type B signatures, primary and backup keys); the play domain
 /// is `localhost` (type A, plus an expression check), serving the publish domain's streams.
@@ -47,28 +46,6 @@ fn write_domains(dir: &Path) {
     std::fs::create_dir_all(dir.join("domains")).unwrap();
     std::fs::write(dir.join("domains/publish.yaml"), PUBLISH_DOMAIN).unwrap();
     std::fs::write(dir.join("domains/play.yaml"), PLAY_DOMAIN).unwrap();
-}
-
-/// Runs the engine's CLI with a config file.
-fn cli(config: &Path, args: &[&str]) -> Output {
-    Command::new(engine_binary())
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .expect("run corestream")
-}
-
-fn sign(config: &Path, url: &str, extra: &[&str]) -> String {
-    let mut args = vec!["sign", "--url", url];
-    args.extend_from_slice(extra);
-    let out = cli(config, &args);
-    assert!(
-        out.status.success(),
-        "sign failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 /// An engine with the two domains, and the path of a config file the CLI can use with them.

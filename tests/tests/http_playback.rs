@@ -152,16 +152,7 @@ fn hls_playlist_slides_and_segments_decode() {
     );
 
     // ffprobe reads the live playlist and decodes the right codecs and resolution.
-    let probe = ff::spawn_probe_with(
-        &engine.http_url("live/hls.m3u8"),
-        &["-m3u8_hold_counters", "2"],
-    );
-    let p = parse_probe(&wait_with_timeout(
-        probe,
-        Duration::from_secs(40),
-        "ffprobe hls",
-    ))
-    .unwrap();
+    let p = ff::probe_live_hls(&engine.http_url("live/hls.m3u8"));
     assert_eq!(
         (p.video_codec.as_str(), p.audio_codec.as_str()),
         ("h264", "aac")

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use tests::ff::{self, parse_probe, wait_with_timeout};
+use tests::ff::{self, wait_with_timeout};
 use tests::http::get;
 use tests::{engine_binary, Engine, TempDir};
 
@@ -152,16 +152,7 @@ fn publish_and_read_hls(name: &str) -> Engine {
     assert_eq!(seg.status, 200);
     assert_eq!(seg.header("Content-Type"), Some("video/mp4"));
 
-    let probe = ff::spawn_probe_with(
-        &engine.http_url("mystream/index.m3u8"),
-        &["-m3u8_hold_counters", "2"],
-    );
-    let p = parse_probe(&wait_with_timeout(
-        probe,
-        Duration::from_secs(40),
-        "ffprobe hls",
-    ))
-    .unwrap();
+    let p = ff::probe_live_hls(&engine.http_url("mystream/index.m3u8"));
     assert_eq!(
         (p.video_codec.as_str(), p.audio_codec.as_str()),
         ("h264", "aac")

@@ -9,41 +9,19 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use tests::ff::{self, wait_with_timeout};
 use tests::http::{self, raw_request};
-use tests::{engine_binary, eventually, free_port, Engine, TempDir};
+use tests::{cli, eventually, free_port, sign, Engine, TempDir};
 
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs()
-}
-
-fn cli(config: &Path, args: &[&str]) -> Output {
-    Command::new(engine_binary())
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .expect("run corestream")
-}
-
-fn sign(config: &Path, url: &str, extra: &[&str]) -> String {
-    let mut args = vec!["sign", "--url", url];
-    args.extend_from_slice(extra);
-    let out = cli(config, &args);
-    assert!(
-        out.status.success(),
-        "sign failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 /// Sends a GET and reads the status and whatever body arrives within `wait` (a live FLV never

@@ -347,27 +347,31 @@ impl Flusher {
             let total: usize = iov[..n].iter().map(|b| b.len()).sum();
             let sent = socket.send_vectored(&iov[..n]);
             drop(q);
-            let mut c = self.counters.get();
-            c.writes += 1;
+            self.count_write(&sent);
             match sent {
                 Ok(written) => {
-                    c.bytes += written as u64;
-                    self.counters.set(c);
                     queue.borrow_mut().consume(written);
                     if written < total {
                         return Written::Blocked;
                     }
                 }
-                Err(e) => {
-                    self.counters.set(c);
-                    match e.kind() {
-                        io::ErrorKind::WouldBlock => return Written::Blocked,
-                        io::ErrorKind::Interrupted => {}
-                        _ => return Written::Failed(e),
-                    }
-                }
+                Err(e) => match e.kind() {
+                    io::ErrorKind::WouldBlock => return Written::Blocked,
+                    io::ErrorKind::Interrupted => {}
+                    _ => return Written::Failed(e),
+                },
             }
         }
+    }
+
+    /// Counts one write (a `sendmsg`, or a slow-path write) and what it took.
+    fn count_write(&self, result: &io::Result<usize>) {
+        let mut c = self.counters.get();
+        c.writes += 1;
+        if let Ok(n) = result {
+            c.bytes += *n as u64;
+        }
+        self.counters.set(c);
     }
 
     fn fail(&self, slot: u32, queue: &RefCell<PlayerQueue>) {
@@ -470,17 +474,13 @@ async fn wait_for_room(
     let Some(f) = flusher.upgrade() else {
         return;
     };
-    let mut c = f.counters.get();
-    c.writes += 1;
+    f.count_write(&written);
     match written {
         Ok(n) => {
-            c.bytes += n as u64;
-            f.counters.set(c);
             queue.borrow_mut().consume(n);
             f.unblock(slot, generation);
         }
         Err(e) => {
-            f.counters.set(c);
             tracing::debug!("send failed: {e}");
             if let Some(w) = f
                 .with_entry(slot, generation, |e| e.waiter.take())
@@ -490,5 +490,112 @@ async fn wait_for_room(
             }
             f.fail(slot, &queue);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::net::TcpListener;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use glommio::timer::sleep;
+
+    use super::*;
+
+    /// Reads what has arrived without waiting.
+    fn read_now(peer: &mut std::net::TcpStream) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 65536];
+        loop {
+            match peer.read(&mut buf) {
+                Ok(0) => return out,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return out,
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+
+    /// Media waits for the merge window and goes out in one write with what followed it;
+    /// control output goes at the end of the turn; a socket the kernel cannot take everything
+    /// from keeps its order and gets the rest once it has room; a removed connection is not
+    /// written any more.
+    #[test]
+    fn merges_within_the_window_and_keeps_order_through_a_full_socket() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        glommio::LocalExecutor::default().run(async move {
+            let flusher = Flusher::new();
+            glommio::spawn_local(flusher.clone().run()).detach();
+            let stream = glommio::net::TcpStream::connect(addr).await.unwrap();
+            let (mut peer, _) = listener.accept().unwrap();
+            peer.set_nonblocking(true).unwrap();
+            let socket = Rc::new(Socket::new(stream));
+            let queue = Rc::new(RefCell::new(PlayerQueue::new(
+                64 << 20,
+                Duration::from_secs(5),
+            )));
+            let registration = flusher.register(&queue, &socket);
+            queue.borrow().set_merge_window(Duration::from_millis(80));
+            let now = Instant::now();
+
+            let media = |q: &RefCell<PlayerQueue>, b: &'static [u8]| {
+                assert_eq!(
+                    q.borrow_mut().push_media(Bytes::from_static(b), true, now),
+                    super::super::PushOutcome::Queued
+                );
+            };
+            media(&queue, b"a");
+            media(&queue, b"b");
+            sleep(Duration::from_millis(20)).await;
+            assert!(read_now(&mut peer).is_empty(), "media waits for the window");
+            assert_eq!(flusher.counters().writes, 0);
+            sleep(Duration::from_millis(100)).await;
+            assert_eq!(read_now(&mut peer), b"ab");
+            assert_eq!(flusher.counters().writes, 1, "one write for the window");
+
+            media(&queue, b"c");
+            queue.borrow_mut().push_control(Bytes::from_static(b"!"));
+            sleep(Duration::from_millis(5)).await;
+            assert_eq!(
+                read_now(&mut peer),
+                b"c!",
+                "control goes at once, media with it"
+            );
+            assert_eq!(flusher.counters().writes, 2);
+
+            // More than the socket takes at once: the rest goes when the peer reads.
+            queue.borrow().set_merge_window(Duration::ZERO);
+            let big: Vec<Bytes> = (0..64u8)
+                .map(|i| Bytes::from(vec![i; 256 * 1024]))
+                .collect();
+            for b in &big {
+                queue.borrow_mut().push_control(b.clone());
+            }
+            let mut got = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while got.len() < 64 * 256 * 1024 && Instant::now() < deadline {
+                sleep(Duration::from_millis(2)).await;
+                got.extend(read_now(&mut peer));
+            }
+            assert_eq!(got.len(), 64 * 256 * 1024);
+            assert!(got
+                .chunks(256 * 1024)
+                .enumerate()
+                .all(|(i, c)| c.iter().all(|&b| b == i as u8)));
+            assert!(
+                flusher.counters().blocked > 0,
+                "the socket filled up at least once"
+            );
+            assert!(queue.borrow().is_empty());
+
+            // Gone from the flusher: nothing more is written.
+            drop(registration);
+            queue.borrow_mut().push_control(Bytes::from_static(b"late"));
+            sleep(Duration::from_millis(10)).await;
+            assert!(read_now(&mut peer).is_empty());
+        });
     }
 }
