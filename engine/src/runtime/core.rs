@@ -2,6 +2,13 @@
 //! its side of the cross-core protocol.
 
 pub(super) mod gather;
+mod hls;
+mod rpc;
+mod sessions;
+
+use self::rpc::Rpc;
+use self::sessions::Sessions;
+pub use self::sessions::{Notice, SessionControl};
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -9,20 +16,17 @@ use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use glommio::channels::local_channel::{self, LocalSender};
 use tracing::{debug, info, warn};
 
 use super::{
-    scoped_id, CoreId, CoreMessage, CoreStats, HlsAnswer, HlsQuery, Limit, LocalSignal, Mesh,
-    Reply, ReplyTo, SessionId, StreamId,
+    scoped_id, CoreId, CoreMessage, CoreStats, Limit, LocalSignal, Mesh, Reply, ReplyTo, SessionId,
+    StreamId,
 };
 use crate::config::Snapshot;
 use crate::delivery::{Flusher, Player};
 use crate::media::{Frame, GopLimits, MediaKind};
 use crate::registry::{
-    home_core, ClaimOutcome, Directory, HlsMuxer, HlsReply, HlsResponder, HlsSettings, LocalStream,
-    Publisher, StreamKey, Upstream,
+    home_core, ClaimOutcome, Directory, HlsMuxer, LocalStream, Publisher, StreamKey, Upstream,
 };
 
 /// How long a core waits for another core's answer before treating it as lost.
@@ -31,50 +35,6 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 const READ_BUFFER: usize = 64 * 1024;
 /// How often a waiting player asks whether its stream went live.
 const PLAY_WAIT_POLL: Duration = Duration::from_millis(100);
-
-/// Why the core tells a connection to close.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Notice {
-    /// The stream it plays ended.
-    StreamEnded,
-    /// It stayed behind the live stream for longer than `slowPlayerTimeout`.
-    TooSlow,
-    /// A newer publisher of the same stream replaced it.
-    Replaced,
-    /// The engine is shutting down.
-    Shutdown,
-    /// The control API kicked it.
-    Kicked,
-    /// The configuration no longer has its path, or changed the path's source.
-    PathRemoved,
-}
-
-/// What the core holds of a connection: a way to tell it to close.
-#[derive(Debug, Default)]
-pub struct SessionControl {
-    notice: Cell<Option<Notice>>,
-    signal: LocalSignal,
-    /// What the control API shows of the connection.
-    pub info: super::ConnInfo,
-}
-
-impl SessionControl {
-    /// Tells the connection to close; the first notice wins.
-    pub fn notify(&self, notice: Notice) {
-        if self.notice.get().is_none() {
-            self.notice.set(Some(notice));
-        }
-        self.signal.fire();
-    }
-
-    pub fn notice(&self) -> Option<Notice> {
-        self.notice.get()
-    }
-
-    pub fn signal(&self) -> &LocalSignal {
-        &self.signal
-    }
-}
 
 /// Why a publish was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,8 +66,10 @@ pub struct Core {
     streams: RefCell<HashMap<StreamKey, Rc<RefCell<LocalStream>>>>,
     stream_keys: RefCell<HashMap<StreamId, StreamKey>>,
     directory: RefCell<Directory>,
-    pending: RefCell<HashMap<u64, LocalSender<Reply>>>,
-    sessions: RefCell<HashMap<SessionId, Rc<SessionControl>>>,
+    /// Requests to other cores waiting for their answer.
+    rpc: Rpc,
+    /// The connections of this core.
+    sessions: Sessions,
     /// HLS muxers of the stream keys whose home is this core.
     hls: RefCell<HashMap<StreamKey, Rc<RefCell<HlsMuxer>>>>,
     stats: RefCell<CoreStats>,
@@ -147,8 +109,8 @@ impl Core {
             streams: RefCell::default(),
             stream_keys: RefCell::default(),
             directory: RefCell::default(),
-            pending: RefCell::default(),
-            sessions: RefCell::default(),
+            rpc: Rpc::default(),
+            sessions: Sessions::default(),
             hls: RefCell::default(),
             stats: RefCell::new(CoreStats {
                 core: id.0,
@@ -234,7 +196,7 @@ impl Core {
 
     /// Whether this core serves `maxConnectionsPerCore` connections already.
     pub fn at_connection_limit(&self) -> bool {
-        self.sessions.borrow().len() >= self.snapshot().config.max_connections_per_core
+        self.sessions.len() >= self.snapshot().config.max_connections_per_core
     }
 
     fn gop_limits(&self) -> GopLimits {
@@ -254,7 +216,7 @@ impl Core {
         if self.shutdown.is_fired() {
             control.notify(Notice::Shutdown);
         }
-        self.sessions.borrow_mut().insert(id, control.clone());
+        self.sessions.insert(id, control.clone());
         let mut stats = self.stats.borrow_mut();
         stats.connections_accepted += 1;
         stats.connections_open += 1;
@@ -266,10 +228,7 @@ impl Core {
     }
 
     pub(crate) fn notify_session(&self, session: SessionId, notice: Notice) {
-        let control = self.sessions.borrow().get(&session).cloned();
-        if let Some(c) = control {
-            c.notify(notice);
-        }
+        self.sessions.notify(session, notice);
     }
 
     // ---- Publishing -------------------------------------------------------------------------
@@ -551,8 +510,7 @@ impl Core {
         build: impl FnOnce(ReplyTo) -> CoreMessage,
     ) -> Option<Reply> {
         let request = self.next();
-        let (tx, rx) = local_channel::new_bounded(1);
-        self.pending.borrow_mut().insert(request, tx);
+        let rx = self.rpc.open(request);
         self.send(
             to,
             build(ReplyTo {
@@ -561,7 +519,7 @@ impl Core {
             }),
         );
         let answer = glommio::timer::timeout(REPLY_TIMEOUT, async { Ok(rx.recv().await) }).await;
-        self.pending.borrow_mut().remove(&request);
+        self.rpc.close(request);
         answer.ok().flatten()
     }
 
@@ -703,12 +661,7 @@ impl Core {
                     self.ended_upstream(&mut s.borrow_mut());
                 }
             }
-            CoreMessage::Reply { request, reply } => {
-                if let Some(tx) = self.pending.borrow_mut().remove(&request) {
-                    // The requester may have timed out and gone; nothing to do then.
-                    let _ = tx.try_send(reply);
-                }
-            }
+            CoreMessage::Reply { request, reply } => self.rpc.answer(request, reply),
             CoreMessage::HlsGet { key, query, reply } => {
                 // A parked request (blocking reload, preload hint) is answered by its muxer.
                 if let Some(answer) = self.hls_answer(&key, query, reply) {
@@ -759,7 +712,7 @@ impl Core {
         }
     }
 
-    // ---- HLS (on the stream key's home core) ---------------------------------------------
+    // ---- HLS: see `core/hls.rs` ---------------------------------------------------------------
 
     /// The live stream keys, from every data core's directory, sorted.
     pub async fn live_streams(&self) -> Vec<StreamKey> {
@@ -777,186 +730,6 @@ impl Core {
         keys
     }
 
-    /// Asks the key's home core for a playlist or segment.
-    pub async fn hls_get(&self, key: &StreamKey, query: HlsQuery) -> Option<HlsAnswer> {
-        let home = home_core(key, self.data_cores);
-        match self
-            .request(home, |reply| CoreMessage::HlsGet {
-                key: key.clone(),
-                query,
-                reply,
-            })
-            .await
-        {
-            Some(Reply::Hls(answer)) => Some(answer),
-            _ => None,
-        }
-    }
-
-    /// The key's muxer, created (and attached if the stream is live) on first use.
-    fn hls_muxer(&self, key: &StreamKey) -> Rc<RefCell<HlsMuxer>> {
-        let existing = self.hls.borrow().get(key).cloned();
-        let muxer = existing.unwrap_or_else(|| {
-            let config = &self.snapshot().config;
-            let settings = HlsSettings {
-                variant: config.hls_variant,
-                segment_duration: config.hls_segment_duration.duration(),
-                part_duration: config.hls_part_duration.duration(),
-                window: config.hls_segment_count,
-            };
-            let me = self.me.clone();
-            let responder: HlsResponder = Rc::new(move |to, body| {
-                if let Some(core) = me.upgrade() {
-                    let answer = HlsAnswer {
-                        live: true,
-                        starting: false,
-                        body,
-                        too_far: false,
-                    };
-                    core.reply(to, Reply::Hls(answer));
-                }
-            });
-            let muxer = Rc::new(RefCell::new(HlsMuxer::new(
-                &key.stream,
-                (self.next() & 0xffff_ffff) as u32,
-                settings,
-                responder,
-                Instant::now(),
-            )));
-            info!(core = %self.id, stream = %key, variant = ?settings.variant, "hls muxer started");
-            self.hls.borrow_mut().insert(key.clone(), muxer.clone());
-            muxer
-        });
-        if !muxer.borrow().is_attached() {
-            self.hls_attach(key, &muxer);
-        }
-        muxer
-    }
-
-    /// The answer to an HLS request, or `None` when the muxer parked it to answer later.
-    fn hls_answer(&self, key: &StreamKey, query: HlsQuery, reply: ReplyTo) -> Option<HlsAnswer> {
-        let live = self.directory.borrow().find(key).is_some();
-        let is_playlist = matches!(query, HlsQuery::Playlist { .. });
-        // A playlist request is a reader: it starts the key's on-demand source like a player does.
-        if let (true, false, Some(me)) = (is_playlist, live, self.me.upgrade()) {
-            self.links.demanded(&me, key);
-        }
-        let starting = !live && self.links.has_source(key);
-        let now = Instant::now();
-        let muxer = if is_playlist && live {
-            Some(self.hls_muxer(key))
-        } else {
-            self.hls.borrow().get(key).cloned()
-        };
-        let mut answer = HlsAnswer {
-            live,
-            starting,
-            body: None,
-            too_far: false,
-        };
-        let Some(muxer) = muxer else {
-            return Some(answer);
-        };
-        let mut m = muxer.borrow_mut();
-        m.touch(now);
-        let outcome = match query {
-            HlsQuery::Playlist { block: None } => HlsReply::Now(m.playlist().map(Bytes::from)),
-            HlsQuery::Playlist {
-                block: Some((msn, part)),
-            } => m.request_playlist(msn, part, reply, now),
-            HlsQuery::Media { instance, name } if instance == m.instance() => {
-                m.request_media(name, reply, now)
-            }
-            HlsQuery::Media { .. } => HlsReply::Now(None),
-        };
-        match outcome {
-            HlsReply::Now(body) => answer.body = body,
-            HlsReply::TooFar => answer.too_far = true,
-            HlsReply::Parked => return None,
-        }
-        if let Some(b) = &answer.body {
-            m.record_sent(b.len());
-        }
-        Some(answer)
-    }
-
-    /// Feeds the muxer from the key's stream: the local stream or mirror if there is one, else a
-    /// new mirror subscribed to the publisher's core. Does nothing while the key is not live.
-    fn hls_attach(&self, key: &StreamKey, muxer: &Rc<RefCell<HlsMuxer>>) {
-        let now = Instant::now();
-        if let Some(stream) = self.streams.borrow().get(key) {
-            let mut s = stream.borrow_mut();
-            if !s.has_hls() {
-                s.set_hls(muxer.clone(), now);
-            }
-            return;
-        }
-        let Some(publisher) = self.directory.borrow().find(key) else {
-            return;
-        };
-        if publisher.core == self.id {
-            // Claimed here but the stream is not set up yet: the next tick attaches.
-            return;
-        }
-        let mut mirror =
-            LocalStream::mirror(StreamId(0), key.clone(), publisher.core, self.gop_limits());
-        mirror.set_hls(muxer.clone(), now);
-        self.streams
-            .borrow_mut()
-            .insert(key.clone(), Rc::new(RefCell::new(mirror)));
-        self.send(
-            publisher.core,
-            CoreMessage::Subscribe {
-                key: key.clone(),
-                subscriber: self.id,
-            },
-        );
-    }
-
-    /// Whether `key`'s HLS muxer (on this, its home core) was asked for something within `within`:
-    /// HLS viewers hold no connection, so this is how they count as readers.
-    pub fn hls_requested_within(&self, key: &StreamKey, now: Instant, within: Duration) -> bool {
-        self.hls
-            .borrow()
-            .get(key)
-            .is_some_and(|m| m.borrow().idle_for(now) < within)
-    }
-
-    /// Periodic HLS upkeep: attaches muxers whose stream went live, stops idle ones.
-    pub fn hls_tick(&self) {
-        let now = Instant::now();
-        let close_after = self.snapshot().config.hls_muxer_close_after.duration();
-        let always = self.snapshot().config.hls_always_remux;
-        let muxers: Vec<_> = self
-            .hls
-            .borrow()
-            .iter()
-            .map(|(k, m)| (k.clone(), m.clone()))
-            .collect();
-        for (key, muxer) in muxers {
-            // Parked requests past their deadline get their answer.
-            muxer.borrow_mut().wake(now);
-            let live = self.directory.borrow().find(&key).is_some();
-            let idle = muxer.borrow().idle_for(now) >= close_after;
-            if idle && !(always && live) {
-                self.hls_stop(&key);
-            } else if !muxer.borrow().is_attached() {
-                self.hls_attach(&key, &muxer);
-            }
-        }
-    }
-
-    fn hls_stop(&self, key: &StreamKey) {
-        self.hls.borrow_mut().remove(key);
-        info!(core = %self.id, stream = %key, "hls muxer stopped: no requests");
-        let Some(stream) = self.streams.borrow().get(key).cloned() else {
-            return;
-        };
-        let mut s = stream.borrow_mut();
-        s.take_hls();
-        self.drop_mirror_if_unused(key, &s);
-    }
-
     fn begin_shutdown(&self) {
         if self.shutdown.is_fired() {
             return;
@@ -964,14 +737,13 @@ impl Core {
         info!(core = %self.id, "shutting down: closing listeners and telling clients");
         self.shutdown.fire();
         self.links.stop_all(self);
-        let sessions: Vec<_> = self.sessions.borrow().values().cloned().collect();
-        for s in sessions {
+        for (_, s) in self.sessions.all() {
             s.notify(Notice::Shutdown);
         }
     }
 
     pub fn open_sessions(&self) -> usize {
-        self.sessions.borrow().len()
+        self.sessions.len()
     }
 }
 
@@ -984,7 +756,7 @@ pub struct SessionGuard {
 
 impl Drop for SessionGuard {
     fn drop(&mut self) {
-        self.core.sessions.borrow_mut().remove(&self.id);
+        self.core.sessions.remove(self.id);
         self.core.stats.borrow_mut().connections_open -= 1;
     }
 }

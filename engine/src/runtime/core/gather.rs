@@ -96,7 +96,7 @@ impl Core {
         }
         let conns = self
             .sessions
-            .borrow()
+            .all()
             .iter()
             .map(|(id, control)| {
                 let mut view = control.info.view(self.id.0);
@@ -134,10 +134,9 @@ impl Core {
     pub(super) fn kick_conn(&self, id: ConnUuid) -> bool {
         let found = self
             .sessions
-            .borrow()
-            .iter()
-            .find(|(_, c)| c.info.uuid == id)
-            .map(|(s, c)| (*s, c.clone()));
+            .all()
+            .into_iter()
+            .find(|(_, c)| c.info.uuid == id);
         match found {
             Some((session, control)) => {
                 info!(core = %self.id, conn = %session, id = %id, "connection kicked through the API");
@@ -151,13 +150,7 @@ impl Core {
     /// After a configuration change: closes the sessions whose path no entry matches any more,
     /// or whose entry changed name or source. Every other session keeps running.
     pub(super) fn close_unconfigured(&self, old: &Snapshot, new: &Snapshot) {
-        let sessions: Vec<_> = self
-            .sessions
-            .borrow()
-            .iter()
-            .map(|(s, c)| (*s, c.clone()))
-            .collect();
-        for (session, control) in sessions {
+        for (session, control) in self.sessions.all() {
             let Some(path) = control.info.path() else {
                 continue;
             };
