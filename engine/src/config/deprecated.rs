@@ -264,15 +264,7 @@ pub(super) fn convert(
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Config {
-        Config::parse_with_env(text, "m.yml", &[]).unwrap()
-    }
-
-    fn error(text: &str) -> String {
-        Config::parse_with_env(text, "m.yml", &[])
-            .unwrap_err()
-            .to_string()
-    }
+    use super::super::test_support::{error, parse};
 
     #[test]
     fn deprecated_keys_convert_as_mediamtx_converts_them() {

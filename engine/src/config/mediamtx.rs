@@ -830,18 +830,9 @@ pub(super) const PATH: &[(&str, Kind)] = &[
 
 #[cfg(test)]
 mod tests {
-    use super::super::Config;
     use super::*;
 
-    fn parse(text: &str) -> Config {
-        Config::parse_with_env(text, "m.yml", &[]).unwrap()
-    }
-
-    fn error(text: &str) -> String {
-        Config::parse_with_env(text, "m.yml", &[])
-            .unwrap_err()
-            .to_string()
-    }
+    use super::super::test_support::{error, parse};
 
     #[test]
     fn stock_files_load() {

@@ -602,3 +602,21 @@ mod tests {
         assert_eq!(on_disk, EMBEDDED);
     }
 }
+
+/// Parsing a MediaMTX-style file in the tests of the compatibility modules.
+#[cfg(test)]
+mod test_support {
+    use super::Config;
+
+    /// The configuration `text` makes (no environment).
+    pub(super) fn parse(text: &str) -> Config {
+        Config::parse_with_env(text, "m.yml", &[]).unwrap()
+    }
+
+    /// The error `text` is refused with.
+    pub(super) fn error(text: &str) -> String {
+        Config::parse_with_env(text, "m.yml", &[])
+            .unwrap_err()
+            .to_string()
+    }
+}
