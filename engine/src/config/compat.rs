@@ -116,6 +116,20 @@ struct Compat<'k, D> {
     kept: &'k RefCell<Kept>,
 }
 
+impl<'k, D> Compat<'k, D> {
+    /// The inner deserializer, and `visitor` wrapped to carry this place (and a struct's own
+    /// keys) down to what it visits.
+    fn wrap<V>(self, visitor: V, fields: Option<&'static [&'static str]>) -> (D, Wrap<'k, V>) {
+        let wrapped = Wrap {
+            visitor,
+            place: self.place,
+            kept: self.kept,
+            fields,
+        };
+        (self.de, wrapped)
+    }
+}
+
 macro_rules! forward_plain {
     ($($method:ident),*) => {
         $(
@@ -130,8 +144,8 @@ macro_rules! forward_wrapped {
     ($($method:ident),*) => {
         $(
             fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-                let wrapped = Wrap { visitor, place: self.place, kept: self.kept, fields: None };
-                self.de.$method(wrapped)
+                let (de, wrapped) = self.wrap(visitor, None);
+                de.$method(wrapped)
             }
         )*
     };
@@ -186,13 +200,8 @@ impl<'de, 'k, D: Deserializer<'de>> Deserializer<'de> for Compat<'k, D> {
         name: &'static str,
         visitor: V,
     ) -> Result<V::Value, D::Error> {
-        let wrapped = Wrap {
-            visitor,
-            place: self.place,
-            kept: self.kept,
-            fields: None,
-        };
-        self.de.deserialize_newtype_struct(name, wrapped)
+        let (de, wrapped) = self.wrap(visitor, None);
+        de.deserialize_newtype_struct(name, wrapped)
     }
 
     fn deserialize_tuple<V: Visitor<'de>>(
@@ -200,13 +209,8 @@ impl<'de, 'k, D: Deserializer<'de>> Deserializer<'de> for Compat<'k, D> {
         len: usize,
         visitor: V,
     ) -> Result<V::Value, D::Error> {
-        let wrapped = Wrap {
-            visitor,
-            place: self.place,
-            kept: self.kept,
-            fields: None,
-        };
-        self.de.deserialize_tuple(len, wrapped)
+        let (de, wrapped) = self.wrap(visitor, None);
+        de.deserialize_tuple(len, wrapped)
     }
 
     fn deserialize_tuple_struct<V: Visitor<'de>>(
@@ -215,13 +219,8 @@ impl<'de, 'k, D: Deserializer<'de>> Deserializer<'de> for Compat<'k, D> {
         len: usize,
         visitor: V,
     ) -> Result<V::Value, D::Error> {
-        let wrapped = Wrap {
-            visitor,
-            place: self.place,
-            kept: self.kept,
-            fields: None,
-        };
-        self.de.deserialize_tuple_struct(name, len, wrapped)
+        let (de, wrapped) = self.wrap(visitor, None);
+        de.deserialize_tuple_struct(name, len, wrapped)
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -230,13 +229,8 @@ impl<'de, 'k, D: Deserializer<'de>> Deserializer<'de> for Compat<'k, D> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, D::Error> {
-        let wrapped = Wrap {
-            visitor,
-            place: self.place,
-            kept: self.kept,
-            fields: Some(fields),
-        };
-        self.de.deserialize_struct(name, fields, wrapped)
+        let (de, wrapped) = self.wrap(visitor, Some(fields));
+        de.deserialize_struct(name, fields, wrapped)
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
