@@ -34,8 +34,6 @@ pub struct FlushCounters {
     pub bytes: u64,
     /// Times a socket could not take everything and waited for room.
     pub blocked: u64,
-    /// Flush passes.
-    pub passes: u64,
 }
 
 /// A core's flusher. Lives in an `Rc` on its executor; [`Flusher::run`] is its task.
@@ -209,32 +207,32 @@ impl Flusher {
     pub async fn run(self: Rc<Self>) {
         loop {
             poll_fn(|cx| {
-                if self.urgent.borrow().is_empty() && self.merged.borrow().is_empty() {
-                    *self.waker.borrow_mut() = Some(cx.waker().clone());
-                    Poll::Pending
-                } else {
-                    Poll::Ready(())
-                }
+                let idle = self.urgent.borrow().is_empty() && self.merged.borrow().is_empty();
+                self.ready_or_wait(cx, !idle)
             })
             .await;
             if self.urgent.borrow().is_empty() {
                 let due = self.next_due();
                 let now = Instant::now();
                 if let Some(due) = due.filter(|&d| d > now) {
-                    let urgent = poll_fn(|cx| {
-                        if self.urgent.borrow().is_empty() {
-                            *self.waker.borrow_mut() = Some(cx.waker().clone());
-                            Poll::Pending
-                        } else {
-                            Poll::Ready(())
-                        }
-                    });
+                    let urgent =
+                        poll_fn(|cx| self.ready_or_wait(cx, !self.urgent.borrow().is_empty()));
                     future::or(glommio::timer::sleep(due - now), urgent).await;
                 }
             }
             // No yield before the pass: being woken already puts the flusher behind the task
             // that queued the output (a publisher's whole read, audio and video together).
             self.pass(Instant::now());
+        }
+    }
+
+    /// Ready when `ready` says so; otherwise the flusher's task waits for `mark` to wake it.
+    fn ready_or_wait(&self, cx: &mut std::task::Context<'_>, ready: bool) -> Poll<()> {
+        if ready {
+            Poll::Ready(())
+        } else {
+            *self.waker.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
         }
     }
 
@@ -249,9 +247,6 @@ impl Flusher {
 
     /// Writes every urgent slot and every merged slot whose time has come.
     fn pass(&self, now: Instant) {
-        let mut c = self.counters.get();
-        c.passes += 1;
-        self.counters.set(c);
         let urgent = std::mem::take(&mut *self.urgent.borrow_mut());
         for &slot in &urgent {
             if let Some(e) = self.entries.borrow_mut()[slot as usize].as_mut() {
