@@ -107,18 +107,34 @@ pub(super) fn player_page(path: &str, kind: PlayerKind) -> String {
     status("playing");
   }});
   video.addEventListener("waiting", function () {{
-    if (state.firstFrameAt !== null) {{ state.stalls += 1; }}
+    // A seek (the player moving to its live position, or over a gap) waits too, but is not
+    // playback running out of media: those are counted apart.
+    if (state.firstFrameAt !== null && video.seeking) {{ state.seeks = (state.seeks || 0) + 1; }}
+    else if (state.firstFrameAt !== null) {{
+      state.stalls += 1;
+      // When, where and with how much buffered: what a stall is diagnosed from.
+      var b = video.buffered, ranges = [];
+      for (var i = 0; i < b.length; i++) {{ ranges.push([b.start(i), b.end(i)]); }}
+      state.stallLog = (state.stallLog || []).concat([{{ at: Math.round(performance.now() - state.firstFrameAt),
+        t: video.currentTime, buffered: ranges, rate: video.playbackRate,
+        recent: (state.recent || []).slice(-6) }}]).slice(-10);
+    }}
     status("buffering");
   }});
   function fail(what) {{ state.errors.push(String(what)); status("error: " + what); }}
   video.addEventListener("error", function () {{ fail("video: " + (video.error && video.error.message)); }});
   if (kind === "hls") {{
     if (window.Hls && Hls.isSupported()) {{
-      // Catch up (at up to 1.5x) when behind the target latency, rather than stay behind.
-      var hls = new Hls({{ lowLatencyMode: true, backBufferLength: 30, maxLiveSyncPlaybackRate: 1.5 }});
+      // Catch up (at up to 1.25x) when behind the target latency, rather than stay behind.
+      var hls = new Hls({{ lowLatencyMode: true, backBufferLength: 30, maxLiveSyncPlaybackRate: 1.25 }});
       state.player = hls;
       hls.on(Hls.Events.ERROR, function (_, d) {{
         if (d.fatal) {{ fail(d.type + ": " + d.details); }} else {{ state.warnings.push(d.details); }}
+      }});
+      hls.on(Hls.Events.FRAG_BUFFERED, function (_, d) {{
+        var f = d.part || d.frag;
+        state.recent = (state.recent || []).concat([[d.frag.type, d.frag.sn, d.part ? d.part.index : -1,
+          +f.start.toFixed(3), +f.duration.toFixed(3)]]).slice(-12);
       }});
       hls.loadSource(src);
       hls.attachMedia(video);
