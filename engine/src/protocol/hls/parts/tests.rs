@@ -173,7 +173,10 @@ fn audio_only_segments_end_on_a_part_boundary() {
             parts.push(rest.split(',').next().unwrap().parse().unwrap());
         } else if let Some(rest) = line.strip_prefix("#EXTINF:") {
             let extinf: f64 = rest.trim_end_matches(',').parse().unwrap();
-            assert!(extinf.round() <= 1.0, "{extinf} beyond the target: {playlist}");
+            assert!(
+                extinf.round() <= 1.0,
+                "{extinf} beyond the target: {playlist}"
+            );
             if !parts.is_empty() {
                 segments += 1;
                 // Parts are whole: none is cut short by the segment's end.
