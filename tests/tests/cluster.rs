@@ -1,0 +1,176 @@
+//! End-to-end: clusters (issue 17). Three engines and a real redis-server on loopback, ffmpeg
+//! publishing, ffprobe / ffmpeg / rtmpdump / curl reading, with no static relay configuration:
+//! every node finds every stream through the directory in Redis.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tests::ff::{self, decoded_frames, parse_probe, wait_with_timeout};
+use tests::redis::RedisServer;
+use tests::{eventually, Engine, TempDir};
+
+/// The directory key of `live/<stream>` under the default prefix.
+fn entry(stream: &str) -> String {
+    format!("corestream:stream:__defaultVhost__/live/{stream}")
+}
+
+/// A cluster node named `name` on the Redis `redis` (a URL), advertising its own RTMP port.
+fn node(name: &str, redis: &str, ttl: &str, extra: &str) -> Engine {
+    Engine::start_with("debug", |ports| {
+        format!(
+            "playWaitTimeout: 10s\ncluster:\n  redis: {redis}\n  nodeName: {name}\n  advertise: rtmp://127.0.0.1:{}\n  ttl: {ttl}\n{extra}",
+            ports[0]
+        )
+    })
+}
+
+/// The node that owns `stream` in Redis (`GET`), or `None`.
+fn owner(redis: &RedisServer, stream: &str) -> Option<String> {
+    let reply = redis.command(&["GET", &entry(stream)]);
+    // `$N\r\nvalue\r\n`, or `$-1\r\n` when absent.
+    let mut lines = reply.split("\r\n");
+    match lines.next() {
+        Some(h) if h.starts_with('$') && h != "$-1" => lines.next().map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// rtmpdump of `url` for `seconds` of stream time into `out`.
+fn rtmpdump(url: &str, seconds: u32, out: &Path) -> Child {
+    Command::new("rtmpdump")
+        .args(["-q", "-v", "-r", url, "-B", &seconds.to_string(), "-o"])
+        .arg(out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("rtmpdump is installed (tests/run.sh installs it)")
+}
+
+/// curl of `url` for `seconds` into `out`.
+fn curl(url: &str, seconds: u32, out: &Path) -> Child {
+    Command::new("curl")
+        .args(["-s", "-N", "--max-time", &seconds.to_string(), "-o"])
+        .arg(out)
+        .arg(url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("curl is installed")
+}
+
+#[test]
+fn publish_on_one_node_plays_on_the_others_and_a_duplicate_is_refused() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let a = node("a", &url, "3s", "");
+    let b = node("b", &url, "3s", "");
+    let c = node("c", &url, "3s", "");
+
+    let publisher = ff::publish(&a.rtmp_url("live/cam"), 14);
+    a.wait_for_log("publish started", Duration::from_secs(10));
+    assert!(
+        eventually(Duration::from_secs(3), || owner(&redis, "cam").as_deref()
+            == Some("a")),
+        "the directory does not name a: {:?}",
+        owner(&redis, "cam")
+    );
+
+    // Readers on B and C, over RTMP, HTTP-FLV and HLS; none of the nodes has a relay config.
+    let rtmp_probe = ff::spawn_probe(&b.rtmp_url("live/cam"));
+    let decoder = ff::spawn_decoder(&b.rtmp_url("live/cam"));
+    let files = TempDir::new("cluster");
+    let (dumped, curled) = (files.path.join("dump.flv"), files.path.join("curl.flv"));
+    let dump = rtmpdump(&b.rtmp_url("live/cam"), 6, &dumped);
+    let flv_probe = ff::spawn_probe(&c.http_url("live/cam.flv"));
+    let flv_curl = curl(&c.http_url("live/cam.flv"), 4, &curled);
+    let hls = std::thread::spawn({
+        let url = b.http_url("live/cam.m3u8");
+        move || ff::probe_live_hls(&url)
+    });
+
+    // A second encoder of the same stream on C: refused, as a local duplicate would be.
+    std::thread::sleep(Duration::from_secs(1));
+    let duplicate = ff::publish(&c.rtmp_url("live/cam"), 5);
+    let out = wait_with_timeout(duplicate, Duration::from_secs(15), "duplicate publisher");
+    assert!(
+        !out.status.success(),
+        "the duplicate publish on c was accepted"
+    );
+    c.wait_for_log(
+        "publish refused: another cluster node publishes the stream",
+        Duration::from_secs(5),
+    );
+    assert_eq!(owner(&redis, "cam").as_deref(), Some("a"));
+
+    let out = wait_with_timeout(publisher, Duration::from_secs(40), "publisher");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    for (probe, what) in [(rtmp_probe, "rtmp on b"), (flv_probe, "http-flv on c")] {
+        let out = wait_with_timeout(probe, Duration::from_secs(40), what);
+        let p = parse_probe(&out).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(
+            (p.video_codec.as_str(), p.audio_codec.as_str()),
+            ("h264", "aac"),
+            "{what}"
+        );
+        assert_eq!((p.width, p.height), (320, 240), "{what}");
+        assert!(
+            p.video_frames >= 200,
+            "{what}: only {} frames",
+            p.video_frames
+        );
+    }
+    let out = wait_with_timeout(decoder, Duration::from_secs(40), "ffmpeg on b");
+    let frames = decoded_frames(&out).unwrap_or(0);
+    assert!(frames >= 200, "ffmpeg on b decoded {frames} frames");
+    wait_with_timeout(dump, Duration::from_secs(40), "rtmpdump on b");
+    let dumped = std::fs::read(&dumped).unwrap_or_default();
+    assert!(dumped.starts_with(b"FLV"), "rtmpdump wrote no FLV");
+    assert!(
+        dumped.len() > 100_000,
+        "rtmpdump got {} bytes",
+        dumped.len()
+    );
+    wait_with_timeout(flv_curl, Duration::from_secs(20), "curl on c");
+    let curled = std::fs::read(&curled).unwrap_or_default();
+    assert!(curled.starts_with(b"FLV"), "curl got no FLV from c");
+    assert!(curled.len() > 50_000, "curl got {} bytes", curled.len());
+    let p = hls.join().expect("hls probe");
+    assert_eq!(
+        (p.video_codec.as_str(), p.audio_codec.as_str()),
+        ("h264", "aac")
+    );
+    assert!(p.video_frames >= 100, "hls on b: {} frames", p.video_frames);
+
+    // One upstream per stream per node, whatever its readers: A served exactly two pulls.
+    let pulls = a
+        .log()
+        .iter()
+        .filter(|l| l.contains("player started"))
+        .count();
+    assert_eq!(
+        pulls,
+        2,
+        "a served {pulls} players; log:\n{}",
+        a.log().join("\n")
+    );
+    // Unpublished: the entry went at once (compare-and-delete), not at its expiry.
+    assert!(
+        eventually(Duration::from_millis(1500), || owner(&redis, "cam")
+            .is_none()),
+        "the entry outlived the publish"
+    );
+    // The API lists the cluster, and nothing shows the Redis URL's secrets (there are none
+    // here; see `redis_password_is_never_shown`).
+    let status = a.api("GET", "/v3/cluster/status", None);
+    assert_eq!(status.status, 200, "{}", status.text());
+    assert_eq!(status.json()["redisReachable"], true, "{}", status.text());
+    assert_eq!(status.json()["node"], "a");
+}
