@@ -174,3 +174,87 @@ fn publish_on_one_node_plays_on_the_others_and_a_duplicate_is_refused() {
     assert_eq!(status.json()["redisReachable"], true, "{}", status.text());
     assert_eq!(status.json()["node"], "a");
 }
+
+/// Publishes `url` for `seconds`, again and again until a publish is accepted (a node refuses
+/// it while the dead owner's entry lives); returns the accepted publisher.
+fn publish_until_accepted(engine: &Engine, url: &str, seconds: u32, within: Duration) -> Child {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let before = engine.count_log("publish started");
+        let mut p = ff::publish(url, seconds);
+        let accepted = eventually(Duration::from_secs(3), || {
+            engine.count_log("publish started") > before || matches!(p.try_wait(), Ok(Some(_)))
+        });
+        if accepted && engine.count_log("publish started") > before {
+            return p;
+        }
+        let _ = p.kill();
+        let _ = p.wait();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no publish accepted within {within:?}; log:\n{}",
+            engine.log().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn viewers_resume_from_the_new_origin_after_kill_9() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let a = node("a", &url, "2s", "");
+    let b = node("b", &url, "2s", "");
+    let c = node("c", &url, "2s", "");
+
+    let first = ff::publish(&a.rtmp_url("live/ko"), 60);
+    a.wait_for_log("publish started", Duration::from_secs(10));
+    // Viewers on b: one RTMP decoder, one HTTP-FLV decoder; both run through the failover.
+    let viewers_started = std::time::Instant::now();
+    let rtmp_viewer = ff::spawn_decoder(&b.rtmp_url("live/ko"));
+    let flv_viewer = ff::spawn_decoder(&b.http_url("live/ko.flv"));
+    b.wait_for_log("source ready", Duration::from_secs(10));
+    b.wait_for_log_count("player started", 1, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(4));
+
+    let killed = std::time::Instant::now();
+    drop(a.kill());
+    let mut first = first;
+    let _ = first.kill();
+    let _ = first.wait();
+    // The encoder reconnects to c, which accepts it once a's entry expired.
+    let second = publish_until_accepted(&c, &c.rtmp_url("live/ko"), 8, Duration::from_secs(15));
+    let republished = killed.elapsed();
+    assert!(
+        eventually(Duration::from_secs(10), || b.count_log("source resumed") > 0),
+        "b's players never resumed; log:\n{}",
+        b.log().join("\n")
+    );
+    let resumed = killed.elapsed();
+    assert_eq!(owner(&redis, "ko").as_deref(), Some("c"));
+    eprintln!(
+        "failover: origin killed -> encoder accepted on c {republished:?} -> b's viewers resumed {resumed:?} (ttl 2s)"
+    );
+    // Within ttl + one retry of the republish, at most.
+    assert!(
+        resumed - republished < Duration::from_millis(2_500),
+        "resumed {:?} after the republish",
+        resumed - republished
+    );
+
+    let out = wait_with_timeout(second, Duration::from_secs(30), "second publisher");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Frames before the kill and after the resume, in one decode each: the viewers never
+    // reconnected (b started each player once).
+    let before = 25 * (killed - viewers_started).as_secs() + 50;
+    for (viewer, what) in [(rtmp_viewer, "rtmp viewer"), (flv_viewer, "http-flv viewer")] {
+        let out = wait_with_timeout(viewer, Duration::from_secs(60), what);
+        let frames = decoded_frames(&out).unwrap_or(0);
+        assert!(
+            frames >= before.saturating_sub(60) + 120,
+            "{what} decoded {frames} frames; at most {before} came before the kill; stderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(b.count_log("player started"), 2, "a viewer reconnected");
+}

@@ -46,6 +46,12 @@ fn retry_delay(ttl: Duration) -> Duration {
     (ttl / 4).clamp(Duration::from_millis(250), Duration::from_secs(2))
 }
 
+/// How long the players of a stream that had an owner wait for a new one (its encoder
+/// republished on another node) before they end: twice the directory's `ttl`, at least 5 s.
+fn orphan_grace(ttl: Duration) -> Duration {
+    (ttl * 2).max(Duration::from_secs(5))
+}
+
 /// `url` signed with the `url_auth` of `key`'s domain, when it has one: the origin checks
 /// the pull like any reader.
 fn signed(core: &Core, key: &StreamKey, url: String) -> String {
@@ -68,7 +74,7 @@ fn signed(core: &Core, key: &StreamKey, url: String) -> String {
 
 /// Keeps `source` pulling `key` from its owner until it is stopped (no readers for
 /// `close_after`), the key turns out not to be live anywhere (first lookup), or the stream
-/// stays without an owner for the directory's `ttl` after it had one.
+/// stays without an owner for [`orphan_grace`] after it had one.
 pub(super) async fn run(
     core: Rc<Core>,
     relays: Weak<Relays>,
@@ -112,7 +118,7 @@ pub(super) async fn run(
             }
             Lookup::NotFound | Lookup::Unreachable(_) => {
                 let since = *orphan_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= ttl {
+                if since.elapsed() >= orphan_grace(ttl) {
                     info!(core = %core.id, stream = %key, "cluster: no node has published the stream for the directory's ttl: its players here end");
                     break;
                 }
