@@ -226,7 +226,8 @@ fn viewers_resume_from_the_new_origin_after_kill_9() {
     let second = publish_until_accepted(&c, &c.rtmp_url("live/ko"), 8, Duration::from_secs(15));
     let republished = killed.elapsed();
     assert!(
-        eventually(Duration::from_secs(10), || b.count_log("source resumed") > 0),
+        eventually(Duration::from_secs(10), || b.count_log("source resumed")
+            > 0),
         "b's players never resumed; log:\n{}",
         b.log().join("\n")
     );
@@ -243,11 +244,18 @@ fn viewers_resume_from_the_new_origin_after_kill_9() {
     );
 
     let out = wait_with_timeout(second, Duration::from_secs(30), "second publisher");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Frames before the kill and after the resume, in one decode each: the viewers never
     // reconnected (b started each player once).
     let before = 25 * (killed - viewers_started).as_secs() + 50;
-    for (viewer, what) in [(rtmp_viewer, "rtmp viewer"), (flv_viewer, "http-flv viewer")] {
+    for (viewer, what) in [
+        (rtmp_viewer, "rtmp viewer"),
+        (flv_viewer, "http-flv viewer"),
+    ] {
         let out = wait_with_timeout(viewer, Duration::from_secs(60), what);
         let frames = decoded_frames(&out).unwrap_or(0);
         assert!(
@@ -257,4 +265,94 @@ fn viewers_resume_from_the_new_origin_after_kill_9() {
         );
     }
     assert_eq!(b.count_log("player started"), 2, "a viewer reconnected");
+}
+
+/// The value of the metric `name` (its first sample) on `engine`.
+fn metric(engine: &Engine, name: &str) -> Option<f64> {
+    engine
+        .metrics()
+        .into_iter()
+        .find(|(n, _)| n == name || n.starts_with(&format!("{name}{{")))
+        .map(|(_, v)| v)
+}
+
+#[test]
+fn redis_outage_keeps_streams_live_and_registers_them_again() {
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    let a = node("a", &url, "2s", "");
+    let b = node("b", &url, "2s", "");
+    let strict = node("strict", &url, "2s", "  failOpen: false\n");
+
+    let one = ff::publish(&a.rtmp_url("live/one"), 30);
+    a.wait_for_log("publish started", Duration::from_secs(10));
+    let viewer = ff::spawn_decoder(&b.rtmp_url("live/one"));
+    b.wait_for_log("source ready", Duration::from_secs(10));
+    assert_eq!(metric(&a, "cluster_redis_up"), Some(1.0));
+
+    redis.kill();
+    let down = std::time::Instant::now();
+    a.wait_for_log("cluster: redis unreachable", Duration::from_secs(5));
+    // Publishes go on (failOpen, the default) on a; refused on the node with failOpen: false.
+    let two = ff::publish(&a.rtmp_url("live/two"), 20);
+    a.wait_for_log_count("publish started", 2, Duration::from_secs(10));
+    let refused = ff::publish(&strict.rtmp_url("live/three"), 5);
+    let out = wait_with_timeout(refused, Duration::from_secs(20), "publisher on strict");
+    assert!(
+        !out.status.success(),
+        "strict accepted a publish without Redis"
+    );
+    strict.wait_for_log(
+        "publish refused: the cluster directory is unreachable",
+        Duration::from_secs(5),
+    );
+    // A lookup fails with a clear error, and the reader is refused.
+    let lost = ff::spawn_probe(&b.rtmp_url("live/two"));
+    let out = wait_with_timeout(lost, Duration::from_secs(30), "probe of live/two");
+    assert!(!out.status.success(), "a stream was found without Redis");
+    b.wait_for_log("cluster: cannot look the stream up", Duration::from_secs(5));
+    let status = a.api("GET", "/v3/cluster/status", None).json();
+    assert_eq!(status["redisReachable"], false, "{status}");
+    assert!(status["lastError"].as_str().is_some_and(|e| !e.is_empty()));
+    assert_eq!(metric(&a, "cluster_redis_up"), Some(0.0));
+    let streams = a.api("GET", "/v3/cluster/streams", None);
+    assert_eq!(streams.status, 503, "{}", streams.text());
+    // Several renewals failed meanwhile; the outage is logged once.
+    std::thread::sleep(Duration::from_secs(2).saturating_sub(down.elapsed()));
+    assert_eq!(a.count_log("cluster: redis unreachable"), 1);
+
+    // Redis back, empty (no persistence): both live streams are registered again.
+    redis.restart();
+    assert!(
+        eventually(Duration::from_secs(4), || owner(&redis, "one").as_deref()
+            == Some("a")
+            && owner(&redis, "two").as_deref() == Some("a")),
+        "not registered again: one={:?} two={:?}",
+        owner(&redis, "one"),
+        owner(&redis, "two")
+    );
+    assert_eq!(
+        a.count_log("cluster: redis reachable"),
+        2,
+        "start and return"
+    );
+    assert!(a.count_log("cluster: stream registered again") >= 2);
+    assert_eq!(metric(&a, "cluster_redis_outages_total"), Some(1.0));
+    assert!(metric(&a, "cluster_reregistered_total").unwrap_or(0.0) >= 2.0);
+    let status = a.api("GET", "/v3/cluster/status", None).json();
+    assert_eq!(status["redisReachable"], true, "{status}");
+    assert_eq!(status["registeredStreams"], 2, "{status}");
+    // The stream published during the outage now plays on b.
+    let late = ff::spawn_probe(&b.rtmp_url("live/two"));
+
+    let out = wait_with_timeout(one, Duration::from_secs(40), "publisher of one");
+    assert!(out.status.success());
+    let out = wait_with_timeout(viewer, Duration::from_secs(40), "viewer of one on b");
+    // The viewer on b went on through the outage: (nearly) the whole stream.
+    let frames = decoded_frames(&out).unwrap_or(0);
+    assert!(frames >= 600, "viewer of one decoded {frames} frames");
+    wait_with_timeout(two, Duration::from_secs(40), "publisher of two");
+    let out = wait_with_timeout(late, Duration::from_secs(40), "probe of two on b");
+    let p = parse_probe(&out).unwrap_or_else(|e| panic!("two on b: {e}"));
+    assert!(p.video_frames > 50, "{p:?}");
 }
