@@ -114,6 +114,15 @@ impl RedisServer {
         command(self.port, args)
     }
 
+    /// One command after `AUTH password`, its reply as text.
+    pub fn command_auth(&self, password: &str, args: &[&str]) -> String {
+        let reply = command_pipelined(self.port, &[&["AUTH", password], args]);
+        reply
+            .split_once("\r\n")
+            .map(|(_, r)| r.to_owned())
+            .unwrap_or_default()
+    }
+
     pub fn dir(&self) -> PathBuf {
         self.dir.path.clone()
     }
@@ -125,20 +134,29 @@ impl Drop for RedisServer {
     }
 }
 
-/// Whether a server answers PING on `port`.
+/// Whether a server answers PING on `port` (`-NOAUTH` from one with a password is an answer).
 pub fn ping(port: u16) -> bool {
-    TcpStream::connect(("127.0.0.1", port)).is_ok() && command(port, &["PING"]).contains("PONG")
+    let reply = command(port, &["PING"]);
+    reply.contains("PONG") || reply.starts_with("-NOAUTH")
 }
 
 /// Sends one command (RESP array) and returns what came back within a short wait.
 pub fn command(port: u16, args: &[&str]) -> String {
+    command_pipelined(port, &[args])
+}
+
+/// Sends commands in one write and returns every reply, as received.
+pub fn command_pipelined(port: u16, commands: &[&[&str]]) -> String {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return String::new();
     };
     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    let mut req = format!("*{}\r\n", args.len());
-    for a in args {
-        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    let mut req = String::new();
+    for args in commands {
+        req.push_str(&format!("*{}\r\n", args.len()));
+        for a in args.iter() {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
     }
     if s.write_all(req.as_bytes()).is_err() {
         return String::new();

@@ -356,3 +356,84 @@ fn redis_outage_keeps_streams_live_and_registers_them_again() {
     let p = parse_probe(&out).unwrap_or_else(|e| panic!("two on b: {e}"));
     assert!(p.video_frames > 50, "{p:?}");
 }
+
+#[test]
+fn nodes_streams_doctor_and_the_redis_password_never_shown() {
+    const PASSWORD: &str = "s3cret-pw-17";
+    let redis = RedisServer::start_args(&["--requirepass", PASSWORD]);
+    let url = format!("redis://:{PASSWORD}@127.0.0.1:{}/0", redis.port);
+    let a = node("a", &url, "2s", "");
+    let b = node("b", &url, "2s", "");
+
+    let publisher = ff::publish(&a.rtmp_url("live/list"), 12);
+    a.wait_for_log("publish started", Duration::from_secs(10));
+    let viewer = ff::spawn_decoder(&b.rtmp_url("live/list"));
+    b.wait_for_log("source ready", Duration::from_secs(10));
+
+    // Every node's load record, with a's stream and b's player, from either node.
+    let mut nodes = serde_json::Value::Null;
+    let listed = eventually(Duration::from_secs(6), || {
+        nodes = b.api("GET", "/v3/cluster/nodes", None).json();
+        let items = nodes["items"].as_array().cloned().unwrap_or_default();
+        let find = |n: &str| items.iter().find(|i| i["name"] == n).cloned();
+        matches!((find("a"), find("b")), (Some(na), Some(nb))
+            if na["streams"] == 1 && nb["players"] == 1
+                && na["outboundBitrate"].as_u64().is_some_and(|r| r > 0)
+                && na["lastHeartbeatMs"].as_u64().is_some_and(|t| t > 0)
+                && na["advertise"] == format!("rtmp://127.0.0.1:{}", a.rtmp_port))
+    });
+    assert!(listed, "/v3/cluster/nodes: {nodes}");
+    let streams = a.api("GET", "/v3/cluster/streams", None).json();
+    assert_eq!(
+        streams["items"],
+        serde_json::json!([{"stream": "__defaultVhost__/live/list", "node": "a"}]),
+        "{streams}"
+    );
+
+    // doctor: Redis answers as a master, the advertise address takes connections.
+    let out = tests::cli(&a.config_path, &["doctor", "--json"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let report: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(report["cluster"]["redisOk"], true, "{report}");
+    assert_eq!(report["cluster"]["advertiseConnect"], "ok", "{report}");
+    assert!(
+        !text.contains(PASSWORD),
+        "doctor printed the password: {text}"
+    );
+    // A wrong password: reported as a problem, still without the password.
+    let wrong = a.config_path.with_file_name("wrong.yaml");
+    let config = std::fs::read_to_string(&a.config_path).unwrap();
+    std::fs::write(&wrong, config.replace(PASSWORD, "not-the-password")).unwrap();
+    let out = tests::cli(&wrong, &["doctor", "--json"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let report: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(report["cluster"]["redisOk"], false, "{report}");
+    assert!(!out.status.success());
+    assert!(!text.contains("not-the-password"), "{text}");
+
+    // The password is in no API answer and no log line.
+    let global = a.api("GET", "/v3/config/global/get", None).json();
+    let shown = global["cluster"]["redis"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(shown.contains("<redacted>"), "{global}");
+    let status = a.api("GET", "/v3/cluster/status", None).text();
+    let metrics: String = a.metrics().iter().map(|(n, _)| n.clone()).collect();
+    wait_with_timeout(publisher, Duration::from_secs(30), "publisher");
+    wait_with_timeout(viewer, Duration::from_secs(30), "viewer");
+    for (what, text) in [
+        ("global config", global.to_string()),
+        ("cluster status", status),
+        ("metrics", metrics),
+        ("a's log", a.log().join("\n")),
+        ("b's log", b.log().join("\n")),
+    ] {
+        assert!(
+            !text.contains(PASSWORD),
+            "{what} shows the Redis password:\n{text}"
+        );
+    }
+}

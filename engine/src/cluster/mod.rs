@@ -76,6 +76,30 @@ fn host_name() -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
+/// `corestream doctor`: whether the directory's Redis answers (through Sentinel when
+/// configured) as a writable master; `Ok` says which server answered, without credentials.
+pub fn probe(target: &RedisTarget) -> Result<String, String> {
+    let mut sentinel = None;
+    let mut conn = worker::open(target, &mut sentinel).map_err(|e| e.to_string())?;
+    let pong: String = redis::cmd("PING")
+        .query(&mut conn)
+        .map_err(|e| e.to_string())?;
+    let addr = conn_addr(&mut conn).unwrap_or_else(|| target.shown());
+    Ok(format!("{pong} from the master at {addr}"))
+}
+
+/// The address of the server a connection reached (`CLIENT INFO` is not needed: the server
+/// reports its own port in `INFO server`).
+fn conn_addr(conn: &mut redis::Connection) -> Option<String> {
+    let info: String = redis::cmd("INFO").arg("server").query(conn).ok()?;
+    let port = info
+        .lines()
+        .find_map(|l| l.strip_prefix("tcp_port:"))?
+        .trim()
+        .to_owned();
+    Some(format!("port {port}"))
+}
+
 /// What a claim came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimAnswer {

@@ -153,16 +153,39 @@ impl Worker {
     }
 
     fn connect(&mut self) -> redis::RedisResult<(Connection, Scripts)> {
-        let client = match &self.settings.target {
-            RedisTarget::Direct { url } => redis::Client::open(url.as_str())?,
-            RedisTarget::Sentinel {
-                sentinels,
-                master,
-                db,
-                user,
-                password,
-            } => {
-                if self.sentinel.is_none() {
+        let mut conn = open(&self.settings.target, &mut self.sentinel)?;
+        let mut load = |text: &str| -> redis::RedisResult<String> {
+            redis::cmd("SCRIPT").arg("LOAD").arg(text).query(&mut conn)
+        };
+        let scripts = Scripts {
+            claim: load(CLAIM_SCRIPT)?,
+            renew: load(RENEW_SCRIPT)?,
+            release: load(RELEASE_SCRIPT)?,
+        };
+        self.count(4, 0);
+        Ok((conn, scripts))
+    }
+}
+
+/// A connection to the master: the server itself, or the one Sentinel names (`sentinel` keeps
+/// the Sentinel client between connections). A master demoted to replica by a failover still
+/// accepts connections: it is refused, so that Sentinel is asked again.
+pub(super) fn open(
+    target: &RedisTarget,
+    sentinel: &mut Option<SentinelClient>,
+) -> redis::RedisResult<Connection> {
+    let client = match target {
+        RedisTarget::Direct { url } => redis::Client::open(url.as_str())?,
+        RedisTarget::Sentinel {
+            sentinels,
+            master,
+            db,
+            user,
+            password,
+        } => {
+            let client = match sentinel {
+                Some(s) => s,
+                None => {
                     let mut info = RedisConnectionInfo::default().set_db(*db);
                     if let Some(u) = user {
                         info = info.set_username(u);
@@ -176,45 +199,33 @@ impl Worker {
                         .iter()
                         .map(|(h, p)| format!("redis://{h}:{p}"))
                         .collect();
-                    self.sentinel = Some(SentinelClient::build(
+                    sentinel.insert(SentinelClient::build(
                         addrs,
                         master.clone(),
                         Some(node),
                         SentinelServerType::Master,
-                    )?);
+                    )?)
                 }
-                match self.sentinel.as_mut() {
-                    Some(s) => s.get_client()?,
-                    None => unreachable!("set just above"),
-                }
-            }
-        };
-        let mut conn = client.get_connection_with_timeout(IO_TIMEOUT)?;
-        conn.set_read_timeout(Some(IO_TIMEOUT))?;
-        conn.set_write_timeout(Some(IO_TIMEOUT))?;
-        // A master demoted to replica by a failover still accepts connections: refuse it, so
-        // Sentinel is asked again.
-        let role: Vec<Value> = redis::cmd("ROLE").query(&mut conn)?;
-        if let Some(Value::BulkString(r)) = role.first() {
-            if r.as_slice() != b"master" {
-                return Err(redis::RedisError::from((
-                    redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly),
-                    "the server is a replica",
-                )));
-            }
+            };
+            client.get_client()?
         }
-        let mut load = |text: &str| -> redis::RedisResult<String> {
-            redis::cmd("SCRIPT").arg("LOAD").arg(text).query(&mut conn)
-        };
-        let scripts = Scripts {
-            claim: load(CLAIM_SCRIPT)?,
-            renew: load(RENEW_SCRIPT)?,
-            release: load(RELEASE_SCRIPT)?,
-        };
-        self.count(4, 0);
-        Ok((conn, scripts))
+    };
+    let mut conn = client.get_connection_with_timeout(IO_TIMEOUT)?;
+    conn.set_read_timeout(Some(IO_TIMEOUT))?;
+    conn.set_write_timeout(Some(IO_TIMEOUT))?;
+    let role: Vec<Value> = redis::cmd("ROLE").query(&mut conn)?;
+    if let Some(Value::BulkString(r)) = role.first() {
+        if r.as_slice() != b"master" {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly),
+                "the server is a replica",
+            )));
+        }
     }
+    Ok(conn)
+}
 
+impl Worker {
     /// A command failed: the connection is dropped, and the state change logged once.
     fn failed(&mut self, e: &redis::RedisError) {
         self.conn = None;
