@@ -437,3 +437,59 @@ fn nodes_streams_doctor_and_the_redis_password_never_shown() {
         );
     }
 }
+
+#[test]
+fn sentinel_failover_with_streams_live() {
+    let mut master = RedisServer::start();
+    let replica = RedisServer::start_args(&["--replicaof", "127.0.0.1", &master.port.to_string()]);
+    let sentinel = RedisServer::start_sentinel("corestream", master.port, 1000);
+    // Sentinel learns of the replica from the master's INFO; wait until it knows it.
+    let replica_port = replica.port.to_string();
+    assert!(
+        eventually(Duration::from_secs(20), || sentinel
+            .command(&["SENTINEL", "REPLICAS", "corestream"])
+            .contains(&replica_port)),
+        "sentinel never saw the replica"
+    );
+    let url = format!("redis+sentinel://127.0.0.1:{}/corestream/0", sentinel.port);
+    let a = node("a", &url, "2s", "");
+    let b = node("b", &url, "2s", "");
+
+    let publisher = ff::publish(&a.rtmp_url("live/ha"), 30);
+    a.wait_for_log("publish started", Duration::from_secs(10));
+    assert!(eventually(Duration::from_secs(3), || owner(&master, "ha").as_deref() == Some("a")));
+    let viewer = ff::spawn_decoder(&b.rtmp_url("live/ha"));
+    b.wait_for_log("source ready", Duration::from_secs(10));
+
+    // The master dies; Sentinel promotes the replica; the nodes follow it.
+    master.kill();
+    assert!(
+        eventually(Duration::from_secs(30), || replica
+            .command(&["ROLE"])
+            .contains("master")),
+        "sentinel never promoted the replica"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || owner(&replica, "ha").as_deref() == Some("a")),
+        "the entry is not on the new master"
+    );
+    a.wait_for_log_count("cluster: redis reachable", 2, Duration::from_secs(10));
+    // New streams are claimed on, and found through, the new master.
+    let second = ff::publish(&a.rtmp_url("live/ha2"), 8);
+    assert!(
+        eventually(Duration::from_secs(10), || owner(&replica, "ha2").as_deref() == Some("a")),
+        "live/ha2 was not registered on the new master"
+    );
+    let probe = ff::spawn_probe(&b.rtmp_url("live/ha2"));
+    let out = wait_with_timeout(probe, Duration::from_secs(40), "probe of ha2 on b");
+    let p = parse_probe(&out).unwrap_or_else(|e| panic!("ha2 on b: {e}"));
+    assert!(p.video_frames > 50, "{p:?}");
+    wait_with_timeout(second, Duration::from_secs(30), "publisher of ha2");
+
+    // The viewer on b went on through the failover.
+    wait_with_timeout(publisher, Duration::from_secs(40), "publisher");
+    let out = wait_with_timeout(viewer, Duration::from_secs(40), "viewer");
+    let frames = decoded_frames(&out).unwrap_or(0);
+    assert!(frames >= 600, "viewer decoded {frames} frames");
+    assert_eq!(b.count_log("player started"), 2, "{}", b.log().join("\n"));
+}
