@@ -457,7 +457,9 @@ fn sentinel_failover_with_streams_live() {
 
     let publisher = ff::publish(&a.rtmp_url("live/ha"), 30);
     a.wait_for_log("publish started", Duration::from_secs(10));
-    assert!(eventually(Duration::from_secs(3), || owner(&master, "ha").as_deref() == Some("a")));
+    assert!(eventually(Duration::from_secs(3), || owner(&master, "ha")
+        .as_deref()
+        == Some("a")));
     let viewer = ff::spawn_decoder(&b.rtmp_url("live/ha"));
     b.wait_for_log("source ready", Duration::from_secs(10));
 
@@ -470,14 +472,17 @@ fn sentinel_failover_with_streams_live() {
         "sentinel never promoted the replica"
     );
     assert!(
-        eventually(Duration::from_secs(10), || owner(&replica, "ha").as_deref() == Some("a")),
+        eventually(Duration::from_secs(10), || owner(&replica, "ha").as_deref()
+            == Some("a")),
         "the entry is not on the new master"
     );
     a.wait_for_log_count("cluster: redis reachable", 2, Duration::from_secs(10));
     // New streams are claimed on, and found through, the new master.
     let second = ff::publish(&a.rtmp_url("live/ha2"), 8);
     assert!(
-        eventually(Duration::from_secs(10), || owner(&replica, "ha2").as_deref() == Some("a")),
+        eventually(Duration::from_secs(10), || owner(&replica, "ha2")
+            .as_deref()
+            == Some("a")),
         "live/ha2 was not registered on the new master"
     );
     let probe = ff::spawn_probe(&b.rtmp_url("live/ha2"));
