@@ -498,3 +498,42 @@ fn sentinel_failover_with_streams_live() {
     assert!(frames >= 600, "viewer decoded {frames} frames");
     assert_eq!(b.count_log("player started"), 2, "{}", b.log().join("\n"));
 }
+
+/// Redis commands per live stream, as the engine counts them (`cluster_redis_commands_total`:
+/// one per script call) and as Redis does (`total_commands_processed`: a script's inner
+/// commands too). Printed for the README; bounded by what the design sends: one renewal per
+/// stream per ttl/3, and the node's own heartbeat (two commands per ttl/3).
+#[test]
+fn redis_commands_per_live_stream() {
+    let redis = RedisServer::start();
+    let a = node("a", &redis.url(), "3s", "");
+    let streams = 2;
+    let publishers: Vec<Child> = (0..streams)
+        .map(|i| ff::publish(&a.rtmp_url(&format!("live/load{i}")), 16))
+        .collect();
+    a.wait_for_log_count("publish started", streams, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(1));
+    let processed = |r: &RedisServer| -> f64 {
+        r.command(&["INFO", "stats"])
+            .lines()
+            .find_map(|l| l.strip_prefix("total_commands_processed:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let (ours0, redis0) = (metric(&a, "cluster_redis_commands_total").unwrap_or(0.0), processed(&redis));
+    let window = Duration::from_secs(9);
+    std::thread::sleep(window);
+    let (ours1, redis1) = (metric(&a, "cluster_redis_commands_total").unwrap_or(0.0), processed(&redis));
+    let secs = window.as_secs_f64();
+    let ticks = secs / 1.0; // ttl 3s: a tick every second
+    let per_stream = (ours1 - ours0 - 2.0 * ticks) / streams as f64 / secs;
+    let redis_per_stream = (redis1 - redis0 - 2.0 * ticks - 2.0) / streams as f64 / secs;
+    eprintln!(
+        "redis commands per live stream per second at ttl 3s: engine {per_stream:.2} (script calls), redis {redis_per_stream:.2} (with the scripts' inner commands); node heartbeat 2 per tick"
+    );
+    // One renewal per stream per tick (1/s at ttl 3s), a tick's jitter either way.
+    assert!((0.6..=1.4).contains(&per_stream), "{per_stream}");
+    for p in publishers {
+        wait_with_timeout(p, Duration::from_secs(30), "publisher");
+    }
+}
