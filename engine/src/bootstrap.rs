@@ -276,9 +276,18 @@ async fn data_core(
 async fn upkeep(core: Rc<Core>, relays: Rc<Relays>) {
     // Static pull sources start with the configuration.
     relays.reconcile(&core);
+    let mut lost_cursor = 0;
     while !core.shutdown_signal().is_fired() {
         core.hls_tick();
         relays.tick(&core, std::time::Instant::now());
+        // Streams another cluster node took over: their publishers here stop.
+        if let Some(cluster) = core.cluster() {
+            let (lost, cursor) = cluster.lost_since(lost_cursor);
+            lost_cursor = cursor;
+            if !lost.is_empty() {
+                core.stop_publishers_of(&lost);
+            }
+        }
         let tick = glommio::timer::sleep(Duration::from_millis(250));
         futures_lite::future::or(tick, core.shutdown_signal().wait()).await;
     }

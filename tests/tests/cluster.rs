@@ -520,10 +520,16 @@ fn redis_commands_per_live_stream() {
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0.0)
     };
-    let (ours0, redis0) = (metric(&a, "cluster_redis_commands_total").unwrap_or(0.0), processed(&redis));
+    let (ours0, redis0) = (
+        metric(&a, "cluster_redis_commands_total").unwrap_or(0.0),
+        processed(&redis),
+    );
     let window = Duration::from_secs(9);
     std::thread::sleep(window);
-    let (ours1, redis1) = (metric(&a, "cluster_redis_commands_total").unwrap_or(0.0), processed(&redis));
+    let (ours1, redis1) = (
+        metric(&a, "cluster_redis_commands_total").unwrap_or(0.0),
+        processed(&redis),
+    );
     let secs = window.as_secs_f64();
     let ticks = secs / 1.0; // ttl 3s: a tick every second
     let per_stream = (ours1 - ours0 - 2.0 * ticks) / streams as f64 / secs;
@@ -536,4 +542,45 @@ fn redis_commands_per_live_stream() {
     for p in publishers {
         wait_with_timeout(p, Duration::from_secs(30), "publisher");
     }
+}
+
+#[test]
+fn override_publisher_takes_a_stream_over_across_nodes() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let a = node("a", &url, "2s", "overridePublisher: true\n");
+    let b = node("b", &url, "2s", "overridePublisher: true\n");
+    let first = ff::publish(&a.rtmp_url("live/take"), 30);
+    a.wait_for_log("publish started", Duration::from_secs(10));
+    assert!(eventually(Duration::from_secs(3), || owner(&redis, "take")
+        .as_deref()
+        == Some("a")));
+    let started = std::time::Instant::now();
+    let second = ff::publish(&b.rtmp_url("live/take"), 8);
+    b.wait_for_log("publish started", Duration::from_secs(10));
+    b.wait_for_log(
+        "cluster: stream taken over from another node",
+        Duration::from_secs(5),
+    );
+    assert_eq!(owner(&redis, "take").as_deref(), Some("b"));
+    // a's publisher stops at a's next renewal (within ttl/3 and a tick).
+    a.wait_for_log(
+        "publisher replaced by one on another cluster node",
+        Duration::from_secs(3),
+    );
+    let out = wait_with_timeout(first, Duration::from_secs(10), "first publisher");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "a's publisher ran on"
+    );
+    drop(out);
+    // a's unpublish did not remove b's entry (compare-and-delete).
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(owner(&redis, "take").as_deref(), Some("b"));
+    let out = wait_with_timeout(second, Duration::from_secs(30), "second publisher");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

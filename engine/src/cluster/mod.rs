@@ -204,7 +204,41 @@ enum Command {
 pub struct Cluster {
     tx: flume::Sender<Command>,
     status: Arc<Mutex<ClusterStatus>>,
+    lost: Arc<Mutex<LostLog>>,
     pub settings: Arc<Settings>,
+}
+
+/// Streams whose entry another node took over (`overridePublisher` there), newest last, each
+/// with a sequence number: every core reads what came after its cursor and stops its publisher
+/// of those streams.
+#[derive(Debug, Default)]
+pub struct LostLog {
+    next: u64,
+    items: std::collections::VecDeque<(u64, StreamKey)>,
+}
+
+/// Entries the log keeps (a core reads it four times a second).
+const LOST_KEPT: usize = 1024;
+
+impl LostLog {
+    pub fn push(&mut self, key: StreamKey) {
+        self.next += 1;
+        self.items.push_back((self.next, key));
+        while self.items.len() > LOST_KEPT {
+            self.items.pop_front();
+        }
+    }
+
+    /// The streams lost after `cursor`, and the new cursor.
+    pub fn since(&self, cursor: u64) -> (Vec<StreamKey>, u64) {
+        let keys = self
+            .items
+            .iter()
+            .filter(|(n, _)| *n > cursor)
+            .map(|(_, k)| k.clone())
+            .collect();
+        (keys, self.next)
+    }
 }
 
 /// The cluster thread, to stop at shutdown.
@@ -236,7 +270,8 @@ pub fn start(settings: Settings) -> std::io::Result<(Cluster, ClusterThread)> {
         ..ClusterStatus::default()
     }));
     let settings = Arc::new(settings);
-    let worker = worker::Worker::new(settings.clone(), status.clone());
+    let lost = Arc::new(Mutex::new(LostLog::default()));
+    let worker = worker::Worker::new(settings.clone(), status.clone(), lost.clone());
     let handle = std::thread::Builder::new()
         .name("cluster".into())
         .spawn(move || worker.run(rx))?;
@@ -244,6 +279,7 @@ pub fn start(settings: Settings) -> std::io::Result<(Cluster, ClusterThread)> {
         Cluster {
             tx: tx.clone(),
             status,
+            lost,
             settings,
         },
         ClusterThread {
@@ -325,6 +361,14 @@ impl Cluster {
             .unwrap_or_else(|| Err("redis did not answer in time".into()))
     }
 
+    /// The streams another node took over since `cursor` (start at 0), and the next cursor.
+    pub fn lost_since(&self, cursor: u64) -> (Vec<StreamKey>, u64) {
+        match self.lost.lock() {
+            Ok(log) => log.since(cursor),
+            Err(e) => e.into_inner().since(cursor),
+        }
+    }
+
     /// A copy of the status.
     pub fn status(&self) -> ClusterStatus {
         self.status
@@ -341,4 +385,28 @@ async fn within<T>(recv: flume::r#async::RecvFut<'_, T>) -> Option<T> {
         .await
         .ok()
         .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::DEFAULT_VHOST;
+
+    #[test]
+    fn lost_log_hands_each_core_what_came_after_its_cursor() {
+        let key = |s: &str| StreamKey::new(DEFAULT_VHOST, "live", s);
+        let mut log = LostLog::default();
+        assert_eq!(log.since(0), (vec![], 0));
+        log.push(key("a"));
+        log.push(key("b"));
+        let (lost, cursor) = log.since(0);
+        assert_eq!((lost, cursor), (vec![key("a"), key("b")], 2));
+        assert_eq!(log.since(cursor), (vec![], 2));
+        log.push(key("c"));
+        assert_eq!(log.since(cursor), (vec![key("c")], 3));
+        for i in 0..2000 {
+            log.push(key(&i.to_string()));
+        }
+        assert_eq!(log.items.len(), LOST_KEPT);
+    }
 }

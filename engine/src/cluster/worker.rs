@@ -18,7 +18,7 @@ use tracing::{info, warn};
 use super::directory::{
     ClaimState, Claims, Keys, RenewChange, CLAIM_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT,
 };
-use super::{ClaimAnswer, ClusterStatus, Command, Load, Lookup, NodeRecord, Settings};
+use super::{ClaimAnswer, ClusterStatus, Command, Load, Lookup, LostLog, NodeRecord, Settings};
 use crate::config::RedisTarget;
 use crate::registry::StreamKey;
 
@@ -51,10 +51,17 @@ pub(super) struct Worker {
     reachable: Option<bool>,
     load: Load,
     advertise: HashMap<String, (String, Instant)>,
+    /// The stream of each claimed Redis key, to tell the cores which one was lost.
+    names: HashMap<String, StreamKey>,
+    lost: Arc<Mutex<LostLog>>,
 }
 
 impl Worker {
-    pub(super) fn new(settings: Arc<Settings>, status: Arc<Mutex<ClusterStatus>>) -> Worker {
+    pub(super) fn new(
+        settings: Arc<Settings>,
+        status: Arc<Mutex<ClusterStatus>>,
+        lost: Arc<Mutex<LostLog>>,
+    ) -> Worker {
         let keys = Keys::new(&settings.key_prefix);
         Worker {
             settings,
@@ -68,6 +75,8 @@ impl Worker {
             reachable: None,
             load: Load::default(),
             advertise: HashMap::new(),
+            names: HashMap::new(),
+            lost,
         }
     }
 
@@ -321,11 +330,13 @@ impl Worker {
         });
         let answer = match answer {
             Some((1, _)) => {
+                self.names.insert(redis_key.clone(), key.clone());
                 self.claims.granted(redis_key, true);
                 ClaimAnswer::Granted { previous: None }
             }
             Some((2, previous)) => {
                 info!(stream = %key, previous = %previous, "cluster: stream taken over from another node");
+                self.names.insert(redis_key.clone(), key.clone());
                 self.claims.granted(redis_key, true);
                 ClaimAnswer::Granted {
                     previous: Some(previous),
@@ -338,6 +349,7 @@ impl Worker {
             None => {
                 if self.settings.fail_open {
                     // Registered when Redis answers again (the renewal registers vanished keys).
+                    self.names.insert(redis_key.clone(), key.clone());
                     self.claims.granted(redis_key, false);
                 }
                 ClaimAnswer::Unreachable
@@ -349,6 +361,7 @@ impl Worker {
 
     fn release(&mut self, key: &StreamKey) {
         let redis_key = self.keys.stream(key);
+        self.names.remove(&redis_key);
         if self.claims.released(&redis_key).is_none() {
             return;
         }
@@ -535,8 +548,12 @@ impl Worker {
                             self.lock().reregistered += 1;
                         }
                         RenewChange::Lost { owner } => {
-                            warn!(entry = %k, owner = %owner, "cluster: stream now registered to another node");
+                            warn!(entry = %k, owner = %owner, "cluster: stream taken over by another node: its publisher here stops");
                             self.lock().lost += 1;
+                            if let Some(key) = self.names.get(k) {
+                                let mut log = self.lost.lock().unwrap_or_else(|e| e.into_inner());
+                                log.push(key.clone());
+                            }
                         }
                     }
                 }

@@ -352,6 +352,26 @@ impl Core {
         })
     }
 
+    /// Stops this core's publishers of `keys` (another cluster node took them over).
+    pub fn stop_publishers_of(&self, keys: &[StreamKey]) {
+        let sessions: Vec<(StreamKey, SessionId)> = {
+            let streams = self.streams.borrow();
+            keys.iter()
+                .filter_map(|k| {
+                    let s = streams.get(k)?;
+                    match s.borrow().upstream {
+                        Upstream::Publisher(session) => Some((k.clone(), session)),
+                        Upstream::Core(_) => None,
+                    }
+                })
+                .collect()
+        };
+        for (key, session) in sessions {
+            info!(core = %self.id, stream = %key, conn = %session, "publisher replaced by one on another cluster node");
+            self.notify_session(session, Notice::Replaced);
+        }
+    }
+
     /// Tells a stream's local players and (for an origin) its subscribed cores that it ended.
     fn end_local_stream(&self, stream: &mut LocalStream) {
         self.stream_keys.borrow_mut().remove(&stream.id);
