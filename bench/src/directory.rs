@@ -264,8 +264,7 @@ pub fn run(plan: &DirectoryPlan) -> Result<DirectoryReport, String> {
         stop.store(true, Ordering::Relaxed);
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err("a thread panicked".into())))
-            .collect()
+            .try_for_each(|h| h.join().unwrap_or_else(|_| Err("a thread panicked".into())))
     });
     result?;
     let steady_seconds = steady.elapsed().as_secs_f64();

@@ -584,3 +584,75 @@ fn override_publisher_takes_a_stream_over_across_nodes() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The publish domain `127.0.0.1` signs URLs (type B); the play domain `localhost` (type A)
+/// serves its streams: as in `auth.rs`.
+const PUBLISH_DOMAIN: &str = "\
+type: publish
+name: 127.0.0.1
+url_auth:
+  type: B
+  sign_param: volcSecret
+  time_param: volcTime
+  primary_key: 123abc
+apps:
+  - name: live
+";
+
+const PLAY_DOMAIN: &str = "\
+type: play
+name: localhost
+publish_domain: 127.0.0.1
+url_auth:
+  type: A
+  sign_param: auth_key
+  primary_key: play789
+apps:
+  - name: live
+";
+
+#[test]
+fn pulls_between_nodes_are_signed_with_the_origin_domain_rule() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let dir = TempDir::new("cluster-auth");
+    std::fs::create_dir_all(dir.path.join("domains")).unwrap();
+    std::fs::write(dir.path.join("domains/publish.yaml"), PUBLISH_DOMAIN).unwrap();
+    std::fs::write(dir.path.join("domains/play.yaml"), PLAY_DOMAIN).unwrap();
+    let domains = format!("domainsDir: {}\n", dir.path.join("domains").display());
+    let cli_config = dir.path.join("cli.yaml");
+    std::fs::write(&cli_config, "domainsDir: domains\n").unwrap();
+    let a = node("a", &url, "3s", &domains);
+    let b = node("b", &url, "3s", &domains);
+
+    let publish = tests::sign(&cli_config, &a.rtmp_url("live/s"), &[]);
+    let publisher = ff::publish(&publish, 12);
+    a.wait_for_log("publish started", Duration::from_secs(10));
+    // a checks signatures: an unsigned reader of its play domain is refused there.
+    let unsigned = ff::spawn_probe(&format!("rtmp://localhost:{}/live/s", a.rtmp_port));
+    let out = wait_with_timeout(unsigned, Duration::from_secs(20), "unsigned reader on a");
+    assert!(!out.status.success(), "a served an unsigned reader");
+    // A signed viewer on b (play domain): b pulls from a with a URL signed by the publish
+    // domain's rule, which a accepts.
+    let play = tests::sign(
+        &cli_config,
+        &format!("rtmp://localhost:{}/live/s", b.rtmp_port),
+        &[],
+    );
+    let probe = ff::spawn_probe(&play);
+    let out = wait_with_timeout(probe, Duration::from_secs(40), "signed viewer on b");
+    let p = parse_probe(&out).unwrap_or_else(|e| {
+        panic!(
+            "viewer on b: {e}\nb:\n{}\na:\n{}",
+            b.log().join("\n"),
+            a.log().join("\n")
+        )
+    });
+    assert!(p.video_frames > 100, "{p:?}");
+    b.wait_for_log("source ready", Duration::from_secs(1));
+    // The signature never reaches a log line of b or its API.
+    assert_eq!(b.count_log("volcSecret"), 0, "{}", b.log().join("\n"));
+    let paths = b.api("GET", "/v3/paths/list", None).text();
+    assert!(!paths.contains("volcSecret"), "{paths}");
+    wait_with_timeout(publisher, Duration::from_secs(30), "publisher");
+}

@@ -62,18 +62,11 @@ impl Settings {
     }
 }
 
-/// The host name (`gethostname`), for a node without a `nodeName`.
+/// The host name, for a node without a `nodeName` (read at start, before any core runs).
 fn host_name() -> Option<String> {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname writes at most that many bytes.
-    #[allow(unsafe_code)] // One libc call; std has no host name.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return None;
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    let name = String::from_utf8_lossy(&buf[..end]).into_owned();
-    (!name.is_empty()).then_some(name)
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_owned())
 }
 
 /// `corestream doctor`: whether the directory's Redis answers (through Sentinel when

@@ -19,8 +19,9 @@ use super::status::LinkState;
 use super::Relays;
 use crate::auth::sign_url;
 use crate::cluster::{pull_url, Cluster, Lookup};
+use crate::config::cluster::advertise_host_port;
 use crate::config::{Config, PathFields};
-use crate::registry::StreamKey;
+use crate::registry::{StreamKey, DEFAULT_VHOST};
 use crate::runtime::Core;
 
 /// The spec of a cluster pull of `key`: on demand, with the timeouts of the key's path.
@@ -52,11 +53,35 @@ fn orphan_grace(ttl: Duration) -> Duration {
     (ttl * 2).max(Duration::from_secs(5))
 }
 
-/// `url` signed with the `url_auth` of `key`'s domain, when it has one: the origin checks
-/// the pull like any reader.
-fn signed(core: &Core, key: &StreamKey, url: String) -> String {
+/// The domain a pull of `key` goes through: the stream's vhost, or the play domain serving it
+/// when that is a publish domain (which admits no reader); `None` for the default vhost.
+fn pull_domain(core: &Core, key: &StreamKey) -> Option<String> {
+    if key.vhost == DEFAULT_VHOST {
+        return None;
+    }
     let snapshot = core.snapshot();
-    let Some(rule) = snapshot.auth.url_auth(&key.vhost) else {
+    let domain = snapshot.auth.read_domain(&key.vhost).unwrap_or(&key.vhost);
+    Some(domain.to_owned())
+}
+
+/// The URL base a pull from `advertise` names: `domain` as its host when there is one, so the
+/// owner finds the same stream and checks the signature against that domain's rule; the
+/// connection goes to `advertise` all the same.
+fn via_domain(advertise: &str, domain: Option<&str>) -> String {
+    let Some(domain) = domain else {
+        return advertise.to_owned();
+    };
+    match advertise_host_port(advertise) {
+        Ok((_, port)) => format!("rtmp://{domain}:{port}"),
+        Err(_) => advertise.to_owned(),
+    }
+}
+
+/// `url` signed with the `url_auth` of `domain`, when it has one: the origin checks the pull
+/// like any reader of that domain.
+fn signed(core: &Core, key: &StreamKey, domain: Option<&str>, url: String) -> String {
+    let snapshot = core.snapshot();
+    let Some(rule) = domain.and_then(|d| snapshot.auth.url_auth(d)) else {
         return url;
     };
     let now = SystemTime::now()
@@ -96,7 +121,19 @@ pub(super) async fn run(
             Lookup::Owner { node, advertise } => {
                 had_owner = true;
                 orphan_since = None;
-                let url = signed(&core, key, pull_url(&advertise, key, cluster.node()));
+                let domain = pull_domain(&core, key);
+                let base = via_domain(&advertise, domain.as_deref());
+                let url = signed(
+                    &core,
+                    key,
+                    domain.as_deref(),
+                    pull_url(&base, key, cluster.node()),
+                );
+                if let (Some(held), Ok((host, port))) =
+                    (&link.held, advertise_host_port(&advertise))
+                {
+                    held.dial_to.replace(Some((host, port)));
+                }
                 // The hop parameter and any signature stay out of logs and the API.
                 let shown = format!("{advertise}/{}/{}", key.app, key.stream);
                 link.status.connecting(&shown);
@@ -142,6 +179,18 @@ pub(super) async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pulls_name_the_stream_domain() {
+        assert_eq!(
+            via_domain("rtmp://10.0.0.2:1935", None),
+            "rtmp://10.0.0.2:1935"
+        );
+        assert_eq!(
+            via_domain("rtmp://10.0.0.2:1935", Some("play.example.com")),
+            "rtmp://play.example.com:1935"
+        );
+    }
 
     #[test]
     fn retries_follow_the_ttl() {

@@ -38,6 +38,9 @@ pub(super) struct Held {
     /// The last timestamp pushed: a new upstream's timeline is moved to continue from it, so
     /// players (and the HLS muxer) see one timeline.
     pub(super) last_timestamp: Cell<Option<u32>>,
+    /// Where the next connection goes when the URL's host is the stream's domain rather than
+    /// the owner's address.
+    pub(super) dial_to: RefCell<Option<(String, u16)>>,
 }
 
 impl std::fmt::Debug for Held {

@@ -85,7 +85,11 @@ pub(super) async fn pull(
     let mut udp = rtsp_transport != RtspTransport::Tcp;
     loop {
         let shown = parsed.to_string();
-        let (conn, mut reader) = match dial(core, parsed.host(), parsed.port(), &link.stop).await {
+        // A cluster pull names the stream's domain in its URL (the tcUrl the owner derives the
+        // vhost from) and connects to the owner's advertise address.
+        let dial_to = link.held.as_ref().and_then(|h| h.dial_to.borrow().clone());
+        let (host, port) = dial_to.unwrap_or_else(|| (parsed.host().to_owned(), parsed.port()));
+        let (conn, mut reader) = match dial(core, &host, port, &link.stop).await {
             Ok(c) => c,
             Err(e) => return e,
         };
