@@ -10,6 +10,14 @@ use tests::ff::{self, decoded_frames, parse_probe, wait_with_timeout};
 use tests::redis::RedisServer;
 use tests::{eventually, Engine, TempDir};
 
+/// Each test runs three engines, a Redis and several ffmpeg processes, and some measure time:
+/// they run one at a time (a failed test must not stop the others).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The directory key of `live/<stream>` under the default prefix.
 fn entry(stream: &str) -> String {
     format!("corestream:stream:__defaultVhost__/live/{stream}")
@@ -63,6 +71,7 @@ fn curl(url: &str, seconds: u32, out: &Path) -> Child {
 
 #[test]
 fn publish_on_one_node_plays_on_the_others_and_a_duplicate_is_refused() {
+    let _serial = serial();
     let redis = RedisServer::start();
     let url = redis.url();
     let a = node("a", &url, "3s", "");
@@ -201,6 +210,7 @@ fn publish_until_accepted(engine: &Engine, url: &str, seconds: u32, within: Dura
 
 #[test]
 fn viewers_resume_from_the_new_origin_after_kill_9() {
+    let _serial = serial();
     let redis = RedisServer::start();
     let url = redis.url();
     let a = node("a", &url, "2s", "");
@@ -278,6 +288,7 @@ fn metric(engine: &Engine, name: &str) -> Option<f64> {
 
 #[test]
 fn redis_outage_keeps_streams_live_and_registers_them_again() {
+    let _serial = serial();
     let mut redis = RedisServer::start();
     let url = redis.url();
     let a = node("a", &url, "2s", "");
@@ -359,6 +370,7 @@ fn redis_outage_keeps_streams_live_and_registers_them_again() {
 
 #[test]
 fn nodes_streams_doctor_and_the_redis_password_never_shown() {
+    let _serial = serial();
     const PASSWORD: &str = "s3cret-pw-17";
     let redis = RedisServer::start_args(&["--requirepass", PASSWORD]);
     let url = format!("redis://:{PASSWORD}@127.0.0.1:{}/0", redis.port);
@@ -440,6 +452,7 @@ fn nodes_streams_doctor_and_the_redis_password_never_shown() {
 
 #[test]
 fn sentinel_failover_with_streams_live() {
+    let _serial = serial();
     let mut master = RedisServer::start();
     let replica = RedisServer::start_args(&["--replicaof", "127.0.0.1", &master.port.to_string()]);
     let sentinel = RedisServer::start_sentinel("corestream", master.port, 1000);
@@ -505,6 +518,7 @@ fn sentinel_failover_with_streams_live() {
 /// stream per ttl/3, and the node's own heartbeat (two commands per ttl/3).
 #[test]
 fn redis_commands_per_live_stream() {
+    let _serial = serial();
     let redis = RedisServer::start();
     let a = node("a", &redis.url(), "3s", "");
     let streams = 2;
@@ -546,6 +560,7 @@ fn redis_commands_per_live_stream() {
 
 #[test]
 fn override_publisher_takes_a_stream_over_across_nodes() {
+    let _serial = serial();
     let redis = RedisServer::start();
     let url = redis.url();
     let a = node("a", &url, "2s", "overridePublisher: true\n");
@@ -613,6 +628,7 @@ apps:
 
 #[test]
 fn pulls_between_nodes_are_signed_with_the_origin_domain_rule() {
+    let _serial = serial();
     let redis = RedisServer::start();
     let url = redis.url();
     let dir = TempDir::new("cluster-auth");

@@ -337,6 +337,36 @@ mod tests {
     }
 
     #[test]
+    fn config_errors_point_at_the_key_and_hide_the_password() {
+        let parse = |t: &str| crate::config::Config::parse_with_env(t, "c.yaml", &[]);
+        let ok =
+            parse("cluster:\n  redis: redis://127.0.0.1:6379\n  advertise: rtmp://10.0.0.1:1935\n")
+                .unwrap();
+        let c = ok.cluster.unwrap();
+        assert_eq!((c.ttl, c.fail_open), (Millis(10_000), true));
+        assert_eq!(c.key_prefix, "corestream:");
+        let e = parse(
+            "logLevel: info\ncluster:\n  redis: http://u:hunter2@h\n  advertise: rtmp://h:1\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("c.yaml:3:1: redis: cluster.redis:"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+        let e = parse("cluster:\n  redis: redis://h:1\n  advertise: rtmp://h:1\n  ttl: 500ms\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("c.yaml:4:1: ttl: cluster.ttl must be at least 1s"),
+            "{e}"
+        );
+        assert!(
+            parse("cluster:\n  redis: redis://h:1\n  advertise: rtmp://h:1\n  x: 1\n").is_err()
+        );
+        // Absent: alone.
+        assert!(parse("logLevel: info\n").unwrap().cluster.is_none());
+    }
+
+    #[test]
     fn advertise_addresses() {
         assert_eq!(
             advertise_host_port("rtmp://10.0.0.1:1935").unwrap(),
