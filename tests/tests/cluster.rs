@@ -684,3 +684,30 @@ fn pulls_between_nodes_are_signed_with_the_origin_domain_rule() {
     assert!(!paths.contains("volcSecret"), "{paths}");
     wait_with_timeout(publisher, Duration::from_secs(30), "publisher");
 }
+
+#[test]
+fn a_reader_waiting_on_one_node_gets_a_stream_published_later_on_another() {
+    let _serial = serial();
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let a = node("a", &url, "3s", "");
+    let b = node("b", &url, "3s", "");
+    // The reader comes first and waits (playWaitTimeout: 10s) while the directory has nothing.
+    let probe = ff::spawn_probe(&b.rtmp_url("live/later"));
+    b.wait_for_log("play requested", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(2));
+    let lookups_while_waiting = b.api("GET", "/v3/cluster/status", None).json()["lookups"]
+        .as_u64()
+        .unwrap_or(0);
+    // The wait polls every 100 ms; the directory is asked at most every 500 ms.
+    assert!(
+        lookups_while_waiting <= 6,
+        "{lookups_while_waiting} lookups in ~2 s of waiting"
+    );
+    let publisher = ff::publish(&a.rtmp_url("live/later"), 8);
+    let out = wait_with_timeout(probe, Duration::from_secs(40), "waiting reader on b");
+    let p =
+        parse_probe(&out).unwrap_or_else(|e| panic!("reader on b: {e}\n{}", b.log().join("\n")));
+    assert!(p.video_frames > 100, "{p:?}");
+    wait_with_timeout(publisher, Duration::from_secs(30), "publisher");
+}

@@ -10,7 +10,7 @@
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::error::RelayError;
 use super::pull::{pull, RtspTransport};
@@ -146,11 +146,17 @@ pub(super) async fn run(
                 link.status.failed(error.to_string());
             }
             Lookup::NotFound if !had_owner => {
-                info!(core = %core.id, stream = %key, "cluster: the stream is not published on any node");
+                debug!(core = %core.id, stream = %key, "cluster: the stream is not published on any node");
+                if let Some(relays) = relays.upgrade() {
+                    relays.cluster_missed(key);
+                }
                 break;
             }
             Lookup::Unreachable(e) if !had_owner => {
                 warn!(core = %core.id, stream = %key, "cluster: cannot look the stream up: {e}");
+                if let Some(relays) = relays.upgrade() {
+                    relays.cluster_missed(key);
+                }
                 break;
             }
             Lookup::NotFound | Lookup::Unreachable(_) => {

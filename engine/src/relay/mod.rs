@@ -46,6 +46,9 @@ use crate::runtime::{Core, StreamId, StreamLinks};
 use push::Forward;
 use source::Source;
 
+/// How long a "published nowhere" answer of the cluster's directory stands for a key.
+const CLUSTER_MISS_KEPT: Duration = Duration::from_millis(500);
+
 /// This core's relay links: the sources of the keys whose home it is, the pushes of the streams
 /// it owns. The bootstrap gives one to each data core ([`StreamLinks`]).
 #[derive(Debug)]
@@ -54,6 +57,9 @@ pub struct Relays {
     forwards: RefCell<Vec<Rc<Forward>>>,
     /// The cluster's directory: a reader of a stream live on another node starts a pull.
     cluster: Option<crate::cluster::Cluster>,
+    /// When the directory last said a key is published nowhere: a waiting reader asks again
+    /// every 100 ms, the directory is asked at most every [`CLUSTER_MISS_KEPT`].
+    cluster_misses: RefCell<HashMap<StreamKey, Instant>>,
     /// Itself, for the tasks it starts.
     me: Weak<Relays>,
 }
@@ -113,8 +119,17 @@ impl Relays {
             sources: RefCell::default(),
             forwards: RefCell::default(),
             cluster,
+            cluster_misses: RefCell::default(),
             me: me.clone(),
         })
+    }
+
+    /// The directory said `key` is published nowhere (see `cluster_misses`).
+    fn cluster_missed(&self, key: &StreamKey) {
+        let mut misses = self.cluster_misses.borrow_mut();
+        let now = Instant::now();
+        misses.retain(|_, at| now.duration_since(*at) < CLUSTER_MISS_KEPT);
+        misses.insert(key.clone(), now);
     }
 
     /// A source that ended by itself (a cluster pull) leaves the table, unless another took
@@ -219,7 +234,14 @@ impl Relays {
             Some(spec) if spec.on_demand => self.start(core, key.clone(), spec),
             Some(_) => {}
             None if cluster && self.cluster.is_some() => {
-                self.start(core, key.clone(), cluster::spec(config, key));
+                let missed = self
+                    .cluster_misses
+                    .borrow()
+                    .get(key)
+                    .is_some_and(|at| at.elapsed() < CLUSTER_MISS_KEPT);
+                if !missed {
+                    self.start(core, key.clone(), cluster::spec(config, key));
+                }
             }
             None => {}
         }
