@@ -230,6 +230,9 @@ fn viewers_resume_from_the_new_origin_after_kill_9() {
     let rtmp_viewer = ff::spawn_decoder(&b.rtmp_url("live/ko"));
     let flv_viewer = ff::spawn_decoder(&b.http_url("live/ko.flv"));
     b.wait_for_log("source ready", Duration::from_secs(10));
+    // And an HLS viewer, which keeps reloading the playlist through the gap.
+    let hls_viewer =
+        ff::spawn_probe_with(&b.http_url("live/ko.m3u8"), &["-m3u8_hold_counters", "30"]);
     b.wait_for_log_count("player started", 1, Duration::from_secs(10));
     std::thread::sleep(Duration::from_secs(4));
 
@@ -287,6 +290,14 @@ fn viewers_resume_from_the_new_origin_after_kill_9() {
         );
     }
     assert_eq!(b.count_log("player started"), 2, "a viewer reconnected");
+    // HLS went on over one timeline: frames from before and after the failover.
+    let out = wait_with_timeout(hls_viewer, Duration::from_secs(90), "hls viewer");
+    let p = parse_probe(&out).unwrap_or_else(|e| panic!("hls viewer: {e}"));
+    assert!(
+        p.video_frames >= before.saturating_sub(60) + 120,
+        "hls viewer decoded {} frames; at most {before} came before the kill",
+        p.video_frames
+    );
 }
 
 /// The value of the metric `name` (its first sample) on `engine`.
