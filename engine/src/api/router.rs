@@ -25,6 +25,9 @@ pub enum Route {
     RtmpConnGet(String),
     RtmpConnKick(String),
     HlsMuxersList,
+    ClusterStatus,
+    ClusterNodes,
+    ClusterStreams,
 }
 
 impl Route {
@@ -43,7 +46,7 @@ impl Route {
 }
 
 /// Fixed endpoints: path, method, route.
-const FIXED: [(&str, Method, Route); 10] = [
+const FIXED: [(&str, Method, Route); 13] = [
     ("/v3/info", Method::Get, Route::Info),
     ("/v3/config/global/get", Method::Get, Route::GlobalGet),
     ("/v3/config/global/patch", Method::Patch, Route::GlobalPatch),
@@ -63,6 +66,9 @@ const FIXED: [(&str, Method, Route); 10] = [
     ("/v3/hlsmuxers/list", Method::Get, Route::HlsMuxersList),
     // MediaMTX lists RTMPS connections apart; there are none here.
     ("/v3/rtmpsconns/list", Method::Get, Route::RtmpConnsList),
+    ("/v3/cluster/status", Method::Get, Route::ClusterStatus),
+    ("/v3/cluster/nodes", Method::Get, Route::ClusterNodes),
+    ("/v3/cluster/streams", Method::Get, Route::ClusterStreams),
 ];
 
 /// An endpoint that takes a name: prefix, method, route constructor.
