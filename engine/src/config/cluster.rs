@@ -33,8 +33,9 @@ pub struct ClusterConf {
     /// Prefix of every Redis key this cluster writes (several clusters can share one Redis).
     #[serde(default = "default_key_prefix")]
     pub key_prefix: String,
-    /// Redis unreachable: publishes are accepted (`true`) or refused (`false`).
-    #[serde(default = "default_fail_open")]
+    /// Redis unreachable: publishes are accepted (`true`) or refused (`false`). The issue that
+    /// asked for it calls it `clusterFailOpen`; both names are read.
+    #[serde(default = "default_fail_open", alias = "clusterFailOpen")]
     pub fail_open: bool,
 }
 
@@ -345,6 +346,11 @@ mod tests {
         let c = ok.cluster.unwrap();
         assert_eq!((c.ttl, c.fail_open), (Millis(10_000), true));
         assert_eq!(c.key_prefix, "corestream:");
+        let strict = parse(
+            "cluster:\n  redis: redis://h:1\n  advertise: rtmp://h:1\n  clusterFailOpen: no\n",
+        )
+        .unwrap();
+        assert!(!strict.cluster.unwrap().fail_open);
         let e = parse(
             "logLevel: info\ncluster:\n  redis: http://u:hunter2@h\n  advertise: rtmp://h:1\n",
         )
