@@ -92,6 +92,15 @@ impl Response {
     }
 
     fn from_error(e: &ApiError) -> Response {
+        if let ApiError::NoRoute = e {
+            // MediaMTX's router answers an unknown route in plain text, not JSON.
+            return Response {
+                status: 404,
+                content_type: "text/plain",
+                headers: Vec::new(),
+                body: e.to_string().into_bytes(),
+            };
+        }
         let mut r = Response::error(e.status(), &e.to_string());
         if let ApiError::Unauthorized { challenge: true } = e {
             // MediaMTX's realm, which its clients look for.
@@ -358,6 +367,7 @@ impl Api {
         let views = self.gather().await;
         let text = metrics::render(
             &views,
+            &self.store.snapshot().config,
             &self.limit_hits.borrow(),
             &self.link.round_trip(),
             &self.latency.borrow(),
@@ -444,7 +454,7 @@ impl Api {
             Route::PathsList => {
                 let page = page()?;
                 let views = self.gather().await;
-                let items = views::paths(&views)
+                let items = views::paths(&views, config)
                     .iter()
                     .map(|p| p.json(config))
                     .collect();
@@ -452,7 +462,7 @@ impl Api {
             }
             Route::PathGet(name) => {
                 let views = self.gather().await;
-                views::paths(&views)
+                views::paths(&views, config)
                     .iter()
                     .find(|p| p.name == name)
                     .map(|p| p.json(config))
@@ -462,7 +472,7 @@ impl Api {
                 let page = page()?;
                 let views = self.gather().await;
                 let secrets = snapshot.auth.secret_query_params();
-                let items = views::all_conns(&views)
+                let items = views::rtmp_conns(&views)
                     .into_iter()
                     .map(|c| views::conn_json(c, &secrets))
                     .collect();
@@ -472,7 +482,7 @@ impl Api {
                 let id = parse_uuid(&id)?;
                 let views = self.gather().await;
                 let secrets = snapshot.auth.secret_query_params();
-                views::all_conns(&views)
+                views::rtmp_conns(&views)
                     .into_iter()
                     .find(|c| c.id == id)
                     .map(|c| views::conn_json(c, &secrets))
@@ -492,7 +502,6 @@ impl Api {
                     Err(ApiError::ConnNotFound)
                 }
             }
-            // HLS is being added separately; until then there is never a muxer.
             Route::HlsMuxersList => {
                 let page = page()?;
                 let views = self.gather().await;
@@ -502,11 +511,25 @@ impl Api {
                     .collect();
                 Ok(page.list(items))
             }
+            Route::HlsMuxerGet(name) => {
+                let views = self.gather().await;
+                views::all_hls_muxers(&views)
+                    .into_iter()
+                    .find(|m| m.path == name)
+                    .map(views::hls_muxer_json)
+                    .ok_or(ApiError::MuxerNotFound)
+            }
         }
     }
 }
 
+/// A connection id; a malformed one is a 400 with the text MediaMTX's UUID parser gives.
 fn parse_uuid(text: &str) -> Result<ConnUuid, ApiError> {
-    text.parse()
-        .map_err(|()| ApiError::invalid(format!("invalid connection id: '{text}'")))
+    text.parse().map_err(|()| {
+        ApiError::invalid(if text.len() == 36 {
+            "invalid UUID format".to_owned()
+        } else {
+            format!("invalid UUID length: {}", text.len())
+        })
+    })
 }

@@ -25,6 +25,7 @@ pub enum Route {
     RtmpConnGet(String),
     RtmpConnKick(String),
     HlsMuxersList,
+    HlsMuxerGet(String),
 }
 
 impl Route {
@@ -65,10 +66,12 @@ const FIXED: [(&str, Method, Route); 10] = [
     ("/v3/rtmpsconns/list", Method::Get, Route::RtmpConnsList),
 ];
 
-/// An endpoint that takes a name: prefix, method, route constructor.
+/// An endpoint that takes a name or an id: prefix, method, route constructor.
 type Named = (&'static str, Method, fn(String) -> Route);
 
-const NAMED: [Named; 9] = [
+/// Endpoints whose name may hold slashes (MediaMTX's `*name`): one called without a name is a
+/// 400 `invalid name`.
+const NAMED: [Named; 7] = [
     ("/v3/config/paths/get/", Method::Get, Route::ConfigPathGet),
     ("/v3/config/paths/add/", Method::Post, Route::ConfigPathAdd),
     (
@@ -87,38 +90,43 @@ const NAMED: [Named; 9] = [
         Route::ConfigPathDelete,
     ),
     ("/v3/paths/get/", Method::Get, Route::PathGet),
+    ("/v3/hlsmuxers/get/", Method::Get, Route::HlsMuxerGet),
+];
+
+/// Endpoints that take one id segment (MediaMTX's `:id`): one called without it has no route.
+const BY_ID: [Named; 3] = [
     ("/v3/rtmpconns/get/", Method::Get, Route::RtmpConnGet),
     ("/v3/rtmpconns/kick/", Method::Post, Route::RtmpConnKick),
     ("/v3/rtmpsconns/get/", Method::Get, Route::RtmpConnGet),
 ];
 
-/// The endpoint for `method` and the percent-decoded `path`.
+/// The endpoint for `method` and the percent-decoded `path`. As MediaMTX's router, a known
+/// path with another method has no route either.
 pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
-    let mut known_path = false;
     for (p, m, r) in &FIXED {
-        if path == *p {
-            if m == method {
-                return Ok(r.clone());
-            }
-            known_path = true;
+        if path == *p && m == method {
+            return Ok(r.clone());
         }
     }
     for (prefix, m, make) in &NAMED {
         if let Some(name) = path.strip_prefix(prefix) {
-            if name.is_empty() {
-                continue;
-            }
             if m == method {
-                return Ok(make(name.to_owned()));
+                return if name.is_empty() {
+                    Err(ApiError::InvalidName)
+                } else {
+                    Ok(make(name.to_owned()))
+                };
             }
-            known_path = true;
         }
     }
-    Err(if known_path {
-        ApiError::MethodNotAllowed
-    } else {
-        ApiError::NoRoute
-    })
+    for (prefix, m, make) in &BY_ID {
+        if let Some(id) = path.strip_prefix(prefix) {
+            if m == method && !id.is_empty() && !id.contains('/') {
+                return Ok(make(id.to_owned()));
+            }
+        }
+    }
+    Err(ApiError::NoRoute)
 }
 
 #[cfg(test)]
@@ -150,16 +158,24 @@ mod tests {
         );
         assert!(matches!(
             route(&Method::Get, "/v3/config/global/patch"),
-            Err(ApiError::MethodNotAllowed)
+            Err(ApiError::NoRoute)
         ));
         assert!(matches!(
             route(&Method::Get, "/v3/config/paths/delete/x"),
-            Err(ApiError::MethodNotAllowed)
+            Err(ApiError::NoRoute)
         ));
         assert!(matches!(
             route(&Method::Get, "/v3/config/paths/get/"),
+            Err(ApiError::InvalidName)
+        ));
+        assert!(matches!(
+            route(&Method::Get, "/v3/rtmpconns/get/"),
             Err(ApiError::NoRoute)
         ));
+        assert_eq!(
+            route(&Method::Get, "/v3/hlsmuxers/get/live/a").unwrap(),
+            Route::HlsMuxerGet("live/a".into())
+        );
         assert!(matches!(
             route(&Method::Get, "/v2/paths/list"),
             Err(ApiError::NoRoute)

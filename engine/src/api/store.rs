@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use super::ApiError;
 use crate::config::state::{self, Overlay};
-use crate::config::{Config, Loaded, PathFields, Snapshot};
+use crate::config::{Config, Loaded, PathFields, Paths, Snapshot};
 use crate::runtime::ControlLink;
 
 /// Global keys that only take effect at start: the API refuses to change them.
@@ -66,7 +66,21 @@ impl Change {
 /// A path entry body (add, patch, replace, path defaults): Corestream's fields and MediaMTX's
 /// path keys (kept and shown back, see `config::mediamtx`); anything else is a 400.
 pub fn parse_path_fields(body: &[u8]) -> Result<PathFields, ApiError> {
-    PathFields::from_json(parse_json(body)?).map_err(|e| ApiError::invalid(format!("json: {e}")))
+    PathFields::from_json(parse_json(body)?).map_err(|e| ApiError::Invalid(json_error(&e)))
+}
+
+/// A decoding error in MediaMTX's words where a client can tell: an unknown key is
+/// `json: unknown field "key"`; anything else keeps serde's text after `json: `.
+fn json_error(e: &dyn std::fmt::Display) -> String {
+    let text = e.to_string();
+    const UNKNOWN: &str = "unknown field `";
+    if let Some(at) = text.find(UNKNOWN) {
+        let rest = &text[at + UNKNOWN.len()..];
+        if let Some(end) = rest.find('`') {
+            return format!("json: unknown field \"{}\"", &rest[..end]);
+        }
+    }
+    format!("json: {text}")
 }
 
 /// Parses a JSON body strictly; an empty body is an empty object.
@@ -76,7 +90,7 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
     } else {
         body
     };
-    serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("json: {e}")))
+    serde_json::from_slice(body).map_err(|e| ApiError::Invalid(json_error(&e)))
 }
 
 /// The global configuration as JSON: every key but `paths` and `pathDefaults`, secrets redacted.
@@ -158,7 +172,7 @@ pub fn plan(
             super::redact::restore_global(&mut patch, config).map_err(ApiError::invalid)?;
             for (key, value) in &patch {
                 if NOT_GLOBAL.contains(&key.as_str()) {
-                    return Err(ApiError::invalid(format!("json: unknown field `{key}`")));
+                    return Err(ApiError::invalid(format!("json: unknown field \"{key}\"")));
                 }
                 doc.insert(key.clone(), value.clone());
             }
@@ -169,6 +183,7 @@ pub fn plan(
             doc.insert("pathDefaults".to_owned(), to_value(&merged)?);
         }
         Change::Add(name, fields) => {
+            Paths::check_name(name).map_err(ApiError::Invalid)?;
             if config.paths.get(name).is_some() {
                 return Err(ApiError::PathExists);
             }
@@ -182,6 +197,7 @@ pub fn plan(
             set_path(&mut doc, name, Some(&current.patched(&fields)))?;
         }
         Change::Replace(name, fields) => {
+            Paths::check_name(name).map_err(ApiError::Invalid)?;
             let fields = restore_path(fields, config.paths.get(name));
             set_path(&mut doc, name, Some(&fields))?
         }
@@ -192,7 +208,13 @@ pub fn plan(
             set_path(&mut doc, name, None)?;
         }
     }
-    let new = Config::from_value(Value::Object(doc)).map_err(ApiError::Invalid)?;
+    let new = Config::from_value(Value::Object(doc)).map_err(|e| {
+        if e.contains("unknown field `") {
+            ApiError::Invalid(json_error(&e))
+        } else {
+            ApiError::Invalid(e)
+        }
+    })?;
     let old_doc = to_value(config)?;
     let new_doc = to_value(&new)?;
     match change {
@@ -401,9 +423,11 @@ mod tests {
             "{e}"
         );
         let e = plan(&c, &o, &patch(json!({"paths": {}}))).unwrap_err();
-        assert!(e.to_string().contains("unknown field `paths`"), "{e}");
+        assert_eq!(e.to_string(), "json: unknown field \"paths\"");
         let e = plan(&c, &o, &patch(json!({"readTimout": "3s"}))).unwrap_err();
-        assert!(e.to_string().contains("readTimout"), "{e}");
+        assert_eq!(e.to_string(), "json: unknown field \"readTimout\"");
+        let e = parse_path_fields(br#"{"bogus":1}"#).unwrap_err();
+        assert_eq!(e.to_string(), "json: unknown field \"bogus\"");
         assert!(Change::global(b"[1]").is_err());
     }
 

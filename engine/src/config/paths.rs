@@ -337,34 +337,54 @@ pub fn check_source(source: &str) -> Result<(), String> {
     }
 }
 
+/// MediaMTX's API type of a pulling `source` (`rtmpSource`, `rtspSource`; `httpFlvSource` is
+/// Corestream's own); `None` for `publisher`.
+pub fn source_type(source: &str) -> Option<&'static str> {
+    if source.starts_with("rtmp://") || source.starts_with("rtmps://") {
+        Some("rtmpSource")
+    } else if source.starts_with("rtsp://") || source.starts_with("rtsps://") {
+        Some("rtspSource")
+    } else if is_http_flv(source) {
+        Some("httpFlvSource")
+    } else {
+        None
+    }
+}
+
 /// An `http://` or `https://` URL whose path ends in `.flv` (HTTP-FLV).
 fn is_http_flv(source: &str) -> bool {
     let path = source.split(['?', '#']).next().unwrap_or_default();
     (source.starts_with("http://") || source.starts_with("https://")) && path.ends_with(".flv")
 }
 
-/// Why a name cannot be a path (MediaMTX's texts).
+/// Why a name cannot be a path (MediaMTX's texts). Corestream also takes `~` and `:` inside a
+/// name (vhost-style names).
 pub fn check_path_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
-        return Err("path name cannot be empty".to_owned());
+        return Err("cannot be empty".to_owned());
     }
     if name.starts_with('/') {
-        return Err("path name can't begin with a slash".to_owned());
+        return Err("can't begin with a slash".to_owned());
     }
     if name.ends_with('/') {
-        return Err("path name can't end with a slash".to_owned());
+        return Err("can't end with a slash".to_owned());
     }
     let ok = |c: char| c.is_ascii_alphanumeric() || "_-/.~:".contains(c);
     if !name.chars().all(ok) {
         return Err(
-            "path name can contain only alphanumeric characters, underscore, dot, tilde, minus, slash, colon"
+            "can contain only alphanumeric characters, underscore, dot, tilde, minus, slash, colon"
                 .to_owned(),
         );
+    }
+    // A `.` or `..` segment would let a name climb out of its directory in a URL or a file.
+    if name.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err("can't contain dot path segments".to_owned());
     }
     Ok(())
 }
 
-/// Why an entry name is refused: a regex that does not compile, or a bad path name.
+/// Why an entry name is refused: a regex that does not compile, or a bad path name (MediaMTX's
+/// texts: `invalid regular expression: …`, `invalid path name '…': …`).
 fn check_entry_name(name: &str) -> Result<Option<Regex>, String> {
     if CATCH_ALL.contains(&name) {
         return Ok(None);
@@ -372,8 +392,10 @@ fn check_entry_name(name: &str) -> Result<Option<Regex>, String> {
     match name.strip_prefix('~') {
         Some(re) => compile_regex(re)
             .map(Some)
-            .map_err(|e| format!("invalid regular expression '{re}': {e}")),
-        None => check_path_name(name).map(|()| None),
+            .map_err(|_| format!("invalid regular expression: {re}")),
+        None => check_path_name(name)
+            .map(|()| None)
+            .map_err(|e| format!("invalid path name '{name}': {e}")),
     }
 }
 
@@ -404,6 +426,11 @@ impl Paths {
         p.entries
             .insert("all_others".to_owned(), PathFields::default());
         p
+    }
+
+    /// Why `name` cannot be an entry's name (MediaMTX's texts), if it cannot.
+    pub fn check_name(name: &str) -> Result<(), String> {
+        check_entry_name(name).map(drop)
     }
 
     /// Adds or replaces an entry; `Err` says why the name is refused.
@@ -447,6 +474,14 @@ impl Paths {
     /// Entries as written, in name order.
     pub fn iter(&self) -> impl Iterator<Item = (&String, &PathFields)> {
         self.entries.iter()
+    }
+
+    /// The entries that name one path each: neither a `~regex` nor `all_others` / `all`.
+    pub fn literal_names(&self) -> impl Iterator<Item = &str> {
+        self.entries
+            .keys()
+            .map(String::as_str)
+            .filter(|n| !n.starts_with('~') && !CATCH_ALL.contains(n))
     }
 
     pub fn len(&self) -> usize {
@@ -546,10 +581,22 @@ mod tests {
     #[test]
     fn names_are_checked() {
         let mut p = Paths::default();
-        for bad in ["", "/live", "live/", "live cam", "live/é", "~(unclosed"] {
+        for bad in ["", "/live", "live/", "live cam", "live/é", "~(unclosed", "a/../b", "a/./b", ".."] {
             assert!(p.insert(bad, PathFields::default()).is_err(), "{bad:?}");
         }
-        for good in ["live", "live/cam1", "a.b~c-d_e:f/g", "~^.*$", "all_others"] {
+        assert_eq!(
+            Paths::check_name("a/../b").unwrap_err(),
+            "invalid path name 'a/../b': can't contain dot path segments"
+        );
+        assert_eq!(
+            Paths::check_name("~(").unwrap_err(),
+            "invalid regular expression: ("
+        );
+        assert_eq!(
+            Paths::check_name("/x").unwrap_err(),
+            "invalid path name '/x': can't begin with a slash"
+        );
+        for good in ["live", "live/cam1", "a.b~c-d_e:f/g", "a/..b/.c", "~^.*$", "all_others"] {
             p.insert(good, PathFields::default()).unwrap();
         }
     }

@@ -210,6 +210,11 @@ impl StreamState {
     }
 
     /// The codecs the sequence headers announced so far.
+    /// The sequence headers the publisher sent (video, audio).
+    pub fn headers(&self) -> (Option<&Frame>, Option<&Frame>) {
+        (self.video_header.as_ref(), self.audio_header.as_ref())
+    }
+
     pub fn codecs(&self) -> (Option<VideoCodec>, Option<AudioCodec>) {
         (
             self.video_header.as_ref().and_then(Frame::video_codec),

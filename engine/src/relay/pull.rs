@@ -322,7 +322,7 @@ impl Feed<'_> {
                 .guard
                 .control
                 .info
-                .set_role(ConnState::Publish, self.key.path(), "");
+                .set_role(ConnState::Publish, self.key.path(), "", "");
             self.publish = Some(handle);
         }
         if let Some(p) = &self.publish {

@@ -184,7 +184,7 @@ async fn push_once(core: &Rc<Core>, fwd: &Forward) -> RelayError {
                             conn.guard
                                 .control
                                 .info
-                                .set_role(ConnState::Read, fwd.key.path(), "");
+                                .set_role(ConnState::Read, fwd.key.path(), "", "");
                             play = Some(handle);
                         }
                         None => failed = Some(RelayError::Ended),

@@ -424,6 +424,27 @@ fn si24(b: &[u8]) -> i32 {
     (v << 8) >> 8
 }
 
+/// `profile_idc`, `level_idc` and the coded size (from its first SPS) of an
+/// AVCDecoderConfigurationRecord.
+pub fn avc_record_props(record: &[u8]) -> Option<(u8, u8, Option<(u16, u16)>)> {
+    let (profile, level) = (*record.get(1)?, *record.get(3)?);
+    Some((
+        profile,
+        level,
+        avc_first_sps(record).and_then(sps::h264_dimensions),
+    ))
+}
+
+/// `general_profile_idc` and `general_level_idc` of an HEVCDecoderConfigurationRecord.
+pub fn hevc_record_props(record: &[u8]) -> Option<(u8, u8)> {
+    Some((*record.get(1)? & 0x1f, *record.get(12)?))
+}
+
+/// Sample rate and channel configuration of an AudioSpecificConfig.
+pub fn aac_config_props(asc: &[u8]) -> Option<(u32, u16)> {
+    parse_asc(asc)
+}
+
 /// The first SPS of an AVCDecoderConfigurationRecord.
 fn avc_first_sps(record: &[u8]) -> Option<&[u8]> {
     if *record.get(5)? & 0x1f == 0 {
