@@ -248,7 +248,7 @@ fn the_api_answers_with_the_files_values() {
     );
     assert_eq!(typo.status, 400, "{}", typo.text());
     assert!(
-        typo.text().contains("unknown field `recrd`"),
+        typo.text().contains("json: unknown field \"recrd\""),
         "{}",
         typo.text()
     );

@@ -1,0 +1,378 @@
+//! End-to-end: the control API answers as MediaMTX's v3 API does, checked the way MediaMTX's own
+//! tests check it (`internal/core/api_test.go`, `internal/api/*_test.go` of bluenviron/mediamtx):
+//! status codes, exact error bodies and the key sets of items, with ffmpeg publishing, curl
+//! reading HTTP-FLV and our HTTP client reading HLS.
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tests::ff::{self, wait_with_timeout};
+use tests::http::{self, get};
+use tests::{eventually, Engine};
+
+/// The keys of a JSON object.
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .cloned()
+        .collect()
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// MediaMTX's `checkError`: the whole body is `{"status":"error","error":text}`.
+#[track_caller]
+fn assert_error_body(r: &http::Response, status: u16, text: &str) {
+    assert_eq!(r.status, status, "{}", r.text());
+    assert_eq!(r.json(), json!({"status": "error", "error": text}));
+}
+
+/// MediaMTX's `defs.APIPath` keys; Corestream adds its pull and push state beside them.
+const PATH_KEYS: [&str; 18] = [
+    "name",
+    "confName",
+    "source",
+    "ready",
+    "readyTime",
+    "available",
+    "availableTime",
+    "online",
+    "onlineTime",
+    "tracks",
+    "tracks2",
+    "readers",
+    "inboundBytes",
+    "outboundBytes",
+    "inboundFramesInError",
+    "bytesReceived",
+    "bytesSent",
+    // Not in MediaMTX: listed in the README.
+    "forwards",
+];
+
+#[test]
+fn configured_paths_are_listed_from_the_start_and_ready_only_with_tracks() {
+    let engine = Engine::start(
+        "paths:\n  all_others:\n  ~^cams/:\n  mypath:\n  rtsp:\n    source: rtsp://127.0.0.1:1234/mypath\n    sourceOnDemand: yes\n  rtmp:\n    source: rtmp://127.0.0.1:1234/mypath\n    sourceOnDemand: yes\n",
+    );
+    // MediaMTX's TestAPIPathsList "rtsp source" / "rtmp source": listed before any reader, with
+    // the source's type, not ready, no tracks. A publisher path nobody publishes has no source.
+    let list = engine.api("GET", "/v3/paths/list", None).json();
+    assert_eq!((list["itemCount"].clone(), list["pageCount"].clone()), (json!(3), json!(1)));
+    let items = list["items"].as_array().unwrap();
+    let brief: Vec<Value> = items
+        .iter()
+        .map(|i| json!([i["name"], i["source"]["type"], i["ready"], i["tracks"]]))
+        .collect();
+    assert_eq!(
+        brief,
+        [
+            json!(["mypath", null, false, []]),
+            json!(["rtmp", "rtmpSource", false, []]),
+            json!(["rtsp", "rtspSource", false, []]),
+        ]
+    );
+    for item in items {
+        let k = keys(item);
+        assert!(k.is_superset(&set(&PATH_KEYS)), "{item}");
+        assert_eq!(item["readyTime"], Value::Null);
+        assert_eq!(item["tracks2"], json!([]));
+        assert_eq!(item["readers"], json!([]));
+    }
+    assert_eq!(items[0]["source"], Value::Null);
+    assert_eq!(items[1]["source"]["id"], "");
+    let mypath = engine.api("GET", "/v3/paths/get/mypath", None);
+    assert_eq!(mypath.status, 200);
+    assert_eq!(mypath.json()["confName"], "mypath");
+    // TestAPIPathsGet "not found".
+    assert_error_body(
+        &engine.api("GET", "/v3/paths/get/nonexisting", None),
+        404,
+        "path not found",
+    );
+    // A path added through the API is listed at once; deleted, it goes.
+    let added = engine.api("POST", "/v3/config/paths/add/my/nested/path", Some("{}"));
+    assert_eq!(added.status, 200, "{}", added.text());
+    assert_eq!(
+        engine.api("GET", "/v3/paths/get/my/nested/path", None).json()["ready"],
+        false
+    );
+
+    // Published: ready with its tracks, the same moment; tracks2 says what the records say.
+    let publisher = ff::publish(&engine.rtmp_url("my/nested/path?key=val"), 12);
+    let mut item = Value::Null;
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            item = engine.path_item("my/nested/path");
+            item["ready"] == true
+        }),
+        "{item}"
+    );
+    assert!(!item["tracks"].as_array().unwrap().is_empty(), "ready without tracks: {item}");
+    // ffmpeg sends both sequence headers before media; wait until both are in.
+    assert!(eventually(Duration::from_secs(5), || {
+        item = engine.path_item("my/nested/path");
+        item["tracks"] == json!(["H264", "MPEG-4 Audio"])
+    }));
+    assert_eq!(item["source"]["type"], "rtmpConn");
+    assert_eq!((item["available"].clone(), item["online"].clone()), (json!(true), json!(true)));
+    assert!(item["readyTime"].is_string() && item["readyTime"] == item["availableTime"]);
+    // x264's ultrafast preset writes a Constrained Baseline stream (profile_idc 66).
+    let video = &item["tracks2"][0];
+    assert_eq!(video["codec"], "H264");
+    assert_eq!(
+        keys(&video["codecProps"]),
+        set(&["width", "height", "profile", "level"])
+    );
+    assert_eq!(
+        (video["codecProps"]["width"].clone(), video["codecProps"]["height"].clone()),
+        (json!(320), json!(240))
+    );
+    assert_eq!(video["codecProps"]["profile"], "Baseline");
+    assert_eq!(
+        item["tracks2"][1],
+        json!({"codec": "MPEG-4 Audio", "codecProps": {"sampleRate": 44100, "channelCount": 1}})
+    );
+    assert!(item["inboundBytes"].as_u64().unwrap() > 0);
+    assert_eq!(item["inboundBytes"], item["bytesReceived"]);
+    wait_with_timeout(publisher, Duration::from_secs(30), "publisher");
+    // The publisher left: still listed (configured), not ready, no tracks.
+    assert!(eventually(Duration::from_secs(10), || {
+        item = engine.path_item("my/nested/path");
+        item["ready"] == false && item["tracks"] == json!([]) && item["source"].is_null()
+    }));
+    assert_eq!(
+        engine.api("DELETE", "/v3/config/paths/delete/my/nested/path", None).status,
+        200
+    );
+    assert_error_body(
+        &engine.api("GET", "/v3/paths/get/my/nested/path", None),
+        404,
+        "path not found",
+    );
+}
+
+/// curl reading an HTTP-FLV stream until killed.
+fn curl_flv(url: &str) -> Child {
+    Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "--max-time", "30", url])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("curl is installed (tests/run.sh installs it)")
+}
+
+#[test]
+fn rtmpconns_hold_rtmp_clients_and_hls_muxers_answer_by_name() {
+    let engine = Engine::start("");
+    // The default user `any` admits any credentials; MediaMTX shows the user that was sent.
+    let publisher = ff::publish(
+        &engine.rtmp_url("mypath?k=val&user=alice&pass=secret"),
+        15,
+    );
+    assert!(eventually(Duration::from_secs(15), || {
+        engine.path_item("mypath")["ready"] == true
+    }));
+    // An HTTP-FLV viewer and an HLS client: HTTP connections, not rtmpconns.
+    let mut viewer = curl_flv(&engine.http_url("mypath.flv"));
+    let playlist = get(engine.http_port, "/mypath/index.m3u8", &[]);
+    assert_eq!(playlist.status, 200, "{}", playlist.text());
+    std::thread::sleep(Duration::from_millis(500));
+    let conns = engine.api("GET", "/v3/rtmpconns/list", None).json();
+    assert_eq!(conns["itemCount"], 1, "{conns}");
+    // MediaMTX's TestAPIProtocolListGet "rtmp": these keys, no others.
+    let c = &conns["items"][0];
+    assert_eq!(
+        keys(c),
+        set(&[
+            "id",
+            "created",
+            "remoteAddr",
+            "state",
+            "path",
+            "query",
+            "user",
+            "userAgent",
+            "inboundBytes",
+            "outboundBytes",
+            "outboundFramesDiscarded",
+            "bytesReceived",
+            "bytesSent",
+        ])
+    );
+    assert_eq!(
+        (c["state"].clone(), c["path"].clone(), c["query"].clone(), c["user"].clone()),
+        (
+            json!("publish"),
+            json!("mypath"),
+            json!("k=val&user=alice&pass=<redacted>"),
+            json!("alice")
+        )
+    );
+    // ffmpeg's flashVer.
+    assert!(c["userAgent"].as_str().unwrap().starts_with("FMLE/3.0"), "{c}");
+    let id = c["id"].as_str().unwrap();
+    assert_eq!(
+        engine.api("GET", &format!("/v3/rtmpconns/get/{id}"), None).json()["id"],
+        id
+    );
+
+    // MediaMTX's "hls muxers": these keys, no others; get by path name.
+    let muxers = engine.api("GET", "/v3/hlsmuxers/list", None).json();
+    assert_eq!(muxers["itemCount"], 1, "{muxers}");
+    let m = &muxers["items"][0];
+    assert_eq!(
+        keys(m),
+        set(&[
+            "path",
+            "created",
+            "lastRequest",
+            "outboundBytes",
+            "outboundFramesDiscarded",
+            "bytesSent",
+        ])
+    );
+    assert_eq!(m["path"], "mypath");
+    assert!(m["outboundBytes"].as_u64().unwrap() > 0, "{m}");
+    assert_eq!(m["outboundBytes"], m["bytesSent"]);
+    let got = engine.api("GET", "/v3/hlsmuxers/get/mypath", None);
+    assert_eq!(got.status, 200);
+    assert_eq!(got.json()["path"], "mypath");
+    // MediaMTX's TestAPIProtocolGetNotFound "hls muxers".
+    assert_error_body(
+        &engine.api("GET", "/v3/hlsmuxers/get/nonexisting", None),
+        404,
+        "muxer not found",
+    );
+    assert_error_body(&engine.api("GET", "/v3/hlsmuxers/get/", None), 400, "invalid name");
+
+    let _ = viewer.kill();
+    let _ = viewer.wait();
+    wait_with_timeout(publisher, Duration::from_secs(30), "publisher");
+}
+
+#[test]
+fn pagination_and_config_write_errors_in_mediamtx_words() {
+    let engine = Engine::start("");
+    // Every list, runtime lists included.
+    for list in [
+        "/v3/config/paths/list",
+        "/v3/paths/list",
+        "/v3/rtmpconns/list",
+        "/v3/rtmpsconns/list",
+        "/v3/hlsmuxers/list",
+    ] {
+        assert_error_body(
+            &engine.api("GET", &format!("{list}?itemsPerPage=0"), None),
+            400,
+            "invalid items per page",
+        );
+        assert_error_body(
+            &engine.api("GET", &format!("{list}?page=x"), None),
+            400,
+            "strconv.ParseUint: parsing \"x\": invalid syntax",
+        );
+        assert_error_body(
+            &engine.api("GET", &format!("{list}?itemsPerPage=-1"), None),
+            400,
+            "strconv.ParseUint: parsing \"-1\": invalid syntax",
+        );
+        let empty = engine.api("GET", &format!("{list}?itemsPerPage=1&page=5"), None);
+        assert_eq!(empty.status, 200, "{list}: {}", empty.text());
+        assert_eq!(empty.json()["items"], json!([]));
+    }
+
+    // Names.
+    for endpoint in [
+        ("POST", "/v3/config/paths/add/"),
+        ("PATCH", "/v3/config/paths/patch/"),
+        ("POST", "/v3/config/paths/replace/"),
+        ("DELETE", "/v3/config/paths/delete/"),
+        ("GET", "/v3/config/paths/get/"),
+        ("GET", "/v3/paths/get/"),
+    ] {
+        let body = (endpoint.0 != "GET" && endpoint.0 != "DELETE").then_some("{}");
+        assert_error_body(&engine.api(endpoint.0, endpoint.1, body), 400, "invalid name");
+    }
+    for name in ["a/../b", "a/./b", ".."] {
+        assert_error_body(
+            &engine.api("POST", &format!("/v3/config/paths/add/{name}"), Some("{}")),
+            400,
+            &format!("invalid path name '{name}': can't contain dot path segments"),
+        );
+    }
+    assert_error_body(
+        &engine.api("POST", "/v3/config/paths/add/~^(cams", Some("{}")),
+        400,
+        "invalid regular expression: ^(cams",
+    );
+    assert_error_body(
+        &engine.api("POST", "/v3/config/paths/replace/x/", Some("{}")),
+        400,
+        "invalid path name 'x/': can't end with a slash",
+    );
+    // Unknown fields, in paths, path defaults and the global configuration.
+    assert_error_body(
+        &engine.api("POST", "/v3/config/paths/add/x", Some(r#"{"sourceX":"a"}"#)),
+        400,
+        "json: unknown field \"sourceX\"",
+    );
+    assert_error_body(
+        &engine.api("PATCH", "/v3/config/pathdefaults/patch", Some(r#"{"nope":1}"#)),
+        400,
+        "json: unknown field \"nope\"",
+    );
+    assert_error_body(
+        &engine.api("PATCH", "/v3/config/global/patch", Some(r#"{"nope":1}"#)),
+        400,
+        "json: unknown field \"nope\"",
+    );
+    // A second add, and writes on entries that do not exist.
+    assert_eq!(
+        engine.api("POST", "/v3/config/paths/add/cam", Some("{}")).status,
+        200
+    );
+    assert_error_body(
+        &engine.api("POST", "/v3/config/paths/add/cam", Some("{}")),
+        400,
+        "path already exists",
+    );
+    assert_error_body(
+        &engine.api("PATCH", "/v3/config/paths/patch/nope", Some("{}")),
+        404,
+        "path not found",
+    );
+    assert_error_body(
+        &engine.api("DELETE", "/v3/config/paths/delete/nope", None),
+        404,
+        "path not found",
+    );
+    assert_error_body(
+        &engine.api("GET", "/v3/config/paths/get/nope", None),
+        404,
+        "path configuration not found",
+    );
+    // Connection ids as MediaMTX's UUID parser judges them.
+    assert_error_body(
+        &engine.api("GET", "/v3/rtmpconns/get/abc", None),
+        400,
+        "invalid UUID length: 3",
+    );
+    assert_error_body(
+        &engine.api("POST", "/v3/rtmpconns/kick/zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz", None),
+        400,
+        "invalid UUID format",
+    );
+    assert_error_body(
+        &engine.api("GET", "/v3/rtmpconns/get/123e4567-e89b-42d3-a456-426614174000", None),
+        404,
+        "connection not found",
+    );
+    // A known route with another method: MediaMTX's router has no 405.
+    let wrong = engine.api("PATCH", "/v3/config/paths/add/x", Some("{}"));
+    assert_eq!((wrong.status, wrong.text()), (404, "404 page not found".to_owned()));
+}
