@@ -306,7 +306,14 @@ fn config_endpoints_errors_pagination_and_slashes() {
     let runtime = engine.api("GET", "/v3/paths/list", None).json();
     assert_eq!(
         names(&runtime),
-        ["live/cam1", "page/p0", "page/p1", "page/p2", "page/p3", "page/p4"]
+        [
+            "live/cam1",
+            "page/p0",
+            "page/p1",
+            "page/p2",
+            "page/p3",
+            "page/p4"
+        ]
     );
     assert!(runtime["items"]
         .as_array()

@@ -63,7 +63,10 @@ fn configured_paths_are_listed_from_the_start_and_ready_only_with_tracks() {
     // MediaMTX's TestAPIPathsList "rtsp source" / "rtmp source": listed before any reader, with
     // the source's type, not ready, no tracks. A publisher path nobody publishes has no source.
     let list = engine.api("GET", "/v3/paths/list", None).json();
-    assert_eq!((list["itemCount"].clone(), list["pageCount"].clone()), (json!(3), json!(1)));
+    assert_eq!(
+        (list["itemCount"].clone(), list["pageCount"].clone()),
+        (json!(3), json!(1))
+    );
     let items = list["items"].as_array().unwrap();
     let brief: Vec<Value> = items
         .iter()
@@ -99,7 +102,9 @@ fn configured_paths_are_listed_from_the_start_and_ready_only_with_tracks() {
     let added = engine.api("POST", "/v3/config/paths/add/my/nested/path", Some("{}"));
     assert_eq!(added.status, 200, "{}", added.text());
     assert_eq!(
-        engine.api("GET", "/v3/paths/get/my/nested/path", None).json()["ready"],
+        engine
+            .api("GET", "/v3/paths/get/my/nested/path", None)
+            .json()["ready"],
         false
     );
 
@@ -113,14 +118,20 @@ fn configured_paths_are_listed_from_the_start_and_ready_only_with_tracks() {
         }),
         "{item}"
     );
-    assert!(!item["tracks"].as_array().unwrap().is_empty(), "ready without tracks: {item}");
+    assert!(
+        !item["tracks"].as_array().unwrap().is_empty(),
+        "ready without tracks: {item}"
+    );
     // ffmpeg sends both sequence headers before media; wait until both are in.
     assert!(eventually(Duration::from_secs(5), || {
         item = engine.path_item("my/nested/path");
         item["tracks"] == json!(["H264", "MPEG-4 Audio"])
     }));
     assert_eq!(item["source"]["type"], "rtmpConn");
-    assert_eq!((item["available"].clone(), item["online"].clone()), (json!(true), json!(true)));
+    assert_eq!(
+        (item["available"].clone(), item["online"].clone()),
+        (json!(true), json!(true))
+    );
     assert!(item["readyTime"].is_string() && item["readyTime"] == item["availableTime"]);
     // x264's ultrafast preset writes a Constrained Baseline stream (profile_idc 66).
     let video = &item["tracks2"][0];
@@ -130,7 +141,10 @@ fn configured_paths_are_listed_from_the_start_and_ready_only_with_tracks() {
         set(&["width", "height", "profile", "level"])
     );
     assert_eq!(
-        (video["codecProps"]["width"].clone(), video["codecProps"]["height"].clone()),
+        (
+            video["codecProps"]["width"].clone(),
+            video["codecProps"]["height"].clone()
+        ),
         (json!(320), json!(240))
     );
     assert_eq!(video["codecProps"]["profile"], "Baseline");
@@ -147,7 +161,9 @@ fn configured_paths_are_listed_from_the_start_and_ready_only_with_tracks() {
         item["ready"] == false && item["tracks"] == json!([]) && item["source"].is_null()
     }));
     assert_eq!(
-        engine.api("DELETE", "/v3/config/paths/delete/my/nested/path", None).status,
+        engine
+            .api("DELETE", "/v3/config/paths/delete/my/nested/path", None)
+            .status,
         200
     );
     assert_error_body(
@@ -170,10 +186,7 @@ fn curl_flv(url: &str) -> Child {
 fn rtmpconns_hold_rtmp_clients_and_hls_muxers_answer_by_name() {
     let engine = Engine::start("");
     // The default user `any` admits any credentials; MediaMTX shows the user that was sent.
-    let publisher = ff::publish(
-        &engine.rtmp_url("mypath?k=val&user=alice&pass=secret"),
-        15,
-    );
+    let publisher = ff::publish(&engine.rtmp_url("mypath?k=val&user=alice&pass=secret"), 15);
     assert!(eventually(Duration::from_secs(15), || {
         engine.path_item("mypath")["ready"] == true
     }));
@@ -205,7 +218,12 @@ fn rtmpconns_hold_rtmp_clients_and_hls_muxers_answer_by_name() {
         ])
     );
     assert_eq!(
-        (c["state"].clone(), c["path"].clone(), c["query"].clone(), c["user"].clone()),
+        (
+            c["state"].clone(),
+            c["path"].clone(),
+            c["query"].clone(),
+            c["user"].clone()
+        ),
         (
             json!("publish"),
             json!("mypath"),
@@ -214,10 +232,15 @@ fn rtmpconns_hold_rtmp_clients_and_hls_muxers_answer_by_name() {
         )
     );
     // ffmpeg's flashVer.
-    assert!(c["userAgent"].as_str().unwrap().starts_with("FMLE/3.0"), "{c}");
+    assert!(
+        c["userAgent"].as_str().unwrap().starts_with("FMLE/3.0"),
+        "{c}"
+    );
     let id = c["id"].as_str().unwrap();
     assert_eq!(
-        engine.api("GET", &format!("/v3/rtmpconns/get/{id}"), None).json()["id"],
+        engine
+            .api("GET", &format!("/v3/rtmpconns/get/{id}"), None)
+            .json()["id"],
         id
     );
 
@@ -248,7 +271,11 @@ fn rtmpconns_hold_rtmp_clients_and_hls_muxers_answer_by_name() {
         404,
         "muxer not found",
     );
-    assert_error_body(&engine.api("GET", "/v3/hlsmuxers/get/", None), 400, "invalid name");
+    assert_error_body(
+        &engine.api("GET", "/v3/hlsmuxers/get/", None),
+        400,
+        "invalid name",
+    );
 
     let _ = viewer.kill();
     let _ = viewer.wait();
@@ -296,7 +323,11 @@ fn pagination_and_config_write_errors_in_mediamtx_words() {
         ("GET", "/v3/paths/get/"),
     ] {
         let body = (endpoint.0 != "GET" && endpoint.0 != "DELETE").then_some("{}");
-        assert_error_body(&engine.api(endpoint.0, endpoint.1, body), 400, "invalid name");
+        assert_error_body(
+            &engine.api(endpoint.0, endpoint.1, body),
+            400,
+            "invalid name",
+        );
     }
     for name in ["a/../b", "a/./b", ".."] {
         assert_error_body(
@@ -322,7 +353,11 @@ fn pagination_and_config_write_errors_in_mediamtx_words() {
         "json: unknown field \"sourceX\"",
     );
     assert_error_body(
-        &engine.api("PATCH", "/v3/config/pathdefaults/patch", Some(r#"{"nope":1}"#)),
+        &engine.api(
+            "PATCH",
+            "/v3/config/pathdefaults/patch",
+            Some(r#"{"nope":1}"#),
+        ),
         400,
         "json: unknown field \"nope\"",
     );
@@ -333,7 +368,9 @@ fn pagination_and_config_write_errors_in_mediamtx_words() {
     );
     // A second add, and writes on entries that do not exist.
     assert_eq!(
-        engine.api("POST", "/v3/config/paths/add/cam", Some("{}")).status,
+        engine
+            .api("POST", "/v3/config/paths/add/cam", Some("{}"))
+            .status,
         200
     );
     assert_error_body(
@@ -363,16 +400,27 @@ fn pagination_and_config_write_errors_in_mediamtx_words() {
         "invalid UUID length: 3",
     );
     assert_error_body(
-        &engine.api("POST", "/v3/rtmpconns/kick/zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz", None),
+        &engine.api(
+            "POST",
+            "/v3/rtmpconns/kick/zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz",
+            None,
+        ),
         400,
         "invalid UUID format",
     );
     assert_error_body(
-        &engine.api("GET", "/v3/rtmpconns/get/123e4567-e89b-42d3-a456-426614174000", None),
+        &engine.api(
+            "GET",
+            "/v3/rtmpconns/get/123e4567-e89b-42d3-a456-426614174000",
+            None,
+        ),
         404,
         "connection not found",
     );
     // A known route with another method: MediaMTX's router has no 405.
     let wrong = engine.api("PATCH", "/v3/config/paths/add/x", Some("{}"));
-    assert_eq!((wrong.status, wrong.text()), (404, "404 page not found".to_owned()));
+    assert_eq!(
+        (wrong.status, wrong.text()),
+        (404, "404 page not found".to_owned())
+    );
 }

@@ -5,8 +5,8 @@
 use std::fmt::Write as _;
 
 use super::views::{all_hls_muxers, paths, rtmp_conns};
-use crate::runtime::control::{Histogram, ROUND_TRIP_BUCKETS};
 use crate::config::Config;
+use crate::runtime::control::{Histogram, ROUND_TRIP_BUCKETS};
 use crate::runtime::{CoreView, Limit, LimitHits};
 
 /// Escapes a label value (`\`, `"`, newline).

@@ -232,12 +232,10 @@ fn entry<'m, 'a>(
     by_name: &'m mut BTreeMap<String, PathView<'a>>,
     name: &str,
 ) -> &'m mut PathView<'a> {
-    by_name
-        .entry(name.to_owned())
-        .or_insert_with(|| PathView {
-            name: name.to_owned(),
-            ..PathView::default()
-        })
+    by_name.entry(name.to_owned()).or_insert_with(|| PathView {
+        name: name.to_owned(),
+        ..PathView::default()
+    })
 }
 
 /// A push target (`forwards` of a path item).
@@ -374,7 +372,10 @@ pub(super) mod tests {
             j["tracks2"],
             json!([{"codec": "H264", "codecProps": {"width": 1280, "height": 720, "profile": "High", "level": "3.1"}}])
         );
-        assert_eq!((j["ready"].clone(), j["available"].clone()), (json!(true), json!(true)));
+        assert_eq!(
+            (j["ready"].clone(), j["available"].clone()),
+            (json!(true), json!(true))
+        );
         assert_eq!(p[1].json(&config)["source"], Value::Null);
     }
 
@@ -431,7 +432,10 @@ pub(super) mod tests {
         assert_eq!(cam["source"]["type"], "rtmpConn");
         let pull = p[3].json(&config);
         assert_eq!(pull["source"], json!({"type": "rtspSource", "id": ""}));
-        assert_eq!((pull["ready"].clone(), pull["tracks"].clone()), (json!(false), json!([])));
+        assert_eq!(
+            (pull["ready"].clone(), pull["tracks"].clone()),
+            (json!(false), json!([]))
+        );
         assert_eq!(pull["confName"], "pull");
         assert_eq!(rtmp_conns(&views).len(), 5);
         assert_eq!(all_conns(&views).len(), 6);
@@ -440,8 +444,14 @@ pub(super) mod tests {
     #[test]
     fn levels_and_profiles_in_mediamtx_words() {
         assert_eq!((h264_level(31), h264_level(40)), ("3.1".into(), "4".into()));
-        assert_eq!((h265_level(93), h265_level(120)), ("3.1".into(), "4".into()));
-        assert_eq!((h264_profile(66), h264_profile(1)), ("Baseline".into(), "1".into()));
+        assert_eq!(
+            (h265_level(93), h265_level(120)),
+            ("3.1".into(), "4".into())
+        );
+        assert_eq!(
+            (h264_profile(66), h264_profile(1)),
+            ("Baseline".into(), "1".into())
+        );
     }
 
     #[test]
@@ -450,7 +460,10 @@ pub(super) mod tests {
         assert_eq!(j["state"], "read");
         assert_eq!(j["bytesSent"], 2);
         assert_eq!(j["remoteAddr"], "127.0.0.1:5000");
-        assert_eq!((j["user"].clone(), j["userAgent"].clone()), (json!(""), json!("LNX 9,0,124,2")));
+        assert_eq!(
+            (j["user"].clone(), j["userAgent"].clone()),
+            (json!(""), json!("LNX 9,0,124,2"))
+        );
         assert_eq!(j["id"].as_str().unwrap().len(), 36);
     }
 }

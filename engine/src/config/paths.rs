@@ -581,7 +581,17 @@ mod tests {
     #[test]
     fn names_are_checked() {
         let mut p = Paths::default();
-        for bad in ["", "/live", "live/", "live cam", "live/é", "~(unclosed", "a/../b", "a/./b", ".."] {
+        for bad in [
+            "",
+            "/live",
+            "live/",
+            "live cam",
+            "live/é",
+            "~(unclosed",
+            "a/../b",
+            "a/./b",
+            "..",
+        ] {
             assert!(p.insert(bad, PathFields::default()).is_err(), "{bad:?}");
         }
         assert_eq!(
@@ -596,7 +606,14 @@ mod tests {
             Paths::check_name("/x").unwrap_err(),
             "invalid path name '/x': can't begin with a slash"
         );
-        for good in ["live", "live/cam1", "a.b~c-d_e:f/g", "a/..b/.c", "~^.*$", "all_others"] {
+        for good in [
+            "live",
+            "live/cam1",
+            "a.b~c-d_e:f/g",
+            "a/..b/.c",
+            "~^.*$",
+            "all_others",
+        ] {
             p.insert(good, PathFields::default()).unwrap();
         }
     }

@@ -22,9 +22,7 @@ use crate::protocol::http::{
     ResponseHead, Version, LAST_CHUNK,
 };
 use crate::registry::{parse_media_name, HlsName, StreamKey, DEFAULT_VHOST};
-use crate::runtime::{
-    ConnProtocol, Core, HlsQuery, Limit, Notice, PlayHandle, ReaderSlot, Via,
-};
+use crate::runtime::{ConnProtocol, Core, HlsQuery, Limit, Notice, PlayHandle, ReaderSlot, Via};
 
 /// Most bytes of requests taken in one read.
 const READ_BUFFER: usize = 16 * 1024;

@@ -21,7 +21,8 @@ use crate::protocol::rtmp::{
 };
 use crate::registry::{StreamKey, DEFAULT_VHOST};
 use crate::runtime::{
-    ConnProtocol, ConnState, Core, Limit, Notice, PlayHandle, PublishHandle, PublishRefused, ReaderSlot, Via,
+    ConnProtocol, ConnState, Core, Limit, Notice, PlayHandle, PublishHandle, PublishRefused,
+    ReaderSlot, Via,
 };
 
 /// Accepts RTMP connections on this core until shutdown.
