@@ -220,7 +220,7 @@ fn h265_profile(idc: u8) -> String {
 /// `general_level_idc` is thirty times the level (93 is 3.1).
 fn h265_level(idc: u8) -> String {
     let level = f64::from(idc) / 30.0;
-    if idc % 30 == 0 {
+    if idc.is_multiple_of(30) {
         format!("{level:.0}")
     } else {
         format!("{level:.1}")

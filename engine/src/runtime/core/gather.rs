@@ -179,10 +179,10 @@ fn video_track(header: &Frame) -> Option<TrackView> {
     let (codec, props) = match header.video_codec()? {
         VideoCodec::H264 => (
             "H264",
-            fmp4::avc_record_props(record).map(|(profile, level, size)| TrackProps::Video {
-                profile,
-                level,
-                size,
+            fmp4::avc_record_props(record).map(|p| TrackProps::Video {
+                profile: p.profile_idc,
+                level: p.level_idc,
+                size: p.size,
             }),
         ),
         VideoCodec::H265 => (
