@@ -424,3 +424,91 @@ fn pagination_and_config_write_errors_in_mediamtx_words() {
         (404, "404 page not found".to_owned())
     );
 }
+
+#[test]
+fn deprecated_keys_sent_to_the_api_convert_as_mediamtx_converts_them() {
+    // No `all_others`: MediaMTX's conversion would give it a read user `any` on `~^.*$`, which
+    // admits everyone to every path, `secure` included.
+    let engine = Engine::start("paths:\n  open:\n");
+    // Global aliases: kept under their successors, and persisted so.
+    let r = engine.api(
+        "PATCH",
+        "/v3/config/global/patch",
+        Some(r#"{"readBufferCount":1024,"protocols":["tcp"],"apiAllowOrigin":"http://dash.example"}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let global = engine.api("GET", "/v3/config/global/get", None).json();
+    assert_eq!(global["writeQueueSize"], 1024, "{global}");
+    assert_eq!(global["rtspTransports"], json!(["tcp"]));
+    assert_eq!(global["apiAllowOrigins"], json!(["http://dash.example"]));
+    // Path aliases: `disablePublisherOverride` negated into `overridePublisher`; the legacy
+    // per-path credentials made `authInternalUsers` (MediaMTX's conversion).
+    let r = engine.api(
+        "POST",
+        "/v3/config/paths/add/secure",
+        Some(r#"{"disablePublisherOverride":false,"readUser":"viewer","readPass":"S3cretRead"}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let secure = engine
+        .api("GET", "/v3/config/paths/get/secure", None)
+        .json();
+    assert_eq!(secure["overridePublisher"], true, "{secure}");
+    let users =
+        engine.api("GET", "/v3/config/global/get", None).json()["authInternalUsers"].clone();
+    let viewer = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["user"] == "viewer")
+        .unwrap_or_else(|| panic!("no converted read user in {users}"));
+    assert_eq!(viewer["pass"], "<redacted>");
+    assert_eq!(
+        viewer["permissions"],
+        json!([{"action": "read", "path": "secure"}])
+    );
+
+    // The converted users decide: reading `secure` needs the read credentials.
+    let publisher = ff::publish(&engine.rtmp_url("secure"), 12);
+    engine.wait_for_log("publish started", Duration::from_secs(15));
+    let refused = ff::spawn_probe(&engine.rtmp_url("secure"));
+    let out = wait_with_timeout(
+        refused,
+        Duration::from_secs(20),
+        "ffprobe without credentials",
+    );
+    assert!(
+        !out.status.success(),
+        "read without credentials was admitted"
+    );
+    let admitted = ff::spawn_probe_with(
+        &engine.rtmp_url("secure?user=viewer&pass=S3cretRead"),
+        &["-read_intervals", "%+2"],
+    );
+    let out = wait_with_timeout(
+        admitted,
+        Duration::from_secs(20),
+        "ffprobe with credentials",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_with_timeout(publisher, Duration::from_secs(30), "publisher");
+
+    // What the old names set survives a restart (the state file holds the successors).
+    let engine = Engine::restart(engine.kill());
+    let global = engine.api("GET", "/v3/config/global/get", None).json();
+    assert_eq!(
+        (
+            global["writeQueueSize"].clone(),
+            global["rtspTransports"].clone()
+        ),
+        (json!(1024), json!(["tcp"]))
+    );
+    assert!(global["authInternalUsers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|u| u["user"] == "viewer"));
+}

@@ -220,13 +220,18 @@ pub fn plan(
     match change {
         Change::Global(patch) => {
             for key in patch.keys() {
-                if RESTART_ONLY.contains(&key.as_str()) && old_doc.get(key) != new_doc.get(key) {
-                    return Err(ApiError::invalid(format!(
-                        "'{key}' cannot be changed while the engine runs: edit the configuration file and restart"
-                    )));
-                }
-                if let Some(v) = new_doc.get(key) {
-                    overlay.insert(key.clone(), v.clone());
+                // A deprecated key lands in its successors: those are checked and persisted.
+                for stored in crate::config::global_successors(key) {
+                    if RESTART_ONLY.contains(&stored.as_str())
+                        && old_doc.get(&stored) != new_doc.get(&stored)
+                    {
+                        return Err(ApiError::invalid(format!(
+                            "'{key}' cannot be changed while the engine runs: edit the configuration file and restart"
+                        )));
+                    }
+                    if let Some(v) = new_doc.get(&stored) {
+                        overlay.insert(stored, v.clone());
+                    }
                 }
             }
         }
@@ -388,6 +393,36 @@ mod tests {
         assert!(e.to_string().contains("regular expression"), "{e}");
         let e = parse_json::<PathFields>(br#"{"maxReaders": "many"}"#).unwrap_err();
         assert!(e.to_string().starts_with("json: "), "{e}");
+    }
+
+    #[test]
+    fn deprecated_keys_convert_and_persist_under_their_successors() {
+        let c = base();
+        let o = Overlay::new();
+        let patch = |v: Value| Change::global(v.to_string().as_bytes()).unwrap();
+        let (c2, o2) = plan(
+            &c,
+            &o,
+            &patch(json!({"readBufferCount": 1024, "protocols": ["tcp"], "record": true})),
+        )
+        .unwrap();
+        let shown = global_json(&c2);
+        assert_eq!(shown["writeQueueSize"], 1024);
+        assert_eq!(shown["rtspTransports"], json!(["tcp"]));
+        assert_eq!(o2.get("writeQueueSize"), Some(&json!(1024)));
+        assert_eq!(o2.get("rtspTransports"), Some(&json!(["tcp"])));
+        assert_eq!(o2["pathDefaults"]["record"], true);
+        assert!(o2.get("readBufferCount").is_none());
+        // Path aliases: `disablePublisherOverride` is the negation of `overridePublisher`.
+        let add = Change::Add(
+            "cam".into(),
+            parse_path_fields(br#"{"disablePublisherOverride":true,"sourceProtocol":"tcp"}"#)
+                .unwrap(),
+        );
+        let (c3, _) = plan(&c2, &o2, &add).unwrap();
+        let cam = c3.path_conf("cam").unwrap();
+        assert!(!cam.override_publisher);
+        assert_eq!(cam.rtsp_transport, "tcp");
     }
 
     #[test]

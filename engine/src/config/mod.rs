@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{AuthMethod, AuthSettings, InternalUser, Permission, UnknownDomain};
 
+pub use deprecated::global_successors;
 pub use error::ConfigError;
 pub use paths::{source_type, PathConf, PathFields, Paths};
 pub use snapshot::{Snapshot, SnapshotError};

@@ -214,7 +214,6 @@ impl StreamState {
     pub fn headers(&self) -> (Option<&Frame>, Option<&Frame>) {
         (self.video_header.as_ref(), self.audio_header.as_ref())
     }
-
 }
 
 #[cfg(test)]
