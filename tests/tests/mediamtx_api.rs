@@ -512,3 +512,81 @@ fn deprecated_keys_sent_to_the_api_convert_as_mediamtx_converts_them() {
         .iter()
         .any(|u| u["user"] == "viewer"));
 }
+
+/// Opens and closes a TCP connection to `port`; true if it was accepted.
+fn connects(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+#[test]
+fn log_level_and_the_api_and_metrics_switches_change_while_running() {
+    let engine = Engine::start("");
+    // logLevel applies at once, on every core: the data cores' debug lines stop and come back.
+    let accepted = |engine: &Engine| engine.count_log("connection accepted");
+    assert!(connects(engine.rtmp_port));
+    assert!(eventually(Duration::from_secs(5), || accepted(&engine) == 1));
+    let r = engine.api(
+        "PATCH",
+        "/v3/config/global/patch",
+        Some(r#"{"logLevel":"warn"}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        engine.api("GET", "/v3/config/global/get", None).json()["logLevel"],
+        "warn"
+    );
+    // Both data cores (SO_REUSEPORT spreads the connections) stay quiet.
+    for _ in 0..8 {
+        assert!(connects(engine.rtmp_port));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(accepted(&engine), 1, "debug lines after logLevel: warn");
+    let r = engine.api(
+        "PATCH",
+        "/v3/config/global/patch",
+        Some(r#"{"logLevel":"debug"}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(connects(engine.rtmp_port));
+    assert!(eventually(Duration::from_secs(5), || accepted(&engine) == 2));
+
+    // metrics: false closes its listener; true opens it again.
+    let r = engine.api(
+        "PATCH",
+        "/v3/config/global/patch",
+        Some(r#"{"metrics":false}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(eventually(Duration::from_secs(5), || !connects(
+        engine.metrics_port
+    )));
+    let r = engine.api(
+        "PATCH",
+        "/v3/config/global/patch",
+        Some(r#"{"metrics":true}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(get(engine.metrics_port, "/metrics", &[]).status, 200);
+
+    // What cannot change while running is refused, and nothing of the request applies.
+    let r = engine.api(
+        "PATCH",
+        "/v3/config/global/patch",
+        Some(r#"{"rtmpAddress":"127.0.0.1:1","readTimeout":"7s"}"#),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        engine.api("GET", "/v3/config/global/get", None).json()["readTimeout"],
+        "10s"
+    );
+
+    // MediaMTX's TestAPIConfigGlobalPatchDisableAPI: answered, then the API is gone.
+    let r = engine.api("PATCH", "/v3/config/global/patch", Some(r#"{"api":false}"#));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(eventually(Duration::from_secs(5), || !connects(
+        engine.api_port
+    )));
+    engine.wait_for_log("api listener closed", Duration::from_secs(5));
+    // The data plane goes on.
+    assert!(connects(engine.rtmp_port));
+}

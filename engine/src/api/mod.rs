@@ -46,7 +46,7 @@ use crate::config::Snapshot;
 use crate::protocol::http::Request;
 use crate::runtime::control::Histogram;
 use crate::runtime::{
-    ConnUuid, ControlLink, CoreMessage, CoreView, Limit, LimitHits, Reply, StartError,
+    ConnUuid, ControlLink, CoreMessage, CoreView, Limit, LimitHits, LocalSignal, Reply, StartError,
 };
 
 /// Which listener a request came in on.
@@ -164,6 +164,9 @@ pub struct Api {
     connections: [Budget; 2],
     /// Body bytes being read per listener (`apiMaxBodyBytes` across its connections).
     body_bytes: [Budget; 2],
+    /// Per listener, while it runs: the signal that closes it (its switch, `api` or `metrics`,
+    /// turned off through the API).
+    running: RefCell<[Option<LocalSignal>; 2]>,
 }
 
 /// Binds the API and metrics listeners (those enabled) on the control executor and serves them.
@@ -181,6 +184,7 @@ pub fn start(link: Rc<ControlLink>, snapshot: Arc<Snapshot>) -> Result<(), Start
         limit_hits: RefCell::default(),
         connections: Default::default(),
         body_bytes: Default::default(),
+        running: RefCell::default(),
     });
     for (kind, enabled, addr) in listeners {
         if !enabled {
@@ -191,13 +195,69 @@ pub fn start(link: Rc<ControlLink>, snapshot: Arc<Snapshot>) -> Result<(), Start
             addr,
             reason,
         })?;
-        info!(address = %addr, "{} listener ready", kind.name());
-        glommio::spawn_local(server::serve(listener, api.clone(), kind)).detach();
+        api.run_listener(kind, listener, addr);
     }
     Ok(())
 }
 
 impl Api {
+    fn run_listener(
+        self: &Rc<Self>,
+        kind: Listener,
+        listener: glommio::net::TcpListener,
+        addr: SocketAddr,
+    ) {
+        info!(address = %addr, "{} listener ready", kind.name());
+        let closed = LocalSignal::new();
+        self.running.borrow_mut()[kind as usize] = Some(closed.clone());
+        glommio::spawn_local(server::serve(listener, self.clone(), kind, closed)).detach();
+    }
+
+    /// A global change, with what MediaMTX changes while running besides the snapshot: the
+    /// `api` and `metrics` switches (a listener turned on is bound before the change is
+    /// committed, so a port in use refuses it; one turned off closes after this answer) and
+    /// `logLevel` (the process's filter, every core at once).
+    async fn change_global(self: &Rc<Self>, change: Change) -> Result<Value, ApiError> {
+        let before = self.store.snapshot();
+        let (after, _) = store::plan(&before.config, &self.store.overlay(), &change)?;
+        let switches = |c: &crate::config::Config| {
+            [
+                (Listener::Api, c.api, c.api_address.0),
+                (Listener::Metrics, c.metrics, c.metrics_address.0),
+            ]
+        };
+        let mut bound = Vec::new();
+        for (kind, on, addr) in switches(&after) {
+            if on && self.running.borrow()[kind as usize].is_none() {
+                let listener = server::bind(addr).map_err(|e| {
+                    ApiError::invalid(format!("cannot listen on {addr} ({}): {e}", kind.name()))
+                })?;
+                bound.push((kind, listener, addr));
+            }
+        }
+        self.store.apply(&self.link, &change).await?;
+        for (kind, listener, addr) in bound {
+            self.run_listener(kind, listener, addr);
+        }
+        for (kind, on, _) in switches(&after) {
+            if !on {
+                if let Some(off) = self.running.borrow_mut()[kind as usize].take() {
+                    off.fire();
+                }
+            }
+        }
+        if before.config.log_level != after.log_level {
+            match crate::runtime::log_level::set(after.log_level) {
+                Ok(()) => info!(
+                    level = after.log_level.as_str(),
+                    "log level changed (API request)"
+                ),
+                Err(e) => tracing::warn!("logLevel changed but the log filter was not: {e}"),
+            }
+        }
+        Ok(json!({"status": "ok"}))
+    }
+
     /// `apiMaxBodyBytes` of the live configuration.
     pub(crate) fn max_body_bytes(&self) -> usize {
         self.store.snapshot().config.api_max_body_bytes
@@ -333,7 +393,7 @@ impl Api {
 
     /// Routes and answers a request [`Api::admit`] let through, with its CORS headers.
     pub async fn serve(
-        &self,
+        self: &Rc<Self>,
         req: &Request,
         kind: Listener,
         cors: &[(&'static str, String)],
@@ -349,7 +409,7 @@ impl Api {
         response.with_headers(cors)
     }
 
-    async fn answer(&self, req: &Request, kind: Listener) -> Result<Response, ApiError> {
+    async fn answer(self: &Rc<Self>, req: &Request, kind: Listener) -> Result<Response, ApiError> {
         match kind {
             Listener::Metrics => self.metrics(req).await,
             Listener::Api => {
@@ -398,7 +458,7 @@ impl Api {
         Ok(json!({"status": "ok"}))
     }
 
-    async fn dispatch(&self, route: Route, req: &Request) -> Result<Value, ApiError> {
+    async fn dispatch(self: &Rc<Self>, route: Route, req: &Request) -> Result<Value, ApiError> {
         let snapshot = self.store.snapshot();
         let config = &snapshot.config;
         let page = || Page::from_query(&req.query_pairs());
@@ -413,7 +473,7 @@ impl Api {
                 "started": time::rfc3339(self.started_ms),
             })),
             Route::GlobalGet => Ok(store::global_json(config)),
-            Route::GlobalPatch => self.change(Change::global(&req.body)?).await,
+            Route::GlobalPatch => self.change_global(Change::global(&req.body)?).await,
             Route::PathDefaultsGet => {
                 let mut v = crate::config::PathFields::default().resolve_json(
                     "",

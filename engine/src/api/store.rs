@@ -19,18 +19,16 @@ use crate::config::state::{self, Overlay};
 use crate::config::{Config, Loaded, PathFields, Paths, Snapshot};
 use crate::runtime::ControlLink;
 
-/// Global keys that only take effect at start: the API refuses to change them.
-const RESTART_ONLY: [&str; 13] = [
-    "logLevel",
+/// Global keys that only take effect at start: the API refuses to change them. (`logLevel` and
+/// the `api` and `metrics` switches change while running, see `Api::change_global`.)
+const RESTART_ONLY: [&str; 10] = [
     "cores",
     "rtmp",
     "rtmpAddress",
     "httpAddress",
     "hls",
     "hlsAddress",
-    "api",
     "apiAddress",
-    "metrics",
     "metricsAddress",
     "apiStateFile",
     "domainsDir",
@@ -276,6 +274,11 @@ impl Store {
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.borrow().clone()
+    }
+
+    /// What the API changed so far, as persisted.
+    pub fn overlay(&self) -> Overlay {
+        self.overlay.borrow().clone()
     }
 
     /// Validates, persists and hot-applies `change`. Returns once every data core applied it.

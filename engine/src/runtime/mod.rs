@@ -7,6 +7,7 @@ mod core;
 mod ids;
 mod limits;
 mod links;
+pub mod log_level;
 mod mesh;
 mod message;
 pub(crate) mod os_signal;
