@@ -590,3 +590,50 @@ fn log_level_and_the_api_and_metrics_switches_change_while_running() {
     // The data plane goes on.
     assert!(connects(engine.rtmp_port));
 }
+
+#[test]
+fn forward_entries_and_kept_keys_are_shown_as_mediamtx_shows_them() {
+    let engine = Engine::start("");
+    let defaults = engine
+        .api("GET", "/v3/config/pathdefaults/get", None)
+        .json();
+    assert_eq!(defaults["forward"], json!([]), "{defaults}");
+    let r = engine.api(
+        "POST",
+        "/v3/config/paths/add/fw",
+        Some(
+            r#"{"forward":[{"dest":"rtmp://127.0.0.1:1/live","destFingerprint":"","whipBearerToken":""}],"record":true}"#,
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let fw = engine.api("GET", "/v3/config/paths/get/fw", None).json();
+    assert_eq!(
+        fw["forward"],
+        json!([{"dest": "rtmp://127.0.0.1:1/live", "destFingerprint": "", "whipBearerToken": ""}])
+    );
+    // A key of a feature Corestream does not have: kept, shown back, logged once.
+    assert_eq!(fw["record"], true);
+    let line = engine.wait_for_log(
+        "recording: not served by corestream",
+        Duration::from_secs(5),
+    );
+    assert!(line.contains("paths.fw.record"), "{line}");
+    let r = engine.api(
+        "PATCH",
+        "/v3/config/paths/patch/fw",
+        Some(r#"{"maxReaders":3}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(engine.count_log("recording: not served by corestream"), 1);
+    // What GET gave can be sent back whole (MediaMTX's round trip).
+    let whole = engine.api("GET", "/v3/config/paths/get/fw", None).text();
+    let r = engine.api("POST", "/v3/config/paths/replace/fw", Some(&whole));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = engine.api("POST", "/v3/config/paths/add/plain", Some("{}"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        engine.api("GET", "/v3/config/paths/get/plain", None).json()["forward"],
+        json!([])
+    );
+}

@@ -243,6 +243,23 @@ pub fn plan(
     Ok((new, overlay))
 }
 
+/// Logs, once, what a change newly asks for that Corestream does not serve (MediaMTX keys of
+/// features it lacks: kept and shown back, not served) and the deprecated keys it converted, as
+/// the start logs them for the file.
+fn report_news(before: &Config, after: &Config) {
+    let old = before.compat_report.not_served_lines();
+    for line in after.compat_report.not_served_lines() {
+        if !old.contains(&line) {
+            warn!("{line}");
+        }
+    }
+    for c in &after.compat_report.converted {
+        if !before.compat_report.converted.contains(c) {
+            info!("deprecated MediaMTX key converted: {c}");
+        }
+    }
+}
+
 /// The live configuration and its persisted overlay, on the control core.
 pub struct Store {
     snapshot: RefCell<Arc<Snapshot>>,
@@ -291,6 +308,7 @@ impl Store {
         })
         .map_err(ApiError::invalid)?;
         info!("reloading configuration (API request)");
+        report_news(&current.config, &snapshot.config);
         if let Some(path) = &self.state_path {
             state::write_overlay(path, &overlay)?;
         }

@@ -83,21 +83,22 @@ pub struct ForwardTarget {
     /// `rtmp(s)://host[:port]/app` (the stream's name is appended) or `rtmp(s)://host/app/stream`.
     pub dest: String,
     /// Hex SHA-256 of an `rtmps://` target's certificate, accepted instead of checking the chain
-    /// against the public roots (as `sourceFingerprint` for sources). MediaMTX names it
-    /// `destFingerprint`.
+    /// against the public roots (as `sourceFingerprint` for sources). Shown under MediaMTX's name
+    /// `destFingerprint` (`""` when unset, as MediaMTX shows it); `fingerprint` is read too.
     #[serde(
         default,
-        alias = "destFingerprint",
-        skip_serializing_if = "Option::is_none",
+        rename = "destFingerprint",
+        alias = "fingerprint",
+        serialize_with = "empty_when_none",
         deserialize_with = "empty_is_none"
     )]
     pub fingerprint: Option<String>,
     /// MediaMTX's token for `whip(s)://` targets, which Corestream does not push to: accepted
-    /// empty (as MediaMTX writes it), refused otherwise.
+    /// empty (as MediaMTX writes it), refused otherwise; shown as `""`.
     #[serde(
         default,
         rename = "whipBearerToken",
-        skip_serializing_if = "Option::is_none",
+        serialize_with = "empty_when_none",
         deserialize_with = "empty_is_none"
     )]
     pub whip_bearer_token: Option<String>,
@@ -214,7 +215,7 @@ pub struct PathConf {
     /// Unset: the global `writeMergeLatency`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub write_merge_latency: Option<Millis>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// Shown as `[]` when empty, as MediaMTX shows it.
     pub forward: Vec<ForwardTarget>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub origins: Vec<String>,
