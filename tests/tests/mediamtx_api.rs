@@ -290,7 +290,6 @@ fn pagination_and_config_write_errors_in_mediamtx_words() {
         "/v3/config/paths/list",
         "/v3/paths/list",
         "/v3/rtmpconns/list",
-        "/v3/rtmpsconns/list",
         "/v3/hlsmuxers/list",
     ] {
         assert_error_body(
@@ -417,6 +416,21 @@ fn pagination_and_config_write_errors_in_mediamtx_words() {
         404,
         "connection not found",
     );
+    // The routes of servers Corestream does not run are absent, as in a MediaMTX that runs none
+    // of them (its router registers them with their server).
+    for path in [
+        "/v3/rtmpsconns/list",
+        "/v3/rtspconns/list",
+        "/v3/rtspsessions/list",
+        "/v3/webrtcsessions/list",
+        "/v3/srtconns/list",
+        "/v3/hlssessions/list",
+        "/v3/recordings/list",
+        "/v3/paths/forward/list?path=x",
+    ] {
+        let r = engine.api("GET", path, None);
+        assert_eq!((r.status, r.text()), (404, "404 page not found".to_owned()), "{path}");
+    }
     // A known route with another method: MediaMTX's router has no 405.
     let wrong = engine.api("PATCH", "/v3/config/paths/add/x", Some("{}"));
     assert_eq!(

@@ -44,7 +44,9 @@ impl Route {
 }
 
 /// Fixed endpoints: path, method, route.
-const FIXED: [(&str, Method, Route); 10] = [
+/// MediaMTX registers the routes of a server only while that server runs: there is no RTMPS,
+/// RTSP, WebRTC, SRT or MoQ server here, so their routes are 404 as in a MediaMTX that runs none.
+const FIXED: [(&str, Method, Route); 9] = [
     ("/v3/info", Method::Get, Route::Info),
     ("/v3/config/global/get", Method::Get, Route::GlobalGet),
     ("/v3/config/global/patch", Method::Patch, Route::GlobalPatch),
@@ -62,8 +64,6 @@ const FIXED: [(&str, Method, Route); 10] = [
     ("/v3/paths/list", Method::Get, Route::PathsList),
     ("/v3/rtmpconns/list", Method::Get, Route::RtmpConnsList),
     ("/v3/hlsmuxers/list", Method::Get, Route::HlsMuxersList),
-    // MediaMTX lists RTMPS connections apart; there are none here.
-    ("/v3/rtmpsconns/list", Method::Get, Route::RtmpConnsList),
 ];
 
 /// An endpoint that takes a name or an id: prefix, method, route constructor.
@@ -94,10 +94,9 @@ const NAMED: [Named; 7] = [
 ];
 
 /// Endpoints that take one id segment (MediaMTX's `:id`): one called without it has no route.
-const BY_ID: [Named; 3] = [
+const BY_ID: [Named; 2] = [
     ("/v3/rtmpconns/get/", Method::Get, Route::RtmpConnGet),
     ("/v3/rtmpconns/kick/", Method::Post, Route::RtmpConnKick),
-    ("/v3/rtmpsconns/get/", Method::Get, Route::RtmpConnGet),
 ];
 
 /// The endpoint for `method` and the percent-decoded `path`. As MediaMTX's router, a known
