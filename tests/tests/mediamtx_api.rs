@@ -429,7 +429,11 @@ fn pagination_and_config_write_errors_in_mediamtx_words() {
         "/v3/paths/forward/list?path=x",
     ] {
         let r = engine.api("GET", path, None);
-        assert_eq!((r.status, r.text()), (404, "404 page not found".to_owned()), "{path}");
+        assert_eq!(
+            (r.status, r.text()),
+            (404, "404 page not found".to_owned()),
+            "{path}"
+        );
     }
     // A known route with another method: MediaMTX's router has no 405.
     let wrong = engine.api("PATCH", "/v3/config/paths/add/x", Some("{}"));

@@ -303,7 +303,8 @@ fn check_fingerprint(key: &str, fp: &str) -> Result<(), String> {
     }
 }
 
-/// `publisher`, `rtmp(s)://…`, `rtsp://…` and `http(s)://…/x.flv` are served; other pull URLs are refused.
+/// `publisher`, `rtmp(s)://…`, `rtsp://…`, `http(s)://…/x.flv` and `http(s)://…/x.m3u8` (HLS,
+/// MPEG-TS segments) are served; other pull URLs are refused.
 pub fn check_source(source: &str) -> Result<(), String> {
     const PULL: [&str; 12] = [
         "rtmp://",
@@ -325,13 +326,14 @@ pub fn check_source(source: &str) -> Result<(), String> {
         .iter()
         .any(|p| source.starts_with(p))
         || is_http_flv(source)
+        || is_hls(source)
     {
         crate::relay::url::parse(source)
             .map(drop)
             .map_err(|e| format!("invalid source: '{source}': {e}"))
     } else if PULL.iter().any(|p| source.starts_with(p)) {
         Err(format!(
-            "source '{source}' is not supported yet: only 'publisher', 'rtmp(s)://…', 'rtsp://…' and 'http(s)://…/x.flv' are"
+            "source '{source}' is not supported yet: only 'publisher', 'rtmp(s)://…', 'rtsp://…', 'http(s)://…/x.flv' and 'http(s)://…/x.m3u8' are"
         ))
     } else {
         Err(format!("invalid source: '{source}'"))
@@ -347,9 +349,17 @@ pub fn source_type(source: &str) -> Option<&'static str> {
         Some("rtspSource")
     } else if is_http_flv(source) {
         Some("httpFlvSource")
+    } else if is_hls(source) {
+        Some("hlsSource")
     } else {
         None
     }
+}
+
+/// An `http://` or `https://` URL whose path ends in `.m3u8` (an HLS playlist).
+fn is_hls(source: &str) -> bool {
+    let path = source.split(['?', '#']).next().unwrap_or_default();
+    (source.starts_with("http://") || source.starts_with("https://")) && path.ends_with(".m3u8")
 }
 
 /// An `http://` or `https://` URL whose path ends in `.flv` (HTTP-FLV).

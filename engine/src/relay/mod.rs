@@ -19,6 +19,7 @@
 pub mod backoff;
 mod dial;
 pub mod error;
+mod hls_pull;
 mod link;
 mod pull;
 mod push;

@@ -104,6 +104,12 @@ pub(super) async fn pull(
                 Ok(transport) => feed.rtmp(u, transport, &mut reader).await,
                 Err(e) => return e,
             },
+            RelayUrl::HttpFlv(u) if u.is_hls() => {
+                match Transport::new(u.tls, &u.host, fingerprint) {
+                    Ok(transport) => feed.hls(u, transport, &mut reader).await,
+                    Err(e) => return e,
+                }
+            }
             RelayUrl::HttpFlv(u) => match Transport::new(u.tls, &u.host, fingerprint) {
                 Ok(transport) => feed.http_flv(u, transport, &mut reader).await,
                 Err(e) => return e,
@@ -294,16 +300,16 @@ enum RtspInput {
 }
 
 /// The stream a pull feeds: published on this core from the first frame on.
-struct Feed<'a> {
-    core: &'a Rc<Core>,
-    key: &'a StreamKey,
-    link: &'a Link,
-    conn: &'a Conn,
+pub(super) struct Feed<'a> {
+    pub(super) core: &'a Rc<Core>,
+    pub(super) key: &'a StreamKey,
+    pub(super) link: &'a Link,
+    pub(super) conn: &'a Conn,
     publish: Option<PublishHandle>,
 }
 
 impl Feed<'_> {
-    async fn deliver(&mut self, frame: Frame) -> Result<(), RelayError> {
+    pub(super) async fn deliver(&mut self, frame: Frame) -> Result<(), RelayError> {
         if self.publish.is_none() {
             let handle = self
                 .core

@@ -84,7 +84,11 @@ impl Clock {
             return self.last;
         };
         let base = self.last - self.last % WRAP;
-        let candidates = [base + ts, (base + ts).saturating_sub(WRAP), base + ts + WRAP];
+        let candidates = [
+            base + ts,
+            (base + ts).saturating_sub(WRAP),
+            base + ts + WRAP,
+        ];
         let best = candidates
             .into_iter()
             .min_by_key(|c| c.abs_diff(self.last))
@@ -238,7 +242,11 @@ impl TsDemuxer {
         if start {
             self.flush(video)?;
         }
-        let slot = if video { &mut self.video } else { &mut self.audio };
+        let slot = if video {
+            &mut self.video
+        } else {
+            &mut self.audio
+        };
         let Some(pes) = slot.as_mut() else {
             return Ok(());
         };
@@ -260,7 +268,11 @@ impl TsDemuxer {
 
     /// Turns the PES being assembled on the video (or audio) PID into frames.
     fn flush(&mut self, video: bool) -> Result<(), TsDemuxError> {
-        let slot = if video { &mut self.video } else { &mut self.audio };
+        let slot = if video {
+            &mut self.video
+        } else {
+            &mut self.audio
+        };
         let Some(pes) = slot.as_mut() else {
             return Ok(());
         };
@@ -315,8 +327,11 @@ impl TsDemuxer {
             return;
         };
         if keyframe && self.avc_config_due {
-            self.frames
-                .push_back(Frame::new(MediaKind::Video, ms, avc_sequence_header(sps, pps)));
+            self.frames.push_back(Frame::new(
+                MediaKind::Video,
+                ms,
+                avc_sequence_header(sps, pps),
+            ));
             self.avc_config_due = false;
         }
         let cts = cts.clamp(-(1 << 23), (1 << 23) - 1) as i32;
@@ -544,8 +559,13 @@ mod tests {
             Err(TsDemuxError::LostSync { byte: 0x48 })
         );
         assert_eq!(
-            annex_b(&Bytes::from_static(&[0, 0, 0, 1, 9, 0xf0, 0, 0, 1, 0x65, 1])),
-            [Bytes::from_static(&[9, 0xf0]), Bytes::from_static(&[0x65, 1])]
+            annex_b(&Bytes::from_static(&[
+                0, 0, 0, 1, 9, 0xf0, 0, 0, 1, 0x65, 1
+            ])),
+            [
+                Bytes::from_static(&[9, 0xf0]),
+                Bytes::from_static(&[0x65, 1])
+            ]
         );
     }
 }
