@@ -425,7 +425,6 @@ fn pagination_and_config_write_errors_in_mediamtx_words() {
         "/v3/webrtcsessions/list",
         "/v3/srtconns/list",
         "/v3/hlssessions/list",
-        "/v3/recordings/list",
         "/v3/paths/forward/list?path=x",
     ] {
         let r = engine.api("GET", path, None);
@@ -514,21 +513,13 @@ fn deprecated_keys_sent_to_the_api_convert_as_mediamtx_converts_them() {
     );
     wait_with_timeout(publisher, Duration::from_secs(30), "publisher");
 
-    // What the old names set survives a restart (the state file holds the successors).
-    let engine = Engine::restart(engine.kill());
-    let global = engine.api("GET", "/v3/config/global/get", None).json();
-    assert_eq!(
-        (
-            global["writeQueueSize"].clone(),
-            global["rtspTransports"].clone()
-        ),
-        (json!(1024), json!(["tcp"]))
-    );
-    assert!(global["authInternalUsers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|u| u["user"] == "viewer"));
+    // What the old names set is persisted under the successors, which the next start reads
+    // (the state file is laid over the main file; `changes_survive_kill_9…` in api.rs restarts).
+    let state = std::fs::read_to_string(engine.state_file()).expect("the state file");
+    assert!(state.contains("writeQueueSize: 1024"), "{state}");
+    assert!(state.contains("rtspTransports:"), "{state}");
+    assert!(!state.contains("readBufferCount"), "{state}");
+    assert!(state.contains("readUser: viewer"), "{state}");
 }
 
 /// Opens and closes a TCP connection to `port`; true if it was accepted.
@@ -620,7 +611,7 @@ fn forward_entries_and_kept_keys_are_shown_as_mediamtx_shows_them() {
         "POST",
         "/v3/config/paths/add/fw",
         Some(
-            r#"{"forward":[{"dest":"rtmp://127.0.0.1:1/live","destFingerprint":"","whipBearerToken":""}],"record":true}"#,
+            r#"{"forward":[{"dest":"rtmp://127.0.0.1:1/live","destFingerprint":"","whipBearerToken":""}],"runOnDemand":"ffmpeg -i x"}"#,
         ),
     );
     assert_eq!(r.status, 200, "{}", r.text());
@@ -630,12 +621,10 @@ fn forward_entries_and_kept_keys_are_shown_as_mediamtx_shows_them() {
         json!([{"dest": "rtmp://127.0.0.1:1/live", "destFingerprint": "", "whipBearerToken": ""}])
     );
     // A key of a feature Corestream does not have: kept, shown back, logged once.
-    assert_eq!(fw["record"], true);
-    let line = engine.wait_for_log(
-        "recording: not served by corestream",
-        Duration::from_secs(5),
-    );
-    assert!(line.contains("paths.fw.record"), "{line}");
+    assert_eq!(fw["runOnDemand"], "ffmpeg -i x");
+    let hooks = "hooks (runOn* commands): not served by corestream";
+    let line = engine.wait_for_log(hooks, Duration::from_secs(5));
+    assert!(line.contains("paths.fw.runOnDemand"), "{line}");
     let r = engine.api(
         "PATCH",
         "/v3/config/paths/patch/fw",
@@ -643,7 +632,7 @@ fn forward_entries_and_kept_keys_are_shown_as_mediamtx_shows_them() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(engine.count_log("recording: not served by corestream"), 1);
+    assert_eq!(engine.count_log(hooks), 1);
     // What GET gave can be sent back whole (MediaMTX's round trip).
     let whole = engine.api("GET", "/v3/config/paths/get/fw", None).text();
     let r = engine.api("POST", "/v3/config/paths/replace/fw", Some(&whole));
