@@ -18,6 +18,8 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
         gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-libav)
 # The relay tests build network namespaces of their own.
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+# The MediaMTX API tests read HTTP-FLV with curl beside an RTMP publisher.
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 # The browser tests drive headless Debian chromium over the DevTools protocol.
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if ((${#missing[@]})); then
