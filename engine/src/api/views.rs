@@ -23,7 +23,7 @@ pub fn conn_json(c: &ConnView, secrets: &[String]) -> Value {
         "path": c.path,
         "query": super::redact::query(&c.query, secrets),
         "user": c.user,
-        "userAgent": c.user_agent,
+        "userAgent": &*c.user_agent,
         "bytesReceived": c.bytes_in,
         "bytesSent": c.bytes_out,
         "inboundBytes": c.bytes_in,
@@ -227,12 +227,13 @@ fn h265_level(idc: u8) -> String {
     }
 }
 
-/// The path named `name`, added if missing.
+/// The path named `name`, added if missing (keys borrow the views' and the configuration's
+/// names: a path with a hundred readers is looked up a hundred times per request).
 fn entry<'m, 'a>(
-    by_name: &'m mut BTreeMap<String, PathView<'a>>,
-    name: &str,
+    by_name: &'m mut BTreeMap<&'a str, PathView<'a>>,
+    name: &'a str,
 ) -> &'m mut PathView<'a> {
-    by_name.entry(name.to_owned()).or_insert_with(|| PathView {
+    by_name.entry(name).or_insert_with(|| PathView {
         name: name.to_owned(),
         ..PathView::default()
     })
@@ -252,14 +253,14 @@ pub fn forward_json(f: &ForwardView) -> Value {
 /// Every path MediaMTX would list, sorted by name: each entry of `config` named without a
 /// regular expression (from the moment it is configured, published or not), and every path with
 /// a publisher, a reader or a pulled source.
-pub fn paths<'a>(views: &'a [CoreView], config: &Config) -> Vec<PathView<'a>> {
-    let mut by_name: BTreeMap<String, PathView<'a>> = BTreeMap::new();
+pub fn paths<'a>(views: &'a [CoreView], config: &'a Config) -> Vec<PathView<'a>> {
+    let mut by_name: BTreeMap<&'a str, PathView<'a>> = BTreeMap::new();
     for name in config.paths.literal_names() {
         let configured_source = config
             .path_conf(name)
             .and_then(|c| crate::config::source_type(&c.source));
         by_name.insert(
-            name.to_owned(),
+            name,
             PathView {
                 name: name.to_owned(),
                 configured_source,
@@ -312,7 +313,7 @@ pub(super) mod tests {
             path: path.into(),
             query: String::new(),
             user: String::new(),
-            user_agent: "LNX 9,0,124,2".into(),
+            user_agent: std::sync::Arc::from("LNX 9,0,124,2"),
             since_ms: 1_000,
             bytes_in: bytes.0,
             bytes_out: bytes.1,

@@ -7,6 +7,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use crate::delivery::PlayerQueue;
 
@@ -123,8 +124,9 @@ pub struct ConnInfo {
     /// Unix milliseconds at accept.
     pub created_ms: u64,
     protocol: Cell<ConnProtocol>,
-    /// What the client says it is (RTMP `flashVer`, HTTP `User-Agent`).
-    user_agent: RefCell<String>,
+    /// What the client says it is (RTMP `flashVer`, HTTP `User-Agent`). Shared, not copied, by
+    /// each gather's view: it is set once and read on every API request.
+    user_agent: RefCell<Arc<str>>,
     remote: Cell<Option<SocketAddr>>,
     role: RefCell<Role>,
     bytes_in: Cell<u64>,
@@ -149,7 +151,7 @@ impl Default for ConnInfo {
             uuid: ConnUuid::new_v4(),
             created_ms: unix_ms(),
             protocol: Cell::new(ConnProtocol::default()),
-            user_agent: RefCell::default(),
+            user_agent: RefCell::new(Arc::from("")),
             remote: Cell::new(None),
             role: RefCell::default(),
             bytes_in: Cell::new(0),
@@ -168,7 +170,7 @@ impl ConnInfo {
     }
 
     pub fn set_user_agent(&self, agent: &str) {
-        *self.user_agent.borrow_mut() = agent.to_owned();
+        *self.user_agent.borrow_mut() = Arc::from(agent);
     }
 
     pub fn set_queue(&self, queue: Rc<RefCell<PlayerQueue>>) {
@@ -224,7 +226,7 @@ impl ConnInfo {
             path: role.path,
             query: role.query,
             user: role.user,
-            user_agent: self.user_agent.borrow().clone(),
+            user_agent: Arc::clone(&self.user_agent.borrow()),
             since_ms: role.since_ms,
             bytes_in: self.bytes_in.get(),
             bytes_out,
@@ -246,7 +248,7 @@ pub struct ConnView {
     pub path: String,
     pub query: String,
     pub user: String,
-    pub user_agent: String,
+    pub user_agent: Arc<str>,
     /// When the publish or read started (Unix ms).
     pub since_ms: u64,
     pub bytes_in: u64,
