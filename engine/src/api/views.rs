@@ -393,7 +393,8 @@ pub(super) mod tests {
             last_error_ms: Some(1_000),
             bytes_received: 0,
         });
-        let p = paths(&views, &Config::parse("", "c").unwrap());
+        let config = Config::parse("", "c").unwrap();
+        let p = paths(&views, &config);
         let pulled = p.iter().find(|p| p.name == "live/pulled").unwrap();
         let j = pulled.json(&Config::parse("", "c").unwrap());
         assert_eq!(j["source"], json!({"type": "rtmpSource", "id": ""}));
