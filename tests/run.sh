@@ -18,7 +18,8 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
         gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-libav)
 # The relay tests build network namespaces of their own.
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
-# The cluster tests run a real Redis (and Redis Sentinel) and read with rtmpdump and curl.
+# The cluster tests run a real Redis (and Redis Sentinel) and read with rtmpdump and curl; the
+# MediaMTX API tests read HTTP-FLV with curl beside an RTMP publisher.
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
 command -v rtmpdump >/dev/null 2>&1 || missing+=(rtmpdump)

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use corestream::auth::{sign_url, Action, AuthRequest, RequestTarget};
 use corestream::config::{Config, Snapshot};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::EnvFilter;
 
 #[global_allocator]
@@ -246,12 +248,22 @@ fn sign(snapshot: &Snapshot, args: &SignArgs) -> ExitCode {
 fn run(snapshot: Arc<Snapshot>, discovered: bool) -> ExitCode {
     let filter = EnvFilter::try_from_env("CORESTREAM_LOG")
         .unwrap_or_else(|_| EnvFilter::new(snapshot.config.log_level.as_str()));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
+    // Reloadable, so that a `logLevel` change through the API applies at once.
+    let (filter, reload) = tracing_subscriber::reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_target(false),
+        )
         .init();
+    corestream::runtime::log_level::install(Box::new(move |level| {
+        reload
+            .reload(EnvFilter::new(level.as_str()))
+            .map_err(|e| e.to_string())
+    }));
     match (&snapshot.source, discovered) {
         (corestream::config::Source::File(path), true) => tracing::info!(
             config = %path.display(),

@@ -85,7 +85,7 @@ fn config_endpoints_errors_pagination_and_slashes() {
             Some(r#"{"readTimout":"4s"}"#),
         ),
         400,
-        "unknown field `readTimout`",
+        "json: unknown field \"readTimout\"",
     );
     assert_error(
         &engine.api(
@@ -122,7 +122,7 @@ fn config_endpoints_errors_pagination_and_slashes() {
             Some(r#"{"recrd":true}"#),
         ),
         400,
-        "unknown field `recrd`",
+        "json: unknown field \"recrd\"",
     );
 
     // Paths: add, get, patch, replace, delete, with names containing slashes.
@@ -238,17 +238,17 @@ fn config_endpoints_errors_pagination_and_slashes() {
     assert_error(
         &engine.api("POST", "/v3/config/paths/add/x", Some(r#"{"bogus":1}"#)),
         400,
-        "unknown field `bogus`",
+        "json: unknown field \"bogus\"",
     );
     assert_error(
         &engine.api("POST", "/v3/config/paths/add/~(", Some("{}")),
         400,
-        "regular expression",
+        "invalid regular expression: (",
     );
     assert_error(
         &engine.api("POST", "/v3/config/paths/add/bad%20name", Some("{}")),
         400,
-        "alphanumeric",
+        "invalid path name 'bad name': can contain only alphanumeric characters",
     );
 
     // Pagination, sorted by name.
@@ -291,17 +291,35 @@ fn config_endpoints_errors_pagination_and_slashes() {
     assert_error(
         &engine.api("GET", "/v3/config/paths/list?itemsPerPage=0", None),
         400,
-        "invalid itemsPerPage",
+        "invalid items per page",
     );
     assert_error(
         &engine.api("GET", "/v3/paths/list?page=x", None),
         400,
-        "invalid page",
+        "strconv.ParseUint: parsing \"x\": invalid syntax",
     );
 
     // Runtime endpoints with nothing running, and routing errors.
     let empty = json!({"itemCount": 0, "pageCount": 0, "items": []});
-    assert_eq!(engine.api("GET", "/v3/paths/list", None).json(), empty);
+    // The configured paths are listed (as MediaMTX lists them), none of them ready; not the
+    // regular expression.
+    let runtime = engine.api("GET", "/v3/paths/list", None).json();
+    assert_eq!(
+        names(&runtime),
+        [
+            "live/cam1",
+            "page/p0",
+            "page/p1",
+            "page/p2",
+            "page/p3",
+            "page/p4"
+        ]
+    );
+    assert!(runtime["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["ready"] == false && p["source"].is_null()));
     assert_eq!(engine.api("GET", "/v3/rtmpconns/list", None).json(), empty);
     assert_eq!(engine.api("GET", "/v3/hlsmuxers/list", None).json(), empty);
     assert_error(
@@ -327,14 +345,23 @@ fn config_endpoints_errors_pagination_and_slashes() {
     assert_error(
         &engine.api("GET", "/v3/rtmpconns/get/not-a-uuid", None),
         400,
-        "invalid connection id",
+        "invalid UUID length: 10",
     );
-    assert_error(&engine.api("GET", "/v3/nothing", None), 404, "not found");
-    assert_error(
-        &engine.api("GET", "/v3/config/paths/add/x", None),
-        405,
-        "method not allowed",
-    );
+    // MediaMTX's router: no route, or a known route with another method, is a plain-text 404.
+    for (method, path) in [
+        ("GET", "/v3/nothing"),
+        ("GET", "/v3/config/paths/add/x"),
+        ("POST", "/v3/paths/list"),
+        ("DELETE", "/v3/config/global/get"),
+    ] {
+        let r = engine.api(method, path, None);
+        assert_eq!(
+            (r.status, r.text()),
+            (404, "404 page not found".to_owned()),
+            "{method} {path}"
+        );
+        assert!(r.header("content-type").unwrap().starts_with("text/plain"));
+    }
     // Malformed HTTP and oversized bodies are refused by the parser.
     assert_eq!(
         http::raw_status(engine.api_port, b"GET / HTTP/9.9\r\n\r\n"),

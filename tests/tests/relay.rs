@@ -169,7 +169,13 @@ fn on_demand_source_times_out_its_reader_and_closes_after_the_last() {
         0,
         "on demand: nothing before a reader"
     );
-    assert_eq!(edge.path_item("live/od"), Value::Null);
+    // Listed from the start, as MediaMTX lists a configured on-demand source: its type, not
+    // ready, no tracks, no pull running.
+    let idle = edge.path_item("live/od");
+    assert_eq!(idle["source"]["type"], "rtmpSource", "{idle}");
+    assert_eq!(idle["ready"], false, "{idle}");
+    assert_eq!(idle["tracks"], serde_json::json!([]), "{idle}");
+    assert_eq!(idle["sourceState"], Value::Null, "{idle}");
 
     let started = Instant::now();
     let probe = ff::spawn_probe(&edge.rtmp_url("live/od"));
@@ -186,10 +192,13 @@ fn on_demand_source_times_out_its_reader_and_closes_after_the_last() {
         "no readers for sourceOnDemandCloseAfter",
         Duration::from_secs(10),
     );
-    // The pull and its connection are gone from the edge. (The origin itself only notices when
-    // its waiting player's playWaitTimeout ends: a waiting RTMP player is not read meanwhile.)
+    // The pull is gone from the edge; the configured path stays listed. (The origin itself only
+    // notices when its waiting player's playWaitTimeout ends: a waiting RTMP player is not read
+    // meanwhile.)
     assert!(eventually(Duration::from_secs(5), || {
-        edge.path_item("live/od").is_null()
+        let item = edge.path_item("live/od");
+        item["sourceState"].is_null()
+            && item["source"]["type"] == "rtmpSource"
             && edge.api("GET", "/v3/rtmpconns/list", None).json()["itemCount"] == 0
     }));
 }

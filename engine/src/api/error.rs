@@ -22,10 +22,15 @@ pub enum ApiError {
     PathConfNotFound,
     #[error("connection not found")]
     ConnNotFound,
-    #[error("not found")]
+    #[error("muxer not found")]
+    MuxerNotFound,
+    /// A named endpoint called without a name (`/v3/config/paths/get/`).
+    #[error("invalid name")]
+    InvalidName,
+    /// No endpoint has this path and method. MediaMTX's router answers a known path with
+    /// another method the same way (it does not tell 405 apart), in plain text.
+    #[error("404 page not found")]
     NoRoute,
-    #[error("method not allowed")]
-    MethodNotAllowed,
     /// `/v3/cluster/*` on a node without `cluster:`.
     #[error("this node is not in a cluster")]
     NotInCluster,
@@ -41,12 +46,12 @@ impl ApiError {
     pub fn status(&self) -> u16 {
         match self {
             ApiError::Unauthorized { .. } => 401,
-            ApiError::Invalid(_) | ApiError::PathExists => 400,
+            ApiError::Invalid(_) | ApiError::PathExists | ApiError::InvalidName => 400,
             ApiError::PathNotFound
             | ApiError::PathConfNotFound
             | ApiError::ConnNotFound
+            | ApiError::MuxerNotFound
             | ApiError::NoRoute => 404,
-            ApiError::MethodNotAllowed => 405,
             ApiError::NotInCluster => 404,
             ApiError::ClusterUnreachable(_) => 503,
             ApiError::Persist(_) => 500,

@@ -4,7 +4,8 @@
 
 use std::fmt::Write as _;
 
-use super::views::{all_conns, paths};
+use super::views::{all_hls_muxers, paths, rtmp_conns};
+use crate::config::Config;
 use crate::runtime::control::{Histogram, ROUND_TRIP_BUCKETS};
 use crate::runtime::{CoreView, Limit, LimitHits};
 
@@ -93,12 +94,13 @@ pub fn cluster(out: &mut String, s: &crate::cluster::ClusterStatus) {
 /// The whole scrape.
 pub fn render(
     views: &[CoreView],
+    config: &Config,
     control_limit_hits: &LimitHits,
     mesh_round_trip: &Histogram,
     api_latency: &Histogram,
 ) -> String {
     let mut out = String::with_capacity(4096);
-    let paths = paths(views);
+    let paths = paths(views, config);
     if paths.is_empty() {
         for m in [
             "paths",
@@ -124,7 +126,7 @@ pub fn render(
         let _ = writeln!(out, "paths_outbound_bytes{tags} {}", p.outbound_bytes());
         let _ = writeln!(out, "paths_readers{tags} {}", p.readers.len());
     }
-    let conns = all_conns(views);
+    let conns = rtmp_conns(views);
     if conns.is_empty() {
         for m in [
             "rtmp_conns",
@@ -150,13 +152,24 @@ pub fn render(
             c.frames_discarded
         );
     }
-    // No HLS yet: MediaMTX writes a zero sample for an empty family.
-    for m in [
-        "hls_muxers",
-        "hls_muxers_bytes_sent",
-        "hls_muxers_outbound_bytes",
-    ] {
-        let _ = writeln!(out, "{m} 0");
+    let muxers = all_hls_muxers(views);
+    if muxers.is_empty() {
+        // MediaMTX writes a zero sample for an empty family.
+        for m in [
+            "hls_muxers",
+            "hls_muxers_bytes_sent",
+            "hls_muxers_outbound_bytes",
+            "hls_muxers_outbound_frames_discarded",
+        ] {
+            let _ = writeln!(out, "{m} 0");
+        }
+    }
+    for m in &muxers {
+        let tags = format!("{{name=\"{}\"}}", label(&m.path));
+        let _ = writeln!(out, "hls_muxers{tags} 1");
+        let _ = writeln!(out, "hls_muxers_bytes_sent{tags} {}", m.bytes_sent);
+        let _ = writeln!(out, "hls_muxers_outbound_bytes{tags} {}", m.bytes_sent);
+        let _ = writeln!(out, "hls_muxers_outbound_frames_discarded{tags} 0");
     }
 
     let per_core: [PerCore; 14] = [
@@ -262,7 +275,8 @@ mod tests {
         let mut control = LimitHits::default();
         control.add(Limit::ApiBodyBytes);
         control.add(Limit::ApiBodyBytes);
-        let text = render(&views, &control, &h, &Histogram::default());
+        let config = Config::parse("", "c").unwrap();
+        let text = render(&views, &config, &control, &h, &Histogram::default());
         let samples = parse(&text);
         let get = |n: &str| samples.iter().find(|(k, _)| k == n).map(|s| s.1);
         assert_eq!(get("paths{name=\"live/a\",state=\"ready\"}"), Some(1.0));
@@ -294,7 +308,7 @@ mod tests {
             get("corestream_limit_hits_total{core=\"control\",limit=\"apiMaxBodyBytes\"}"),
             Some(2.0)
         );
-        let empty = render(&[], &LimitHits::default(), &h, &h);
+        let empty = render(&[], &config, &LimitHits::default(), &h, &h);
         assert!(parse(&empty).iter().any(|(k, v)| k == "paths" && *v == 0.0));
         assert_eq!(label("a\"b\\c"), "a\\\"b\\\\c");
     }

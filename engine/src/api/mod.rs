@@ -46,7 +46,7 @@ use crate::config::Snapshot;
 use crate::protocol::http::Request;
 use crate::runtime::control::Histogram;
 use crate::runtime::{
-    ConnUuid, ControlLink, CoreMessage, CoreView, Limit, LimitHits, Reply, StartError,
+    ConnUuid, ControlLink, CoreMessage, CoreView, Limit, LimitHits, LocalSignal, Reply, StartError,
 };
 
 /// Which listener a request came in on.
@@ -92,6 +92,15 @@ impl Response {
     }
 
     fn from_error(e: &ApiError) -> Response {
+        if let ApiError::NoRoute = e {
+            // MediaMTX's router answers an unknown route in plain text, not JSON.
+            return Response {
+                status: 404,
+                content_type: "text/plain",
+                headers: Vec::new(),
+                body: e.to_string().into_bytes(),
+            };
+        }
         let mut r = Response::error(e.status(), &e.to_string());
         if let ApiError::Unauthorized { challenge: true } = e {
             // MediaMTX's realm, which its clients look for.
@@ -157,6 +166,9 @@ pub struct Api {
     body_bytes: [Budget; 2],
     /// The cluster's directory, for `/v3/cluster/*` and the metrics.
     cluster: Option<crate::cluster::Cluster>,
+    /// Per listener, while it runs: the signal that closes it (its switch, `api` or `metrics`,
+    /// turned off through the API).
+    running: RefCell<[Option<LocalSignal>; 2]>,
 }
 
 /// Binds the API and metrics listeners (those enabled) on the control executor and serves them.
@@ -179,6 +191,7 @@ pub fn start(
         connections: Default::default(),
         body_bytes: Default::default(),
         cluster,
+        running: RefCell::default(),
     });
     for (kind, enabled, addr) in listeners {
         if !enabled {
@@ -189,13 +202,69 @@ pub fn start(
             addr,
             reason,
         })?;
-        info!(address = %addr, "{} listener ready", kind.name());
-        glommio::spawn_local(server::serve(listener, api.clone(), kind)).detach();
+        api.run_listener(kind, listener, addr);
     }
     Ok(())
 }
 
 impl Api {
+    fn run_listener(
+        self: &Rc<Self>,
+        kind: Listener,
+        listener: glommio::net::TcpListener,
+        addr: SocketAddr,
+    ) {
+        info!(address = %addr, "{} listener ready", kind.name());
+        let closed = LocalSignal::new();
+        self.running.borrow_mut()[kind as usize] = Some(closed.clone());
+        glommio::spawn_local(server::serve(listener, self.clone(), kind, closed)).detach();
+    }
+
+    /// A global change, with what MediaMTX changes while running besides the snapshot: the
+    /// `api` and `metrics` switches (a listener turned on is bound before the change is
+    /// committed, so a port in use refuses it; one turned off closes after this answer) and
+    /// `logLevel` (the process's filter, every core at once).
+    async fn change_global(self: &Rc<Self>, change: Change) -> Result<Value, ApiError> {
+        let before = self.store.snapshot();
+        let (after, _) = store::plan(&before.config, &self.store.overlay(), &change)?;
+        let switches = |c: &crate::config::Config| {
+            [
+                (Listener::Api, c.api, c.api_address.0),
+                (Listener::Metrics, c.metrics, c.metrics_address.0),
+            ]
+        };
+        let mut bound = Vec::new();
+        for (kind, on, addr) in switches(&after) {
+            if on && self.running.borrow()[kind as usize].is_none() {
+                let listener = server::bind(addr).map_err(|e| {
+                    ApiError::invalid(format!("cannot listen on {addr} ({}): {e}", kind.name()))
+                })?;
+                bound.push((kind, listener, addr));
+            }
+        }
+        self.store.apply(&self.link, &change).await?;
+        for (kind, listener, addr) in bound {
+            self.run_listener(kind, listener, addr);
+        }
+        for (kind, on, _) in switches(&after) {
+            if !on {
+                if let Some(off) = self.running.borrow_mut()[kind as usize].take() {
+                    off.fire();
+                }
+            }
+        }
+        if before.config.log_level != after.log_level {
+            match crate::runtime::log_level::set(after.log_level) {
+                Ok(()) => info!(
+                    level = after.log_level.as_str(),
+                    "log level changed (API request)"
+                ),
+                Err(e) => tracing::warn!("logLevel changed but the log filter was not: {e}"),
+            }
+        }
+        Ok(json!({"status": "ok"}))
+    }
+
     /// `apiMaxBodyBytes` of the live configuration.
     pub(crate) fn max_body_bytes(&self) -> usize {
         self.store.snapshot().config.api_max_body_bytes
@@ -331,7 +400,7 @@ impl Api {
 
     /// Routes and answers a request [`Api::admit`] let through, with its CORS headers.
     pub async fn serve(
-        &self,
+        self: &Rc<Self>,
         req: &Request,
         kind: Listener,
         cors: &[(&'static str, String)],
@@ -347,7 +416,7 @@ impl Api {
         response.with_headers(cors)
     }
 
-    async fn answer(&self, req: &Request, kind: Listener) -> Result<Response, ApiError> {
+    async fn answer(self: &Rc<Self>, req: &Request, kind: Listener) -> Result<Response, ApiError> {
         match kind {
             Listener::Metrics => self.metrics(req).await,
             Listener::Api => {
@@ -365,6 +434,7 @@ impl Api {
         let views = self.gather().await;
         let mut text = metrics::render(
             &views,
+            &self.store.snapshot().config,
             &self.limit_hits.borrow(),
             &self.link.round_trip(),
             &self.latency.borrow(),
@@ -398,7 +468,7 @@ impl Api {
         Ok(json!({"status": "ok"}))
     }
 
-    async fn dispatch(&self, route: Route, req: &Request) -> Result<Value, ApiError> {
+    async fn dispatch(self: &Rc<Self>, route: Route, req: &Request) -> Result<Value, ApiError> {
         let snapshot = self.store.snapshot();
         let config = &snapshot.config;
         let page = || Page::from_query(&req.query_pairs());
@@ -438,7 +508,7 @@ impl Api {
                 "started": time::rfc3339(self.started_ms),
             })),
             Route::GlobalGet => Ok(store::global_json(config)),
-            Route::GlobalPatch => self.change(Change::global(&req.body)?).await,
+            Route::GlobalPatch => self.change_global(Change::global(&req.body)?).await,
             Route::PathDefaultsGet => {
                 let mut v = crate::config::PathFields::default().resolve_json(
                     "",
@@ -479,7 +549,7 @@ impl Api {
             Route::PathsList => {
                 let page = page()?;
                 let views = self.gather().await;
-                let items = views::paths(&views)
+                let items = views::paths(&views, config)
                     .iter()
                     .map(|p| p.json(config))
                     .collect();
@@ -487,7 +557,7 @@ impl Api {
             }
             Route::PathGet(name) => {
                 let views = self.gather().await;
-                views::paths(&views)
+                views::paths(&views, config)
                     .iter()
                     .find(|p| p.name == name)
                     .map(|p| p.json(config))
@@ -497,7 +567,7 @@ impl Api {
                 let page = page()?;
                 let views = self.gather().await;
                 let secrets = snapshot.auth.secret_query_params();
-                let items = views::all_conns(&views)
+                let items = views::rtmp_conns(&views)
                     .into_iter()
                     .map(|c| views::conn_json(c, &secrets))
                     .collect();
@@ -507,7 +577,7 @@ impl Api {
                 let id = parse_uuid(&id)?;
                 let views = self.gather().await;
                 let secrets = snapshot.auth.secret_query_params();
-                views::all_conns(&views)
+                views::rtmp_conns(&views)
                     .into_iter()
                     .find(|c| c.id == id)
                     .map(|c| views::conn_json(c, &secrets))
@@ -527,7 +597,6 @@ impl Api {
                     Err(ApiError::ConnNotFound)
                 }
             }
-            // HLS is being added separately; until then there is never a muxer.
             Route::HlsMuxersList => {
                 let page = page()?;
                 let views = self.gather().await;
@@ -537,11 +606,25 @@ impl Api {
                     .collect();
                 Ok(page.list(items))
             }
+            Route::HlsMuxerGet(name) => {
+                let views = self.gather().await;
+                views::all_hls_muxers(&views)
+                    .into_iter()
+                    .find(|m| m.path == name)
+                    .map(views::hls_muxer_json)
+                    .ok_or(ApiError::MuxerNotFound)
+            }
         }
     }
 }
 
+/// A connection id; a malformed one is a 400 with the text MediaMTX's UUID parser gives.
 fn parse_uuid(text: &str) -> Result<ConnUuid, ApiError> {
-    text.parse()
-        .map_err(|()| ApiError::invalid(format!("invalid connection id: '{text}'")))
+    text.parse().map_err(|()| {
+        ApiError::invalid(if text.len() == 36 {
+            "invalid UUID format".to_owned()
+        } else {
+            format!("invalid UUID length: {}", text.len())
+        })
+    })
 }

@@ -12,23 +12,24 @@ pub struct Page {
 }
 
 impl Page {
-    /// Reads the parameters from the decoded query pairs; a bad value is a 400.
+    /// Reads the parameters from the decoded query pairs; a bad value is a 400 with MediaMTX's
+    /// text (Go's `strconv.ParseUint` error for what is not a number below 2^31,
+    /// `invalid items per page` for 0 items per page).
     pub fn from_query(pairs: &[(String, String)]) -> Result<Page, ApiError> {
-        let get = |name: &str, default: usize, min: usize| -> Result<usize, ApiError> {
+        let get = |name: &str, default: usize| -> Result<usize, ApiError> {
             match pairs.iter().find(|(k, _)| k == name) {
                 None => Ok(default),
                 Some((_, v)) if v.is_empty() => Ok(default),
-                Some((_, v)) => v
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|&n| n < 1 << 31 && n as usize >= min)
-                    .map(|n| n as usize)
-                    .ok_or_else(|| ApiError::invalid(format!("invalid {name}: '{v}'"))),
+                Some((_, v)) => parse_uint31(v).map_err(ApiError::Invalid),
             }
         };
+        let items_per_page = get("itemsPerPage", 100)?;
+        if items_per_page == 0 {
+            return Err(ApiError::invalid("invalid items per page"));
+        }
         Ok(Page {
-            items_per_page: get("itemsPerPage", 100, 1)?,
-            page: get("page", 0, 0)?,
+            items_per_page,
+            page: get("page", 0)?,
         })
     }
 
@@ -41,6 +42,18 @@ impl Page {
         let page: Vec<Value> = items.into_iter().skip(start).take(end - start).collect();
         json!({"itemCount": count, "pageCount": page_count, "items": page})
     }
+}
+
+/// An unsigned number below 2^31, or the error text of Go's `strconv.ParseUint(v, 10, 31)`.
+fn parse_uint31(v: &str) -> Result<usize, String> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("strconv.ParseUint: parsing {v:?}: invalid syntax"));
+    }
+    v.parse::<u64>()
+        .ok()
+        .filter(|&n| n < 1 << 31)
+        .map(|n| n as usize)
+        .ok_or_else(|| format!("strconv.ParseUint: parsing {v:?}: value out of range"))
 }
 
 #[cfg(test)]
@@ -72,10 +85,20 @@ mod tests {
 
     #[test]
     fn bad_parameters_are_refused() {
-        for bad in [("itemsPerPage", "0"), ("itemsPerPage", "x"), ("page", "-1")] {
-            let e = Page::from_query(&q(&[bad])).unwrap_err();
-            assert_eq!(e.status(), 400);
-            assert!(e.to_string().starts_with("invalid "), "{e}");
-        }
+        let text = |pairs: &[(&str, &str)]| Page::from_query(&q(pairs)).unwrap_err().to_string();
+        assert_eq!(text(&[("itemsPerPage", "0")]), "invalid items per page");
+        assert_eq!(
+            text(&[("itemsPerPage", "x")]),
+            "strconv.ParseUint: parsing \"x\": invalid syntax"
+        );
+        assert_eq!(
+            text(&[("page", "-1")]),
+            "strconv.ParseUint: parsing \"-1\": invalid syntax"
+        );
+        assert_eq!(
+            text(&[("page", "2147483648")]),
+            "strconv.ParseUint: parsing \"2147483648\": value out of range"
+        );
+        assert_eq!(Page::from_query(&q(&[("page", "0")])).unwrap().page, 0);
     }
 }

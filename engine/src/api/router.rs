@@ -25,6 +25,7 @@ pub enum Route {
     RtmpConnGet(String),
     RtmpConnKick(String),
     HlsMuxersList,
+    HlsMuxerGet(String),
     ClusterStatus,
     ClusterNodes,
     ClusterStreams,
@@ -46,7 +47,9 @@ impl Route {
 }
 
 /// Fixed endpoints: path, method, route.
-const FIXED: [(&str, Method, Route); 13] = [
+/// MediaMTX registers the routes of a server only while that server runs: there is no RTMPS,
+/// RTSP, WebRTC, SRT or MoQ server here, so their routes are 404 as in a MediaMTX that runs none.
+const FIXED: [(&str, Method, Route); 12] = [
     ("/v3/info", Method::Get, Route::Info),
     ("/v3/config/global/get", Method::Get, Route::GlobalGet),
     ("/v3/config/global/patch", Method::Patch, Route::GlobalPatch),
@@ -64,17 +67,17 @@ const FIXED: [(&str, Method, Route); 13] = [
     ("/v3/paths/list", Method::Get, Route::PathsList),
     ("/v3/rtmpconns/list", Method::Get, Route::RtmpConnsList),
     ("/v3/hlsmuxers/list", Method::Get, Route::HlsMuxersList),
-    // MediaMTX lists RTMPS connections apart; there are none here.
-    ("/v3/rtmpsconns/list", Method::Get, Route::RtmpConnsList),
     ("/v3/cluster/status", Method::Get, Route::ClusterStatus),
     ("/v3/cluster/nodes", Method::Get, Route::ClusterNodes),
     ("/v3/cluster/streams", Method::Get, Route::ClusterStreams),
 ];
 
-/// An endpoint that takes a name: prefix, method, route constructor.
+/// An endpoint that takes a name or an id: prefix, method, route constructor.
 type Named = (&'static str, Method, fn(String) -> Route);
 
-const NAMED: [Named; 9] = [
+/// Endpoints whose name may hold slashes (MediaMTX's `*name`): one called without a name is a
+/// 400 `invalid name`.
+const NAMED: [Named; 7] = [
     ("/v3/config/paths/get/", Method::Get, Route::ConfigPathGet),
     ("/v3/config/paths/add/", Method::Post, Route::ConfigPathAdd),
     (
@@ -93,38 +96,42 @@ const NAMED: [Named; 9] = [
         Route::ConfigPathDelete,
     ),
     ("/v3/paths/get/", Method::Get, Route::PathGet),
-    ("/v3/rtmpconns/get/", Method::Get, Route::RtmpConnGet),
-    ("/v3/rtmpconns/kick/", Method::Post, Route::RtmpConnKick),
-    ("/v3/rtmpsconns/get/", Method::Get, Route::RtmpConnGet),
+    ("/v3/hlsmuxers/get/", Method::Get, Route::HlsMuxerGet),
 ];
 
-/// The endpoint for `method` and the percent-decoded `path`.
+/// Endpoints that take one id segment (MediaMTX's `:id`): one called without it has no route.
+const BY_ID: [Named; 2] = [
+    ("/v3/rtmpconns/get/", Method::Get, Route::RtmpConnGet),
+    ("/v3/rtmpconns/kick/", Method::Post, Route::RtmpConnKick),
+];
+
+/// The endpoint for `method` and the percent-decoded `path`. As MediaMTX's router, a known
+/// path with another method has no route either.
 pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
-    let mut known_path = false;
     for (p, m, r) in &FIXED {
-        if path == *p {
-            if m == method {
-                return Ok(r.clone());
-            }
-            known_path = true;
+        if path == *p && m == method {
+            return Ok(r.clone());
         }
     }
     for (prefix, m, make) in &NAMED {
         if let Some(name) = path.strip_prefix(prefix) {
-            if name.is_empty() {
-                continue;
-            }
             if m == method {
-                return Ok(make(name.to_owned()));
+                return if name.is_empty() {
+                    Err(ApiError::InvalidName)
+                } else {
+                    Ok(make(name.to_owned()))
+                };
             }
-            known_path = true;
         }
     }
-    Err(if known_path {
-        ApiError::MethodNotAllowed
-    } else {
-        ApiError::NoRoute
-    })
+    for (prefix, m, make) in &BY_ID {
+        if let Some(id) = path.strip_prefix(prefix) {
+            if m == method && !id.is_empty() && !id.contains('/') {
+                return Ok(make(id.to_owned()));
+            }
+        }
+    }
+    Err(ApiError::NoRoute)
 }
 
 #[cfg(test)]
@@ -156,16 +163,24 @@ mod tests {
         );
         assert!(matches!(
             route(&Method::Get, "/v3/config/global/patch"),
-            Err(ApiError::MethodNotAllowed)
+            Err(ApiError::NoRoute)
         ));
         assert!(matches!(
             route(&Method::Get, "/v3/config/paths/delete/x"),
-            Err(ApiError::MethodNotAllowed)
+            Err(ApiError::NoRoute)
         ));
         assert!(matches!(
             route(&Method::Get, "/v3/config/paths/get/"),
+            Err(ApiError::InvalidName)
+        ));
+        assert!(matches!(
+            route(&Method::Get, "/v3/rtmpconns/get/"),
             Err(ApiError::NoRoute)
         ));
+        assert_eq!(
+            route(&Method::Get, "/v3/hlsmuxers/get/live/a").unwrap(),
+            Route::HlsMuxerGet("live/a".into())
+        );
         assert!(matches!(
             route(&Method::Get, "/v2/paths/list"),
             Err(ApiError::NoRoute)

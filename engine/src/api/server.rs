@@ -18,7 +18,7 @@ use crate::protocol::http::{
     parse_head, BodyFraming, Head, HttpError, Limits, Parsed, ResponseHead, Version,
 };
 use crate::runtime::rlimit::{out_of_descriptors, SpareDescriptor};
-use crate::runtime::Limit;
+use crate::runtime::{Limit, LocalSignal};
 
 /// Heads of 8 KiB and 64 headers at most; bodies of `apiMaxBodyBytes`.
 fn limits(api: &Api) -> Limits {
@@ -29,20 +29,38 @@ fn limits(api: &Api) -> Limits {
     }
 }
 
-/// Accepts connections until the executor stops; beyond `apiMaxConnections` a connection is
-/// closed as soon as it is accepted.
-pub(super) async fn serve(listener: TcpListener, api: Rc<Api>, kind: Listener) {
+/// Accepts connections until the executor stops or `closed` fires (the listener's switch was
+/// turned off through the API); beyond `apiMaxConnections` a connection is closed as soon as it
+/// is accepted.
+pub(super) async fn serve(
+    listener: TcpListener,
+    api: Rc<Api>,
+    kind: Listener,
+    closed: LocalSignal,
+) {
     let mut spare = SpareDescriptor::new();
     loop {
-        match listener.accept().await {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            closed.wait().await;
+            None
+        });
+        let Some(accepted) = accepted.await else {
+            info!(
+                "{} listener closed: switched off through the API",
+                kind.name()
+            );
+            return;
+        };
+        match accepted {
             Ok(stream) => {
                 let Some(slot) = api.open_connection(kind) else {
                     info!(peer = ?stream.peer_addr().ok(), "{} connection refused: apiMaxConnections reached", kind.name());
                     continue;
                 };
                 let api = api.clone();
+                let closed = closed.clone();
                 glommio::spawn_local(async move {
-                    connection(stream, api, kind).await;
+                    connection(stream, api, kind, &closed).await;
                     drop(slot);
                 })
                 .detach();
@@ -68,7 +86,8 @@ pub(super) async fn serve(listener: TcpListener, api: Rc<Api>, kind: Listener) {
     }
 }
 
-async fn connection(mut stream: TcpStream, api: Rc<Api>, kind: Listener) {
+/// Serves one connection's requests; once `closed` fired, the answer in hand is the last.
+async fn connection(mut stream: TcpStream, api: Rc<Api>, kind: Listener, closed: &LocalSignal) {
     let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
         return;
     };
@@ -128,7 +147,13 @@ async fn connection(mut stream: TcpStream, api: Rc<Api>, kind: Listener) {
                 (response, request.version, request.keep_alive)
             }
             Ok(Parsed::NeedMore) => {
-                match read_some(&mut stream, &mut chunk, deadline).await {
+                // A connection waiting for its next request goes when the listener closes.
+                let read =
+                    futures_lite::future::or(read_some(&mut stream, &mut chunk, deadline), async {
+                        closed.wait().await;
+                        None
+                    });
+                match read.await {
                     Some(n) => buf.extend_from_slice(&chunk[..n]),
                     None => {
                         if !buf.is_empty() {
@@ -158,6 +183,7 @@ async fn connection(mut stream: TcpStream, api: Rc<Api>, kind: Listener) {
                 )
             }
         };
+        let keep_alive = keep_alive && !closed.is_fired();
         if !write_response(&mut stream, &response, version, keep_alive, &mut out).await {
             return;
         }

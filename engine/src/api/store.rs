@@ -16,21 +16,19 @@ use tracing::{info, warn};
 
 use super::ApiError;
 use crate::config::state::{self, Overlay};
-use crate::config::{Config, Loaded, PathFields, Snapshot};
+use crate::config::{Config, Loaded, PathFields, Paths, Snapshot};
 use crate::runtime::ControlLink;
 
-/// Global keys that only take effect at start: the API refuses to change them.
-const RESTART_ONLY: [&str; 13] = [
-    "logLevel",
+/// Global keys that only take effect at start: the API refuses to change them. (`logLevel` and
+/// the `api` and `metrics` switches change while running, see `Api::change_global`.)
+const RESTART_ONLY: [&str; 10] = [
     "cores",
     "rtmp",
     "rtmpAddress",
     "httpAddress",
     "hls",
     "hlsAddress",
-    "api",
     "apiAddress",
-    "metrics",
     "metricsAddress",
     "apiStateFile",
     "domainsDir",
@@ -66,7 +64,21 @@ impl Change {
 /// A path entry body (add, patch, replace, path defaults): Corestream's fields and MediaMTX's
 /// path keys (kept and shown back, see `config::mediamtx`); anything else is a 400.
 pub fn parse_path_fields(body: &[u8]) -> Result<PathFields, ApiError> {
-    PathFields::from_json(parse_json(body)?).map_err(|e| ApiError::invalid(format!("json: {e}")))
+    PathFields::from_json(parse_json(body)?).map_err(|e| ApiError::Invalid(json_error(&e)))
+}
+
+/// A decoding error in MediaMTX's words where a client can tell: an unknown key is
+/// `json: unknown field "key"`; anything else keeps serde's text after `json: `.
+fn json_error(e: &dyn std::fmt::Display) -> String {
+    let text = e.to_string();
+    const UNKNOWN: &str = "unknown field `";
+    if let Some(at) = text.find(UNKNOWN) {
+        let rest = &text[at + UNKNOWN.len()..];
+        if let Some(end) = rest.find('`') {
+            return format!("json: unknown field \"{}\"", &rest[..end]);
+        }
+    }
+    format!("json: {text}")
 }
 
 /// Parses a JSON body strictly; an empty body is an empty object.
@@ -76,7 +88,7 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
     } else {
         body
     };
-    serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("json: {e}")))
+    serde_json::from_slice(body).map_err(|e| ApiError::Invalid(json_error(&e)))
 }
 
 /// The global configuration as JSON: every key but `paths` and `pathDefaults`, secrets redacted.
@@ -158,7 +170,7 @@ pub fn plan(
             super::redact::restore_global(&mut patch, config).map_err(ApiError::invalid)?;
             for (key, value) in &patch {
                 if NOT_GLOBAL.contains(&key.as_str()) {
-                    return Err(ApiError::invalid(format!("json: unknown field `{key}`")));
+                    return Err(ApiError::invalid(format!("json: unknown field \"{key}\"")));
                 }
                 doc.insert(key.clone(), value.clone());
             }
@@ -169,6 +181,7 @@ pub fn plan(
             doc.insert("pathDefaults".to_owned(), to_value(&merged)?);
         }
         Change::Add(name, fields) => {
+            Paths::check_name(name).map_err(ApiError::Invalid)?;
             if config.paths.get(name).is_some() {
                 return Err(ApiError::PathExists);
             }
@@ -182,6 +195,7 @@ pub fn plan(
             set_path(&mut doc, name, Some(&current.patched(&fields)))?;
         }
         Change::Replace(name, fields) => {
+            Paths::check_name(name).map_err(ApiError::Invalid)?;
             let fields = restore_path(fields, config.paths.get(name));
             set_path(&mut doc, name, Some(&fields))?
         }
@@ -192,19 +206,30 @@ pub fn plan(
             set_path(&mut doc, name, None)?;
         }
     }
-    let new = Config::from_value(Value::Object(doc)).map_err(ApiError::Invalid)?;
+    let new = Config::from_value(Value::Object(doc)).map_err(|e| {
+        if e.contains("unknown field `") {
+            ApiError::Invalid(json_error(&e))
+        } else {
+            ApiError::Invalid(e)
+        }
+    })?;
     let old_doc = to_value(config)?;
     let new_doc = to_value(&new)?;
     match change {
         Change::Global(patch) => {
             for key in patch.keys() {
-                if RESTART_ONLY.contains(&key.as_str()) && old_doc.get(key) != new_doc.get(key) {
-                    return Err(ApiError::invalid(format!(
-                        "'{key}' cannot be changed while the engine runs: edit the configuration file and restart"
-                    )));
-                }
-                if let Some(v) = new_doc.get(key) {
-                    overlay.insert(key.clone(), v.clone());
+                // A deprecated key lands in its successors: those are checked and persisted.
+                for stored in crate::config::global_successors(key) {
+                    if RESTART_ONLY.contains(&stored.as_str())
+                        && old_doc.get(&stored) != new_doc.get(&stored)
+                    {
+                        return Err(ApiError::invalid(format!(
+                            "'{key}' cannot be changed while the engine runs: edit the configuration file and restart"
+                        )));
+                    }
+                    if let Some(v) = new_doc.get(&stored) {
+                        overlay.insert(stored, v.clone());
+                    }
                 }
             }
         }
@@ -216,6 +241,23 @@ pub fn plan(
         _ => {}
     }
     Ok((new, overlay))
+}
+
+/// Logs, once, what a change newly asks for that Corestream does not serve (MediaMTX keys of
+/// features it lacks: kept and shown back, not served) and the deprecated keys it converted, as
+/// the start logs them for the file.
+fn report_news(before: &Config, after: &Config) {
+    let old = before.compat_report.not_served_lines();
+    for line in after.compat_report.not_served_lines() {
+        if !old.contains(&line) {
+            warn!("{line}");
+        }
+    }
+    for c in &after.compat_report.converted {
+        if !before.compat_report.converted.contains(c) {
+            info!("deprecated MediaMTX key converted: {c}");
+        }
+    }
 }
 
 /// The live configuration and its persisted overlay, on the control core.
@@ -251,6 +293,11 @@ impl Store {
         self.snapshot.borrow().clone()
     }
 
+    /// What the API changed so far, as persisted.
+    pub fn overlay(&self) -> Overlay {
+        self.overlay.borrow().clone()
+    }
+
     /// Validates, persists and hot-applies `change`. Returns once every data core applied it.
     pub async fn apply(&self, link: &ControlLink, change: &Change) -> Result<(), ApiError> {
         let current = self.snapshot();
@@ -261,6 +308,7 @@ impl Store {
         })
         .map_err(ApiError::invalid)?;
         info!("reloading configuration (API request)");
+        report_news(&current.config, &snapshot.config);
         if let Some(path) = &self.state_path {
             state::write_overlay(path, &overlay)?;
         }
@@ -369,6 +417,36 @@ mod tests {
     }
 
     #[test]
+    fn deprecated_keys_convert_and_persist_under_their_successors() {
+        let c = base();
+        let o = Overlay::new();
+        let patch = |v: Value| Change::global(v.to_string().as_bytes()).unwrap();
+        let (c2, o2) = plan(
+            &c,
+            &o,
+            &patch(json!({"readBufferCount": 1024, "protocols": ["tcp"], "record": true})),
+        )
+        .unwrap();
+        let shown = global_json(&c2);
+        assert_eq!(shown["writeQueueSize"], 1024);
+        assert_eq!(shown["rtspTransports"], json!(["tcp"]));
+        assert_eq!(o2.get("writeQueueSize"), Some(&json!(1024)));
+        assert_eq!(o2.get("rtspTransports"), Some(&json!(["tcp"])));
+        assert_eq!(o2["pathDefaults"]["record"], true);
+        assert!(o2.get("readBufferCount").is_none());
+        // Path aliases: `disablePublisherOverride` is the negation of `overridePublisher`.
+        let add = Change::Add(
+            "cam".into(),
+            parse_path_fields(br#"{"disablePublisherOverride":true,"sourceProtocol":"tcp"}"#)
+                .unwrap(),
+        );
+        let (c3, _) = plan(&c2, &o2, &add).unwrap();
+        let cam = c3.path_conf("cam").unwrap();
+        assert!(!cam.override_publisher);
+        assert_eq!(cam.rtsp_transport, "tcp");
+    }
+
+    #[test]
     fn global_patch() {
         let c = base();
         let o = Overlay::new();
@@ -401,9 +479,11 @@ mod tests {
             "{e}"
         );
         let e = plan(&c, &o, &patch(json!({"paths": {}}))).unwrap_err();
-        assert!(e.to_string().contains("unknown field `paths`"), "{e}");
+        assert_eq!(e.to_string(), "json: unknown field \"paths\"");
         let e = plan(&c, &o, &patch(json!({"readTimout": "3s"}))).unwrap_err();
-        assert!(e.to_string().contains("readTimout"), "{e}");
+        assert_eq!(e.to_string(), "json: unknown field \"readTimout\"");
+        let e = parse_path_fields(br#"{"bogus":1}"#).unwrap_err();
+        assert_eq!(e.to_string(), "json: unknown field \"bogus\"");
         assert!(Change::global(b"[1]").is_err());
     }
 

@@ -142,13 +142,10 @@ impl HttpHook {
     }
 }
 
-/// MediaMTX's path: `app/stream`, or nothing for API-like actions.
+/// MediaMTX's path: `app/stream` (the app alone for a stream without a name), or nothing for
+/// API-like actions.
 fn hook_path(req: &AuthRequest<'_>) -> String {
-    if req.app.is_empty() {
-        String::new()
-    } else {
-        format!("{}/{}", req.app, req.stream)
-    }
+    req.path()
 }
 
 /// Judges the service's answer once its head is in `buf`: `Some(Ok)` for 2xx, `Some(Err(status))`

@@ -102,6 +102,18 @@ pub struct AuthRequest<'a> {
     pub now_unix: u64,
 }
 
+impl AuthRequest<'_> {
+    /// MediaMTX's path name of the request: `app/stream`, or the app alone for a stream without
+    /// a name (`rtmp://host/mystream` is the path `mystream`, as the stream key names it).
+    pub fn path(&self) -> String {
+        if self.stream.is_empty() {
+            self.app.to_owned()
+        } else {
+            format!("{}/{}", self.app, self.stream)
+        }
+    }
+}
+
 /// `authMethod` (MediaMTX). `internal` and `http` are implemented; `jwt` is refused at load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -410,7 +422,7 @@ impl Authenticator {
         id: Option<&str>,
     ) -> Option<(std::net::SocketAddr, bytes::BytesMut)> {
         let hook = self.hook.as_ref()?;
-        let path = format!("{}/{}", req.app, req.stream);
+        let path = req.path();
         if hook.excludes(req.action, &path) {
             return None;
         }
@@ -498,7 +510,7 @@ impl Authenticator {
             };
         }
         // 1. Internal users.
-        let path = format!("{}/{}", req.app, req.stream);
+        let path = req.path();
         let uq = UserQuery {
             action: req.action,
             path: &path,

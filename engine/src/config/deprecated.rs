@@ -157,6 +157,23 @@ fn rename(
     }
 }
 
+/// The top-level keys that hold what the global key `key` set once converted: `key` itself, or
+/// where `key` is deprecated, its successors (`readBufferCount` is kept as `writeQueueSize`,
+/// `record` in `pathDefaults`). The API persists these, so a change made with an old name
+/// survives a restart.
+pub fn global_successors(key: &str) -> Vec<String> {
+    if let Some((_, to, _)) = GLOBAL_ALIASES.iter().find(|(from, _, _)| *from == key) {
+        return vec![(*to).to_owned()];
+    }
+    if RECORD_GLOBALS.contains(&key) {
+        return vec!["pathDefaults".to_owned()];
+    }
+    if key == "externalAuthenticationURL" {
+        return vec!["authMethod".to_owned(), "authHTTPAddress".to_owned()];
+    }
+    vec![key.to_owned()]
+}
+
 /// Path keys Corestream has under another name: applied to the entry's own fields.
 fn take_path_own(fields: &mut PathFields) {
     if let Some(Value::Bool(b)) = fields.mediamtx.remove("overridePublisher") {

@@ -23,8 +23,9 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{AuthMethod, AuthSettings, InternalUser, Permission, UnknownDomain};
 
 pub use cluster::{ClusterConf, RedisTarget};
+pub use deprecated::global_successors;
 pub use error::ConfigError;
-pub use paths::{PathConf, PathFields, Paths};
+pub use paths::{source_type, PathConf, PathFields, Paths};
 pub use snapshot::{Snapshot, SnapshotError};
 pub use values::{Cores, ListenAddress, LogLevel, Millis};
 

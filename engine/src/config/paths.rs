@@ -83,21 +83,22 @@ pub struct ForwardTarget {
     /// `rtmp(s)://host[:port]/app` (the stream's name is appended) or `rtmp(s)://host/app/stream`.
     pub dest: String,
     /// Hex SHA-256 of an `rtmps://` target's certificate, accepted instead of checking the chain
-    /// against the public roots (as `sourceFingerprint` for sources). MediaMTX names it
-    /// `destFingerprint`.
+    /// against the public roots (as `sourceFingerprint` for sources). Shown under MediaMTX's name
+    /// `destFingerprint` (`""` when unset, as MediaMTX shows it); `fingerprint` is read too.
     #[serde(
         default,
-        alias = "destFingerprint",
-        skip_serializing_if = "Option::is_none",
+        rename = "destFingerprint",
+        alias = "fingerprint",
+        serialize_with = "empty_when_none",
         deserialize_with = "empty_is_none"
     )]
     pub fingerprint: Option<String>,
     /// MediaMTX's token for `whip(s)://` targets, which Corestream does not push to: accepted
-    /// empty (as MediaMTX writes it), refused otherwise.
+    /// empty (as MediaMTX writes it), refused otherwise; shown as `""`.
     #[serde(
         default,
         rename = "whipBearerToken",
-        skip_serializing_if = "Option::is_none",
+        serialize_with = "empty_when_none",
         deserialize_with = "empty_is_none"
     )]
     pub whip_bearer_token: Option<String>,
@@ -214,7 +215,7 @@ pub struct PathConf {
     /// Unset: the global `writeMergeLatency`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub write_merge_latency: Option<Millis>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// Shown as `[]` when empty, as MediaMTX shows it.
     pub forward: Vec<ForwardTarget>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub origins: Vec<String>,
@@ -302,7 +303,8 @@ fn check_fingerprint(key: &str, fp: &str) -> Result<(), String> {
     }
 }
 
-/// `publisher`, `rtmp(s)://…`, `rtsp://…` and `http(s)://…/x.flv` are served; other pull URLs are refused.
+/// `publisher`, `rtmp(s)://…`, `rtsp://…`, `http(s)://…/x.flv` and `http(s)://…/x.m3u8` (HLS,
+/// MPEG-TS segments) are served; other pull URLs are refused.
 pub fn check_source(source: &str) -> Result<(), String> {
     const PULL: [&str; 12] = [
         "rtmp://",
@@ -324,17 +326,40 @@ pub fn check_source(source: &str) -> Result<(), String> {
         .iter()
         .any(|p| source.starts_with(p))
         || is_http_flv(source)
+        || is_hls(source)
     {
         crate::relay::url::parse(source)
             .map(drop)
             .map_err(|e| format!("invalid source: '{source}': {e}"))
     } else if PULL.iter().any(|p| source.starts_with(p)) {
         Err(format!(
-            "source '{source}' is not supported yet: only 'publisher', 'rtmp(s)://…', 'rtsp://…' and 'http(s)://…/x.flv' are"
+            "source '{source}' is not supported yet: only 'publisher', 'rtmp(s)://…', 'rtsp://…', 'http(s)://…/x.flv' and 'http(s)://…/x.m3u8' are"
         ))
     } else {
         Err(format!("invalid source: '{source}'"))
     }
+}
+
+/// MediaMTX's API type of a pulling `source` (`rtmpSource`, `rtspSource`; `httpFlvSource` is
+/// Corestream's own); `None` for `publisher`.
+pub fn source_type(source: &str) -> Option<&'static str> {
+    if source.starts_with("rtmp://") || source.starts_with("rtmps://") {
+        Some("rtmpSource")
+    } else if source.starts_with("rtsp://") || source.starts_with("rtsps://") {
+        Some("rtspSource")
+    } else if is_http_flv(source) {
+        Some("httpFlvSource")
+    } else if is_hls(source) {
+        Some("hlsSource")
+    } else {
+        None
+    }
+}
+
+/// An `http://` or `https://` URL whose path ends in `.m3u8` (an HLS playlist).
+fn is_hls(source: &str) -> bool {
+    let path = source.split(['?', '#']).next().unwrap_or_default();
+    (source.starts_with("http://") || source.starts_with("https://")) && path.ends_with(".m3u8")
 }
 
 /// An `http://` or `https://` URL whose path ends in `.flv` (HTTP-FLV).
@@ -343,28 +368,34 @@ fn is_http_flv(source: &str) -> bool {
     (source.starts_with("http://") || source.starts_with("https://")) && path.ends_with(".flv")
 }
 
-/// Why a name cannot be a path (MediaMTX's texts).
+/// Why a name cannot be a path (MediaMTX's texts). Corestream also takes `~` and `:` inside a
+/// name (vhost-style names).
 pub fn check_path_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
-        return Err("path name cannot be empty".to_owned());
+        return Err("cannot be empty".to_owned());
     }
     if name.starts_with('/') {
-        return Err("path name can't begin with a slash".to_owned());
+        return Err("can't begin with a slash".to_owned());
     }
     if name.ends_with('/') {
-        return Err("path name can't end with a slash".to_owned());
+        return Err("can't end with a slash".to_owned());
     }
     let ok = |c: char| c.is_ascii_alphanumeric() || "_-/.~:".contains(c);
     if !name.chars().all(ok) {
         return Err(
-            "path name can contain only alphanumeric characters, underscore, dot, tilde, minus, slash, colon"
+            "can contain only alphanumeric characters, underscore, dot, tilde, minus, slash, colon"
                 .to_owned(),
         );
+    }
+    // A `.` or `..` segment would let a name climb out of its directory in a URL or a file.
+    if name.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err("can't contain dot path segments".to_owned());
     }
     Ok(())
 }
 
-/// Why an entry name is refused: a regex that does not compile, or a bad path name.
+/// Why an entry name is refused: a regex that does not compile, or a bad path name (MediaMTX's
+/// texts: `invalid regular expression: …`, `invalid path name '…': …`).
 fn check_entry_name(name: &str) -> Result<Option<Regex>, String> {
     if CATCH_ALL.contains(&name) {
         return Ok(None);
@@ -372,8 +403,10 @@ fn check_entry_name(name: &str) -> Result<Option<Regex>, String> {
     match name.strip_prefix('~') {
         Some(re) => compile_regex(re)
             .map(Some)
-            .map_err(|e| format!("invalid regular expression '{re}': {e}")),
-        None => check_path_name(name).map(|()| None),
+            .map_err(|_| format!("invalid regular expression: {re}")),
+        None => check_path_name(name)
+            .map(|()| None)
+            .map_err(|e| format!("invalid path name '{name}': {e}")),
     }
 }
 
@@ -404,6 +437,11 @@ impl Paths {
         p.entries
             .insert("all_others".to_owned(), PathFields::default());
         p
+    }
+
+    /// Why `name` cannot be an entry's name (MediaMTX's texts), if it cannot.
+    pub fn check_name(name: &str) -> Result<(), String> {
+        check_entry_name(name).map(drop)
     }
 
     /// Adds or replaces an entry; `Err` says why the name is refused.
@@ -447,6 +485,14 @@ impl Paths {
     /// Entries as written, in name order.
     pub fn iter(&self) -> impl Iterator<Item = (&String, &PathFields)> {
         self.entries.iter()
+    }
+
+    /// The entries that name one path each: neither a `~regex` nor `all_others` / `all`.
+    pub fn literal_names(&self) -> impl Iterator<Item = &str> {
+        self.entries
+            .keys()
+            .map(String::as_str)
+            .filter(|n| !n.starts_with('~') && !CATCH_ALL.contains(n))
     }
 
     pub fn len(&self) -> usize {
@@ -546,10 +592,39 @@ mod tests {
     #[test]
     fn names_are_checked() {
         let mut p = Paths::default();
-        for bad in ["", "/live", "live/", "live cam", "live/é", "~(unclosed"] {
+        for bad in [
+            "",
+            "/live",
+            "live/",
+            "live cam",
+            "live/é",
+            "~(unclosed",
+            "a/../b",
+            "a/./b",
+            "..",
+        ] {
             assert!(p.insert(bad, PathFields::default()).is_err(), "{bad:?}");
         }
-        for good in ["live", "live/cam1", "a.b~c-d_e:f/g", "~^.*$", "all_others"] {
+        assert_eq!(
+            Paths::check_name("a/../b").unwrap_err(),
+            "invalid path name 'a/../b': can't contain dot path segments"
+        );
+        assert_eq!(
+            Paths::check_name("~(").unwrap_err(),
+            "invalid regular expression: ("
+        );
+        assert_eq!(
+            Paths::check_name("/x").unwrap_err(),
+            "invalid path name '/x': can't begin with a slash"
+        );
+        for good in [
+            "live",
+            "live/cam1",
+            "a.b~c-d_e:f/g",
+            "a/..b/.c",
+            "~^.*$",
+            "all_others",
+        ] {
             p.insert(good, PathFields::default()).unwrap();
         }
     }

@@ -1,4 +1,4 @@
-use super::{AudioCodec, Frame, GopCache, GopLimits, MediaKind, VideoCodec};
+use super::{Frame, GopCache, GopLimits, MediaKind};
 use crate::protocol::flv::{tracks_from_metadata, Tracks};
 
 /// What a late joiner needs before live frames: metadata, codec sequence headers, and the GOP so far.
@@ -210,11 +210,9 @@ impl StreamState {
     }
 
     /// The codecs the sequence headers announced so far.
-    pub fn codecs(&self) -> (Option<VideoCodec>, Option<AudioCodec>) {
-        (
-            self.video_header.as_ref().and_then(Frame::video_codec),
-            self.audio_header.as_ref().and_then(Frame::audio_codec),
-        )
+    /// The sequence headers the publisher sent (video, audio).
+    pub fn headers(&self) -> (Option<&Frame>, Option<&Frame>) {
+        (self.video_header.as_ref(), self.audio_header.as_ref())
     }
 }
 

@@ -199,14 +199,9 @@ impl LocalStream {
         self.state.gop_byte_overflows()
     }
 
-    /// The codecs announced so far (for the control API's `tracks`).
-    pub fn codecs(
-        &self,
-    ) -> (
-        Option<crate::media::VideoCodec>,
-        Option<crate::media::AudioCodec>,
-    ) {
-        self.state.codecs()
+    /// The sequence headers so far (video, audio), for the control API's tracks.
+    pub fn headers(&self) -> (Option<&crate::media::Frame>, Option<&crate::media::Frame>) {
+        self.state.headers()
     }
 }
 

@@ -12,6 +12,7 @@ use crate::protocol::flv::FlvError;
 use crate::protocol::http::{EncodeError, HttpError};
 use crate::protocol::rtmp::SessionError;
 use crate::protocol::rtsp::RtspError;
+use crate::protocol::ts::TsDemuxError;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -48,6 +49,14 @@ pub enum RelayError {
     Http(#[from] HttpError),
     #[error("flv: {0}")]
     Flv(#[from] FlvError),
+    /// An HLS origin's playlist that cannot be followed (not a playlist, fMP4, another server).
+    #[error("hls playlist: {0}")]
+    HlsPlaylist(String),
+    /// An HLS origin's answer that cannot be read whole on a kept-alive connection.
+    #[error("hls: {0}")]
+    HlsBody(String),
+    #[error("mpeg-ts: {0}")]
+    Ts(#[from] TsDemuxError),
     #[error("http request: {0}")]
     Request(#[from] EncodeError),
     /// The RTSP server's refusal (`DESCRIBE: rtsp status 401 Unauthorized`) or misbehaviour.

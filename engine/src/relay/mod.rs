@@ -20,6 +20,7 @@ pub mod backoff;
 mod cluster;
 mod dial;
 pub mod error;
+mod hls_pull;
 mod link;
 mod pull;
 mod push;

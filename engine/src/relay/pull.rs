@@ -109,6 +109,12 @@ pub(super) async fn pull(
                 Ok(transport) => feed.rtmp(u, transport, &mut reader).await,
                 Err(e) => return e,
             },
+            RelayUrl::HttpFlv(u) if u.is_hls() => {
+                match Transport::new(u.tls, &u.host, fingerprint) {
+                    Ok(transport) => feed.hls(u, transport, &mut reader).await,
+                    Err(e) => return e,
+                }
+            }
             RelayUrl::HttpFlv(u) => match Transport::new(u.tls, &u.host, fingerprint) {
                 Ok(transport) => feed.http_flv(u, transport, &mut reader).await,
                 Err(e) => return e,
@@ -308,11 +314,11 @@ enum RtspInput {
 }
 
 /// The stream a pull feeds: published on this core from the first frame on.
-struct Feed<'a> {
-    core: &'a Rc<Core>,
-    key: &'a StreamKey,
-    link: &'a Link,
-    conn: &'a Conn,
+pub(super) struct Feed<'a> {
+    pub(super) core: &'a Rc<Core>,
+    pub(super) key: &'a StreamKey,
+    pub(super) link: &'a Link,
+    pub(super) conn: &'a Conn,
     publish: Option<PublishHandle>,
     /// Added to every timestamp: a held stream's new upstream continues its timeline.
     shift: u32,
@@ -323,7 +329,7 @@ struct Feed<'a> {
 const RESUME_GAP_MS: u32 = 40;
 
 impl Feed<'_> {
-    async fn deliver(&mut self, mut frame: Frame) -> Result<(), RelayError> {
+    pub(super) async fn deliver(&mut self, mut frame: Frame) -> Result<(), RelayError> {
         if self.publish.is_none() {
             if let Some(held) = &self.link.held {
                 let resumed = held.stream.borrow_mut().take();
@@ -364,7 +370,7 @@ impl Feed<'_> {
                 .guard
                 .control
                 .info
-                .set_role(ConnState::Publish, self.key.path(), "");
+                .set_role(ConnState::Publish, self.key.path(), "", "");
             self.publish = Some(handle);
             if let Some(held) = &self.link.held {
                 held.last_timestamp.set(Some(frame.timestamp));

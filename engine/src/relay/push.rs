@@ -181,10 +181,12 @@ async fn push_once(core: &Rc<Core>, fwd: &Forward) -> RelayError {
                             info!(core = %core.id, stream = %fwd.key, dest = %fwd.dest, "push started");
                             fwd.link.status.ready();
                             *fwd.queue.borrow_mut() = Some(conn.queue.clone());
-                            conn.guard
-                                .control
-                                .info
-                                .set_role(ConnState::Read, fwd.key.path(), "");
+                            conn.guard.control.info.set_role(
+                                ConnState::Read,
+                                fwd.key.path(),
+                                "",
+                                "",
+                            );
                             play = Some(handle);
                         }
                         None => failed = Some(RelayError::Ended),

@@ -103,13 +103,12 @@ impl Source {
         };
         SourceView {
             path: self.key.path(),
-            kind: if url.starts_with("http") {
-                "httpFlvSource"
-            } else if url.starts_with("rtsp") {
-                "rtspSource"
-            } else {
-                "rtmpSource"
-            },
+            kind: self
+                .spec
+                .urls
+                .first()
+                .and_then(|u| crate::config::source_type(u))
+                .unwrap_or("rtmpSource"),
             url,
             on_demand: self.spec.on_demand,
             state: self.link.status.state(),

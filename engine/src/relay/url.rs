@@ -58,6 +58,17 @@ pub struct HttpUrl {
     pub tls: bool,
 }
 
+impl HttpUrl {
+    /// Whether the URL names an HLS playlist (its path ends in `.m3u8`): pulled as HLS, not as
+    /// HTTP-FLV.
+    pub fn is_hls(&self) -> bool {
+        self.target
+            .split(['?', '#'])
+            .next()
+            .is_some_and(|p| p.ends_with(".m3u8"))
+    }
+}
+
 /// A parsed relay URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RelayUrl {

@@ -7,6 +7,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use crate::delivery::PlayerQueue;
 
@@ -78,12 +79,54 @@ impl ConnState {
     }
 }
 
+/// Which listener or link a connection belongs to: MediaMTX lists each kind apart
+/// (`/v3/rtmpconns` holds RTMP clients only, not HTTP viewers nor the relay's own links).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConnProtocol {
+    /// A client of the RTMP listener.
+    Rtmp,
+    /// A client of the HTTP listener (HTTP-FLV, HLS, pages).
+    Http,
+    /// A pull or push of the relay; until a driver says otherwise.
+    #[default]
+    Relay,
+}
+
+/// A publisher's track as MediaMTX's `tracks2` shows it: the codec and what its configuration
+/// record says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackView {
+    /// MediaMTX's codec label (`H264`, `MPEG-4 Audio`).
+    pub codec: &'static str,
+    pub props: TrackProps,
+}
+
+/// What a track's configuration record says (MediaMTX's `codecProps`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrackProps {
+    /// A codec whose configuration is not read here: `codecProps` is `null`.
+    Unread,
+    /// H.264 or H.265: `profile_idc` and `level_idc` of the record; the size from the SPS
+    /// (H.264) or `None` where it is not parsed (H.265).
+    Video {
+        profile: u8,
+        level: u8,
+        size: Option<(u16, u16)>,
+    },
+    /// AAC: the AudioSpecificConfig's sample rate and channel configuration.
+    Aac { sample_rate: u32, channels: u16 },
+}
+
 /// A connection's descriptive state, kept beside its [`SessionControl`](super::SessionControl).
 #[derive(Debug)]
 pub struct ConnInfo {
     pub uuid: ConnUuid,
     /// Unix milliseconds at accept.
     pub created_ms: u64,
+    protocol: Cell<ConnProtocol>,
+    /// What the client says it is (RTMP `flashVer`, HTTP `User-Agent`). Shared, not copied, by
+    /// each gather's view: it is set once and read on every API request.
+    user_agent: RefCell<Arc<str>>,
     remote: Cell<Option<SocketAddr>>,
     role: RefCell<Role>,
     bytes_in: Cell<u64>,
@@ -96,6 +139,8 @@ struct Role {
     state: ConnState,
     path: String,
     query: String,
+    /// The user the request authenticated as (MediaMTX's `user`), empty when anonymous.
+    user: String,
     /// Unix milliseconds the publish or play started.
     since_ms: u64,
 }
@@ -105,6 +150,8 @@ impl Default for ConnInfo {
         ConnInfo {
             uuid: ConnUuid::new_v4(),
             created_ms: unix_ms(),
+            protocol: Cell::new(ConnProtocol::default()),
+            user_agent: RefCell::new(Arc::from("")),
             remote: Cell::new(None),
             role: RefCell::default(),
             bytes_in: Cell::new(0),
@@ -118,6 +165,14 @@ impl ConnInfo {
         self.remote.set(peer);
     }
 
+    pub fn set_protocol(&self, protocol: ConnProtocol) {
+        self.protocol.set(protocol);
+    }
+
+    pub fn set_user_agent(&self, agent: &str) {
+        *self.user_agent.borrow_mut() = Arc::from(agent);
+    }
+
     pub fn set_queue(&self, queue: Rc<RefCell<PlayerQueue>>) {
         *self.queue.borrow_mut() = Some(queue);
     }
@@ -126,12 +181,14 @@ impl ConnInfo {
         self.bytes_in.set(self.bytes_in.get() + n);
     }
 
-    /// The connection started publishing or reading `path` (MediaMTX's path name).
-    pub fn set_role(&self, state: ConnState, path: String, query: &str) {
+    /// The connection started publishing or reading `path` (MediaMTX's path name), as `user`
+    /// (empty: anonymous).
+    pub fn set_role(&self, state: ConnState, path: String, query: &str, user: &str) {
         *self.role.borrow_mut() = Role {
             state,
             path,
             query: query.to_owned(),
+            user: user.to_owned(),
             since_ms: unix_ms(),
         };
     }
@@ -162,11 +219,14 @@ impl ConnInfo {
         ConnView {
             id: self.uuid,
             core,
+            protocol: self.protocol.get(),
             created_ms: self.created_ms,
             remote: self.remote.get(),
             state: role.state,
             path: role.path,
             query: role.query,
+            user: role.user,
+            user_agent: Arc::clone(&self.user_agent.borrow()),
             since_ms: role.since_ms,
             bytes_in: self.bytes_in.get(),
             bytes_out,
@@ -181,18 +241,21 @@ impl ConnInfo {
 pub struct ConnView {
     pub id: ConnUuid,
     pub core: u16,
+    pub protocol: ConnProtocol,
     pub created_ms: u64,
     pub remote: Option<SocketAddr>,
     pub state: ConnState,
     pub path: String,
     pub query: String,
+    pub user: String,
+    pub user_agent: Arc<str>,
     /// When the publish or read started (Unix ms).
     pub since_ms: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub frames_discarded: u64,
-    /// A publisher's tracks, MediaMTX's codec names (`H264`, `MPEG-4 Audio`).
-    pub tracks: Vec<&'static str>,
+    /// A publisher's tracks, once its stream has their configuration.
+    pub tracks: Vec<TrackView>,
 }
 
 /// Everything one data core reports to a gather: its counters and its connections.

@@ -7,6 +7,7 @@ mod core;
 mod ids;
 mod limits;
 mod links;
+pub mod log_level;
 mod mesh;
 mod message;
 pub(crate) mod os_signal;
@@ -20,7 +21,10 @@ pub use self::core::{
     Core, Notice, PlayHandle, PublishHandle, PublishRefused, SessionControl, SessionGuard, Via,
 };
 pub(crate) use conn::unix_ms;
-pub use conn::{ConnInfo, ConnState, ConnUuid, ConnView, CoreView, HlsMuxerView};
+pub use conn::{
+    ConnInfo, ConnProtocol, ConnState, ConnUuid, ConnView, CoreView, HlsMuxerView, TrackProps,
+    TrackView,
+};
 pub use control::ControlLink;
 pub(crate) use ids::scoped_id;
 pub use ids::{CoreId, SessionId, StreamId};

@@ -22,7 +22,7 @@ use crate::protocol::http::{
     ResponseHead, Version, LAST_CHUNK,
 };
 use crate::registry::{parse_media_name, HlsName, StreamKey, DEFAULT_VHOST};
-use crate::runtime::{Core, HlsQuery, Limit, Notice, PlayHandle, ReaderSlot, Via};
+use crate::runtime::{ConnProtocol, Core, HlsQuery, Limit, Notice, PlayHandle, ReaderSlot, Via};
 
 /// Most bytes of requests taken in one read.
 const READ_BUFFER: usize = 16 * 1024;
@@ -164,6 +164,7 @@ async fn serve_connection(core: Rc<Core>, stream: TcpStream, handshake: Handshak
     let Some((conn, reader)) = Conn::open(&core, stream) else {
         return;
     };
+    conn.guard.control.info.set_protocol(ConnProtocol::Http);
     let span = tracing::info_span!("http", core = %core.id, conn = %conn.guard.id);
     async move {
         debug!(peer = ?conn.peer, "connection accepted");

@@ -21,7 +21,8 @@ use crate::protocol::rtmp::{
 };
 use crate::registry::{StreamKey, DEFAULT_VHOST};
 use crate::runtime::{
-    ConnState, Core, Limit, Notice, PlayHandle, PublishHandle, PublishRefused, ReaderSlot, Via,
+    ConnProtocol, ConnState, Core, Limit, Notice, PlayHandle, PublishHandle, PublishRefused,
+    ReaderSlot, Via,
 };
 
 /// Accepts RTMP connections on this core until shutdown.
@@ -62,6 +63,7 @@ async fn serve_connection(core: Rc<Core>, stream: TcpStream, handshake: Handshak
     let Some((conn, reader)) = Conn::open(&core, stream) else {
         return;
     };
+    conn.guard.control.info.set_protocol(ConnProtocol::Rtmp);
     let span = tracing::info_span!("rtmp", core = %core.id, conn = %conn.guard.id);
     async move {
         debug!(peer = ?conn.peer, "connection accepted");
@@ -179,8 +181,13 @@ impl Connection {
 
     async fn on_event(&mut self, event: ServerEvent, reader: &NetReader) {
         match event {
-            ServerEvent::Connected { tc_url, .. } => {
+            ServerEvent::Connected {
+                tc_url, flash_ver, ..
+            } => {
                 self.connected = true;
+                if let Some(agent) = flash_ver {
+                    self.conn.guard.control.info.set_user_agent(&agent);
+                }
                 self.handshake.done();
                 self.vhost = tc_url
                     .as_deref()
@@ -207,6 +214,7 @@ impl Connection {
                             ConnState::Publish,
                             key.path(),
                             &query,
+                            &query_user(&query),
                         );
                         self.role = Role::Publishing(handle);
                     }
@@ -301,11 +309,12 @@ impl Connection {
                                 info!(stream = %key, peer = ?self.conn.peer, via = "remote", owner_core = %owner, "player started")
                             }
                         }
-                        self.conn
-                            .guard
-                            .control
-                            .info
-                            .set_role(ConnState::Read, key.path(), &query);
+                        self.conn.guard.control.info.set_role(
+                            ConnState::Read,
+                            key.path(),
+                            &query,
+                            &query_user(&query),
+                        );
                         self.role = Role::Playing(handle);
                     }
                     None => self.conn.guard.control.notify(Notice::StreamEnded),
@@ -490,6 +499,15 @@ fn host_of(url: &str) -> &str {
         _ => authority,
     };
     host.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// The user a request that passed authentication names (its `user` query parameter, how RTMP
+/// clients send credentials); empty when it names none. MediaMTX shows it as `user`.
+fn query_user(query: &str) -> String {
+    Query::parse(query)
+        .get(b"user")
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default()
 }
 
 pub(crate) fn unix_now() -> u64 {

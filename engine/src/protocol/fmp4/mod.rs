@@ -424,6 +424,35 @@ fn si24(b: &[u8]) -> i32 {
     (v << 8) >> 8
 }
 
+/// What an AVCDecoderConfigurationRecord says of its stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AvcProps {
+    pub profile_idc: u8,
+    pub level_idc: u8,
+    /// Width and height from the first SPS, when it parses.
+    pub size: Option<(u16, u16)>,
+}
+
+/// What an AVCDecoderConfigurationRecord says: its profile and level, and the size its first SPS
+/// gives.
+pub fn avc_record_props(record: &[u8]) -> Option<AvcProps> {
+    Some(AvcProps {
+        profile_idc: *record.get(1)?,
+        level_idc: *record.get(3)?,
+        size: avc_first_sps(record).and_then(sps::h264_dimensions),
+    })
+}
+
+/// `general_profile_idc` and `general_level_idc` of an HEVCDecoderConfigurationRecord.
+pub fn hevc_record_props(record: &[u8]) -> Option<(u8, u8)> {
+    Some((*record.get(1)? & 0x1f, *record.get(12)?))
+}
+
+/// Sample rate and channel configuration of an AudioSpecificConfig.
+pub fn aac_config_props(asc: &[u8]) -> Option<(u32, u16)> {
+    parse_asc(asc)
+}
+
 /// The first SPS of an AVCDecoderConfigurationRecord.
 fn avc_first_sps(record: &[u8]) -> Option<&[u8]> {
     if *record.get(5)? & 0x1f == 0 {

@@ -5,12 +5,17 @@
 //! per video access unit (Annex B, AUD first, parameter sets before keyframes, PTS/DTS, PCR) and
 //! one PES per AAC frame (ADTS). Frames of codecs MPEG-TS/HLS cannot carry here are refused with an
 //! error naming the codec; the muxer stays usable.
+//!
+//! [`TsDemuxer`] reads such a stream back (H.264 and AAC) into FLV frames, for pulled HLS.
 #![forbid(unsafe_code)]
 
 mod aac;
 mod crc;
+mod demux;
 mod muxer;
 mod video;
+
+pub use demux::{TsDemuxError, TsDemuxer};
 
 pub use muxer::{
     MuxOutcome, TsMuxer, AUDIO_PID, PACKET_SIZE, PMT_PID, PROGRAM_NUMBER, STREAM_TYPE_AAC_ADTS,

@@ -10,9 +10,12 @@ use tracing::info;
 
 use super::{Core, Notice};
 use crate::config::Snapshot;
-use crate::media::{AudioCodec, VideoCodec};
+use crate::media::{AudioCodec, Frame, VideoCodec};
+use crate::protocol::fmp4;
 use crate::registry::{home_core, StreamKey, Upstream};
-use crate::runtime::{ConnUuid, CoreMessage, CoreView, HlsMuxerView, Reply, SessionId};
+use crate::runtime::{
+    ConnUuid, CoreMessage, CoreView, HlsMuxerView, Reply, SessionId, TrackProps, TrackView,
+};
 
 /// A reader counted at its key's home core against `maxReaders`; released when dropped.
 pub struct ReaderSlot {
@@ -81,17 +84,17 @@ impl Core {
 
     /// This core's counters and connections, publishers with their tracks.
     pub(super) fn gather_view(&self) -> CoreView {
-        let mut tracks: HashMap<SessionId, Vec<&'static str>> = HashMap::new();
+        let mut tracks: HashMap<SessionId, Vec<TrackView>> = HashMap::new();
         for stream in self.streams.borrow().values() {
             let s = stream.borrow();
             if let Upstream::Publisher(session) = s.upstream {
-                let (video, audio) = s.codecs();
-                let names = video
-                    .map(video_track)
+                let (video, audio) = s.headers();
+                let views = video
+                    .and_then(video_track)
                     .into_iter()
-                    .chain(audio.map(audio_track))
+                    .chain(audio.and_then(audio_track))
                     .collect();
-                tracks.insert(session, names);
+                tracks.insert(session, views);
             }
         }
         let conns = self
@@ -169,22 +172,57 @@ impl Core {
     }
 }
 
-/// MediaMTX's track names.
-fn video_track(codec: VideoCodec) -> &'static str {
-    match codec {
-        VideoCodec::H264 => "H264",
-        VideoCodec::H265 => "H265",
-        VideoCodec::Av1 => "AV1",
-        VideoCodec::Vp9 => "VP9",
-        VideoCodec::Other(_) => "Generic",
-    }
+/// A video sequence header's track: MediaMTX's codec label and what the record says. The
+/// record follows the 5-byte tag header in both the legacy and the enhanced form.
+fn video_track(header: &Frame) -> Option<TrackView> {
+    let record = header.payload.get(5..).unwrap_or_default();
+    let (codec, props) = match header.video_codec()? {
+        VideoCodec::H264 => (
+            "H264",
+            fmp4::avc_record_props(record).map(|p| TrackProps::Video {
+                profile: p.profile_idc,
+                level: p.level_idc,
+                size: p.size,
+            }),
+        ),
+        VideoCodec::H265 => (
+            "H265",
+            fmp4::hevc_record_props(record).map(|(profile, level)| TrackProps::Video {
+                profile,
+                level,
+                size: None,
+            }),
+        ),
+        VideoCodec::Av1 => ("AV1", None),
+        VideoCodec::Vp9 => ("VP9", None),
+        VideoCodec::Other(_) => ("Generic", None),
+    };
+    Some(TrackView {
+        codec,
+        props: props.unwrap_or(TrackProps::Unread),
+    })
 }
 
-fn audio_track(codec: AudioCodec) -> &'static str {
-    match codec {
-        AudioCodec::Aac => "MPEG-4 Audio",
-        AudioCodec::Mp3 => "MPEG-1/2 Audio",
-        AudioCodec::G711ALaw | AudioCodec::G711MuLaw => "G711",
-        AudioCodec::Other(_) => "Generic",
-    }
+/// An audio sequence header's track (an AAC AudioSpecificConfig follows 2 bytes of tag header).
+fn audio_track(header: &Frame) -> Option<TrackView> {
+    let (codec, props) = match header.audio_codec()? {
+        AudioCodec::Aac => (
+            "MPEG-4 Audio",
+            header
+                .payload
+                .get(2..)
+                .and_then(fmp4::aac_config_props)
+                .map(|(sample_rate, channels)| TrackProps::Aac {
+                    sample_rate,
+                    channels,
+                }),
+        ),
+        AudioCodec::Mp3 => ("MPEG-1/2 Audio", None),
+        AudioCodec::G711ALaw | AudioCodec::G711MuLaw => ("G711", None),
+        AudioCodec::Other(_) => ("Generic", None),
+    };
+    Some(TrackView {
+        codec,
+        props: props.unwrap_or(TrackProps::Unread),
+    })
 }

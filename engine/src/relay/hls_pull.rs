@@ -1,0 +1,244 @@
+//! Pulling an HLS origin (`http(s)://…/index.m3u8`, MediaMTX's `hlsSource`): the playlist is
+//! read and reloaded, each new MPEG-TS segment fetched on the same keep-alive connection and
+//! demuxed ([`TsDemuxer`], sans-IO), and its frames delivered at the pace of their timestamps, so
+//! players downstream get a live stream rather than a burst per segment. fMP4 playlists are
+//! refused with a clear error. A multivariant playlist's first variant is followed.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tracing::{debug, info};
+
+use super::error::RelayError;
+use super::link::READ_BUFFER;
+use super::pull::Feed;
+use super::transport::Transport;
+use super::url::HttpUrl;
+use crate::protocol::hls::m3u8::{self, Playlist};
+use crate::protocol::http::{
+    encode_request_head, parse_response_head, BodyFraming, ChunkedDecoder, ChunkedEvent, Limits,
+    Parsed,
+};
+use crate::protocol::ts::TsDemuxer;
+use crate::server::net::NetReader;
+
+/// A playlist or a segment larger than this is refused.
+const MAX_BODY_BYTES: usize = 64 << 20;
+/// How many multivariant hops are followed.
+const MAX_VARIANT_HOPS: usize = 3;
+
+/// The HTTP side of an HLS pull: one connection, requests one after the other.
+struct Client<'a> {
+    transport: Transport,
+    reader: &'a mut NetReader,
+    authority: String,
+    input: BytesMut,
+    buf: Vec<u8>,
+}
+
+impl Client<'_> {
+    /// GETs `target` and returns its whole body (a non-200 answer is an error).
+    async fn get(&mut self, feed: &Feed<'_>, target: &str) -> Result<Bytes, RelayError> {
+        let mut out = BytesMut::new();
+        let headers = [("User-Agent", "corestream"), ("Accept", "*/*")];
+        encode_request_head(&mut out, "GET", target, &self.authority, &headers)?;
+        self.transport.send(feed.conn, &mut out)?;
+        let limits = Limits::default();
+        let head = loop {
+            match parse_response_head(&self.input, &limits)? {
+                Parsed::Complete { message, consumed } => {
+                    self.input.advance(consumed);
+                    break message;
+                }
+                Parsed::NeedMore => self.read(feed).await?,
+            }
+        };
+        let body = match head.framing {
+            BodyFraming::Length(n) => {
+                let n = usize::try_from(n).unwrap_or(usize::MAX);
+                if n > MAX_BODY_BYTES {
+                    return Err(RelayError::HlsBody(format!(
+                        "{target}: {n} bytes, more than {MAX_BODY_BYTES}"
+                    )));
+                }
+                while self.input.len() < n {
+                    self.read(feed).await?;
+                }
+                self.input.split_to(n).freeze()
+            }
+            BodyFraming::Chunked => {
+                let mut decoder = ChunkedDecoder::new();
+                let mut body = BytesMut::new();
+                loop {
+                    match decoder.decode(&mut self.input)? {
+                        ChunkedEvent::Data(b) => {
+                            body.extend_from_slice(&b);
+                            if body.len() > MAX_BODY_BYTES {
+                                return Err(RelayError::HlsBody(format!(
+                                    "{target}: more than {MAX_BODY_BYTES} bytes"
+                                )));
+                            }
+                        }
+                        ChunkedEvent::NeedMore => self.read(feed).await?,
+                        ChunkedEvent::End => break body.freeze(),
+                    }
+                }
+            }
+            BodyFraming::None => Bytes::new(),
+            BodyFraming::UntilClose => {
+                return Err(RelayError::HlsBody(format!(
+                    "{target}: the origin answers without a length and closes; an hls pull needs keep-alive"
+                )))
+            }
+        };
+        if head.status != 200 {
+            return Err(RelayError::HttpStatus {
+                status: head.status,
+                reason: head.reason,
+            });
+        }
+        if !head.keep_alive {
+            return Err(RelayError::HlsBody(format!(
+                "{target}: the origin closes the connection after each answer; an hls pull needs keep-alive"
+            )));
+        }
+        Ok(body)
+    }
+
+    async fn read(&mut self, feed: &Feed<'_>) -> Result<(), RelayError> {
+        self.transport
+            .read(
+                feed.conn,
+                self.reader,
+                &mut self.buf,
+                &feed.link.status,
+                &mut self.input,
+            )
+            .await
+    }
+}
+
+impl Feed<'_> {
+    /// Pulls the HLS playlist `u` until the origin ends it or something fails.
+    pub(super) async fn hls(
+        &mut self,
+        u: &HttpUrl,
+        transport: Transport,
+        reader: &mut NetReader,
+    ) -> RelayError {
+        let mut client = Client {
+            transport,
+            reader,
+            authority: u.authority.clone(),
+            input: BytesMut::new(),
+            buf: vec![0u8; READ_BUFFER],
+        };
+        match self.hls_run(u, &mut client).await {
+            Ok(()) => RelayError::Ended,
+            Err(e) => e,
+        }
+    }
+
+    async fn hls_run(&mut self, u: &HttpUrl, client: &mut Client<'_>) -> Result<(), RelayError> {
+        // The media playlist: the given one, or a multivariant playlist's first variant.
+        let mut target = u.target.clone();
+        let mut hops = 0;
+        let mut playlist = loop {
+            let body = client.get(self, &target).await?;
+            match parse_playlist(&body)? {
+                Playlist::Multivariant { variants } if hops < MAX_VARIANT_HOPS => {
+                    hops += 1;
+                    target = m3u8::resolve(&target, &variants[0], &client.authority)
+                        .ok_or_else(|| other_server(&variants[0]))?;
+                    debug!(stream = %self.key, variant = target, "hls source: following the first variant");
+                }
+                Playlist::Multivariant { .. } => {
+                    return Err(RelayError::HlsPlaylist("variants nest too deep".to_owned()))
+                }
+                Playlist::Media(m) => break m,
+            }
+        };
+        if playlist.fmp4 {
+            return Err(RelayError::HlsPlaylist(
+                "fMP4 segments (#EXT-X-MAP) are not supported: the origin must serve MPEG-TS"
+                    .to_owned(),
+            ));
+        }
+        // A live playlist starts at its newest segment (the least delay); an ended one from the
+        // start.
+        let mut next = if playlist.ended {
+            playlist.media_sequence
+        } else {
+            playlist.media_sequence + playlist.segments.len().saturating_sub(1) as u64
+        };
+        let mut demux = TsDemuxer::new();
+        let mut pace: Option<(Instant, u32)> = None;
+        loop {
+            let mut took = false;
+            let first = playlist.media_sequence;
+            if next < first {
+                info!(stream = %self.key, skipped = first - next, "hls source: segments expired before they were fetched");
+                next = first;
+            }
+            for (i, segment) in playlist.segments.iter().enumerate() {
+                let number = first + i as u64;
+                if number < next {
+                    continue;
+                }
+                let seg_target = m3u8::resolve(&target, &segment.uri, &client.authority)
+                    .ok_or_else(|| other_server(&segment.uri))?;
+                let body = client.get(self, &seg_target).await?;
+                demux.feed(&body)?;
+                demux.end_of_input()?;
+                while let Some(frame) = demux.poll_frame() {
+                    // Frames go out at the pace of their timestamps.
+                    let (start, origin) = *pace.get_or_insert((Instant::now(), frame.timestamp));
+                    let due = start
+                        + Duration::from_millis(u64::from(frame.timestamp.wrapping_sub(origin)));
+                    let now = Instant::now();
+                    if due > now {
+                        self.link.pause(self.core, due - now).await;
+                        if self.link.is_stopped(self.core) {
+                            return Err(RelayError::Stopped);
+                        }
+                    }
+                    self.deliver(frame).await?;
+                }
+                next = number + 1;
+                took = true;
+            }
+            if playlist.ended {
+                return Ok(());
+            }
+            if !took {
+                // Nothing new yet: look again after half a target duration (RFC 8216 6.3.4).
+                let wait = Duration::from_millis((playlist.target_duration_ms / 2).max(100));
+                self.link.pause(self.core, wait).await;
+                if self.link.is_stopped(self.core) {
+                    return Err(RelayError::Stopped);
+                }
+            }
+            let body = client.get(self, &target).await?;
+            playlist = match parse_playlist(&body)? {
+                Playlist::Media(m) => m,
+                Playlist::Multivariant { .. } => {
+                    return Err(RelayError::HlsPlaylist(
+                        "the media playlist became a multivariant one".to_owned(),
+                    ))
+                }
+            };
+        }
+    }
+}
+
+fn parse_playlist(body: &[u8]) -> Result<Playlist, RelayError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| RelayError::HlsPlaylist("the playlist is not UTF-8 text".to_owned()))?;
+    m3u8::parse(text).map_err(|e| RelayError::HlsPlaylist(e.to_string()))
+}
+
+fn other_server(uri: &str) -> RelayError {
+    RelayError::HlsPlaylist(format!(
+        "'{uri}' is on another server: an hls pull follows URIs of its origin only"
+    ))
+}
