@@ -671,14 +671,15 @@ mod tests {
             .unwrap_err()
             .contains("not supported yet"));
         assert!(transport("carrier").is_err());
-        for later in ["rtsps://cam/1", "srt://x:9000", "http://x/a.m3u8"] {
+        for later in ["rtsps://cam/1", "srt://x:9000"] {
             let e = check_source(later).unwrap_err();
             assert!(e.contains("is not supported yet"), "{e}");
         }
         assert!(check_source("rtmps://x/live/a").is_ok());
         assert!(check_source("rtmps://").is_err());
         assert!(check_source("rtmp://").is_err());
-        assert!(check_source("https://x/y.m3u8").is_err());
+        // HLS origins (MediaMTX's hlsSource) are pulled.
+        assert!(check_source("http://x/a.m3u8").is_ok() && check_source("https://x/y.m3u8").is_ok());
         assert_eq!(
             check_source("carrier pigeon").unwrap_err(),
             "invalid source: 'carrier pigeon'"
