@@ -22,9 +22,9 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{AuthMethod, AuthSettings, InternalUser, Permission, UnknownDomain};
 
 pub use error::ConfigError;
-pub use paths::{PathConf, PathFields, Paths};
+pub use paths::{PathConf, PathFields, Paths, RecordFormat, DEFAULT_RECORD_PATH};
 pub use snapshot::{Snapshot, SnapshotError};
-pub use values::{Cores, ListenAddress, LogLevel, Millis};
+pub use values::{Cores, ListenAddress, LogLevel, Millis, Size};
 
 /// The default configuration, also shipped as `config/corestream.yaml`.
 pub const EMBEDDED: &str = include_str!("../../../config/corestream.yaml");
