@@ -1,0 +1,246 @@
+//! Recordings on disk, for the control core and the start of the engine (never a data core):
+//! finding a path's segments, repairing a segment a crash left unfinished, deleting.
+//!
+//! A segment is unfinished only if the engine died while writing it, and a writer only ever
+//! appends whole parts, so what a crash can leave is a torn last part: [`repair`] cuts the file
+//! back to its last complete part.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use super::path::Template;
+use crate::config::RecordFormat;
+
+const TS_PACKET: u64 = 188;
+
+/// One segment file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    pub file: PathBuf,
+    /// Unix microseconds, from its name.
+    pub start_us: u64,
+}
+
+/// Every file under the template's common directory whose name fits it, by path name, each
+/// path's segments sorted by start. `template` may still hold `%path`.
+pub fn find(template: &Template) -> BTreeMap<String, Vec<Segment>> {
+    let root = template.common_dir();
+    let mut found: BTreeMap<String, Vec<Segment>> = BTreeMap::new();
+    let start = if root.is_empty() { "." } else { root };
+    let mut dirs = vec![(PathBuf::from(start), root.to_owned())];
+    while let Some((dir, name)) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(file_name) = entry.file_name().into_string() else {
+                continue;
+            };
+            let full = if name.is_empty() {
+                file_name
+            } else {
+                format!("{name}/{file_name}")
+            };
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                dirs.push((entry.path(), full));
+            } else if kind.is_file() {
+                if let Some((path, start_us)) = template.decode(&full) {
+                    found.entry(path).or_default().push(Segment {
+                        file: entry.path(),
+                        start_us,
+                    });
+                }
+            }
+        }
+    }
+    for segments in found.values_mut() {
+        segments.sort_by_key(|s| s.start_us);
+    }
+    found
+}
+
+/// The segments of one path: `template` with `%path` already replaced.
+pub fn find_path(template: &Template) -> Vec<Segment> {
+    find(template).into_values().next().unwrap_or_default()
+}
+
+/// How many leading bytes of a segment are whole: the init segment and every complete
+/// `moof`+`mdat` (fMP4), whole packets (MPEG-TS).
+pub fn complete_length(format: RecordFormat, data: &[u8]) -> u64 {
+    let mut cursor = std::io::Cursor::new(data);
+    complete_length_of(format, &mut cursor, data.len() as u64).unwrap_or(0)
+}
+
+fn complete_length_of<R: Read + Seek>(
+    format: RecordFormat,
+    r: &mut R,
+    len: u64,
+) -> std::io::Result<u64> {
+    if format == RecordFormat::Mpegts {
+        return Ok(len - len % TS_PACKET);
+    }
+    let mut at = 0u64;
+    let mut good = 0u64;
+    let mut moof_pending = false;
+    while at + 8 <= len {
+        r.seek(SeekFrom::Start(at))?;
+        let mut head = [0u8; 16];
+        let want = if len - at >= 16 { 16 } else { 8 };
+        r.read_exact(&mut head[..want])?;
+        let size32 = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        let size = match size32 {
+            0 => break,
+            1 if want == 16 => u64::from_be_bytes(head[8..16].try_into().unwrap_or_default()),
+            1 => break,
+            s => u64::from(s),
+        };
+        if size < 8 || at + size > len {
+            break;
+        }
+        at += size;
+        match &head[4..8] {
+            b"moof" => moof_pending = true,
+            b"mdat" if moof_pending => {
+                moof_pending = false;
+                good = at;
+            }
+            // ftyp, moov, and anything a player skips.
+            _ if !moof_pending => good = at,
+            _ => {}
+        }
+    }
+    Ok(good)
+}
+
+/// What [`repair`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repair {
+    /// The file was whole.
+    Whole,
+    /// Cut from `from` bytes back to `to`.
+    Truncated { from: u64, to: u64 },
+    /// Nothing in it was whole (not even the init segment): removed.
+    Removed { from: u64 },
+}
+
+/// Cuts a segment back to its last complete part (see [`complete_length`]).
+pub fn repair(format: RecordFormat, file: &Path) -> std::io::Result<Repair> {
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(file)?;
+    let len = f.metadata()?.len();
+    let good = complete_length_of(format, &mut f, len)?;
+    if good == len {
+        return Ok(Repair::Whole);
+    }
+    if good == 0 {
+        drop(f);
+        std::fs::remove_file(file)?;
+        return Ok(Repair::Removed { from: len });
+    }
+    f.set_len(good)?;
+    f.sync_all()?;
+    Ok(Repair::Truncated {
+        from: len,
+        to: good,
+    })
+}
+
+/// The format of a segment file, by its extension.
+pub fn format_of(file: &Path) -> Option<RecordFormat> {
+    match file.extension()?.to_str()? {
+        "mp4" => Some(RecordFormat::Fmp4),
+        "ts" => Some(RecordFormat::Mpegts),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn boxed(kind: &[u8; 4], body: usize) -> Vec<u8> {
+        let mut b = ((body + 8) as u32).to_be_bytes().to_vec();
+        b.extend_from_slice(kind);
+        b.resize(body + 8, 0xab);
+        b
+    }
+
+    #[test]
+    fn complete_length_stops_at_the_last_whole_part() {
+        let mut file = boxed(b"ftyp", 16);
+        file.extend(boxed(b"moov", 100));
+        let init = file.len() as u64;
+        file.extend(boxed(b"moof", 50));
+        file.extend(boxed(b"mdat", 500));
+        let one_part = file.len() as u64;
+        assert_eq!(complete_length(RecordFormat::Fmp4, &file), one_part);
+        file.extend(boxed(b"moof", 50));
+        assert_eq!(
+            complete_length(RecordFormat::Fmp4, &file),
+            one_part,
+            "moof without mdat"
+        );
+        let mdat = boxed(b"mdat", 500);
+        file.extend_from_slice(&mdat[..200]);
+        assert_eq!(
+            complete_length(RecordFormat::Fmp4, &file),
+            one_part,
+            "torn mdat"
+        );
+        assert_eq!(
+            complete_length(RecordFormat::Fmp4, &file[..init as usize + 3]),
+            init
+        );
+        assert_eq!(complete_length(RecordFormat::Fmp4, &file[..20]), 0);
+        assert_eq!(complete_length(RecordFormat::Mpegts, &[0x47; 500]), 376);
+    }
+
+    #[test]
+    fn repair_and_find_on_disk() {
+        let dir = std::env::temp_dir().join(format!("corestream-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let template = Template::new(&format!("{}/%path/%s-%f", dir.display()), ".mp4");
+        let a = PathBuf::from(template.encode("live/a", 1_000_000_000_000_000));
+        let b = PathBuf::from(template.encode("live/a", 1_000_000_002_000_000));
+        let c = PathBuf::from(template.encode("other", 1_000_000_001_000_000));
+        std::fs::create_dir_all(a.parent().unwrap()).unwrap();
+        std::fs::create_dir_all(c.parent().unwrap()).unwrap();
+        let mut whole = boxed(b"ftyp", 16);
+        whole.extend(boxed(b"moov", 10));
+        whole.extend(boxed(b"moof", 10));
+        whole.extend(boxed(b"mdat", 10));
+        let mut torn = whole.clone();
+        torn.extend(&boxed(b"moof", 10)[..9]);
+        std::fs::write(&a, &whole).unwrap();
+        std::fs::write(&b, &torn).unwrap();
+        std::fs::write(&c, &whole[..12]).unwrap();
+        std::fs::write(a.with_extension("txt"), b"not a segment").unwrap();
+        let found = find(&template);
+        assert_eq!(found.keys().collect::<Vec<_>>(), ["live/a", "other"]);
+        assert_eq!(found["live/a"].len(), 2);
+        assert_eq!(found["live/a"][0].file, a);
+        assert_eq!(find_path(&template.for_path("live/a")).len(), 2);
+        assert_eq!(repair(RecordFormat::Fmp4, &a).unwrap(), Repair::Whole);
+        assert_eq!(
+            repair(RecordFormat::Fmp4, &b).unwrap(),
+            Repair::Truncated {
+                from: torn.len() as u64,
+                to: whole.len() as u64
+            }
+        );
+        assert_eq!(std::fs::read(&b).unwrap(), whole);
+        assert_eq!(
+            repair(RecordFormat::Fmp4, &c).unwrap(),
+            Repair::Removed { from: 12 }
+        );
+        assert!(!c.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
