@@ -22,6 +22,9 @@ pub enum ApiError {
     PathConfNotFound,
     #[error("connection not found")]
     ConnNotFound,
+    /// A path without segments, or a segment that is not there.
+    #[error("recording not found")]
+    RecordingNotFound,
     #[error("not found")]
     NoRoute,
     #[error("method not allowed")]
@@ -39,6 +42,7 @@ impl ApiError {
             ApiError::PathNotFound
             | ApiError::PathConfNotFound
             | ApiError::ConnNotFound
+            | ApiError::RecordingNotFound
             | ApiError::NoRoute => 404,
             ApiError::MethodNotAllowed => 405,
             ApiError::Persist(_) => 500,

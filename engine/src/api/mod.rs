@@ -44,6 +44,7 @@ use crate::auth::users::IpNet;
 use crate::auth::Action;
 use crate::config::Snapshot;
 use crate::protocol::http::Request;
+use crate::record;
 use crate::runtime::control::Histogram;
 use crate::runtime::{
     ConnUuid, ControlLink, CoreMessage, CoreView, Limit, LimitHits, Reply, StartError,
@@ -173,6 +174,8 @@ pub fn start(link: Rc<ControlLink>, snapshot: Arc<Snapshot>) -> Result<(), Start
         connections: Default::default(),
         body_bytes: Default::default(),
     });
+    let store = api.store.clone();
+    crate::record::retention::spawn(move || store.snapshot());
     for (kind, enabled, addr) in listeners {
         if !enabled {
             continue;
@@ -492,6 +495,45 @@ impl Api {
                     Err(ApiError::ConnNotFound)
                 }
             }
+            Route::RecordingsList => {
+                let page = page()?;
+                let items = record::store::find_all(config)
+                    .iter()
+                    .map(|(name, segments)| recording_json(name, segments))
+                    .collect();
+                Ok(page.list(items))
+            }
+            Route::RecordingGet(name) => {
+                if !record::store::is_valid_path_name(&name) {
+                    return Err(ApiError::invalid("invalid name"));
+                }
+                let template = record::store::template_of(config, &name).for_path(&name);
+                let segments = record::store::find_path(&template);
+                if segments.is_empty() {
+                    return Err(ApiError::RecordingNotFound);
+                }
+                Ok(recording_json(&name, &segments))
+            }
+            Route::RecordingDeleteSegment => {
+                let query = req.query_pairs();
+                let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+                let name = get("path").unwrap_or_default();
+                if !record::store::is_valid_path_name(name) {
+                    return Err(ApiError::invalid("invalid 'path' parameter"));
+                }
+                let start = get("start")
+                    .and_then(record::path::parse_rfc3339)
+                    .ok_or_else(|| ApiError::invalid("invalid 'start' parameter"))?;
+                let template = record::store::template_of(config, name).for_path(name);
+                let segment = record::store::find_path(&template)
+                    .into_iter()
+                    .find(|s| s.start_us == start)
+                    .ok_or(ApiError::RecordingNotFound)?;
+                std::fs::remove_file(&segment.file)
+                    .map_err(|e| ApiError::invalid(format!("cannot delete the segment: {e}")))?;
+                info!(path = %name, file = %segment.file.display(), "recording segment deleted through the API");
+                Ok(json!({"status": "ok"}))
+            }
             // HLS is being added separately; until then there is never a muxer.
             Route::HlsMuxersList => {
                 let page = page()?;
@@ -504,6 +546,15 @@ impl Api {
             }
         }
     }
+}
+
+/// A path's recording as MediaMTX shows it: its name and each segment's start.
+fn recording_json(name: &str, segments: &[record::store::Segment]) -> Value {
+    let segments: Vec<Value> = segments
+        .iter()
+        .map(|s| json!({"start": record::path::rfc3339_us(s.start_us)}))
+        .collect();
+    json!({"name": name, "segments": segments})
 }
 
 fn parse_uuid(text: &str) -> Result<ConnUuid, ApiError> {

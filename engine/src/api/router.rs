@@ -25,6 +25,9 @@ pub enum Route {
     RtmpConnGet(String),
     RtmpConnKick(String),
     HlsMuxersList,
+    RecordingsList,
+    RecordingGet(String),
+    RecordingDeleteSegment,
 }
 
 impl Route {
@@ -43,7 +46,7 @@ impl Route {
 }
 
 /// Fixed endpoints: path, method, route.
-const FIXED: [(&str, Method, Route); 10] = [
+const FIXED: [(&str, Method, Route); 12] = [
     ("/v3/info", Method::Get, Route::Info),
     ("/v3/config/global/get", Method::Get, Route::GlobalGet),
     ("/v3/config/global/patch", Method::Patch, Route::GlobalPatch),
@@ -61,6 +64,12 @@ const FIXED: [(&str, Method, Route); 10] = [
     ("/v3/paths/list", Method::Get, Route::PathsList),
     ("/v3/rtmpconns/list", Method::Get, Route::RtmpConnsList),
     ("/v3/hlsmuxers/list", Method::Get, Route::HlsMuxersList),
+    ("/v3/recordings/list", Method::Get, Route::RecordingsList),
+    (
+        "/v3/recordings/deletesegment",
+        Method::Delete,
+        Route::RecordingDeleteSegment,
+    ),
     // MediaMTX lists RTMPS connections apart; there are none here.
     ("/v3/rtmpsconns/list", Method::Get, Route::RtmpConnsList),
 ];
@@ -68,7 +77,7 @@ const FIXED: [(&str, Method, Route); 10] = [
 /// An endpoint that takes a name: prefix, method, route constructor.
 type Named = (&'static str, Method, fn(String) -> Route);
 
-const NAMED: [Named; 9] = [
+const NAMED: [Named; 10] = [
     ("/v3/config/paths/get/", Method::Get, Route::ConfigPathGet),
     ("/v3/config/paths/add/", Method::Post, Route::ConfigPathAdd),
     (
@@ -90,6 +99,7 @@ const NAMED: [Named; 9] = [
     ("/v3/rtmpconns/get/", Method::Get, Route::RtmpConnGet),
     ("/v3/rtmpconns/kick/", Method::Post, Route::RtmpConnKick),
     ("/v3/rtmpsconns/get/", Method::Get, Route::RtmpConnGet),
+    ("/v3/recordings/get/", Method::Get, Route::RecordingGet),
 ];
 
 /// The endpoint for `method` and the percent-decoded `path`.

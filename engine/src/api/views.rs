@@ -206,6 +206,7 @@ pub(super) mod tests {
                 hls_muxers: Vec::new(),
                 sources: Vec::new(),
                 forwards: Vec::new(),
+                recordings: Vec::new(),
             },
             CoreView {
                 stats: CoreStats {
@@ -220,6 +221,7 @@ pub(super) mod tests {
                 hls_muxers: Vec::new(),
                 sources: Vec::new(),
                 forwards: Vec::new(),
+                recordings: Vec::new(),
             },
         ]
     }

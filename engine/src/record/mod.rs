@@ -8,6 +8,7 @@
 //!   on disk (the control core and start-up only, never a data core).
 
 pub mod path;
+pub mod retention;
 pub mod segmenter;
 pub mod store;
 pub mod writer;

@@ -11,7 +11,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use super::path::Template;
-use crate::config::RecordFormat;
+use crate::config::{Config, Millis, PathFields, RecordFormat};
 
 const TS_PACKET: u64 = 188;
 
@@ -243,4 +243,108 @@ mod tests {
         assert!(!c.exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
+}
+
+/// The segment template of `path` under `config` (pathDefaults when no entry names it).
+pub fn template_of(config: &Config, path: &str) -> Template {
+    let conf = config.path_conf(path).unwrap_or_else(|| {
+        PathFields::default().resolve(path, &config.path_defaults, config.override_publisher)
+    });
+    Template::new(&conf.record_path, conf.record_format.extension())
+}
+
+/// Every template the configuration names (pathDefaults and each entry), once each.
+fn templates(config: &Config) -> Vec<(Template, Option<Millis>)> {
+    let mut out: Vec<(Template, Option<Millis>)> = Vec::new();
+    let confs = std::iter::once(PathFields::default().resolve(
+        "",
+        &config.path_defaults,
+        config.override_publisher,
+    ))
+    .chain(config.paths.iter().map(|(name, fields)| {
+        fields.resolve(name, &config.path_defaults, config.override_publisher)
+    }));
+    for conf in confs {
+        let t = Template::new(&conf.record_path, conf.record_format.extension());
+        if !out.iter().any(|(o, _)| *o == t) {
+            let delete_after = (conf.record_delete_after.0 > 0).then_some(conf.record_delete_after);
+            out.push((t, delete_after));
+        }
+    }
+    out
+}
+
+/// Every path with segments, each with its segments: files that fit the template of the path
+/// they name.
+pub fn find_all(config: &Config) -> BTreeMap<String, Vec<Segment>> {
+    let mut all: BTreeMap<String, Vec<Segment>> = BTreeMap::new();
+    for (template, _) in templates(config) {
+        for (path, segments) in find(&template) {
+            if is_valid_path_name(&path) && template_of(config, &path) == template {
+                all.entry(path).or_default().extend(segments);
+            }
+        }
+    }
+    all
+}
+
+/// A path name that may name files: no empty, `.` or `..` component, no leading slash.
+pub fn is_valid_path_name(path: &str) -> bool {
+    !path.is_empty()
+        && !path.starts_with('/')
+        && path
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+        && !path.contains('\0')
+}
+
+/// At start: the newest segment of every path is the only one a crash can have left
+/// unfinished; each is cut back to its last whole part. Returns what was done, to log.
+pub fn repair_newest(config: &Config) -> Vec<(PathBuf, Repair)> {
+    let mut done = Vec::new();
+    for segments in find_all(config).values() {
+        let Some(newest) = segments.last() else {
+            continue;
+        };
+        let Some(format) = format_of(&newest.file) else {
+            continue;
+        };
+        match repair(format, &newest.file) {
+            Ok(Repair::Whole) => {}
+            Ok(r) => done.push((newest.file.clone(), r)),
+            Err(e) => {
+                tracing::warn!(file = %newest.file.display(), error = %e, "cannot check a recording segment")
+            }
+        }
+    }
+    done
+}
+
+/// Deletes the segments that started more than their path's `recordDeleteAfter` before
+/// `now_us` (`0s` keeps them). Returns the files deleted.
+pub fn delete_expired(config: &Config, now_us: u64) -> Vec<PathBuf> {
+    let mut deleted = Vec::new();
+    for (path, segments) in find_all(config) {
+        let conf = config.path_conf(&path).unwrap_or_else(|| {
+            PathFields::default().resolve(&path, &config.path_defaults, config.override_publisher)
+        });
+        let keep = conf.record_delete_after.0 * 1000;
+        if keep == 0 {
+            continue;
+        }
+        for s in segments {
+            if s.start_us + keep < now_us && std::fs::remove_file(&s.file).is_ok() {
+                deleted.push(s.file);
+            }
+        }
+    }
+    deleted
+}
+
+/// How often retention looks: half the shortest `recordDeleteAfter`, between 1 s and 60 s.
+pub fn retention_period(config: &Config) -> Option<std::time::Duration> {
+    let shortest = templates(config).into_iter().filter_map(|(_, d)| d).min()?;
+    Some(std::time::Duration::from_millis(
+        (shortest.0 / 2).clamp(1_000, 60_000),
+    ))
 }

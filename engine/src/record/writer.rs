@@ -114,6 +114,15 @@ pub struct Recorder {
     ops: LocalSender<Op>,
 }
 
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("plan", &self.plan)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Recorder {
     /// Starts a recording and its writer task; `stats` are the path's, kept by the core.
     pub fn start(plan: RecordPlan, stats: Rc<RefCell<RecordStats>>) -> Recorder {

@@ -3,6 +3,7 @@
 
 pub(super) mod gather;
 mod hls;
+mod record;
 mod rpc;
 mod sessions;
 
@@ -86,6 +87,9 @@ pub struct Core {
     read_buffer: RefCell<Vec<u8>>,
     /// This core itself, for the tasks a message handler starts.
     me: Weak<Core>,
+    /// Recording counters per path name (see `core/record.rs`).
+    record_stats:
+        RefCell<std::collections::BTreeMap<String, Rc<RefCell<crate::record::RecordStats>>>>,
 }
 
 impl Core {
@@ -118,6 +122,7 @@ impl Core {
             }),
             next_id: Cell::new(1),
             readers: RefCell::default(),
+            record_stats: RefCell::default(),
         })
     }
 
@@ -286,6 +291,7 @@ impl Core {
             session,
             self.gop_limits(),
         )));
+        self.apply_recording(&mut stream.borrow_mut());
         self.streams
             .borrow_mut()
             .insert(key.clone(), stream.clone());
@@ -306,6 +312,9 @@ impl Core {
         self.stream_keys.borrow_mut().remove(&stream.id);
         if let Some(hls) = stream.take_hls() {
             hls.borrow_mut().detach();
+        }
+        if let Some(recorder) = stream.take_recorder() {
+            recorder.finish();
         }
         for p in stream.players() {
             self.notify_session(p.session, Notice::StreamEnded);
@@ -673,6 +682,7 @@ impl Core {
                 info!(core = %self.id, "configuration updated");
                 let old = std::mem::replace(&mut *self.snapshot.borrow_mut(), snapshot.clone());
                 self.close_unconfigured(&old, &snapshot);
+                self.apply_recordings();
                 if let Some(me) = self.me.upgrade() {
                     self.links.reconfigured(&me);
                 }

@@ -127,6 +127,7 @@ impl Core {
             hls_muxers,
             sources,
             forwards,
+            recordings: self.record_views(),
         }
     }
 
