@@ -1,0 +1,302 @@
+//! Recording (issue 18): ffmpeg publishes over RTMP, the engine writes fMP4 / MPEG-TS segments,
+//! and ffprobe and ffmpeg — not our code — read them back. The MediaMTX recordings API lists,
+//! gets and deletes them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use tests::{eventually, ff, Engine, TempDir};
+
+/// What ffprobe says of a file: the format's duration and each stream's codec.
+fn probe_file(file: &Path) -> (f64, Vec<String>) {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration:stream=codec_name",
+            "-of",
+            "default=nw=1",
+        ])
+        .arg(file)
+        .stdin(Stdio::null())
+        .output()
+        .expect("ffprobe is installed (tests/run.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "ffprobe {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut duration = 0.0;
+    let mut codecs = Vec::new();
+    for line in text.lines() {
+        if let Some(d) = line.strip_prefix("duration=") {
+            duration = d.parse().unwrap_or(0.0);
+        } else if let Some(c) = line.strip_prefix("codec_name=") {
+            codecs.push(c.to_owned());
+        }
+    }
+    // A transport stream lists its streams twice: in its program and on their own.
+    codecs.sort();
+    codecs.dedup();
+    (duration, codecs)
+}
+
+/// Decodes the whole file with ffmpeg; returns its error output (empty when clean) and the
+/// number of video frames decoded.
+fn decode_file(file: &Path) -> (String, u64) {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-v", "error", "-stats", "-i"])
+        .arg(file)
+        .args(["-f", "null", "-"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("ffmpeg is installed");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let errors: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.contains("frame=") && !l.trim().is_empty())
+        .collect();
+    (errors.join("\n"), ff::decoded_frames(&out).unwrap_or(0))
+}
+
+/// The segment files under `dir`, sorted by name (their start).
+fn segments(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == ext) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn record_config(dir: &Path, extra: &str) -> String {
+    format!(
+        "pathDefaults:\n  record: yes\n  recordPath: {}/%path/%Y-%m-%d_%H-%M-%S-%f\n  recordDeleteAfter: 0s\n{extra}",
+        dir.display()
+    )
+}
+
+fn publish_and_wait(engine: &Engine, path: &str, seconds: u32) {
+    let publisher = ff::publish(&engine.rtmp_url(path), seconds);
+    let out = ff::wait_with_timeout(
+        publisher,
+        Duration::from_secs(u64::from(seconds) + 20),
+        "ffmpeg publisher",
+    );
+    assert!(
+        out.status.success(),
+        "publisher: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// An 8 s publish with 3 s segments and a keyframe each second: segments start at 0, 3 and
+/// 6 s; each decodes completely with H.264 and AAC, and together they last 8 s (± a part).
+#[test]
+fn fmp4_segments_decode_completely_and_rotate_at_keyframes() {
+    let dir = TempDir::new("rec-fmp4");
+    let engine = Engine::start(&record_config(&dir.path, "  recordSegmentDuration: 3s\n"));
+    publish_and_wait(&engine, "live/rec", 8);
+    assert!(eventually(Duration::from_secs(5), || engine
+        .count_log("recording segment complete")
+        >= 3));
+    let files = segments(&dir.path.join("live/rec"), "mp4");
+    assert_eq!(files.len(), 3, "{files:?}\n{}", engine.log().join("\n"));
+    let mut total = 0.0;
+    for (i, f) in files.iter().enumerate() {
+        let (duration, codecs) = probe_file(f);
+        assert_eq!(codecs, ["aac", "h264"], "{}", f.display());
+        let (errors, frames) = decode_file(f);
+        assert!(errors.is_empty(), "{}: {errors}", f.display());
+        if i < 2 {
+            assert!(
+                (duration - 3.0).abs() <= 1.0,
+                "{}: {duration} s",
+                f.display()
+            );
+            assert!(
+                (frames as i64 - 75).abs() <= 25,
+                "{}: {frames} frames",
+                f.display()
+            );
+        }
+        total += duration;
+    }
+    assert!((total - 8.0).abs() <= 1.0, "recorded {total} s of 8 s");
+}
+
+/// MPEG-TS segments: whole packets, H.264 and AAC, the whole publish.
+#[test]
+fn mpegts_segments_decode_completely() {
+    let dir = TempDir::new("rec-ts");
+    let engine = Engine::start(&record_config(&dir.path, "  recordFormat: mpegts\n"));
+    publish_and_wait(&engine, "live/ts", 5);
+    assert!(eventually(Duration::from_secs(5), || engine
+        .count_log("recording segment complete")
+        >= 1));
+    let files = segments(&dir.path.join("live/ts"), "ts");
+    assert_eq!(files.len(), 1, "{files:?}");
+    let (duration, codecs) = probe_file(&files[0]);
+    assert_eq!(codecs, ["aac", "h264"]);
+    assert!((duration - 5.0).abs() <= 1.0, "{duration} s");
+    assert_eq!(std::fs::metadata(&files[0]).unwrap().len() % 188, 0);
+    let (errors, _) = decode_file(&files[0]);
+    assert!(errors.is_empty(), "{errors}");
+}
+
+/// `kill -9` in the middle of a segment: the file on disk plays up to its last part; a torn
+/// append (simulated: half a `moof` at the end) is cut off at the next start, which says so.
+#[test]
+fn kill_9_mid_segment_leaves_a_playable_file_and_a_torn_tail_is_cut_at_start() {
+    let dir = TempDir::new("rec-kill");
+    let engine = Engine::start(&record_config(&dir.path, ""));
+    let mut publisher = ff::publish(&engine.rtmp_url("live/cam"), 30);
+    assert!(eventually(Duration::from_secs(15), || {
+        segments(&dir.path, "mp4")
+            .first()
+            .and_then(|f| std::fs::metadata(f).ok())
+            .is_some_and(|m| m.len() > 100_000)
+    }));
+    std::thread::sleep(Duration::from_secs(3));
+    let stopped = engine.kill();
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+    let files = segments(&dir.path, "mp4");
+    assert_eq!(files.len(), 1);
+    let file = &files[0];
+    let (duration, codecs) = probe_file(file);
+    assert_eq!(codecs, ["aac", "h264"]);
+    assert!(duration >= 3.0, "{duration} s recorded before the kill");
+    let (errors, frames) = decode_file(file);
+    assert!(errors.is_empty(), "{errors}");
+    assert!(frames >= 75, "{frames} frames");
+    // A write the kill tore: the head of a moof and nothing more.
+    let whole = std::fs::metadata(file).unwrap().len();
+    let mut torn = std::fs::read(file).unwrap();
+    torn.extend_from_slice(&[0, 0, 0x10, 0, b'm', b'o', b'o', b'f', 0, 0, 0, 0]);
+    std::fs::write(file, &torn).unwrap();
+    let engine = Engine::restart(stopped);
+    assert!(
+        engine.count_log("left unfinished by a crash") >= 1,
+        "{}",
+        engine.log().join("\n")
+    );
+    assert_eq!(std::fs::metadata(file).unwrap().len(), whole);
+    let (errors, _) = decode_file(file);
+    assert!(errors.is_empty(), "{errors}");
+}
+
+/// `/v3/recordings/list`, `/v3/recordings/get/{name}` and `DELETE
+/// /v3/recordings/deletesegment?path=&start=`, in MediaMTX's shapes.
+#[test]
+fn recordings_api_lists_gets_and_deletes_segments() {
+    let dir = TempDir::new("rec-api");
+    let engine = Engine::start(&record_config(&dir.path, "  recordSegmentDuration: 2s\n"));
+    publish_and_wait(&engine, "live/api", 5);
+    assert!(eventually(Duration::from_secs(5), || engine
+        .count_log("recording segment complete")
+        >= 2));
+    let list = engine.api("GET", "/v3/recordings/list", None);
+    assert_eq!(list.status, 200, "{}", list.text());
+    let list = list.json();
+    assert_eq!(list["itemCount"], 1, "{list}");
+    assert_eq!(list["items"][0]["name"], "live/api");
+    let got = engine
+        .api("GET", "/v3/recordings/get/live/api", None)
+        .json();
+    let segs = got["segments"].as_array().unwrap().clone();
+    assert!(segs.len() >= 2, "{got}");
+    assert_eq!(got, list["items"][0]);
+    let first = segs[0]["start"].as_str().unwrap().to_owned();
+    assert!(first.ends_with('Z') && first.contains('T'), "{first}");
+    let before = segments(&dir.path, "mp4").len();
+    let q = format!("/v3/recordings/deletesegment?path=live/api&start={first}");
+    let r = engine.api("DELETE", &q, None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(segments(&dir.path, "mp4").len(), before - 1);
+    let again = engine.api("DELETE", &q, None);
+    assert_eq!(again.status, 404, "{}", again.text());
+    let got = engine
+        .api("GET", "/v3/recordings/get/live/api", None)
+        .json();
+    assert_eq!(got["segments"].as_array().unwrap().len(), segs.len() - 1);
+    assert_eq!(
+        engine
+            .api("GET", "/v3/recordings/get/live/none", None)
+            .status,
+        404
+    );
+    assert_eq!(
+        engine.api("GET", "/v3/recordings/get/../etc", None).status,
+        400
+    );
+    let bad = engine.api(
+        "DELETE",
+        "/v3/recordings/deletesegment?path=live/api&start=yesterday",
+        None,
+    );
+    assert_eq!(bad.status, 400);
+}
+
+/// `record` turned on and off through the API while a viewer watches: recording starts and
+/// ends, the viewer is never cut.
+#[test]
+fn record_is_hot_applied_without_touching_viewers() {
+    let dir = TempDir::new("rec-hot");
+    let engine = Engine::start(&format!(
+        "pathDefaults:\n  recordPath: {}/%path/%s-%f\n",
+        dir.path.display()
+    ));
+    let mut publisher = ff::publish(&engine.rtmp_url("live/hot"), 20);
+    std::thread::sleep(Duration::from_secs(2));
+    let viewer = ff::spawn_decoder(&engine.http_url("live/hot.flv"));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(segments(&dir.path, "mp4").is_empty());
+    let r = engine.api(
+        "PATCH",
+        "/v3/config/pathdefaults/patch",
+        Some(r#"{"record": true}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(eventually(Duration::from_secs(5), || engine
+        .count_log("recording segment created")
+        >= 1));
+    std::thread::sleep(Duration::from_secs(3));
+    let r = engine.api(
+        "PATCH",
+        "/v3/config/pathdefaults/patch",
+        Some(r#"{"record": false}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(eventually(Duration::from_secs(5), || engine
+        .count_log("recording segment complete")
+        >= 1));
+    let files = segments(&dir.path, "mp4");
+    assert_eq!(files.len(), 1);
+    let (duration, _) = probe_file(&files[0]);
+    assert!((2.0..=5.0).contains(&duration), "{duration} s");
+    let out = ff::wait_with_timeout(viewer, Duration::from_secs(40), "viewer");
+    let _ = publisher.wait();
+    let frames = ff::decoded_frames(&out).unwrap_or(0);
+    // The viewer saw the publish to its end (20 s at 25 fps, less the 2 s before it joined).
+    assert!(
+        frames >= 400,
+        "viewer decoded {frames} frames:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
