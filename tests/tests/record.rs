@@ -300,3 +300,103 @@ fn record_is_hot_applied_without_touching_viewers() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A tmpfs the test mounts (the engine's disk fills for real), unmounted when dropped.
+struct SmallDisk {
+    path: PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(path: PathBuf, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(&path).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .expect("mount runs");
+        assert!(
+            status.success(),
+            "mount a tmpfs at {} (the tests run as root)",
+            path.display()
+        );
+        SmallDisk { path }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// A full disk (a 2 MiB tmpfs): the recording reports `no_space` (log, API, metric), every
+/// file already written still decodes whole, the viewer watching the stream never notices, and
+/// once there is room again the recording resumes on its own.
+#[test]
+fn a_full_disk_is_reported_and_retried_while_viewers_are_served() {
+    let dir = TempDir::new("rec-full");
+    let disk = SmallDisk::mount(dir.path.join("disk"), "2m");
+    let engine = Engine::start(&format!(
+        "pathDefaults:\n  record: yes\n  recordPath: {}/%path/%s-%f\n  recordSegmentDuration: 2s\n  recordDeleteAfter: 0s\n",
+        disk.path.display()
+    ));
+    let publisher = ff::publish_sized(
+        &engine.rtmp_url("live/full"),
+        24,
+        "640x480",
+        &[
+            "-b:v", "3M", "-minrate", "3M", "-maxrate", "3M", "-bufsize", "3M",
+        ],
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let viewer = ff::spawn_decoder(&engine.http_url("live/full.flv"));
+    assert!(
+        eventually(Duration::from_secs(20), || engine
+            .count_log("recording failed (no_space)")
+            >= 1),
+        "{}",
+        engine.log().join("\n")
+    );
+    let errors = engine
+        .metrics()
+        .into_iter()
+        .find(|(k, _)| k == "corestream_record_errors_total{path=\"live/full\",kind=\"no_space\"}")
+        .map(|(_, v)| v);
+    assert!(errors.is_some_and(|v| v >= 1.0), "{errors:?}");
+    let item = engine
+        .api("GET", "/v3/recordings/get/live/full", None)
+        .json();
+    assert!(
+        item["recorder"]["errors"]["no_space"].as_u64().unwrap_or(0) >= 1,
+        "{item}"
+    );
+    // Nothing written is damaged: every file decodes without an error.
+    let files = segments(&disk.path, "mp4");
+    assert!(!files.is_empty());
+    for f in &files {
+        let (errors, frames) = decode_file(f);
+        assert!(errors.is_empty(), "{}: {errors}", f.display());
+        assert!(frames > 0, "{}", f.display());
+    }
+    // Room again: the recording starts a new segment after its backoff.
+    let created = engine.count_log("recording segment created");
+    for f in &files {
+        let _ = std::fs::remove_file(f);
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || engine
+            .count_log("recording segment created")
+            > created),
+        "never resumed"
+    );
+    let out = ff::wait_with_timeout(viewer, Duration::from_secs(60), "viewer");
+    let published = ff::wait_with_timeout(publisher, Duration::from_secs(60), "publisher");
+    assert!(published.status.success());
+    let frames = ff::decoded_frames(&out).unwrap_or(0);
+    assert!(
+        frames >= 500,
+        "the viewer decoded {frames} of ~575 frames:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(engine);
+}

@@ -497,9 +497,10 @@ impl Api {
             }
             Route::RecordingsList => {
                 let page = page()?;
+                let stats = views::record_stats(&self.gather().await);
                 let items = record::store::find_all(config)
                     .iter()
-                    .map(|(name, segments)| recording_json(name, segments))
+                    .map(|(name, segments)| recording_json(name, segments, stats.get(name)))
                     .collect();
                 Ok(page.list(items))
             }
@@ -509,10 +510,11 @@ impl Api {
                 }
                 let template = record::store::template_of(config, &name).for_path(&name);
                 let segments = record::store::find_path(&template);
-                if segments.is_empty() {
+                let stats = views::record_stats(&self.gather().await);
+                if segments.is_empty() && !stats.contains_key(&name) {
                     return Err(ApiError::RecordingNotFound);
                 }
-                Ok(recording_json(&name, &segments))
+                Ok(recording_json(&name, &segments, stats.get(&name)))
             }
             Route::RecordingDeleteSegment => {
                 let query = req.query_pairs();
@@ -548,13 +550,22 @@ impl Api {
     }
 }
 
-/// A path's recording as MediaMTX shows it: its name and each segment's start.
-fn recording_json(name: &str, segments: &[record::store::Segment]) -> Value {
+/// A path's recording as MediaMTX shows it (its name and each segment's start), with what the
+/// engine's recorders of the path did since it started (`recorder`, Corestream's addition).
+fn recording_json(
+    name: &str,
+    segments: &[record::store::Segment],
+    stats: Option<&record::RecordStats>,
+) -> Value {
     let segments: Vec<Value> = segments
         .iter()
         .map(|s| json!({"start": record::path::rfc3339_us(s.start_us)}))
         .collect();
-    json!({"name": name, "segments": segments})
+    let mut item = json!({"name": name, "segments": segments});
+    if let (Some(stats), Value::Object(map)) = (stats, &mut item) {
+        map.insert("recorder".to_owned(), views::record_stats_json(stats));
+    }
+    item
 }
 
 fn parse_uuid(text: &str) -> Result<ConnUuid, ApiError> {

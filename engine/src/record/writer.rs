@@ -10,7 +10,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,7 @@ use tracing::{info, warn};
 
 use super::path::Template;
 use super::segmenter::{RecordOutput, Segmenter, SegmenterSettings};
-use crate::config::PathConf;
+use crate::config::{PathConf, RecordFormat};
 use crate::media::{Frame, MediaKind};
 
 /// Bytes waiting for the disk beyond which a recording gives up its segment rather than hold
@@ -218,6 +218,8 @@ struct OpenFile {
     name: String,
     /// Bytes written whole: the file's length.
     len: u64,
+    /// Appends written whole (an fMP4 segment's first is its init segment).
+    appends: u64,
 }
 
 async fn write_segments(
@@ -254,7 +256,12 @@ async fn write_segments(
                         let mut stats = shared.stats.borrow_mut();
                         stats.segments_created += 1;
                         stats.current_file = Some(name.clone());
-                        open = Some(OpenFile { file, name, len: 0 });
+                        open = Some(OpenFile {
+                            file,
+                            name,
+                            len: 0,
+                            appends: 0,
+                        });
                     }
                     Err(e) => {
                         shared.fail(op.generation, error_kind(&e), format!("{name}: {e}"));
@@ -267,24 +274,24 @@ async fn write_segments(
                 };
                 match append(f, bytes).await {
                     Ok(n) => {
-                        shared.backoff.set(FIRST_BACKOFF);
+                        f.appends += 1;
                         let mut stats = shared.stats.borrow_mut();
                         stats.bytes_written += n;
                         stats.last_error = None;
                     }
                     Err(e) => {
-                        // Whatever part of the append landed is cut off: the file ends on
-                        // its last whole part.
-                        let _ = f.file.truncate(f.len).await;
                         shared.fail(op.generation, error_kind(&e), format!("{}: {e}", f.name));
                         if let Some(f) = open.take() {
-                            let _ = f.file.close().await;
+                            discard_if_empty(f, plan.settings.format).await;
                         }
                     }
                 }
             }
             RecordOutput::End { duration_ms } => {
                 if let Some(f) = open.take() {
+                    // A whole segment made it to disk: the next failure starts its backoff
+                    // afresh.
+                    shared.backoff.set(FIRST_BACKOFF);
                     info!(path = %plan.path, file = %f.name, duration_ms, "recording segment complete");
                     close(f, &shared).await;
                 }
@@ -296,22 +303,49 @@ async fn write_segments(
     }
 }
 
+/// Appends a whole part. On failure the file is cut back to where the part began, so it still
+/// ends on a whole part.
 async fn append(f: &mut OpenFile, bytes: Bytes) -> std::io::Result<u64> {
+    let start = f.len;
     let mut rest: Vec<u8> = bytes.to_vec();
     let total = rest.len() as u64;
+    let mut at = start;
     while !rest.is_empty() {
-        let n = f
+        let written = f
             .file
-            .write_at(rest.clone(), f.len)
+            .write_at(rest.clone(), at)
             .await
-            .map_err(std::io::Error::from)?;
-        if n == 0 {
-            return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+            .map_err(io_error)
+            .and_then(|n| match n {
+                0 => Err(std::io::Error::from_raw_os_error(libc::ENOSPC)),
+                n => Ok(n),
+            });
+        match written {
+            Ok(n) => {
+                rest.drain(..n);
+                at += n as u64;
+            }
+            Err(e) => {
+                let _ = f.file.truncate(start).await;
+                return Err(e);
+            }
         }
-        rest.drain(..n);
-        f.len += n as u64;
     }
+    f.len = at;
     Ok(total)
+}
+
+/// Closes a segment that failed; one that holds no media (an fMP4 init segment at most) is
+/// removed rather than left as an empty recording.
+async fn discard_if_empty(f: OpenFile, format: RecordFormat) {
+    let media_appends = match format {
+        RecordFormat::Fmp4 => f.appends.saturating_sub(1),
+        RecordFormat::Mpegts => f.appends,
+    };
+    if media_appends == 0 {
+        let _ = f.file.remove().await;
+    }
+    let _ = f.file.close().await;
 }
 
 async fn close(f: OpenFile, shared: &Shared) {
@@ -332,25 +366,43 @@ async fn create(file: &Path) -> std::io::Result<BufferedFile> {
             .mode(FILE_MODE)
             .buffered_open(file)
             .await
-            .map_err(std::io::Error::from)
+            .map_err(io_error)
     };
     match open().await {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut dirs: Vec<PathBuf> = file
+            // The deepest directory that exists, then every missing one below it.
+            let parents: Vec<&Path> = file
                 .ancestors()
                 .skip(1)
                 .filter(|d| !d.as_os_str().is_empty() && *d != Path::new("."))
-                .map(Path::to_path_buf)
                 .collect();
-            dirs.reverse();
-            for dir in dirs {
-                Directory::create(&dir)
-                    .await
-                    .map_err(std::io::Error::from)?;
+            let mut missing = Vec::new();
+            for dir in parents {
+                match Directory::create(dir).await.map_err(io_error) {
+                    Ok(d) => {
+                        let _ = d.close().await;
+                        break;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => missing.push(dir),
+                    Err(e) => return Err(e),
+                }
+            }
+            for dir in missing.into_iter().rev() {
+                let d = Directory::create(dir).await.map_err(io_error)?;
+                let _ = d.close().await;
             }
             open().await
         }
         other => other,
+    }
+}
+
+/// The operating system's error inside glommio's, so its `errno` can be told apart.
+fn io_error(e: glommio::GlommioError<()>) -> std::io::Error {
+    match e {
+        glommio::GlommioError::IoError(source)
+        | glommio::GlommioError::EnhancedIoError { source, .. } => source,
+        other => other.into(),
     }
 }
 
