@@ -44,6 +44,9 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), StartError> {
     if config.metrics {
         probe_listen("metrics", config.metrics_address.0)?;
     }
+    if config.playback {
+        probe_listen("playback", config.playback_address.0)?;
+    }
     // Before any core writes: a crash can only have left each path's newest segment torn.
     for (file, repair) in crate::record::store::repair_newest(config) {
         tracing::warn!(file = %file.display(), ?repair, "recording segment left unfinished by a crash: cut back to its last whole part");

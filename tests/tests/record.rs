@@ -400,3 +400,139 @@ fn a_full_disk_is_reported_and_retried_while_viewers_are_served() {
     );
     drop(engine);
 }
+
+/// ffprobe of the first video frame of a file: whether it is a keyframe.
+fn first_video_frame_is_key(file: &Path) -> bool {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "frame=key_frame",
+            "-read_intervals",
+            "%+#1",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(file)
+        .output()
+        .expect("ffprobe");
+    String::from_utf8_lossy(&out.stdout).trim().starts_with('1')
+}
+
+fn playback_get(port: u16, query: &str, auth: &[(&str, &str)]) -> tests::http::Response {
+    tests::http::get(port, query, auth)
+}
+
+/// The playback server: `/list` gives one span for segments that follow each other; `/get` of
+/// a range across a segment boundary, as fMP4 and as MP4, starts on a keyframe, decodes without
+/// an error and lasts the range (from the keyframe at or before its start).
+#[test]
+fn playback_lists_spans_and_gets_a_range_across_segments() {
+    let dir = TempDir::new("rec-playback");
+    let port = tests::free_port();
+    let engine = Engine::start(&record_config(
+        &dir.path,
+        &format!("  recordSegmentDuration: 2s\nplayback: yes\nplaybackAddress: 127.0.0.1:{port}\n"),
+    ));
+    publish_and_wait(&engine, "live/pb", 7);
+    assert!(eventually(Duration::from_secs(5), || engine
+        .count_log("recording segment complete")
+        >= 3));
+    let list = playback_get(port, "/list?path=live/pb", &[]);
+    assert_eq!(list.status, 200, "{}", list.text());
+    let spans = list.json();
+    let spans = spans.as_array().unwrap();
+    assert_eq!(spans.len(), 1, "{spans:?}");
+    let duration = spans[0]["duration"].as_f64().unwrap();
+    assert!((duration - 7.0).abs() <= 1.0, "{duration}");
+    let url = spans[0]["url"].as_str().unwrap();
+    // The request's Host, as MediaMTX builds it.
+    assert!(
+        url.starts_with("http://127.0.0.1")
+            && url.contains("/get?")
+            && url.contains("path=live%2Fpb"),
+        "{url}"
+    );
+    let start = spans[0]["start"].as_str().unwrap().to_owned();
+    let start_us = corestream::record::path::parse_rfc3339(&start).unwrap();
+    // 1.5 s in, for 3 s: across the segment boundary at 2 s (and 4 s); the answer starts at
+    // the keyframe at 1 s.
+    let from = corestream::record::path::rfc3339_us(start_us + 1_500_000);
+    for format in ["fmp4", "mp4"] {
+        let r = playback_get(
+            port,
+            &format!("/get?path=live/pb&start={from}&duration=3&format={format}"),
+            &[],
+        );
+        assert_eq!(r.status, 200, "{format}: {}", r.text());
+        assert_eq!(r.header("content-type"), Some("video/mp4"));
+        let file = dir.path.join(format!("answer-{format}.mp4"));
+        std::fs::write(&file, &r.body).unwrap();
+        let (duration, codecs) = probe_file(&file);
+        assert_eq!(codecs, ["aac", "h264"], "{format}");
+        assert!((3.0..=4.6).contains(&duration), "{format}: {duration} s");
+        assert!(first_video_frame_is_key(&file), "{format}");
+        let (errors, frames) = decode_file(&file);
+        assert!(errors.is_empty(), "{format}: {errors}");
+        assert!((75..=115).contains(&frames), "{format}: {frames} frames");
+    }
+    let r = playback_get(
+        port,
+        "/get?path=live/pb&start=2000-01-01T00:00:00Z&duration=1",
+        &[],
+    );
+    assert_eq!(r.status, 404, "{}", r.text());
+    let r = playback_get(
+        port,
+        &format!("/get?path=live/pb&start={from}&duration=3&format=mkv"),
+        &[],
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(playback_get(port, "/list?path=live/none", &[]).status, 404);
+}
+
+/// Who may read recordings: the `playback` permission of `authInternalUsers`, per path.
+#[test]
+fn playback_needs_the_playback_permission() {
+    let dir = TempDir::new("rec-playback-auth");
+    let port = tests::free_port();
+    let engine = Engine::start(&record_config(
+        &dir.path,
+        &format!(
+            "playback: yes\nplaybackAddress: 127.0.0.1:{port}\nauthInternalUsers:\n  - user: any\n    permissions:\n      - action: publish\n      - action: read\n  - user: any\n    ips: [127.0.0.1]\n    permissions:\n      - action: api\n  - user: archivist\n    pass: s3cret\n    permissions:\n      - action: playback\n        path: live/secret\n"
+        ),
+    ));
+    publish_and_wait(&engine, "live/secret", 3);
+    assert!(eventually(Duration::from_secs(5), || engine
+        .count_log("recording segment complete")
+        >= 1));
+    let anonymous = playback_get(port, "/list?path=live/secret", &[]);
+    assert_eq!(anonymous.status, 401, "{}", anonymous.text());
+    assert!(anonymous.header("www-authenticate").is_some());
+    // "archivist:wrong" and "archivist:s3cret".
+    let wrong = playback_get(
+        port,
+        "/list?path=live/secret",
+        &[("Authorization", "Basic YXJjaGl2aXN0Ondyb25n")],
+    );
+    assert_eq!(wrong.status, 401);
+    let good = [("Authorization", "Basic YXJjaGl2aXN0OnMzY3JldA==")];
+    let ok = playback_get(port, "/list?path=live/secret", &good);
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    // The permission is for that path only.
+    assert_eq!(
+        playback_get(port, "/list?path=live/other", &good).status,
+        401
+    );
+    let start = ok.json()[0]["start"].as_str().unwrap().to_owned();
+    let got = playback_get(
+        port,
+        &format!("/get?path=live/secret&start={start}&duration=1"),
+        &good,
+    );
+    assert_eq!(got.status, 200);
+    assert!(got.body.len() > 10_000);
+}

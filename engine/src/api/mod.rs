@@ -19,6 +19,7 @@ mod error;
 pub mod gate;
 pub mod metrics;
 pub mod page;
+pub mod playback;
 pub mod redact;
 pub mod router;
 mod server;
@@ -176,6 +177,7 @@ pub fn start(link: Rc<ControlLink>, snapshot: Arc<Snapshot>) -> Result<(), Start
     });
     let store = api.store.clone();
     crate::record::retention::spawn(move || store.snapshot());
+    playback::start(api.store.clone())?;
     for (kind, enabled, addr) in listeners {
         if !enabled {
             continue;

@@ -469,6 +469,8 @@ pub(super) fn is_mediamtx_name(level: Level, key: &str) -> bool {
         "apiAllowOrigins",
         "metricsAllowOrigins",
         "hlsMuxerCloseAfter",
+        "playback",
+        "playbackAddress",
         "pathDefaults",
         "paths",
     ];
@@ -633,8 +635,6 @@ pub(super) const GLOBAL: &[(&str, Kind)] = &[
     ("multicastRTPPort", Kind::Number),
     ("multicastSRTCPPort", Kind::Number),
     ("multicastSRTPPort", Kind::Number),
-    ("playback", Kind::Bool),
-    ("playbackAddress", Kind::Text),
     ("playbackAllowOrigin", Kind::Text),
     ("playbackAllowOrigins", Kind::Any),
     ("playbackEncryption", Kind::Bool),

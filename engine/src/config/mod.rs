@@ -183,6 +183,12 @@ pub struct Config {
     pub metrics: bool,
     #[serde(default = "defaults::metrics_address")]
     pub metrics_address: ListenAddress,
+    /// Whether recordings are served by time range on `playbackAddress` (MediaMTX's
+    /// `playback`, off).
+    #[serde(default)]
+    pub playback: bool,
+    #[serde(default = "defaults::playback_address")]
+    pub playback_address: ListenAddress,
     /// Origins CORS admits on `/metrics`, as `apiAllowOrigins`.
     #[serde(default = "defaults::http_allow_origins")]
     pub metrics_allow_origins: Vec<String>,
@@ -215,6 +221,9 @@ mod defaults {
     }
     pub(super) fn http_address() -> ListenAddress {
         ListenAddress::any_v4(8080)
+    }
+    pub(super) fn playback_address() -> ListenAddress {
+        ListenAddress::any_v4(9996)
     }
     pub(super) fn api_address() -> ListenAddress {
         ListenAddress::localhost_v4(9997)

@@ -8,6 +8,8 @@
 //!   on disk (the control core and start-up only, never a data core).
 
 pub mod path;
+pub mod playback;
+pub mod reader;
 pub mod retention;
 pub mod segmenter;
 pub mod store;

@@ -220,6 +220,9 @@ struct OpenFile {
     len: u64,
     /// Appends written whole (an fMP4 segment's first is its init segment).
     appends: u64,
+    /// Where the init segment's `mvhd` duration is (fMP4): written when the segment completes,
+    /// so a reader knows the duration without reading every part.
+    mvhd_duration_at: Option<u64>,
 }
 
 async fn write_segments(
@@ -261,6 +264,7 @@ async fn write_segments(
                             name,
                             len: 0,
                             appends: 0,
+                            mvhd_duration_at: None,
                         });
                     }
                     Err(e) => {
@@ -272,6 +276,10 @@ async fn write_segments(
                 let Some(f) = &mut open else {
                     continue;
                 };
+                if f.appends == 0 && plan.settings.format == RecordFormat::Fmp4 {
+                    f.mvhd_duration_at =
+                        super::playback::mvhd_duration_offset(&bytes).map(|at| at as u64);
+                }
                 match append(f, bytes).await {
                     Ok(n) => {
                         f.appends += 1;
@@ -292,6 +300,10 @@ async fn write_segments(
                     // A whole segment made it to disk: the next failure starts its backoff
                     // afresh.
                     shared.backoff.set(FIRST_BACKOFF);
+                    if let (Some(at), true) = (f.mvhd_duration_at, f.appends > 1) {
+                        let d = u32::try_from(duration_ms).unwrap_or(u32::MAX);
+                        let _ = f.file.write_at(d.to_be_bytes().to_vec(), at).await;
+                    }
                     info!(path = %plan.path, file = %f.name, duration_ms, "recording segment complete");
                     close(f, &shared).await;
                 }
