@@ -536,3 +536,71 @@ fn playback_needs_the_playback_permission() {
     assert_eq!(got.status, 200);
     assert!(got.body.len() > 10_000);
 }
+
+/// Listing a long archive: 10,000 segments of one path (hard links of one real 2 s segment,
+/// named 2 s apart) are listed by `/v3/recordings/get` in under 100 ms, and by the playback
+/// server's `/list` as one span; a second `/list` (headers known) is under 100 ms too.
+#[test]
+fn ten_thousand_segments_list_in_under_100_ms() {
+    let dir = TempDir::new("rec-many");
+    let port = tests::free_port();
+    let engine = Engine::start_logging(
+        &record_config(
+            &dir.path,
+            &format!(
+                "  recordSegmentDuration: 2s\nplayback: yes\nplaybackAddress: 127.0.0.1:{port}\n"
+            ),
+        ),
+        "info",
+    );
+    let publisher = ff::publish_sized(&engine.rtmp_url("live/one"), 3, "160x120", &[]);
+    let out = ff::wait_with_timeout(publisher, Duration::from_secs(20), "publisher");
+    assert!(out.status.success());
+    assert!(eventually(Duration::from_secs(5), || engine
+        .count_log("recording segment complete")
+        >= 1));
+    let source = segments(&dir.path.join("live/one"), "mp4")[0].clone();
+    let many = dir.path.join("live/many");
+    std::fs::create_dir_all(&many).unwrap();
+    let first_us: u64 = 1_700_000_000_000_000;
+    for i in 0..10_000u64 {
+        let start = first_us + i * 2_000_000;
+        let name = corestream::record::Template::new(
+            &format!("{}/%path/%Y-%m-%d_%H-%M-%S-%f", dir.path.display()),
+            ".mp4",
+        )
+        .encode("live/many", start);
+        std::fs::hard_link(&source, name).unwrap();
+    }
+    let timed = |f: &dyn Fn() -> tests::http::Response| {
+        let t = std::time::Instant::now();
+        let r = f();
+        (r, t.elapsed())
+    };
+    // Each timed once warm: the directory in the kernel's cache, the headers read once.
+    let _ = engine.api("GET", "/v3/recordings/get/live/many", None);
+    let (r, api) = timed(&|| engine.api("GET", "/v3/recordings/get/live/many", None));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["segments"].as_array().unwrap().len(), 10_000);
+    let (cold_list, cold) = timed(&|| playback_get(port, "/list?path=live/many", &[]));
+    assert_eq!(cold_list.status, 200, "{}", cold_list.text());
+    let spans = cold_list.json();
+    assert_eq!(
+        spans.as_array().unwrap().len(),
+        1,
+        "the segments follow each other: one span"
+    );
+    let (warm_list, warm) = timed(&|| playback_get(port, "/list?path=live/many", &[]));
+    assert_eq!(warm_list.status, 200);
+    eprintln!(
+        "10,000 segments: /v3/recordings/get {api:?}, playback /list cold {cold:?}, warm {warm:?}"
+    );
+    assert!(
+        api < Duration::from_millis(100),
+        "/v3/recordings/get took {api:?}"
+    );
+    assert!(
+        warm < Duration::from_millis(100),
+        "playback /list took {warm:?}"
+    );
+}

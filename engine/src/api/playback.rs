@@ -47,6 +47,8 @@ const CHUNK: usize = 256 * 1024;
 pub struct Playback {
     store: Rc<Store>,
     scans: RefCell<HashMap<PathBuf, (u64, Rc<SegmentScan>)>>,
+    /// What `/list` needs of a segment: its tracks and duration (µs).
+    heads: RefCell<HashMap<PathBuf, (u64, Rc<playback::Init>, u64)>>,
 }
 
 /// Binds `playbackAddress` and serves it, when `playback` is on.
@@ -65,6 +67,7 @@ pub fn start(store: Rc<Store>) -> Result<(), StartError> {
     let playback = Rc::new(Playback {
         store,
         scans: RefCell::default(),
+        heads: RefCell::default(),
     });
     glommio::spawn_local(async move {
         loop {
@@ -274,6 +277,42 @@ impl Playback {
         Ok(scan)
     }
 
+    /// A segment's tracks and duration (µs) for `/list`: from its header when the recorder
+    /// wrote the duration there (a completed segment), else from its parts.
+    async fn head(&self, segment: &Segment) -> std::io::Result<(Rc<playback::Init>, u64)> {
+        let cached = self
+            .heads
+            .borrow()
+            .get(&segment.file)
+            .filter(|(len, _, _)| *len == segment.len)
+            .map(|(_, init, d)| (init.clone(), *d));
+        if let Some(head) = cached {
+            return Ok(head);
+        }
+        let file = SegmentFile::open(&segment.file).await?;
+        let head = match file.init().await {
+            Ok(init) if init.duration_ms > 0 => {
+                let d = init.duration_ms * 1000;
+                Ok((Rc::new(init), d))
+            }
+            Ok(_) => match file.scan(segment.start_us).await {
+                Ok(scan) if !scan.parts.is_empty() => {
+                    Ok((Rc::new(scan.init.clone()), scan.duration_us()))
+                }
+                Ok(_) => Err(std::io::ErrorKind::UnexpectedEof.into()),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        if let Ok((init, d)) = &head {
+            self.heads
+                .borrow_mut()
+                .insert(segment.file.clone(), (file.len, init.clone(), *d));
+        }
+        file.close().await;
+        head
+    }
+
     /// The segments of `[start, end]` (MediaMTX's `FindSegments`): those starting before
     /// `end`, from the one that holds `start`.
     fn segments(
@@ -281,7 +320,7 @@ impl Playback {
         start: Option<u64>,
         end: Option<u64>,
     ) -> Vec<Segment> {
-        let mut segments: Vec<Segment> = store::find_path(template)
+        let mut segments: Vec<Segment> = store::find_path_sized(template)
             .into_iter()
             .filter(|s| end.is_none_or(|e| s.start_us <= e))
             .collect();
@@ -313,26 +352,25 @@ impl Playback {
         };
         let segments = Self::segments(template, start, end);
         // (start, end, tracks of the last segment)
-        let mut spans: Vec<(u64, u64, Rc<SegmentScan>)> = Vec::new();
+        let mut spans: Vec<(u64, u64, Rc<playback::Init>)> = Vec::new();
         for segment in &segments {
-            let scan = match self.scan(segment).await {
-                Ok(s) if !s.parts.is_empty() => s,
-                Ok(_) => continue,
+            let (init, duration_us) = match self.head(segment).await {
+                Ok(h) => h,
                 Err(e) => {
                     debug!(file = %segment.file.display(), "unreadable segment skipped: {e}");
                     continue;
                 }
             };
-            let seg_end = scan.start_us + scan.duration_us();
+            let seg_end = segment.start_us + duration_us;
             match spans.last_mut() {
                 Some((_, prev_end, prev))
-                    if prev.init.same_tracks(&scan.init)
-                        && scan.start_us.abs_diff(*prev_end) <= 1_000_000 =>
+                    if prev.same_tracks(&init)
+                        && segment.start_us.abs_diff(*prev_end) <= 1_000_000 =>
                 {
                     *prev_end = seg_end;
-                    *prev = scan;
+                    *prev = init;
                 }
-                _ => spans.push((scan.start_us, seg_end, scan)),
+                _ => spans.push((segment.start_us, seg_end, init)),
             }
         }
         if let Some(start) = start {

@@ -114,11 +114,13 @@ struct Fields {
 /// Matches `name` against the template; `%path` is lazy (the shortest name that lets the rest
 /// match), as MediaMTX's `(.*?)`.
 fn matches(t: &[u8], n: &[u8], f: &mut Fields) -> bool {
-    let Some(&first) = t.first() else {
+    if t.is_empty() {
         return n.is_empty();
-    };
-    if first != b'%' {
-        return n.first() == Some(&first) && matches(&t[1..], &n[1..], f);
+    }
+    if t[0] != b'%' {
+        // A run of literal text at once.
+        let run = t.iter().position(|&b| b == b'%').unwrap_or(t.len());
+        return n.len() >= run && t[..run] == n[..run] && matches(&t[run..], &n[run..], f);
     }
     if t.starts_with(b"%path") {
         for cut in 0..=n.len() {

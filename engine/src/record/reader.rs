@@ -11,6 +11,7 @@ use super::playback::{self, Init, SegmentScan};
 
 /// Init segments are read from the first this many bytes (ours are about 1 KiB).
 const HEAD_BYTES: usize = 64 * 1024;
+const FIRST_READ: usize = 4 * 1024;
 
 fn io_error(e: glommio::GlommioError<()>) -> std::io::Error {
     match e {
@@ -53,8 +54,14 @@ impl SegmentFile {
 
     /// The init segment.
     pub async fn init(&self) -> std::io::Result<Init> {
-        let head = self.read(0, HEAD_BYTES.min(self.len as usize)).await?;
-        playback::parse_init(&head).ok_or_else(|| invalid("no whole init segment"))
+        // Most init segments fit the first read; a larger one gets a second.
+        for want in [FIRST_READ, HEAD_BYTES] {
+            let head = self.read(0, want.min(self.len as usize)).await?;
+            if let Some(init) = playback::parse_init(&head) {
+                return Ok(init);
+            }
+        }
+        Err(invalid("no whole init segment"))
     }
 
     /// The init segment and every whole part.

@@ -21,11 +21,17 @@ pub struct Segment {
     pub file: PathBuf,
     /// Unix microseconds, from its name.
     pub start_us: u64,
+    /// Its length when listed by [`find_path_sized`] (0 otherwise).
+    pub len: u64,
 }
 
 /// Every file under the template's common directory whose name fits it, by path name, each
 /// path's segments sorted by start. `template` may still hold `%path`.
 pub fn find(template: &Template) -> BTreeMap<String, Vec<Segment>> {
+    find_with(template, false)
+}
+
+fn find_with(template: &Template, sized: bool) -> BTreeMap<String, Vec<Segment>> {
     let root = template.common_dir();
     let mut found: BTreeMap<String, Vec<Segment>> = BTreeMap::new();
     let start = if root.is_empty() { "." } else { root };
@@ -50,9 +56,15 @@ pub fn find(template: &Template) -> BTreeMap<String, Vec<Segment>> {
                 dirs.push((entry.path(), full));
             } else if kind.is_file() {
                 if let Some((path, start_us)) = template.decode(&full) {
+                    let len = if sized {
+                        entry.metadata().map_or(0, |m| m.len())
+                    } else {
+                        0
+                    };
                     found.entry(path).or_default().push(Segment {
                         file: entry.path(),
                         start_us,
+                        len,
                     });
                 }
             }
@@ -67,6 +79,15 @@ pub fn find(template: &Template) -> BTreeMap<String, Vec<Segment>> {
 /// The segments of one path: `template` with `%path` already replaced.
 pub fn find_path(template: &Template) -> Vec<Segment> {
     find(template).into_values().next().unwrap_or_default()
+}
+
+/// [`find_path`] with each segment's length, so readers can tell a file grew without opening
+/// it.
+pub fn find_path_sized(template: &Template) -> Vec<Segment> {
+    find_with(template, true)
+        .into_values()
+        .next()
+        .unwrap_or_default()
 }
 
 /// How many leading bytes of a segment are whole: the init segment and every complete
