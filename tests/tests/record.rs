@@ -604,3 +604,34 @@ fn ten_thousand_segments_list_in_under_100_ms() {
         "playback /list took {warm:?}"
     );
 }
+
+/// A new publisher starts a new segment; segments older than `recordDeleteAfter` are deleted
+/// by the retention task, which logs each batch.
+#[test]
+fn a_new_publisher_starts_a_segment_and_old_segments_are_deleted() {
+    let dir = TempDir::new("rec-retention");
+    let engine = Engine::start(&format!(
+        "pathDefaults:\n  record: yes\n  recordPath: {}/%path/%Y-%m-%d_%H-%M-%S-%f\n  recordSegmentDuration: 1s\n  recordDeleteAfter: 4s\n",
+        dir.path.display()
+    ));
+    publish_and_wait(&engine, "live/gone", 2);
+    let after_first = engine.count_log("recording segment created");
+    assert!(after_first >= 1);
+    publish_and_wait(&engine, "live/gone", 2);
+    assert!(
+        engine.count_log("recording segment created") > after_first,
+        "the second publisher got a segment of its own"
+    );
+    assert!(eventually(Duration::from_secs(3), || engine
+        .count_log("recording ended")
+        >= 2));
+    assert!(!segments(&dir.path, "mp4").is_empty());
+    // Every segment is older than 4 s within about 5 s of the end; retention looks every 2 s.
+    assert!(
+        eventually(Duration::from_secs(12), || segments(&dir.path, "mp4")
+            .is_empty()),
+        "left: {:?}",
+        segments(&dir.path, "mp4")
+    );
+    assert!(engine.count_log("past recordDeleteAfter deleted") >= 1);
+}
