@@ -42,13 +42,16 @@ use crate::runtime::StartError;
 /// Media is streamed in reads of this size.
 const CHUNK: usize = 256 * 1024;
 
+/// A segment's length when read, its init segment and its duration in µs.
+type SegmentHead = (u64, Rc<playback::Init>, u64);
+
 /// The playback server's state: the live configuration and what it read of segment files,
 /// kept while a file's length is unchanged (a finished segment is read once).
 pub struct Playback {
     store: Rc<Store>,
     scans: RefCell<HashMap<PathBuf, (u64, Rc<SegmentScan>)>>,
     /// What `/list` needs of a segment: its tracks and duration (µs).
-    heads: RefCell<HashMap<PathBuf, (u64, Rc<playback::Init>, u64)>>,
+    heads: RefCell<HashMap<PathBuf, SegmentHead>>,
 }
 
 /// Binds `playbackAddress` and serves it, when `playback` is on.
@@ -469,7 +472,7 @@ impl Playback {
 /// MediaMTX's durations: seconds as a decimal number (`12.5`), or Go's (`1m30s`).
 fn parse_duration_us(text: &str) -> Option<u64> {
     if let Ok(secs) = text.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| (secs * 1e6) as u64);
+        return (secs.is_finite() && secs >= 0.0).then_some((secs * 1e6) as u64);
     }
     text.parse::<crate::config::Millis>()
         .ok()

@@ -546,14 +546,12 @@ fn write_full_box(
     });
 }
 
-/// Copies a box, replacing the bodies of the children `replace` names (recursively into
-/// `descend`).
-fn copy_box(
-    src: &[u8],
-    b: &BoxAt,
-    out: &mut BytesMut,
-    rewrite: &mut dyn FnMut(&[u8; 4], &[u8], &mut BytesMut) -> bool,
-) {
+/// Writes a replacement for a box (its type and whole bytes) and says so, or says it did not.
+type Rewrite<'a> = dyn FnMut(&[u8; 4], &[u8], &mut BytesMut) -> bool + 'a;
+
+/// Copies a box, through the containers of a `trak` down to its `stbl`; a box `rewrite`
+/// replaces is not copied.
+fn copy_box(src: &[u8], b: &BoxAt, out: &mut BytesMut, rewrite: &mut Rewrite<'_>) {
     if rewrite(&b.kind, &src[b.start..b.end], out) {
         return;
     }

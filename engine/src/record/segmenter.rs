@@ -52,7 +52,7 @@ pub struct SegmenterSettings {
 }
 
 enum Muxer {
-    Fmp4(Fmp4Muxer),
+    Fmp4(Box<Fmp4Muxer>),
     Ts { muxer: TsMuxer, pending: BytesMut },
 }
 
@@ -218,7 +218,7 @@ impl Segmenter {
                 if let Some(init) = m.init_segment() {
                     self.out.push_back(RecordOutput::Append(init));
                 }
-                Muxer::Fmp4(m)
+                Muxer::Fmp4(Box::new(m))
             }
             RecordFormat::Mpegts => {
                 let mut muxer = TsMuxer::new();

@@ -182,90 +182,6 @@ pub fn format_of(file: &Path) -> Option<RecordFormat> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn boxed(kind: &[u8; 4], body: usize) -> Vec<u8> {
-        let mut b = ((body + 8) as u32).to_be_bytes().to_vec();
-        b.extend_from_slice(kind);
-        b.resize(body + 8, 0xab);
-        b
-    }
-
-    #[test]
-    fn complete_length_stops_at_the_last_whole_part() {
-        let mut file = boxed(b"ftyp", 16);
-        file.extend(boxed(b"moov", 100));
-        let init = file.len() as u64;
-        file.extend(boxed(b"moof", 50));
-        file.extend(boxed(b"mdat", 500));
-        let one_part = file.len() as u64;
-        assert_eq!(complete_length(RecordFormat::Fmp4, &file), one_part);
-        file.extend(boxed(b"moof", 50));
-        assert_eq!(
-            complete_length(RecordFormat::Fmp4, &file),
-            one_part,
-            "moof without mdat"
-        );
-        let mdat = boxed(b"mdat", 500);
-        file.extend_from_slice(&mdat[..200]);
-        assert_eq!(
-            complete_length(RecordFormat::Fmp4, &file),
-            one_part,
-            "torn mdat"
-        );
-        assert_eq!(
-            complete_length(RecordFormat::Fmp4, &file[..init as usize + 3]),
-            init
-        );
-        assert_eq!(complete_length(RecordFormat::Fmp4, &file[..20]), 0);
-        assert_eq!(complete_length(RecordFormat::Mpegts, &[0x47; 500]), 376);
-    }
-
-    #[test]
-    fn repair_and_find_on_disk() {
-        let dir = std::env::temp_dir().join(format!("corestream-store-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let template = Template::new(&format!("{}/%path/%s-%f", dir.display()), ".mp4");
-        let a = PathBuf::from(template.encode("live/a", 1_000_000_000_000_000));
-        let b = PathBuf::from(template.encode("live/a", 1_000_000_002_000_000));
-        let c = PathBuf::from(template.encode("other", 1_000_000_001_000_000));
-        std::fs::create_dir_all(a.parent().unwrap()).unwrap();
-        std::fs::create_dir_all(c.parent().unwrap()).unwrap();
-        let mut whole = boxed(b"ftyp", 16);
-        whole.extend(boxed(b"moov", 10));
-        whole.extend(boxed(b"moof", 10));
-        whole.extend(boxed(b"mdat", 10));
-        let mut torn = whole.clone();
-        torn.extend(&boxed(b"moof", 10)[..9]);
-        std::fs::write(&a, &whole).unwrap();
-        std::fs::write(&b, &torn).unwrap();
-        std::fs::write(&c, &whole[..12]).unwrap();
-        std::fs::write(a.with_extension("txt"), b"not a segment").unwrap();
-        let found = find(&template);
-        assert_eq!(found.keys().collect::<Vec<_>>(), ["live/a", "other"]);
-        assert_eq!(found["live/a"].len(), 2);
-        assert_eq!(found["live/a"][0].file, a);
-        assert_eq!(find_path(&template.for_path("live/a")).len(), 2);
-        assert_eq!(repair(RecordFormat::Fmp4, &a).unwrap(), Repair::Whole);
-        assert_eq!(
-            repair(RecordFormat::Fmp4, &b).unwrap(),
-            Repair::Truncated {
-                from: torn.len() as u64,
-                to: whole.len() as u64
-            }
-        );
-        assert_eq!(std::fs::read(&b).unwrap(), whole);
-        assert_eq!(
-            repair(RecordFormat::Fmp4, &c).unwrap(),
-            Repair::Removed { from: 12 }
-        );
-        assert!(!c.exists());
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-}
-
 /// The segment template of `path` under `config` (pathDefaults when no entry names it).
 pub fn template_of(config: &Config, path: &str) -> Template {
     let conf = config.path_conf(path).unwrap_or_else(|| {
@@ -368,4 +284,88 @@ pub fn retention_period(config: &Config) -> Option<std::time::Duration> {
     Some(std::time::Duration::from_millis(
         (shortest.0 / 2).clamp(1_000, 60_000),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn boxed(kind: &[u8; 4], body: usize) -> Vec<u8> {
+        let mut b = ((body + 8) as u32).to_be_bytes().to_vec();
+        b.extend_from_slice(kind);
+        b.resize(body + 8, 0xab);
+        b
+    }
+
+    #[test]
+    fn complete_length_stops_at_the_last_whole_part() {
+        let mut file = boxed(b"ftyp", 16);
+        file.extend(boxed(b"moov", 100));
+        let init = file.len() as u64;
+        file.extend(boxed(b"moof", 50));
+        file.extend(boxed(b"mdat", 500));
+        let one_part = file.len() as u64;
+        assert_eq!(complete_length(RecordFormat::Fmp4, &file), one_part);
+        file.extend(boxed(b"moof", 50));
+        assert_eq!(
+            complete_length(RecordFormat::Fmp4, &file),
+            one_part,
+            "moof without mdat"
+        );
+        let mdat = boxed(b"mdat", 500);
+        file.extend_from_slice(&mdat[..200]);
+        assert_eq!(
+            complete_length(RecordFormat::Fmp4, &file),
+            one_part,
+            "torn mdat"
+        );
+        assert_eq!(
+            complete_length(RecordFormat::Fmp4, &file[..init as usize + 3]),
+            init
+        );
+        assert_eq!(complete_length(RecordFormat::Fmp4, &file[..20]), 0);
+        assert_eq!(complete_length(RecordFormat::Mpegts, &[0x47; 500]), 376);
+    }
+
+    #[test]
+    fn repair_and_find_on_disk() {
+        let dir = std::env::temp_dir().join(format!("corestream-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let template = Template::new(&format!("{}/%path/%s-%f", dir.display()), ".mp4");
+        let a = PathBuf::from(template.encode("live/a", 1_000_000_000_000_000));
+        let b = PathBuf::from(template.encode("live/a", 1_000_000_002_000_000));
+        let c = PathBuf::from(template.encode("other", 1_000_000_001_000_000));
+        std::fs::create_dir_all(a.parent().unwrap()).unwrap();
+        std::fs::create_dir_all(c.parent().unwrap()).unwrap();
+        let mut whole = boxed(b"ftyp", 16);
+        whole.extend(boxed(b"moov", 10));
+        whole.extend(boxed(b"moof", 10));
+        whole.extend(boxed(b"mdat", 10));
+        let mut torn = whole.clone();
+        torn.extend(&boxed(b"moof", 10)[..9]);
+        std::fs::write(&a, &whole).unwrap();
+        std::fs::write(&b, &torn).unwrap();
+        std::fs::write(&c, &whole[..12]).unwrap();
+        std::fs::write(a.with_extension("txt"), b"not a segment").unwrap();
+        let found = find(&template);
+        assert_eq!(found.keys().collect::<Vec<_>>(), ["live/a", "other"]);
+        assert_eq!(found["live/a"].len(), 2);
+        assert_eq!(found["live/a"][0].file, a);
+        assert_eq!(find_path(&template.for_path("live/a")).len(), 2);
+        assert_eq!(repair(RecordFormat::Fmp4, &a).unwrap(), Repair::Whole);
+        assert_eq!(
+            repair(RecordFormat::Fmp4, &b).unwrap(),
+            Repair::Truncated {
+                from: torn.len() as u64,
+                to: whole.len() as u64
+            }
+        );
+        assert_eq!(std::fs::read(&b).unwrap(), whole);
+        assert_eq!(
+            repair(RecordFormat::Fmp4, &c).unwrap(),
+            Repair::Removed { from: 12 }
+        );
+        assert!(!c.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

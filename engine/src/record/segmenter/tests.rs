@@ -71,7 +71,10 @@ fn feed(s: &mut Segmenter, from_ms: u32, ms: u32, gop: u32) -> Vec<RecordOutput>
             s.push(&audio(next_audio), u64::from(next_audio) * 1000);
             next_audio += 23;
         }
-        s.push(&video(ts, (ts / 40) % gop == 0), u64::from(ts) * 1000);
+        s.push(
+            &video(ts, (ts / 40).is_multiple_of(gop)),
+            u64::from(ts) * 1000,
+        );
         while let Some(o) = s.poll_output() {
             out.push(o);
         }
