@@ -78,6 +78,10 @@ pub struct Segmenter {
     audio_header: Option<Frame>,
     open: Option<Open>,
     out: VecDeque<RecordOutput>,
+    /// The first recorded frame's timestamp and wall-clock time: later segments start at the
+    /// wall-clock time their media time gives, so segments follow each other without gaps or
+    /// overlaps however the frames were delayed on their way.
+    anchor: Option<(u32, u64)>,
     /// Frames dropped because their format cannot carry them (an unsupported codec).
     pub unsupported_frames: u64,
 }
@@ -91,6 +95,7 @@ impl Segmenter {
             audio_header: None,
             open: None,
             out: VecDeque::new(),
+            anchor: None,
             unsupported_frames: 0,
         }
     }
@@ -207,7 +212,16 @@ impl Segmenter {
     }
 
     fn begin_segment(&mut self, ts: u32, now_us: u64) {
-        self.out.push_back(RecordOutput::Begin { start_us: now_us });
+        let (anchor_ts, anchor_us) = *self.anchor.get_or_insert((ts, now_us));
+        let since_ms = ts.wrapping_sub(anchor_ts);
+        // A timestamp that went backwards (a new timeline) re-anchors.
+        let start_us = if since_ms < 1 << 31 {
+            anchor_us + u64::from(since_ms) * 1000
+        } else {
+            self.anchor = Some((ts, now_us));
+            now_us
+        };
+        self.out.push_back(RecordOutput::Begin { start_us });
         let headers = [&self.metadata, &self.video_header, &self.audio_header];
         let muxer = match self.settings.format {
             RecordFormat::Fmp4 => {

@@ -198,3 +198,28 @@ fn a_restart_abandons_the_segment_until_the_next_keyframe() {
     assert_eq!(files.len(), 1);
     assert_eq!(files[0].0, 2_000_000);
 }
+
+/// Frames that arrive late or in bursts do not move segment starts: after the first, a
+/// segment starts where the media time says, so segments neither overlap nor leave gaps.
+#[test]
+fn segment_starts_follow_media_time_not_arrival() {
+    let mut s = Segmenter::new(settings(RecordFormat::Fmp4));
+    s.push(&video_header(0x42), 0);
+    let mut outputs = Vec::new();
+    for i in 0..250u32 {
+        let ts = i * 40;
+        // Arrival: on time, then 1.3 s late for a while (a stall), then a burst.
+        let late = if (100..150).contains(&i) {
+            1_300_000
+        } else {
+            0
+        };
+        s.push(
+            &video(ts, i % 50 == 0),
+            5_000_000 + u64::from(ts) * 1000 + late,
+        );
+        outputs.extend(std::iter::from_fn(|| s.poll_output()));
+    }
+    let starts: Vec<u64> = files(&outputs).iter().map(|f| f.0).collect();
+    assert_eq!(starts, [5_000_000, 9_000_000, 13_000_000]);
+}
