@@ -138,6 +138,23 @@ fn fmp4_segments_decode_completely_and_rotate_at_keyframes() {
         total += duration;
     }
     assert!((total - 8.0).abs() <= 1.0, "recorded {total} s of 8 s");
+    let metric = |name: &str| {
+        engine
+            .metrics()
+            .into_iter()
+            .find(|(k, _)| k == &format!("{name}{{path=\"live/rec\"}}"))
+            .map_or(0.0, |(_, v)| v)
+    };
+    assert_eq!(metric("corestream_record_segments_created_total"), 3.0);
+    let on_disk: u64 = files
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .sum();
+    // The files hold exactly what was appended (the mvhd duration is written in place).
+    assert_eq!(
+        metric("corestream_record_bytes_written_total") as u64,
+        on_disk
+    );
 }
 
 /// MPEG-TS segments: whole packets, H.264 and AAC, the whole publish.

@@ -20,7 +20,7 @@ use crate::config::{Config, Loaded, PathFields, Snapshot};
 use crate::runtime::ControlLink;
 
 /// Global keys that only take effect at start: the API refuses to change them.
-const RESTART_ONLY: [&str; 13] = [
+const RESTART_ONLY: [&str; 15] = [
     "logLevel",
     "cores",
     "rtmp",
@@ -32,6 +32,8 @@ const RESTART_ONLY: [&str; 13] = [
     "apiAddress",
     "metrics",
     "metricsAddress",
+    "playback",
+    "playbackAddress",
     "apiStateFile",
     "domainsDir",
 ];
