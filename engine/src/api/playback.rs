@@ -41,6 +41,11 @@ use crate::runtime::StartError;
 
 /// Media is streamed in reads of this size.
 const CHUNK: usize = 256 * 1024;
+/// Segments whose parts are kept (a 1 h segment of 1 s parts is a few MB of sample tables);
+/// beyond, the cache starts again.
+const MAX_SCANS: usize = 32;
+/// Segments whose header is kept for `/list` (their init segments shared).
+const MAX_HEADS: usize = 100_000;
 
 /// A segment's length when read, its init segment and its duration in µs.
 type SegmentHead = (u64, Rc<playback::Init>, u64);
@@ -52,6 +57,8 @@ pub struct Playback {
     scans: RefCell<HashMap<PathBuf, (u64, Rc<SegmentScan>)>>,
     /// What `/list` needs of a segment: its tracks and duration (µs).
     heads: RefCell<HashMap<PathBuf, SegmentHead>>,
+    /// Init segments seen lately: segments with the same tracks share one.
+    inits: RefCell<Vec<Rc<playback::Init>>>,
 }
 
 /// Binds `playbackAddress` and serves it, when `playback` is on.
@@ -71,6 +78,7 @@ pub fn start(store: Rc<Store>) -> Result<(), StartError> {
         store,
         scans: RefCell::default(),
         heads: RefCell::default(),
+        inits: RefCell::default(),
     });
     glommio::spawn_local(async move {
         loop {
@@ -270,9 +278,11 @@ impl Playback {
             Some(s) => s,
             None => {
                 let s = Rc::new(file.scan(segment.start_us).await?);
-                self.scans
-                    .borrow_mut()
-                    .insert(segment.file.clone(), (file.len, s.clone()));
+                let mut scans = self.scans.borrow_mut();
+                if scans.len() >= MAX_SCANS {
+                    scans.clear();
+                }
+                scans.insert(segment.file.clone(), (file.len, s.clone()));
                 s
             }
         };
@@ -296,11 +306,11 @@ impl Playback {
         let head = match file.init().await {
             Ok(init) if init.duration_ms > 0 => {
                 let d = init.duration_ms * 1000;
-                Ok((Rc::new(init), d))
+                Ok((self.intern(init), d))
             }
             Ok(_) => match file.scan(segment.start_us).await {
                 Ok(scan) if !scan.parts.is_empty() => {
-                    Ok((Rc::new(scan.init.clone()), scan.duration_us()))
+                    Ok((self.intern(scan.init.clone()), scan.duration_us()))
                 }
                 Ok(_) => Err(std::io::ErrorKind::UnexpectedEof.into()),
                 Err(e) => Err(e),
@@ -308,12 +318,28 @@ impl Playback {
             Err(e) => Err(e),
         };
         if let Ok((init, d)) = &head {
-            self.heads
-                .borrow_mut()
-                .insert(segment.file.clone(), (file.len, init.clone(), *d));
+            let mut heads = self.heads.borrow_mut();
+            if heads.len() >= MAX_HEADS {
+                heads.clear();
+            }
+            heads.insert(segment.file.clone(), (file.len, init.clone(), *d));
         }
         file.close().await;
         head
+    }
+
+    /// One shared copy of each init segment (the tracks of a path rarely change).
+    fn intern(&self, init: playback::Init) -> Rc<playback::Init> {
+        let mut inits = self.inits.borrow_mut();
+        if let Some(known) = inits.iter().find(|i| i.bytes == init.bytes) {
+            return known.clone();
+        }
+        let init = Rc::new(init);
+        if inits.len() >= 16 {
+            inits.remove(0);
+        }
+        inits.push(init.clone());
+        init
     }
 
     /// The segments of `[start, end]` (MediaMTX's `FindSegments`): those starting before
@@ -441,14 +467,13 @@ impl Playback {
                 Err(e) => return error(400, format!("{}: {e}", segment.file.display())),
             }
         }
-        let owned: Vec<SegmentScan> = scans.iter().map(|s| (**s).clone()).collect();
-        let selected = playback::select(&owned, start, duration_us);
+        let selected = playback::select(&scans, start, duration_us);
         if selected.is_empty() {
             return error(404, "no recording segments found");
         }
-        let answer_start_us = playback::answer_start_us(&owned, &selected);
+        let answer_start_us = playback::answer_start_us(&scans, &selected);
         let pieces = if mp4 {
-            match playback::plan_mp4(&owned, &selected) {
+            match playback::plan_mp4(&scans, &selected) {
                 Some((head, mut media)) => {
                     media.insert(0, Piece::Bytes(head));
                     media
@@ -456,7 +481,7 @@ impl Playback {
                 None => return error(404, "no recording segments found"),
             }
         } else {
-            playback::plan_fmp4(&owned, &selected)
+            playback::plan_fmp4(&scans, &selected)
         };
         info!(path = %path, start = %rfc3339_us(answer_start_us), parts = selected.len(), format = if mp4 { "mp4" } else { "fmp4" }, "playback");
         Answer::Media {
@@ -536,8 +561,7 @@ async fn write(
             pieces,
             answer_start_us,
         } => {
-            let owned: Vec<SegmentScan> = segments.iter().map(|s| (**s).clone()).collect();
-            let len = playback::answer_len(&owned, &pieces);
+            let len = playback::answer_len(&segments, &pieces);
             let head = ResponseHead::new(200)
                 .with_header("Content-Type", content_type)
                 .with_header("Accept-Ranges", "none")
@@ -552,7 +576,7 @@ async fn write(
             if head_only {
                 return keep;
             }
-            match stream_pieces(stream, &owned, &files, &pieces, answer_start_us).await {
+            match stream_pieces(stream, &segments, &files, &pieces, answer_start_us).await {
                 Ok(()) => stream.flush().await.is_ok() && keep,
                 Err(e) => {
                     let _ = playback;
@@ -567,7 +591,7 @@ async fn write(
 /// Streams the pieces: segment files are opened one at a time and read in chunks.
 async fn stream_pieces(
     stream: &mut TcpStream,
-    segments: &[SegmentScan],
+    segments: &[Rc<SegmentScan>],
     files: &[PathBuf],
     pieces: &[Piece],
     answer_start_us: u64,

@@ -8,6 +8,8 @@
 //! opens a part, so cutting at part boundaries cuts at keyframes.
 #![forbid(unsafe_code)]
 
+use std::ops::Deref;
+
 use bytes::{BufMut, Bytes, BytesMut};
 
 /// A box in a buffer: type and the range of its body.
@@ -347,7 +349,11 @@ pub enum Piece {
 /// from the last part opening on a keyframe at or before `start_us` (the first such part when
 /// the range starts earlier), while parts start before the end, across segments that carry the
 /// same tracks and follow each other within a second. `(segment, part)` indexes.
-pub fn select(segments: &[SegmentScan], start_us: u64, duration_us: u64) -> Vec<(usize, usize)> {
+pub fn select<S: Deref<Target = SegmentScan>>(
+    segments: &[S],
+    start_us: u64,
+    duration_us: u64,
+) -> Vec<(usize, usize)> {
     let end = start_us.saturating_add(duration_us);
     let mut out = Vec::new();
     let abs =
@@ -392,7 +398,10 @@ pub fn select(segments: &[SegmentScan], start_us: u64, duration_us: u64) -> Vec<
 
 /// The answer as fragmented MP4: the first segment's init, then each selected part, its `moof`
 /// patched by [`patch_moof`] (decode times on the answer's timeline, sequence numbers from 1).
-pub fn plan_fmp4(segments: &[SegmentScan], selected: &[(usize, usize)]) -> Vec<Piece> {
+pub fn plan_fmp4<S: Deref<Target = SegmentScan>>(
+    segments: &[S],
+    selected: &[(usize, usize)],
+) -> Vec<Piece> {
     let mut pieces = Vec::with_capacity(1 + 2 * selected.len());
     let Some(&(s0, _)) = selected.first() else {
         return pieces;
@@ -415,7 +424,7 @@ pub fn plan_fmp4(segments: &[SegmentScan], selected: &[(usize, usize)]) -> Vec<P
 }
 
 /// The number of bytes `pieces` make.
-pub fn answer_len(segments: &[SegmentScan], pieces: &[Piece]) -> u64 {
+pub fn answer_len<S: Deref<Target = SegmentScan>>(segments: &[S], pieces: &[Piece]) -> u64 {
     pieces
         .iter()
         .map(|p| match p {
@@ -428,7 +437,7 @@ pub fn answer_len(segments: &[SegmentScan], pieces: &[Piece]) -> u64 {
 
 /// Microseconds to add to a segment's own decode times to put them on the answer's timeline,
 /// per track: `segment start - answer start`, the answer starting at its first part.
-fn timeline_base(segments: &[SegmentScan], s0: usize, p0: usize) -> u64 {
+fn timeline_base<S: Deref<Target = SegmentScan>>(segments: &[S], s0: usize, p0: usize) -> u64 {
     let seg = &segments[s0];
     seg.start_us + seg.parts[p0].start_us.saturating_sub(seg.parts[0].start_us)
 }
@@ -465,7 +474,10 @@ pub fn patch_moof(
 }
 
 /// Where the answer starts, wall clock: its first part's start.
-pub fn answer_start_us(segments: &[SegmentScan], selected: &[(usize, usize)]) -> u64 {
+pub fn answer_start_us<S: Deref<Target = SegmentScan>>(
+    segments: &[S],
+    selected: &[(usize, usize)],
+) -> u64 {
     selected
         .first()
         .map_or(0, |&(s, p)| timeline_base(segments, s, p))
@@ -474,8 +486,8 @@ pub fn answer_start_us(segments: &[SegmentScan], selected: &[(usize, usize)]) ->
 /// The answer as a plain MP4: `ftyp`, a `moov` with every sample of every selected part, and
 /// one `mdat` header; the driver then streams each part's media (its `mdat` body) in order.
 /// Returns the head and, per selected part, the file range of its media.
-pub fn plan_mp4(
-    segments: &[SegmentScan],
+pub fn plan_mp4<S: Deref<Target = SegmentScan>>(
+    segments: &[S],
     selected: &[(usize, usize)],
 ) -> Option<(Bytes, Vec<Piece>)> {
     let &(s0, _) = selected.first()?;
@@ -568,8 +580,8 @@ fn copy_box(src: &[u8], b: &BoxAt, out: &mut BytesMut, rewrite: &mut Rewrite<'_>
 }
 
 /// The plain MP4's `moov`; `mdat_body` is where the media starts in the answer.
-fn build_moov(
-    segments: &[SegmentScan],
+fn build_moov<S: Deref<Target = SegmentScan>>(
+    segments: &[S],
     selected: &[(usize, usize)],
     init: &Init,
     mdat_body: u64,
