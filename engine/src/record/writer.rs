@@ -319,13 +319,14 @@ async fn write_segments(
 /// ends on a whole part.
 async fn append(f: &mut OpenFile, bytes: Bytes) -> std::io::Result<u64> {
     let start = f.len;
-    let mut rest: Vec<u8> = bytes.to_vec();
-    let total = rest.len() as u64;
-    let mut at = start;
-    while !rest.is_empty() {
+    let total = bytes.len() as u64;
+    let mut done = 0usize;
+    while done < bytes.len() {
+        // glommio takes the buffer by value: one copy per write (one per part, unless the
+        // kernel took only some of it).
         let written = f
             .file
-            .write_at(rest.clone(), at)
+            .write_at(bytes[done..].to_vec(), start + done as u64)
             .await
             .map_err(io_error)
             .and_then(|n| match n {
@@ -333,17 +334,14 @@ async fn append(f: &mut OpenFile, bytes: Bytes) -> std::io::Result<u64> {
                 n => Ok(n),
             });
         match written {
-            Ok(n) => {
-                rest.drain(..n);
-                at += n as u64;
-            }
+            Ok(n) => done += n,
             Err(e) => {
                 let _ = f.file.truncate(start).await;
                 return Err(e);
             }
         }
     }
-    f.len = at;
+    f.len = start + total;
     Ok(total)
 }
 
