@@ -277,6 +277,10 @@ async fn drain(core: &Rc<Core>) {
     while core.open_sessions() > 0 && std::time::Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(20)).await;
     }
+    // The recordings of the streams that just ended finish their segments.
+    while crate::record::writer::writers_running() > 0 && std::time::Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn log_stats(core: &Core) {

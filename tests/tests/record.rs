@@ -750,3 +750,30 @@ fn playback_is_asked_of_the_http_auth_service() {
     assert_eq!(asked.len(), 2, "{bodies:?}");
     assert_eq!(asked[0]["path"], "live/hook", "{bodies:?}");
 }
+
+/// A stopping engine (SIGTERM) lets its recordings finish their segments before it exits.
+#[test]
+fn sigterm_completes_the_segments_being_written() {
+    let dir = TempDir::new("rec-term");
+    let mut engine = Engine::start(&record_config(&dir.path, ""));
+    let mut publisher = ff::publish(&engine.rtmp_url("live/term"), 20);
+    assert!(eventually(Duration::from_secs(15), || engine
+        .count_log("recording segment created")
+        >= 1));
+    std::thread::sleep(Duration::from_secs(3));
+    let (status, _) = engine.terminate();
+    assert!(status.success(), "{status:?}");
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+    assert_eq!(
+        engine.count_log("recording segment complete"),
+        1,
+        "{}",
+        engine.log().join("\n")
+    );
+    let files = segments(&dir.path, "mp4");
+    let (duration, _) = probe_file(&files[0]);
+    assert!(duration >= 2.5, "{duration} s");
+    let (errors, _) = decode_file(&files[0]);
+    assert!(errors.is_empty(), "{errors}");
+}

@@ -32,6 +32,33 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Files are created `rw-r--r--` and directories `rwxrwxrwx`, both less the process umask.
 const FILE_MODE: libc::mode_t = 0o644;
 
+thread_local! {
+    /// Writer tasks still running on this executor: a stopping core waits for them, so the
+    /// segments of streams that ended are complete on disk.
+    static WRITERS_RUNNING: Cell<usize> = const { Cell::new(0) };
+}
+
+/// How many writer tasks this executor still runs.
+pub fn writers_running() -> usize {
+    WRITERS_RUNNING.with(Cell::get)
+}
+
+/// Counts a writer task while it lives.
+struct Running;
+
+impl Running {
+    fn new() -> Running {
+        WRITERS_RUNNING.with(|n| n.set(n.get() + 1));
+        Running
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        WRITERS_RUNNING.with(|n| n.set(n.get().saturating_sub(1)));
+    }
+}
+
 /// What a recording is asked to be: everything of a path's configuration it uses. A change of
 /// any of it restarts the recording.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,7 +163,13 @@ impl Recorder {
             backoff: Cell::new(FIRST_BACKOFF),
         });
         info!(path = %plan.path, template = %plan.template.0, "recording started");
-        glommio::spawn_local(write_segments(rx, shared.clone(), plan.clone())).detach();
+        let running = Running::new();
+        let task = write_segments(rx, shared.clone(), plan.clone());
+        glommio::spawn_local(async move {
+            task.await;
+            drop(running);
+        })
+        .detach();
         Recorder {
             segmenter: Segmenter::new(plan.settings),
             plan,
