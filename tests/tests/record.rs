@@ -777,3 +777,45 @@ fn sigterm_completes_the_segments_being_written() {
     let (errors, _) = decode_file(&files[0]);
     assert!(errors.is_empty(), "{errors}");
 }
+
+/// A read-only disk: `read_only` reported and retried, the viewer served; writable again, the
+/// recording starts.
+#[test]
+fn a_read_only_disk_is_reported_and_retried() {
+    let dir = TempDir::new("rec-ro");
+    let disk = SmallDisk::mount(dir.path.join("disk"), "4m");
+    let remount = |mode: &str| {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(&disk.path)
+            .status()
+            .expect("mount runs")
+            .success();
+        assert!(ok, "remount {mode}");
+    };
+    remount("ro");
+    let engine = Engine::start(&record_config(&disk.path, ""));
+    let publisher = ff::publish(&engine.rtmp_url("live/ro"), 12);
+    std::thread::sleep(Duration::from_secs(1));
+    let viewer = ff::spawn_decoder(&engine.http_url("live/ro.flv"));
+    assert!(
+        eventually(Duration::from_secs(10), || engine
+            .count_log("recording failed (read_only)")
+            >= 2),
+        "{}",
+        engine.log().join("\n")
+    );
+    assert!(segments(&disk.path, "mp4").is_empty());
+    remount("rw");
+    assert!(
+        eventually(Duration::from_secs(10), || engine
+            .count_log("recording segment created")
+            >= 1),
+        "never resumed"
+    );
+    let out = ff::wait_with_timeout(viewer, Duration::from_secs(40), "viewer");
+    let _ = ff::wait_with_timeout(publisher, Duration::from_secs(40), "publisher");
+    let frames = ff::decoded_frames(&out).unwrap_or(0);
+    assert!(frames >= 250, "the viewer decoded {frames} frames");
+    drop(engine);
+}
