@@ -302,7 +302,7 @@ impl Playback {
         if let Some(head) = cached {
             return Ok(head);
         }
-        let file = SegmentFile::open(&segment.file).await?;
+        let file = SegmentFile::open_with_len(&segment.file, segment.len).await?;
         let head = match file.init().await {
             Ok(init) if init.duration_ms > 0 => {
                 let d = init.duration_ms * 1000;
@@ -326,6 +326,46 @@ impl Playback {
         }
         file.close().await;
         head
+    }
+
+    /// Reads the headers `/list` lacks in one batch on glommio's blocking pool (plain reads of
+    /// a few KiB, several times cheaper per file than a ring round trip each for open, read
+    /// and close); segments without a duration in their header are left to [`Self::head`].
+    async fn prefetch_heads(&self, segments: &[Segment]) {
+        let missing: Vec<(PathBuf, u64)> = {
+            let heads = self.heads.borrow();
+            segments
+                .iter()
+                .filter(|s| heads.get(&s.file).is_none_or(|(len, _, _)| *len != s.len))
+                .map(|s| (s.file.clone(), s.len))
+                .collect()
+        };
+        if missing.len() < 16 {
+            return;
+        }
+        let read = glommio::executor()
+            .spawn_blocking(move || {
+                missing
+                    .into_iter()
+                    .filter_map(|(file, len)| {
+                        let init = read_init_blocking(&file)?;
+                        Some((file, len, init))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await;
+        for (file, len, init) in read {
+            if init.duration_ms == 0 {
+                continue;
+            }
+            let d = init.duration_ms * 1000;
+            let init = self.intern(init);
+            let mut heads = self.heads.borrow_mut();
+            if heads.len() >= MAX_HEADS {
+                heads.clear();
+            }
+            heads.insert(file, (len, init, d));
+        }
     }
 
     /// One shared copy of each init segment (the tracks of a path rarely change).
@@ -380,6 +420,7 @@ impl Playback {
             (Err(a), _) | (_, Err(a)) => return a,
         };
         let segments = Self::segments(template, start, end);
+        self.prefetch_heads(&segments).await;
         // (start, end, tracks of the last segment)
         let mut spans: Vec<(u64, u64, Rc<playback::Init>)> = Vec::new();
         for segment in &segments {
@@ -492,6 +533,23 @@ impl Playback {
             answer_start_us,
         }
     }
+}
+
+/// A segment's init segment, read with plain file reads (on the blocking pool only).
+fn read_init_blocking(file: &std::path::Path) -> Option<playback::Init> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(file).ok()?;
+    let mut head = vec![0u8; 4096];
+    let mut got = 0;
+    while got < head.len() {
+        match f.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(_) => return None,
+        }
+    }
+    head.truncate(got);
+    playback::parse_init(&head)
 }
 
 /// MediaMTX's durations: seconds as a decimal number (`12.5`), or Go's (`1m30s`).

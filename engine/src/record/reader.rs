@@ -42,6 +42,16 @@ impl SegmentFile {
         Ok(SegmentFile { file, len })
     }
 
+    /// [`SegmentFile::open`] of a file whose length the directory walk gave already.
+    pub async fn open_with_len(path: &Path, len: u64) -> std::io::Result<SegmentFile> {
+        let file = OpenOptions::new()
+            .read(true)
+            .buffered_open(path)
+            .await
+            .map_err(io_error)?;
+        Ok(SegmentFile { file, len })
+    }
+
     /// `len` bytes from `offset` (fewer at the end of the file).
     pub async fn read(&self, offset: u64, len: usize) -> std::io::Result<Bytes> {
         let r = self.file.read_at(offset, len).await.map_err(io_error)?;
