@@ -154,15 +154,7 @@ async fn connection(mut stream: TcpStream, playback: Rc<Playback>) {
                 Err(e) => {
                     debug!(peer = %peer, "bad playback request: {e}");
                     let answer = error(e.status(), e);
-                    let _ = write(
-                        &mut stream,
-                        &playback,
-                        answer,
-                        Version::Http11,
-                        false,
-                        false,
-                    )
-                    .await;
+                    let _ = write(&mut stream, answer, Version::Http11, false, false).await;
                     return;
                 }
             }
@@ -170,17 +162,7 @@ async fn connection(mut stream: TcpStream, playback: Rc<Playback>) {
         let head_only = request.method == Method::Head;
         let answer = playback.answer(&request, peer).await;
         let keep = request.keep_alive;
-        if !write(
-            &mut stream,
-            &playback,
-            answer,
-            request.version,
-            keep,
-            head_only,
-        )
-        .await
-            || !keep
-        {
+        if !write(&mut stream, answer, request.version, keep, head_only).await || !keep {
             return;
         }
     }
@@ -579,7 +561,6 @@ fn encode(v: &str) -> String {
 /// Writes an answer; false when the connection must close.
 async fn write(
     stream: &mut TcpStream,
-    playback: &Playback,
     answer: Answer,
     version: Version,
     keep_alive: bool,
@@ -637,7 +618,6 @@ async fn write(
             match stream_pieces(stream, &segments, &files, &pieces, answer_start_us).await {
                 Ok(()) => stream.flush().await.is_ok() && keep,
                 Err(e) => {
-                    let _ = playback;
                     debug!("playback answer cut: {e}");
                     false
                 }

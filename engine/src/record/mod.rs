@@ -5,7 +5,10 @@
 //! - [`writer`] is its glommio driver on the stream's owner core: one [`writer::Recorder`] per
 //!   recorded stream, writing through glommio's file API.
 //! - [`path`] encodes and decodes segment names; [`store`] finds, repairs and removes segments
-//!   on disk (the control core and start-up only, never a data core).
+//!   on disk (the control core and start-up only, never a data core); [`retention`] deletes
+//!   segments past `recordDeleteAfter` from a low-priority task on the control core.
+//! - [`playback`] parses segments back and plans the playback server's answers, without I/O;
+//!   [`reader`] reads segment files through glommio for it.
 
 pub mod path;
 pub mod playback;
