@@ -18,6 +18,11 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
         gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-libav)
 # The relay tests build network namespaces of their own.
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+# The cluster tests run a real Redis (and Redis Sentinel) and read with rtmpdump and curl.
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
+command -v rtmpdump >/dev/null 2>&1 || missing+=(rtmpdump)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 # The browser tests drive headless Debian chromium over the DevTools protocol.
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if ((${#missing[@]})); then

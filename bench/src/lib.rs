@@ -13,6 +13,7 @@
 #![warn(unreachable_pub)]
 
 pub mod args;
+pub mod directory;
 pub mod driver;
 pub mod httpflv;
 pub mod report;

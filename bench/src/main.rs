@@ -60,6 +60,31 @@ enum Command {
         #[arg(long)]
         play_url: Option<String>,
     },
+    /// The cluster's stream directory alone against a Redis: simulated nodes register,
+    /// renew (every ttl/3, one pipeline per node) and look up streams; bounded in time.
+    Directory {
+        /// redis://HOST:PORT/DB (a Redis of its own: the run writes and deletes its keys).
+        #[arg(long)]
+        redis: String,
+        #[arg(long, default_value_t = 10)]
+        nodes: usize,
+        #[arg(long, default_value_t = 100_000)]
+        streams: usize,
+        #[arg(long, value_parser = parse_duration, default_value = "10s")]
+        ttl: Duration,
+        /// Length of the steady phase (at most 120 s).
+        #[arg(long, value_parser = parse_duration, default_value = "20s")]
+        duration: Duration,
+        /// Threads looking streams up, one round trip at a time each.
+        #[arg(long, default_value_t = 4)]
+        lookup_threads: usize,
+        /// Pid of the redis-server, for its CPU time.
+        #[arg(long)]
+        redis_pid: Option<u32>,
+        /// Write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Print the figures of JSON reports side by side as Markdown (the ratio when there are two).
     Table {
         /// Reports written by --json, as LABEL=FILE or FILE.
@@ -168,6 +193,32 @@ type BoxError = Box<dyn std::error::Error>;
 fn execute(command: Command) -> Result<ExitCode, BoxError> {
     let (common, source, players, play_url, mode) = match command {
         Command::Table { reports } => return table(&reports),
+        Command::Directory {
+            redis,
+            nodes,
+            streams,
+            ttl,
+            duration,
+            lookup_threads,
+            redis_pid,
+            json,
+        } => {
+            let plan = corestream_bench::directory::DirectoryPlan {
+                redis,
+                nodes,
+                streams,
+                ttl,
+                duration,
+                lookup_threads,
+                redis_pid,
+            };
+            let report = corestream_bench::directory::run(&plan)?;
+            print!("{}", report.to_text());
+            if let Some(path) = json {
+                std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
         Command::Publish { common, source } => (common, Some(source), None, None, "publish"),
         Command::Play { common, players } => (common, None, Some(players), None, "play"),
         Command::Run {

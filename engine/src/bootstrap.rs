@@ -12,11 +12,12 @@ use std::time::Duration;
 use glommio::{LocalExecutorBuilder, Placement as GlommioPlacement};
 use tracing::{error, info};
 
+use crate::cluster::{Cluster, Load, Settings};
 use crate::config::Snapshot;
 use crate::relay::Relays;
 use crate::runtime::{
-    allowed_cpus, build_mesh, os_signal, rlimit, ControlLink, Core, CoreId, Limit, LimitHits,
-    MeshEnds, Placement, StartError,
+    allowed_cpus, build_mesh, os_signal, rlimit, ControlLink, Core, CoreId, CoreMessage, Limit,
+    LimitHits, MeshEnds, Placement, Reply, StartError,
 };
 
 /// Memory each executor registers with io_uring up front. glommio's default (10 MiB) is sized for
@@ -62,6 +63,17 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), StartError> {
         Err(e) => tracing::warn!("cannot raise the descriptor limit: {e}"),
     }
 
+    // The cluster thread (Redis) runs before the cores, which hold its handle.
+    let (cluster, cluster_thread) = match &config.cluster {
+        Some(conf) => {
+            let settings = Settings::from_conf(conf).map_err(StartError::Cluster)?;
+            let (cluster, thread) = crate::cluster::start(settings)
+                .map_err(|e| StartError::Cluster(format!("cannot start its thread: {e}")))?;
+            (Some(cluster), Some(thread))
+        }
+        None => (None, None),
+    };
+
     let data_cores = placement.data_cpus.len();
     let stop = Arc::new(AtomicBool::new(false));
     let exited = Arc::new(AtomicUsize::new(0));
@@ -74,11 +86,12 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), StartError> {
         let snapshot = snapshot.clone();
         let ready = ready_tx.clone();
         let exited = exited.clone();
+        let cluster = cluster.clone();
         let handle = LocalExecutorBuilder::new(GlommioPlacement::Fixed(cpu))
             .name(&format!("data-{i}"))
             .io_memory(IO_MEMORY)
             .spawn(move || async move {
-                data_core(CoreId(i as u16), data_cores, snapshot, mesh, ready).await;
+                data_core(CoreId(i as u16), data_cores, snapshot, mesh, ready, cluster).await;
                 exited.fetch_add(1, Ordering::SeqCst);
             })
             .map_err(|e| StartError::Executor {
@@ -92,6 +105,7 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), StartError> {
     let control_stop = stop.clone();
     let control_snapshot = snapshot.clone();
     let control_ready = ready_tx.clone();
+    let control_cluster = cluster.clone();
     let control = LocalExecutorBuilder::new(GlommioPlacement::Fixed(placement.control_cpu))
         .name("control")
         .io_memory(IO_MEMORY)
@@ -102,6 +116,7 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), StartError> {
                 control_mesh,
                 control_stop,
                 control_ready,
+                control_cluster,
             )
         })
         .map_err(|e| StartError::Executor {
@@ -164,6 +179,10 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), StartError> {
     if let Err(e) = control.join() {
         error!("the control core ended with an error: {e}");
     }
+    // Last: this node's directory entries go once its streams have ended.
+    if let Some(thread) = cluster_thread {
+        thread.stop();
+    }
     match failure {
         Some(e) => Err(e),
         None => Ok(()),
@@ -196,6 +215,7 @@ async fn data_core(
     snapshot: Arc<Snapshot>,
     mesh: MeshEnds,
     ready: mpsc::Sender<Result<CoreId, StartError>>,
+    cluster: Option<Cluster>,
 ) {
     let rtmp_addr = snapshot.config.rtmp_address.0;
     let rtmp = snapshot
@@ -223,8 +243,8 @@ async fn data_core(
         })
         .collect();
     let (mesh, receivers) = mesh.connect().await;
-    let relays = Relays::new();
-    let core = Core::new(id, data_cores, snapshot, mesh, relays.clone());
+    let relays = Relays::new(cluster.clone());
+    let core = Core::new(id, data_cores, snapshot, mesh, relays.clone(), cluster);
     for (from, rx) in receivers {
         let core = core.clone();
         glommio::spawn_local(async move {
@@ -263,9 +283,18 @@ async fn data_core(
 async fn upkeep(core: Rc<Core>, relays: Rc<Relays>) {
     // Static pull sources start with the configuration.
     relays.reconcile(&core);
+    let mut lost_cursor = 0;
     while !core.shutdown_signal().is_fired() {
         core.hls_tick();
         relays.tick(&core, std::time::Instant::now());
+        // Streams another cluster node took over: their publishers here stop.
+        if let Some(cluster) = core.cluster() {
+            let (lost, cursor) = cluster.lost_since(lost_cursor);
+            lost_cursor = cursor;
+            if !lost.is_empty() {
+                core.stop_publishers_of(&lost);
+            }
+        }
         let tick = glommio::timer::sleep(Duration::from_millis(250));
         futures_lite::future::or(tick, core.shutdown_signal().wait()).await;
     }
@@ -322,6 +351,7 @@ async fn control_core(
     mesh: MeshEnds,
     stop: Arc<AtomicBool>,
     ready: mpsc::Sender<Result<CoreId, StartError>>,
+    cluster: Option<Cluster>,
 ) {
     let (mesh, receivers) = mesh.connect().await;
     let link = ControlLink::new(CoreId(data_cores as u16), data_cores, mesh);
@@ -334,11 +364,53 @@ async fn control_core(
         })
         .detach();
     }
-    let _ = ready.send(crate::api::start(link.clone(), snapshot).map(|()| link.id));
+    let started = crate::api::start(link.clone(), snapshot, cluster.clone());
+    let _ = ready.send(started.map(|()| link.id));
+    if let Some(cluster) = cluster {
+        glommio::spawn_local(report_load(link.clone(), cluster, stop.clone())).detach();
+    }
     while !stop.load(Ordering::SeqCst) {
         glommio::timer::sleep(Duration::from_millis(50)).await;
     }
     link.shutdown();
     // Let the reliable sends leave before the executor stops.
     glommio::timer::sleep(Duration::from_millis(20)).await;
+}
+
+/// Every third of the cluster's `ttl`: this node's streams, players and outbound bit rate,
+/// gathered from the data cores and handed to the cluster thread for its next heartbeat.
+async fn report_load(link: Rc<ControlLink>, cluster: Cluster, stop: Arc<AtomicBool>) {
+    let period = cluster.settings.ttl / 3;
+    let mut last: Option<(std::time::Instant, u64)> = None;
+    while !stop.load(Ordering::SeqCst) {
+        let answers = link
+            .scatter(|reply| CoreMessage::GatherStats { reply })
+            .await;
+        let stats: Vec<_> = answers
+            .into_iter()
+            .filter_map(|a| match a {
+                Some(Reply::Stats(s)) => Some(s),
+                _ => None,
+            })
+            .collect();
+        let bytes: u64 = stats.iter().map(|s| s.bytes_sent).sum();
+        let now = std::time::Instant::now();
+        let outbound_bitrate = match last {
+            Some((at, before)) => {
+                let secs = now.duration_since(at).as_secs_f64().max(0.001);
+                (bytes.saturating_sub(before) as f64 * 8.0 / secs) as u64
+            }
+            None => 0,
+        };
+        last = Some((now, bytes));
+        cluster.report_load(Load {
+            streams: stats.iter().map(|s| s.streams_owned).sum(),
+            players: stats
+                .iter()
+                .map(|s| s.players_local + s.players_remote)
+                .sum(),
+            outbound_bitrate,
+        });
+        glommio::timer::sleep(period).await;
+    }
 }

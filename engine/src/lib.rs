@@ -11,6 +11,7 @@
 pub mod api;
 pub mod auth;
 pub mod bootstrap;
+pub mod cluster;
 pub mod config;
 pub mod delivery;
 pub mod doctor;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 pub mod browser;
 pub mod ff;
 pub mod http;
+pub mod redis;
 pub mod rtmp_client;
 
 /// Path of the engine binary built by `cargo test --workspace` next to this test's executable.
@@ -102,7 +103,14 @@ impl Engine {
     /// Like [`Engine::start`] at another `logLevel` (`info` for load tests, whose thousands of
     /// connections would otherwise log far more than they test).
     pub fn start_logging(extra: &str, log_level: &str) -> Engine {
+        Engine::start_with(log_level, |_| extra.to_owned())
+    }
+
+    /// Like [`Engine::start_logging`], the extra YAML made from the ports the engine gets
+    /// (`[rtmp, http, api, metrics]`): a cluster node advertises its own RTMP port.
+    pub fn start_with(log_level: &str, extra: impl Fn([u16; 4]) -> String) -> Engine {
         Engine::launch_on_free_ports(|ports| {
+            let extra = extra(ports);
             let [rtmp_port, http_port, api_port, metrics_port] = ports;
             let dir = TempDir::new("engine");
             let config = format!(

@@ -35,7 +35,8 @@ const PROBE: &str = r#"(function () {
     latency = v.buffered.end(v.buffered.length - 1) - v.currentTime;
   }
   return { t: v.currentTime, w: v.videoWidth, h: v.videoHeight, latency: latency,
-    errors: s.errors || [], warnings: (s.warnings || []).slice(0, 10), stalls: s.stalls || 0,
+    errors: s.errors || [], warnings: (s.warnings || []).slice(0, 10), stalls: s.stalls || 0, seeks: s.seeks || 0, waits: s.waits || 0,
+    stallLog: s.stallLog || [],
     playing: !!s.playing, firstFrame: s.firstFrameAt == null ? null : s.firstFrameAt - s.loadedAt };
 })()"#;
 
@@ -108,11 +109,14 @@ fn watch(browser: &mut Browser, engine: &Engine, published: Instant, pages: &[(&
             .take(5)
             .collect();
         eprintln!(
-            "browser figure: {:<16} first frame {:>5.2} s, stalls in {} s: {}, latency median of 5: {}",
+            "browser figure: {:<16} first frame {:>5.2} s, stalls in {} s: {} {} (seeks {}, waits {}), latency median of 5: {}",
             c.name,
             c.first_frame.map_or(f64::NAN, |d| d.as_secs_f64()),
             WATCH.as_secs(),
             s["stalls"],
+            s["stallLog"],
+            s["seeks"],
+            s["waits"],
             median(latencies).map_or("n/a".to_owned(), |l| format!("{l:.2} s")),
         );
         assert_eq!(s["errors"], Value::Array(Vec::new()), "{}: {s}", c.name);

@@ -29,6 +29,12 @@ pub enum ApiError {
     NoRoute,
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// `/v3/cluster/*` on a node without `cluster:`.
+    #[error("this node is not in a cluster")]
+    NotInCluster,
+    /// The cluster's directory could not be asked.
+    #[error("cluster directory unreachable: {0}")]
+    ClusterUnreachable(String),
     /// The change is valid but the state file could not be written: nothing was applied.
     #[error("cannot persist the configuration: {0}")]
     Persist(#[from] StateError),
@@ -45,6 +51,8 @@ impl ApiError {
             | ApiError::RecordingNotFound
             | ApiError::NoRoute => 404,
             ApiError::MethodNotAllowed => 405,
+            ApiError::NotInCluster => 404,
+            ApiError::ClusterUnreachable(_) => 503,
             ApiError::Persist(_) => 500,
         }
     }

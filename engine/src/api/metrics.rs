@@ -112,6 +112,27 @@ fn recordings(out: &mut String, views: &[CoreView]) {
     }
 }
 
+/// The cluster's families (`cluster:` configured): this node's directory state and its Redis
+/// traffic, labelled with the node's name.
+pub fn cluster(out: &mut String, s: &crate::cluster::ClusterStatus) {
+    let node = format!("{{node=\"{}\"}}", label(&s.node));
+    let families: [(&str, u64); 10] = [
+        ("cluster_redis_up", u64::from(s.redis_reachable)),
+        ("cluster_redis_outages_total", s.redis_outages),
+        ("cluster_redis_commands_total", s.redis_commands),
+        ("cluster_redis_errors_total", s.redis_errors),
+        ("cluster_streams_claimed", s.claimed_streams),
+        ("cluster_streams_registered", s.registered_streams),
+        ("cluster_reregistered_total", s.reregistered),
+        ("cluster_lost_total", s.lost),
+        ("cluster_lookups_total", s.lookups),
+        ("cluster_claims_refused_total", s.claims_refused),
+    ];
+    for (name, value) in families {
+        let _ = writeln!(out, "{name}{node} {value}");
+    }
+}
+
 /// The whole scrape.
 pub fn render(
     views: &[CoreView],

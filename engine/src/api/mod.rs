@@ -157,10 +157,16 @@ pub struct Api {
     connections: [Budget; 2],
     /// Body bytes being read per listener (`apiMaxBodyBytes` across its connections).
     body_bytes: [Budget; 2],
+    /// The cluster's directory, for `/v3/cluster/*` and the metrics.
+    cluster: Option<crate::cluster::Cluster>,
 }
 
 /// Binds the API and metrics listeners (those enabled) on the control executor and serves them.
-pub fn start(link: Rc<ControlLink>, snapshot: Arc<Snapshot>) -> Result<(), StartError> {
+pub fn start(
+    link: Rc<ControlLink>,
+    snapshot: Arc<Snapshot>,
+    cluster: Option<crate::cluster::Cluster>,
+) -> Result<(), StartError> {
     let config = &snapshot.config;
     let listeners = [
         (Listener::Api, config.api, config.api_address.0),
@@ -174,6 +180,7 @@ pub fn start(link: Rc<ControlLink>, snapshot: Arc<Snapshot>) -> Result<(), Start
         limit_hits: RefCell::default(),
         connections: Default::default(),
         body_bytes: Default::default(),
+        cluster,
     });
     let store = api.store.clone();
     crate::record::retention::spawn(move || store.snapshot());
@@ -361,12 +368,15 @@ impl Api {
             return Err(ApiError::NoRoute);
         }
         let views = self.gather().await;
-        let text = metrics::render(
+        let mut text = metrics::render(
             &views,
             &self.limit_hits.borrow(),
             &self.link.round_trip(),
             &self.latency.borrow(),
         );
+        if let Some(cluster) = &self.cluster {
+            metrics::cluster(&mut text, &cluster.status());
+        }
         Ok(Response {
             status: 200,
             content_type: "text/plain; version=0.0.4; charset=utf-8",
@@ -403,6 +413,31 @@ impl Api {
             })
         };
         match route {
+            Route::ClusterStatus => {
+                let cluster = self.cluster.as_ref().ok_or(ApiError::NotInCluster)?;
+                Ok(json!(cluster.status()))
+            }
+            Route::ClusterNodes => {
+                let cluster = self.cluster.as_ref().ok_or(ApiError::NotInCluster)?;
+                let nodes = cluster
+                    .nodes()
+                    .await
+                    .map_err(ApiError::ClusterUnreachable)?;
+                let items = nodes.iter().map(|n| json!(n)).collect();
+                Ok(page()?.list(items))
+            }
+            Route::ClusterStreams => {
+                let cluster = self.cluster.as_ref().ok_or(ApiError::NotInCluster)?;
+                let streams = cluster
+                    .streams()
+                    .await
+                    .map_err(ApiError::ClusterUnreachable)?;
+                let items = streams
+                    .into_iter()
+                    .map(|(stream, node)| json!({"stream": stream, "node": node}))
+                    .collect();
+                Ok(page()?.list(items))
+            }
             Route::Info => Ok(json!({
                 "version": concat!("corestream ", env!("CARGO_PKG_VERSION")),
                 "started": time::rfc3339(self.started_ms),

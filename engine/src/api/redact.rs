@@ -140,6 +140,10 @@ pub fn global(config: &Config, mut v: Value) -> Value {
     if let Some(Value::String(a)) = v.get_mut("authHTTPAddress") {
         *a = url(a);
     }
+    // The cluster's Redis password (`redis://user:pass@…`, `redis+sentinel://…`).
+    if let Some(Value::String(r)) = v.get_mut("cluster").and_then(|c| c.get_mut("redis")) {
+        *r = url(r);
+    }
     if let Some(p) = v.get_mut("apiTrustedProxies") {
         *p = config
             .api_trusted_proxies
@@ -191,6 +195,9 @@ pub fn restore_global(
     patch: &mut serde_json::Map<String, Value>,
     config: &Config,
 ) -> Result<(), String> {
+    if let Some(Value::String(sent)) = patch.get_mut("cluster").and_then(|c| c.get_mut("redis")) {
+        restore_url(sent, config.cluster.as_ref().map(|c| c.redis.as_str()));
+    }
     if let Some(Value::Array(users)) = patch.get_mut("authInternalUsers") {
         for (i, u) in users.iter_mut().enumerate() {
             let sent_user = u.get("user").and_then(Value::as_str).map(str::to_owned);

@@ -28,6 +28,9 @@ pub enum Route {
     RecordingsList,
     RecordingGet(String),
     RecordingDeleteSegment,
+    ClusterStatus,
+    ClusterNodes,
+    ClusterStreams,
 }
 
 impl Route {
@@ -46,7 +49,7 @@ impl Route {
 }
 
 /// Fixed endpoints: path, method, route.
-const FIXED: [(&str, Method, Route); 12] = [
+const FIXED: [(&str, Method, Route); 15] = [
     ("/v3/info", Method::Get, Route::Info),
     ("/v3/config/global/get", Method::Get, Route::GlobalGet),
     ("/v3/config/global/patch", Method::Patch, Route::GlobalPatch),
@@ -72,6 +75,9 @@ const FIXED: [(&str, Method, Route); 12] = [
     ),
     // MediaMTX lists RTMPS connections apart; there are none here.
     ("/v3/rtmpsconns/list", Method::Get, Route::RtmpConnsList),
+    ("/v3/cluster/status", Method::Get, Route::ClusterStatus),
+    ("/v3/cluster/nodes", Method::Get, Route::ClusterNodes),
+    ("/v3/cluster/streams", Method::Get, Route::ClusterStreams),
 ];
 
 /// An endpoint that takes a name: prefix, method, route constructor.

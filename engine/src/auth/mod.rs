@@ -417,6 +417,27 @@ impl Authenticator {
         Some((hook.addr, hook.request(req, id)))
     }
 
+    /// The domain a reader of the streams living under `vhost` comes through: `vhost` itself
+    /// unless it is a publish domain (which admits no reader), then the play domain serving it
+    /// (the first by name). A cluster node pulls another's stream through it; `None` for an
+    /// unknown vhost or no domains.
+    pub fn read_domain(&self, vhost: &str) -> Option<&str> {
+        let d = self.find_domain(vhost)?;
+        if d.kind != DomainType::Publish {
+            return Some(&d.name);
+        }
+        self.domains
+            .iter()
+            .filter(|p| {
+                p.kind == DomainType::Play
+                    && p.publish_domain
+                        .as_deref()
+                        .is_some_and(|x| x.eq_ignore_ascii_case(vhost))
+            })
+            .map(|p| p.name.as_str())
+            .min()
+    }
+
     /// The enabled URL-signature rule of the domain named `vhost`, for `corestream sign`.
     pub fn url_auth(&self, vhost: &str) -> Option<&UrlAuthConfig> {
         self.find_domain(vhost)?

@@ -3,6 +3,7 @@
 //! The file is parsed once at start-up into an immutable [`Config`]; every problem is reported as
 //! `file:line:column: message` so an operator can go straight to the offending key.
 
+pub mod cluster;
 mod compat;
 mod deprecated;
 pub mod discover;
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{AuthMethod, AuthSettings, InternalUser, Permission, UnknownDomain};
 
+pub use cluster::{ClusterConf, RedisTarget};
 pub use error::ConfigError;
 pub use paths::{PathConf, PathFields, Paths, RecordFormat, DEFAULT_RECORD_PATH};
 pub use snapshot::{Snapshot, SnapshotError};
@@ -196,6 +198,9 @@ pub struct Config {
     /// `<config stem>.state.yaml` beside it (none for the embedded default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_state_file: Option<PathBuf>,
+    /// The cluster this node belongs to (its stream directory in Redis); absent: alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterConf>,
     /// Defaults of every `paths` entry.
     #[serde(default)]
     pub path_defaults: PathFields,
@@ -519,6 +524,9 @@ impl Config {
                 "apiTrustedProxies",
                 format!("`{bad}` is not an IP address or CIDR range"),
             ));
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.check()?;
         }
         let defaults =
             PathFields::default().resolve("", &self.path_defaults, self.override_publisher);

@@ -58,12 +58,68 @@ pub struct TargetCheck {
     pub remedies: Vec<String>,
 }
 
+/// What doctor found about the cluster (`cluster:` configured).
+#[derive(Debug, Clone)]
+pub struct ClusterCheck {
+    /// The Redis target, without its password.
+    pub redis: String,
+    /// `Ok`: who answered; `Err`: why not.
+    pub redis_answer: Result<String, String>,
+    pub advertise: String,
+    /// `None`: the advertise address accepted a TCP connection; else the system's words.
+    pub advertise_error: Option<String>,
+    /// Advice that is not an error (an advertise address only this machine can reach).
+    pub notes: Vec<String>,
+}
+
 /// The whole report.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
     pub ports: Vec<PortCheck>,
     pub target: Option<TargetCheck>,
+    pub cluster: Option<ClusterCheck>,
     pub problems: Vec<String>,
+}
+
+/// Whether Redis answers and the advertise address takes connections.
+fn check_cluster(conf: &crate::config::ClusterConf) -> ClusterCheck {
+    let redis = crate::config::cluster::redact_url(&conf.redis);
+    let redis_answer = match crate::config::RedisTarget::parse(&conf.redis) {
+        Ok(target) => crate::cluster::probe(&target),
+        Err(e) => Err(e.to_string()),
+    };
+    let mut notes = Vec::new();
+    let advertise_error = match crate::config::cluster::advertise_host_port(&conf.advertise) {
+        Ok((host, port)) => {
+            let addr = (host.as_str(), port)
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next());
+            match addr {
+                Some(a) => {
+                    if a.ip().is_loopback() || a.ip().is_unspecified() {
+                        notes.push(format!(
+                            "cluster.advertise {} is {}: only this machine can pull from it",
+                            conf.advertise,
+                            a.ip()
+                        ));
+                    }
+                    TcpStream::connect_timeout(&a, CONNECT_TIMEOUT)
+                        .err()
+                        .map(|e| os_text(&e))
+                }
+                None => Some(format!("cannot resolve {host}")),
+            }
+        }
+        Err(e) => Some(e),
+    };
+    ClusterCheck {
+        redis,
+        redis_answer,
+        advertise: conf.advertise.clone(),
+        advertise_error,
+        notes,
+    }
 }
 
 /// Runs every check against this machine.
@@ -102,6 +158,22 @@ pub fn run(config: &Config, target: Option<&str>) -> Report {
             ));
         }
         report.ports.push(check);
+    }
+    if let Some(conf) = &config.cluster {
+        let check = check_cluster(conf);
+        if let Err(e) = &check.redis_answer {
+            report.problems.push(format!(
+                "cluster: redis {} does not answer: {e}",
+                check.redis
+            ));
+        }
+        if let Some(e) = &check.advertise_error {
+            report.problems.push(format!(
+                "cluster: advertise {} does not take connections: {e}",
+                check.advertise
+            ));
+        }
+        report.cluster = Some(check);
     }
     if let Some(t) = target {
         let check = check_target(t, &routes, is_bridge);
@@ -275,10 +347,21 @@ impl Report {
                 "remedies": t.remedies,
             })
         });
+        let cluster = self.cluster.as_ref().map(|c| {
+            json!({
+                "redis": c.redis,
+                "redisAnswer": match &c.redis_answer { Ok(a) => a.clone(), Err(e) => format!("error: {e}") },
+                "redisOk": c.redis_answer.is_ok(),
+                "advertise": c.advertise,
+                "advertiseConnect": c.advertise_error.clone().unwrap_or_else(|| "ok".to_owned()),
+                "notes": c.notes,
+            })
+        });
         json!({
             "ok": self.problems.is_empty(),
             "ports": ports,
             "target": target,
+            "cluster": cluster,
             "problems": self.problems,
         })
     }
@@ -301,6 +384,22 @@ impl Report {
                     format!(" (on {})", on.join(", "))
                 }
             );
+        }
+        if let Some(c) = &self.cluster {
+            let _ = writeln!(s, "cluster:");
+            match &c.redis_answer {
+                Ok(a) => {
+                    let _ = writeln!(s, "  redis     {} ok ({a})", c.redis);
+                }
+                Err(e) => {
+                    let _ = writeln!(s, "  redis     {} NOT answering: {e}", c.redis);
+                }
+            }
+            let connect = c.advertise_error.as_deref().unwrap_or("ok");
+            let _ = writeln!(s, "  advertise {} connect: {connect}", c.advertise);
+            for n in &c.notes {
+                let _ = writeln!(s, "  note      {n}");
+            }
         }
         if let Some(t) = &self.target {
             let _ = writeln!(s, "target {}:", t.input);

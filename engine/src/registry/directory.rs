@@ -8,6 +8,9 @@ use crate::runtime::{CoreId, SessionId};
 pub struct Publisher {
     pub core: CoreId,
     pub session: SessionId,
+    /// A pull of another cluster node's stream rather than a publisher of this node: any
+    /// publisher of the key here replaces it (the directory in Redis judged that one first).
+    pub mirror: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +43,7 @@ impl Directory {
                 ClaimOutcome::Granted
             }
             Some(current) if *current == publisher => ClaimOutcome::Granted,
-            Some(current) if replace => {
+            Some(current) if replace || (current.mirror && !publisher.mirror) => {
                 let previous = std::mem::replace(current, publisher);
                 ClaimOutcome::Replaced { previous }
             }
@@ -86,7 +89,32 @@ mod tests {
         Publisher {
             core: CoreId(core),
             session: SessionId(session),
+            mirror: false,
         }
+    }
+
+    #[test]
+    fn a_publisher_replaces_a_cluster_mirror() {
+        let key = StreamKey::new(DEFAULT_VHOST, "live", "s");
+        let mut dir = Directory::default();
+        let mirror = Publisher {
+            mirror: true,
+            ..publisher(0, 1)
+        };
+        assert_eq!(dir.claim(&key, mirror, false), ClaimOutcome::Granted);
+        assert_eq!(
+            dir.claim(&key, publisher(1, 2), false),
+            ClaimOutcome::Replaced { previous: mirror }
+        );
+        // A mirror never replaces a publisher.
+        let late = Publisher {
+            mirror: true,
+            ..publisher(0, 3)
+        };
+        assert!(matches!(
+            dir.claim(&key, late, false),
+            ClaimOutcome::Conflict { .. }
+        ));
     }
 
     #[test]

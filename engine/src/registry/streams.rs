@@ -43,6 +43,8 @@ pub struct LocalStream {
     hls: Option<Rc<RefCell<HlsMuxer>>>,
     /// The stream's recording, on the publisher's core only.
     recorder: Option<Recorder>,
+    /// A pull of another cluster node's stream: that node records it, this one does not.
+    pub cluster_mirror: bool,
 }
 
 impl LocalStream {
@@ -65,6 +67,7 @@ impl LocalStream {
             subscribers: Vec::new(),
             hls: None,
             recorder: None,
+            cluster_mirror: false,
         }
     }
 

@@ -2,14 +2,14 @@
 //! runs on now, and its status; and the read that turns the connection's outcomes into
 //! [`RelayError`]s.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use bytes::BytesMut;
 
 use super::error::{os_text, RelayError};
 use super::status::LinkStatus;
-use crate::runtime::{Core, LocalSignal, Notice, SessionId};
+use crate::runtime::{Core, LocalSignal, Notice, PublishHandle, SessionId};
 use crate::server::conn::{Conn, ReadOutcome};
 use crate::server::net::NetReader;
 
@@ -24,6 +24,32 @@ pub(super) struct Link {
     /// The connection the link runs on now, to close it when stopped.
     pub(super) session: Cell<Option<SessionId>>,
     pub(super) status: LinkStatus,
+    /// A pull of another cluster node's stream: the stream outlives each connection (its
+    /// players wait through a failover), see [`Held`].
+    pub(super) held: Option<Held>,
+}
+
+/// The stream a cluster pull keeps between connections: its players stay attached while the
+/// pull finds the stream's new owner, and resume at the new upstream's first keyframe.
+#[derive(Default)]
+pub(super) struct Held {
+    /// The stream, between two connections.
+    pub(super) stream: RefCell<Option<PublishHandle>>,
+    /// The last timestamp pushed: a new upstream's timeline is moved to continue from it, so
+    /// players (and the HLS muxer) see one timeline.
+    pub(super) last_timestamp: Cell<Option<u32>>,
+    /// Where the next connection goes when the URL's host is the stream's domain rather than
+    /// the owner's address.
+    pub(super) dial_to: RefCell<Option<(String, u16)>>,
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Held")
+            .field("holding", &self.stream.borrow().is_some())
+            .field("last_timestamp", &self.last_timestamp.get())
+            .finish()
+    }
 }
 
 impl Link {

@@ -17,6 +17,7 @@
 //! go through the server's own connection plumbing. Everything here lives on one core: `Rc`/`RefCell`, no locks.
 
 pub mod backoff;
+mod cluster;
 mod dial;
 pub mod error;
 mod link;
@@ -45,12 +46,20 @@ use crate::runtime::{Core, StreamId, StreamLinks};
 use push::Forward;
 use source::Source;
 
+/// How long a "published nowhere" answer of the cluster's directory stands for a key.
+const CLUSTER_MISS_KEPT: Duration = Duration::from_millis(500);
+
 /// This core's relay links: the sources of the keys whose home it is, the pushes of the streams
 /// it owns. The bootstrap gives one to each data core ([`StreamLinks`]).
 #[derive(Debug)]
 pub struct Relays {
     sources: RefCell<HashMap<StreamKey, Rc<Source>>>,
     forwards: RefCell<Vec<Rc<Forward>>>,
+    /// The cluster's directory: a reader of a stream live on another node starts a pull.
+    cluster: Option<crate::cluster::Cluster>,
+    /// When the directory last said a key is published nowhere: a waiting reader asks again
+    /// every 100 ms, the directory is asked at most every [`CLUSTER_MISS_KEPT`].
+    cluster_misses: RefCell<HashMap<StreamKey, Instant>>,
     /// Itself, for the tasks it starts.
     me: Weak<Relays>,
 }
@@ -60,8 +69,8 @@ impl StreamLinks for Relays {
         self.start_forwards(core, key, stream);
     }
 
-    fn demanded(&self, core: &Rc<Core>, key: &StreamKey) {
-        self.demand(core, key);
+    fn demanded(&self, core: &Rc<Core>, key: &StreamKey, cluster: bool) {
+        self.demand(core, key, cluster);
     }
 
     fn reconfigured(&self, core: &Rc<Core>) {
@@ -105,12 +114,31 @@ fn key_of(path: &str) -> StreamKey {
 }
 
 impl Relays {
-    pub fn new() -> Rc<Relays> {
+    pub fn new(cluster: Option<crate::cluster::Cluster>) -> Rc<Relays> {
         Rc::new_cyclic(|me| Relays {
             sources: RefCell::default(),
             forwards: RefCell::default(),
+            cluster,
+            cluster_misses: RefCell::default(),
             me: me.clone(),
         })
+    }
+
+    /// The directory said `key` is published nowhere (see `cluster_misses`).
+    fn cluster_missed(&self, key: &StreamKey) {
+        let mut misses = self.cluster_misses.borrow_mut();
+        let now = Instant::now();
+        misses.retain(|_, at| now.duration_since(*at) < CLUSTER_MISS_KEPT);
+        misses.insert(key.clone(), now);
+    }
+
+    /// A source that ended by itself (a cluster pull) leaves the table, unless another took
+    /// its key meanwhile.
+    fn forget(&self, key: &StreamKey, source: &Rc<Source>) {
+        let mut sources = self.sources.borrow_mut();
+        if sources.get(key).is_some_and(|s| Rc::ptr_eq(s, source)) {
+            sources.remove(key);
+        }
     }
 
     fn remove_forward(&self, fwd: &Rc<Forward>) {
@@ -123,7 +151,15 @@ impl Relays {
         info!(core = %core.id, stream = %key, urls = ?urls, on_demand = spec.on_demand, "source starting");
         let source = Rc::new(Source::new(key.clone(), spec));
         self.sources.borrow_mut().insert(key, source.clone());
-        glommio::spawn_local(source::run(core.clone(), source)).detach();
+        match (&self.cluster, source.spec.cluster) {
+            (Some(c), true) => {
+                let task = cluster::run(core.clone(), self.me.clone(), source, c.clone());
+                glommio::spawn_local(task).detach();
+            }
+            _ => {
+                glommio::spawn_local(source::run(core.clone(), source)).detach();
+            }
+        }
     }
 
     fn stop(&self, core: &Core, key: &StreamKey, why: &str) {
@@ -146,6 +182,11 @@ impl Relays {
             .map(|(k, s)| (k.clone(), s.spec.clone()))
             .collect();
         for (key, old) in running {
+            // A cluster pull follows the directory, not the configuration, unless the path
+            // now names a source of its own.
+            if old.cluster && spec(config, &key).is_none() {
+                continue;
+            }
             if spec(config, &key).as_ref() != Some(&old) {
                 self.stop(core, &key, "its path configuration changed");
             }
@@ -181,14 +222,28 @@ impl Relays {
     }
 
     /// A reader asked the home core for `key`'s publisher and there is none: starts the key's
-    /// on-demand source if its path has one.
-    pub fn demand(&self, core: &Rc<Core>, key: &StreamKey) {
+    /// on-demand source if its path has one, else (`cluster`, in a cluster) a pull from the
+    /// node that publishes it.
+    pub fn demand(&self, core: &Rc<Core>, key: &StreamKey, cluster: bool) {
         if let Some(s) = self.sources.borrow().get(key) {
             s.idle_since.set(None);
             return;
         }
-        if let Some(spec) = spec(&core.snapshot().config, key).filter(|s| s.on_demand) {
-            self.start(core, key.clone(), spec);
+        let config = &core.snapshot().config;
+        match spec(config, key) {
+            Some(spec) if spec.on_demand => self.start(core, key.clone(), spec),
+            Some(_) => {}
+            None if cluster && self.cluster.is_some() => {
+                let missed = self
+                    .cluster_misses
+                    .borrow()
+                    .get(key)
+                    .is_some_and(|at| at.elapsed() < CLUSTER_MISS_KEPT);
+                if !missed {
+                    self.start(core, key.clone(), cluster::spec(config, key));
+                }
+            }
+            None => {}
         }
     }
 

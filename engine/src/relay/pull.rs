@@ -85,7 +85,11 @@ pub(super) async fn pull(
     let mut udp = rtsp_transport != RtspTransport::Tcp;
     loop {
         let shown = parsed.to_string();
-        let (conn, mut reader) = match dial(core, parsed.host(), parsed.port(), &link.stop).await {
+        // A cluster pull names the stream's domain in its URL (the tcUrl the owner derives the
+        // vhost from) and connects to the owner's advertise address.
+        let dial_to = link.held.as_ref().and_then(|h| h.dial_to.borrow().clone());
+        let (host, port) = dial_to.unwrap_or_else(|| (parsed.host().to_owned(), parsed.port()));
+        let (conn, mut reader) = match dial(core, &host, port, &link.stop).await {
             Ok(c) => c,
             Err(e) => return e,
         };
@@ -96,6 +100,7 @@ pub(super) async fn pull(
             link,
             conn: &conn,
             publish: None,
+            shift: 0,
         };
         let mut redirect = None;
         let mut fall_back = false;
@@ -129,8 +134,17 @@ pub(super) async fn pull(
             },
         };
         if let Some(p) = feed.publish.take() {
-            info!(core = %core.id, stream = %key, url = shown, "source stopped: {ending}");
-            drop(p);
+            match &link.held {
+                // A cluster pull keeps its stream for the next connection (dropped by its task).
+                Some(held) if !link.is_stopped(core) => {
+                    info!(core = %core.id, stream = %key, "upstream lost: players wait for the stream's next owner ({ending})");
+                    held.stream.replace(Some(p));
+                }
+                _ => {
+                    info!(core = %core.id, stream = %key, url = shown, "source stopped: {ending}");
+                    drop(p);
+                }
+            }
         }
         link.session.set(None);
         conn.close(false).await;
@@ -300,22 +314,50 @@ struct Feed<'a> {
     link: &'a Link,
     conn: &'a Conn,
     publish: Option<PublishHandle>,
+    /// Added to every timestamp: a held stream's new upstream continues its timeline.
+    shift: u32,
 }
 
+/// The gap a resumed stream's timeline shows between the last frame of the old upstream and
+/// the first of the new one (one frame at 25 fps).
+const RESUME_GAP_MS: u32 = 40;
+
 impl Feed<'_> {
-    async fn deliver(&mut self, frame: Frame) -> Result<(), RelayError> {
+    async fn deliver(&mut self, mut frame: Frame) -> Result<(), RelayError> {
         if self.publish.is_none() {
-            let handle = self
-                .core
-                .claim_publish(self.key, self.conn.guard.id)
-                .await
-                .map_err(|e| match e {
-                    PublishRefused::AlreadyPublishing => RelayError::AlreadyPublishing,
-                    PublishRefused::Unavailable => RelayError::Unavailable,
-                    PublishRefused::TooManyStreams { limit } => {
-                        RelayError::TooManyStreams { limit }
+            if let Some(held) = &self.link.held {
+                let resumed = held.stream.borrow_mut().take();
+                if let Some(handle) = resumed {
+                    if let Some(last) = held.last_timestamp.get() {
+                        self.shift = last
+                            .wrapping_add(RESUME_GAP_MS)
+                            .wrapping_sub(frame.timestamp);
                     }
-                })?;
+                    info!(core = %self.core.id, stream = %self.key, url = %self.link.status.url(), "source resumed: players continue from the new upstream");
+                    self.link.status.ready();
+                    self.publish = Some(handle);
+                }
+            }
+        }
+        if let (Some(held), Some(_)) = (&self.link.held, &self.publish) {
+            frame.timestamp = frame.timestamp.wrapping_add(self.shift);
+            held.last_timestamp.set(Some(frame.timestamp));
+        }
+        if self.publish.is_none() {
+            let claim = if self.link.held.is_some() {
+                self.core
+                    .claim_cluster_mirror(self.key, self.conn.guard.id)
+                    .await
+            } else {
+                self.core.claim_publish(self.key, self.conn.guard.id).await
+            };
+            let handle = claim.map_err(|e| match e {
+                PublishRefused::AlreadyPublishing => RelayError::AlreadyPublishing,
+                PublishRefused::Unavailable | PublishRefused::ClusterUnavailable => {
+                    RelayError::Unavailable
+                }
+                PublishRefused::TooManyStreams { limit } => RelayError::TooManyStreams { limit },
+            })?;
             info!(core = %self.core.id, stream = %self.key, url = %self.link.status.url(), "source ready");
             self.link.status.ready();
             self.conn
@@ -324,6 +366,9 @@ impl Feed<'_> {
                 .info
                 .set_role(ConnState::Publish, self.key.path(), "");
             self.publish = Some(handle);
+            if let Some(held) = &self.link.held {
+                held.last_timestamp.set(Some(frame.timestamp));
+            }
         }
         if let Some(p) = &self.publish {
             p.push(frame);

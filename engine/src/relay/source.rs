@@ -9,7 +9,7 @@ use tracing::{info, warn};
 
 use super::backoff::Backoff;
 use super::error::RelayError;
-use super::link::Link;
+use super::link::{Held, Link};
 use super::pull::{pull, RtspTransport};
 use super::status::{LinkState, SourceView};
 use super::url;
@@ -31,6 +31,9 @@ pub struct SourceSpec {
     pub fingerprint: Option<String>,
     /// `rtspTransport` of an `rtsp://` source: `automatic`, `tcp` or `udp`.
     pub rtsp_transport: String,
+    /// A pull of another cluster node's stream, from the owner the directory names (the
+    /// `urls` are looked up before each connection, see `relay/cluster.rs`).
+    pub cluster: bool,
 }
 
 impl SourceSpec {
@@ -55,6 +58,7 @@ impl SourceSpec {
             close_after: conf.source_on_demand_close_after.duration(),
             fingerprint: conf.source_fingerprint.clone(),
             rtsp_transport: conf.rtsp_transport.clone(),
+            cluster: false,
         })
     }
 }
@@ -71,10 +75,14 @@ pub(super) struct Source {
 
 impl Source {
     pub(super) fn new(key: StreamKey, spec: SourceSpec) -> Source {
+        let link = Link {
+            held: spec.cluster.then(Held::default),
+            ..Link::default()
+        };
         Source {
             key,
             spec,
-            link: Link::default(),
+            link,
             idle_since: Cell::new(None),
         }
     }

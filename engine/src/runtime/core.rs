@@ -23,6 +23,7 @@ use super::{
     scoped_id, CoreId, CoreMessage, CoreStats, Limit, LocalSignal, Mesh, Reply, ReplyTo, SessionId,
     StreamId,
 };
+use crate::cluster::{ClaimAnswer, Cluster};
 use crate::config::Snapshot;
 use crate::delivery::{Flusher, Player};
 use crate::media::{Frame, GopLimits, MediaKind};
@@ -46,6 +47,8 @@ pub enum PublishRefused {
     Unavailable,
     /// This core has `maxStreamsPerCore` streams already.
     TooManyStreams { limit: usize },
+    /// The cluster's directory cannot be asked and `cluster.failOpen` is off.
+    ClusterUnavailable,
 }
 
 /// Where a player's media comes from.
@@ -85,6 +88,8 @@ pub struct Core {
     /// Every connection of this core reads through this one buffer, borrowed only for the
     /// duration of a `recv` and the parsing of what it brought.
     read_buffer: RefCell<Vec<u8>>,
+    /// The cluster's directory (`cluster:`), or `None` for a node that runs alone.
+    cluster: Option<Cluster>,
     /// This core itself, for the tasks a message handler starts.
     me: Weak<Core>,
     /// Recording counters per path name (see `core/record.rs`).
@@ -99,9 +104,11 @@ impl Core {
         snapshot: Arc<Snapshot>,
         mesh: Mesh,
         links: Rc<dyn super::StreamLinks>,
+        cluster: Option<Cluster>,
     ) -> Rc<Core> {
         Rc::new_cyclic(|me| Core {
             me: me.clone(),
+            cluster,
             links,
             flusher: Flusher::new(),
             read_buffer: RefCell::new(vec![0; READ_BUFFER]),
@@ -130,6 +137,11 @@ impl Core {
         let n = self.next_id.get();
         self.next_id.set(n + 1);
         scoped_id(self.id, n)
+    }
+
+    /// The cluster this node belongs to, if any.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.cluster.as_ref()
     }
 
     /// This core's relay links.
@@ -238,16 +250,37 @@ impl Core {
 
     // ---- Publishing -------------------------------------------------------------------------
 
-    /// Claims `key` for a publisher on this core, asking the key's home core.
+    /// Claims `key` for a publisher on this core, asking the cluster's directory (when this
+    /// node is in a cluster) and then the key's home core.
     pub async fn claim_publish(
         self: &Rc<Self>,
         key: &StreamKey,
         session: SessionId,
     ) -> Result<PublishHandle, PublishRefused> {
+        self.claim(key, session, false).await
+    }
+
+    /// Claims `key` for a pull of another cluster node's stream: on this node only (the owner
+    /// keeps the directory entry), and any publisher of the key here replaces it.
+    pub async fn claim_cluster_mirror(
+        self: &Rc<Self>,
+        key: &StreamKey,
+        session: SessionId,
+    ) -> Result<PublishHandle, PublishRefused> {
+        self.claim(key, session, true).await
+    }
+
+    async fn claim(
+        self: &Rc<Self>,
+        key: &StreamKey,
+        session: SessionId,
+        mirror: bool,
+    ) -> Result<PublishHandle, PublishRefused> {
         let home = home_core(key, self.data_cores);
         let publisher = Publisher {
             core: self.id,
             session,
+            mirror,
         };
         let config = &self.snapshot().config;
         let owned = self
@@ -265,6 +298,24 @@ impl Core {
         let replace = config
             .path_conf(&key.path())
             .map_or(config.override_publisher, |p| p.override_publisher);
+        // The cluster first: a publish another node holds is refused before anything here
+        // changes (a pull of it on this node keeps its viewers).
+        if let (Some(cluster), false) = (&self.cluster, mirror) {
+            match cluster.claim(key, replace).await {
+                ClaimAnswer::Granted { .. } => {}
+                ClaimAnswer::Conflict { owner } => {
+                    info!(core = %self.id, stream = %key, owner = %owner, "publish refused: another cluster node publishes the stream");
+                    return Err(PublishRefused::AlreadyPublishing);
+                }
+                ClaimAnswer::Unreachable if cluster.settings.fail_open => {
+                    debug!(core = %self.id, stream = %key, "cluster directory unreachable: publish accepted (failOpen)");
+                }
+                ClaimAnswer::Unreachable => {
+                    info!(core = %self.id, stream = %key, "publish refused: the cluster directory is unreachable (failOpen: false)");
+                    return Err(PublishRefused::ClusterUnavailable);
+                }
+            }
+        }
         let reply = self
             .request(home, |reply| CoreMessage::ClaimPublish {
                 key: key.clone(),
@@ -291,6 +342,7 @@ impl Core {
             session,
             self.gop_limits(),
         )));
+        stream.borrow_mut().cluster_mirror = mirror;
         self.apply_recording(&mut stream.borrow_mut());
         self.streams
             .borrow_mut()
@@ -305,6 +357,26 @@ impl Core {
             stream,
             targets: RefCell::new(Vec::new()),
         })
+    }
+
+    /// Stops this core's publishers of `keys` (another cluster node took them over).
+    pub fn stop_publishers_of(&self, keys: &[StreamKey]) {
+        let sessions: Vec<(StreamKey, SessionId)> = {
+            let streams = self.streams.borrow();
+            keys.iter()
+                .filter_map(|k| {
+                    let s = streams.get(k)?;
+                    match s.borrow().upstream {
+                        Upstream::Publisher(session) => Some((k.clone(), session)),
+                        Upstream::Core(_) => None,
+                    }
+                })
+                .collect()
+        };
+        for (key, session) in sessions {
+            info!(core = %self.id, stream = %key, conn = %session, "publisher replaced by one on another cluster node");
+            self.notify_session(session, Notice::Replaced);
+        }
     }
 
     /// Tells a stream's local players and (for an origin) its subscribed cores that it ended.
@@ -367,6 +439,18 @@ impl Core {
         wait: Duration,
         gone: &dyn Fn() -> bool,
     ) -> Option<Via> {
+        self.find_stream_from(key, wait, gone, true).await
+    }
+
+    /// [`Core::find_stream`]; `cluster` false for a pull from another cluster node, which is
+    /// served only what is live on this node (no lookup, so pulls never loop between nodes).
+    pub async fn find_stream_from(
+        &self,
+        key: &StreamKey,
+        wait: Duration,
+        gone: &dyn Fn() -> bool,
+        cluster: bool,
+    ) -> Option<Via> {
         // A key with an on-demand source waits for it as long as its path says.
         let wait = self
             .links
@@ -384,6 +468,7 @@ impl Core {
             let found = self
                 .request(home, |reply| CoreMessage::FindPublisher {
                     key: key.clone(),
+                    cluster,
                     reply,
                 })
                 .await;
@@ -559,13 +644,25 @@ impl Core {
                 }
             }
             CoreMessage::ReleasePublish { key, session } => {
-                self.directory.borrow_mut().release(&key, session);
+                let holder = self.directory.borrow().find(&key);
+                let released = self.directory.borrow_mut().release(&key, session);
+                // The cluster entry goes with the node's last publisher of the key (a publisher
+                // replaced by another of this node leaves it to its successor).
+                if let (true, Some(cluster), Some(p)) = (released, &self.cluster, holder) {
+                    if !p.mirror {
+                        cluster.release(&key);
+                    }
+                }
             }
-            CoreMessage::FindPublisher { key, reply } => {
+            CoreMessage::FindPublisher {
+                key,
+                cluster,
+                reply,
+            } => {
                 let found = self.directory.borrow().find(&key);
                 self.reply(reply, Reply::Publisher(found));
                 if let (None, Some(me)) = (found, self.me.upgrade()) {
-                    self.links.demanded(&me, &key);
+                    self.links.demanded(&me, &key, cluster);
                 }
             }
             CoreMessage::Subscribe { key, subscriber } => {

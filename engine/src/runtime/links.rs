@@ -12,8 +12,9 @@ pub trait StreamLinks: std::fmt::Debug {
     /// A stream was published on this core: its path's pushes start.
     fn published(&self, core: &Rc<Core>, key: &StreamKey, stream: StreamId);
     /// A reader asked this core, `key`'s home, for a publisher it does not have: an on-demand
-    /// source of the key starts.
-    fn demanded(&self, core: &Rc<Core>, key: &StreamKey);
+    /// source of the key starts, or (`cluster`) a pull from the node the cluster's directory
+    /// names.
+    fn demanded(&self, core: &Rc<Core>, key: &StreamKey, cluster: bool);
     /// The configuration changed: sources and pushes follow it.
     fn reconfigured(&self, core: &Rc<Core>);
     /// How long a reader of `key` waits for it to go live when the key has an on-demand source.

@@ -27,9 +27,11 @@ pub enum CoreMessage {
         key: StreamKey,
         session: SessionId,
     },
-    /// Who publishes the key? Answered with [`Reply::Publisher`].
+    /// Who publishes the key? Answered with [`Reply::Publisher`]. `cluster`: without one, the
+    /// key may be looked up in the cluster's directory (not for a pull from another node).
     FindPublisher {
         key: StreamKey,
+        cluster: bool,
         reply: ReplyTo,
     },
 

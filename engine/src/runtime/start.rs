@@ -23,4 +23,7 @@ pub enum StartError {
     },
     #[error("cannot set up signal handling: {0}")]
     Signals(std::io::Error),
+    /// The `cluster:` section could not be put to work (its thread, the host name).
+    #[error("cluster: {0}")]
+    Cluster(String),
 }

@@ -106,19 +106,45 @@ pub(super) fn player_page(path: &str, kind: PlayerKind) -> String {
     state.playing = true;
     status("playing");
   }});
+  // How much media is buffered past the playhead, in the range that holds it.
+  function ahead() {{
+    var b = video.buffered;
+    for (var i = 0; i < b.length; i++) {{
+      if (b.start(i) <= video.currentTime + 0.05 && video.currentTime < b.end(i)) {{ return b.end(i) - video.currentTime; }}
+    }}
+    return 0;
+  }}
   video.addEventListener("waiting", function () {{
-    if (state.firstFrameAt !== null) {{ state.stalls += 1; }}
+    if (state.firstFrameAt === null) {{ return; }}
+    // A stall is playback running out of media. A seek (the player moving to its live position,
+    // or over a gap) waits too, and so does the decoder for a moment with media in hand: those
+    // are counted apart.
+    var kind = video.seeking ? "seek" : ahead() < 0.1 ? "stall" : "wait";
+    if (kind === "seek") {{ state.seeks = (state.seeks || 0) + 1; }}
+    else if (kind === "wait") {{ state.waits = (state.waits || 0) + 1; }}
+    else {{ state.stalls += 1; }}
+    // When, where and with how much buffered: what a stall is diagnosed from.
+    var b = video.buffered, ranges = [];
+    for (var i = 0; i < b.length; i++) {{ ranges.push([b.start(i), b.end(i)]); }}
+    state.stallLog = (state.stallLog || []).concat([{{ kind: kind, at: Math.round(performance.now() - state.firstFrameAt),
+      t: video.currentTime, buffered: ranges, rate: video.playbackRate,
+      recent: (state.recent || []).slice(-6) }}]).slice(-10);
     status("buffering");
   }});
   function fail(what) {{ state.errors.push(String(what)); status("error: " + what); }}
   video.addEventListener("error", function () {{ fail("video: " + (video.error && video.error.message)); }});
   if (kind === "hls") {{
     if (window.Hls && Hls.isSupported()) {{
-      // Catch up (at up to 1.5x) when behind the target latency, rather than stay behind.
-      var hls = new Hls({{ lowLatencyMode: true, backBufferLength: 30, maxLiveSyncPlaybackRate: 1.5 }});
+      // Catch up (at up to 1.25x) when behind the target latency, rather than stay behind.
+      var hls = new Hls({{ lowLatencyMode: true, backBufferLength: 30, maxLiveSyncPlaybackRate: 1.25 }});
       state.player = hls;
       hls.on(Hls.Events.ERROR, function (_, d) {{
         if (d.fatal) {{ fail(d.type + ": " + d.details); }} else {{ state.warnings.push(d.details); }}
+      }});
+      hls.on(Hls.Events.FRAG_BUFFERED, function (_, d) {{
+        var f = d.part || d.frag;
+        state.recent = (state.recent || []).concat([[d.frag.type, d.frag.sn, d.part ? d.part.index : -1,
+          +f.start.toFixed(3), +f.duration.toFixed(3)]]).slice(-12);
       }});
       hls.loadSource(src);
       hls.attachMedia(video);
@@ -144,16 +170,29 @@ pub(super) fn player_page(path: &str, kind: PlayerKind) -> String {
         player.on(mpegts.Events.LOADING_COMPLETE, again);
         player.attachMediaElement(video);
         player.load();
-        var p = video.play();
-        if (p && p.catch) {{ p.catch(function (e) {{ state.warnings.push("play: " + e); }}); }}
+        playWhenBuffered();
       }};
+      // HTTP-FLV starts at the stream's last keyframe, which may be only a frame ago: start once
+      // half a second is buffered, not at the very edge, where any jitter stalls the picture.
+      var playWhenBuffered = function () {{
+        var b = video.buffered, last = b.length - 1;
+        if (last >= 0 && b.end(last) - Math.max(b.start(last), video.currentTime) >= 0.5) {{
+          var p = video.play();
+          if (p && p.catch) {{ p.catch(function (e) {{ state.warnings.push("play: " + e); }}); }}
+        }} else {{
+          setTimeout(playWhenBuffered, 50);
+        }}
+      }};
+      video.autoplay = false;
       start();
     }} else {{
       fail("this browser has no Media Source Extensions for HTTP-FLV");
     }}
   }}
-  var p = video.play();
-  if (p && p.catch) {{ p.catch(function (e) {{ state.warnings.push("play: " + e); }}); }}
+  if (kind === "hls") {{
+    var p = video.play();
+    if (p && p.catch) {{ p.catch(function (e) {{ state.warnings.push("play: " + e); }}); }}
+  }}
 }})();
 </script>
 </body></html>

@@ -218,6 +218,10 @@ impl Connection {
                         warn!(stream = %key, "publish refused: the stream's home core did not answer");
                         self.session.reject_publish(request, Reject::BadName);
                     }
+                    Err(PublishRefused::ClusterUnavailable) => {
+                        warn!(stream = %key, "publish refused: the cluster directory is unreachable and cluster.failOpen is off");
+                        self.session.reject_publish(request, Reject::BadName);
+                    }
                     Err(PublishRefused::TooManyStreams { limit }) => {
                         info!(stream = %key, peer = ?self.conn.peer, limit, "publish refused: the core has maxStreamsPerCore streams");
                         self.session.reject_publish(request, Reject::BadName);
@@ -263,10 +267,13 @@ impl Connection {
                     .config
                     .play_wait_timeout
                     .duration();
+                // A pull from another cluster node is served what is live here, never looked
+                // up further: pulls cannot loop between nodes.
+                let lookup = !crate::cluster::is_hop(&query);
                 let found = self
                     .conn
                     .core
-                    .find_stream(&key, wait, &|| reader.peer_closed())
+                    .find_stream_from(&key, wait, &|| reader.peer_closed(), lookup)
                     .await;
                 let Some(via) = found else {
                     info!(stream = %key, peer = ?self.conn.peer, "play refused: stream not found");

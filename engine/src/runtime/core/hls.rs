@@ -83,7 +83,7 @@ impl Core {
         let is_playlist = matches!(query, HlsQuery::Playlist { .. });
         // A playlist request is a reader: it starts the key's on-demand source like a player does.
         if let (true, false, Some(me)) = (is_playlist, live, self.me.upgrade()) {
-            self.links.demanded(&me, key);
+            self.links.demanded(&me, key, true);
         }
         let starting = !live && self.links.has_source(key);
         let now = Instant::now();

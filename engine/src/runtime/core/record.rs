@@ -31,7 +31,9 @@ impl Core {
     /// Starts, ends or restarts the recording of a stream this core owns, as its path's
     /// configuration asks.
     pub(super) fn apply_recording(&self, stream: &mut LocalStream) {
-        if !matches!(stream.upstream, Upstream::Publisher(_)) {
+        // Mirrors, and pulls of another cluster node's stream (recorded by its owner), are not
+        // recorded here.
+        if !matches!(stream.upstream, Upstream::Publisher(_)) || stream.cluster_mirror {
             return;
         }
         let path = stream.key.path();

@@ -251,17 +251,25 @@ impl PartSegmenter {
         let in_segment = ts.wrapping_sub(seg_start) as i32;
         let in_part = ts.wrapping_sub(part_start) as i32;
         let force = in_segment >= 0 && in_segment as u32 >= self.target_s.saturating_mul(1000);
-        if overflowed
-            || (keyframe && in_segment >= 0 && in_segment as u32 >= self.segment_ms())
-            || force
-        {
+        let part_due = in_part >= 0 && in_part as u32 + self.frame_interval > self.part_ms();
+        let segment_due = keyframe
+            && in_segment >= 0
+            && if cut_kind == MediaKind::Audio {
+                // Audio may end a segment at any frame: end it where a part ends anyway, the
+                // nearest such boundary to the segment duration, so no segment closes on a short
+                // part (hls.js is late fetching those, and stalls on them at the live edge).
+                part_due && in_segment as u32 + self.part_ms() / 2 >= self.segment_ms()
+            } else {
+                in_segment as u32 >= self.segment_ms()
+            };
+        if overflowed || segment_due || force {
             closed |= self.close_part(ts);
             closed |= self.close_segment();
             if overflowed {
                 self.discontinuity_pending = true;
             }
             self.start_segment(ts);
-        } else if in_part >= 0 && in_part as u32 + self.frame_interval > self.part_ms() {
+        } else if part_due {
             closed |= self.close_part(ts);
             if let Some(b) = &mut self.building {
                 b.part_start = ts;

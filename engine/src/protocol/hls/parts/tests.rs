@@ -151,3 +151,41 @@ fn republish_is_a_discontinuity_with_growing_times() {
     let tfdt = u64::from_be_bytes(part[at..at + 8].try_into().unwrap());
     assert!(tfdt >= 2040 * 90, "{tfdt}");
 }
+
+#[test]
+fn audio_only_segments_end_on_a_part_boundary() {
+    let mut s = PartSegmenter::new(PartsConfig {
+        low_latency: true,
+        window: 3,
+        ..PartsConfig::new("a-1")
+    });
+    let now = Instant::now();
+    let _ = s.push(now, &headers()[1]).unwrap();
+    // AAC at 44.1 kHz: 1024 samples (23.22 ms) a frame, in RTMP's whole milliseconds.
+    for n in 0..300u32 {
+        let _ = s.push(now, &audio(n * 1024 * 1000 / 44_100)).unwrap();
+    }
+    let playlist = s.playlist();
+    let mut parts: Vec<f64> = Vec::new();
+    let mut segments = 0;
+    for line in playlist.lines() {
+        if let Some(rest) = line.strip_prefix("#EXT-X-PART:DURATION=") {
+            parts.push(rest.split(',').next().unwrap().parse().unwrap());
+        } else if let Some(rest) = line.strip_prefix("#EXTINF:") {
+            let extinf: f64 = rest.trim_end_matches(',').parse().unwrap();
+            assert!(
+                extinf.round() <= 1.0,
+                "{extinf} beyond the target: {playlist}"
+            );
+            if !parts.is_empty() {
+                segments += 1;
+                // Parts are whole: none is cut short by the segment's end.
+                assert!(parts.iter().all(|d| *d > 0.15), "{parts:?} in {playlist}");
+                let sum: f64 = parts.iter().sum();
+                assert!((sum - extinf).abs() < 0.01, "{parts:?} vs {extinf}");
+            }
+            parts.clear();
+        }
+    }
+    assert!(segments >= 2, "{playlist}");
+}
