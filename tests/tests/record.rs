@@ -819,3 +819,118 @@ fn a_read_only_disk_is_reported_and_retried() {
     assert!(frames >= 250, "the viewer decoded {frames} frames");
     drop(engine);
 }
+
+/// The picture size of a file's video, by ffprobe.
+fn video_size(file: &Path) -> String {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=width,height",
+            "-of",
+            "csv=p=0:s=x",
+        ])
+        .arg(file)
+        .output()
+        .expect("ffprobe");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// New codec parameters in the middle of one publish (ffmpeg encodes 320x240, then 640x480;
+/// our RTMP client sends both as one stream): the segment ends at the change and the next one,
+/// with the new init segment, starts at the new parameters' first keyframe. Both decode.
+#[test]
+fn a_codec_change_mid_publish_starts_a_new_segment() {
+    use corestream::media::MediaKind;
+    use corestream::protocol::flv::FlvReader;
+    use corestream::protocol::rtmp::ClientMode;
+    use tests::rtmp_client::RtmpClient;
+    let dir = TempDir::new("rec-codec");
+    let engine = Engine::start(&record_config(&dir.path, ""));
+    let mut frames = Vec::new();
+    let mut offset = 0u32;
+    for size in ["320x240", "640x480"] {
+        let file = dir.path.join(format!("{size}.flv"));
+        let ok = Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-nostdin",
+                "-f",
+                "lavfi",
+                "-i",
+            ])
+            .arg(format!("testsrc2=size={size}:rate=25:duration=3"))
+            .args([
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=1000:sample_rate=44100:duration=3",
+            ])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-g",
+                "25",
+                "-pix_fmt",
+                "yuv420p",
+            ])
+            .args(["-c:a", "aac", "-f", "flv"])
+            .arg(&file)
+            .status()
+            .expect("ffmpeg")
+            .success();
+        assert!(ok, "ffmpeg made {size}.flv");
+        let mut reader = FlvReader::new();
+        reader.feed(&std::fs::read(&file).unwrap());
+        let mut last = 0;
+        while let Some(mut f) = reader.poll_frame().unwrap() {
+            f.timestamp += offset;
+            last = last.max(f.timestamp);
+            frames.push(f);
+        }
+        offset = last + 40;
+    }
+    let mut publisher =
+        RtmpClient::connect(engine.rtmp_port, "live", "codec", ClientMode::Publish).unwrap();
+    publisher
+        .wait_publish_started(Duration::from_secs(5))
+        .unwrap();
+    for f in &frames {
+        publisher.send_media(f).unwrap();
+        if f.kind == MediaKind::Video {
+            // A little pacing, as an encoder's: 25 fps at ten times real time.
+            std::thread::sleep(Duration::from_millis(4));
+        }
+    }
+    publisher.goodbye().unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || engine
+            .count_log("recording segment complete")
+            >= 2),
+        "{}",
+        engine.log().join("\n")
+    );
+    let files = segments(&dir.path.join("live/codec"), "mp4");
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert_eq!(video_size(&files[0]), "320x240");
+    assert_eq!(video_size(&files[1]), "640x480");
+    for f in &files {
+        let (duration, codecs) = probe_file(f);
+        assert_eq!(codecs, ["aac", "h264"]);
+        assert!(
+            (duration - 3.0).abs() <= 1.0,
+            "{}: {duration} s",
+            f.display()
+        );
+        let (errors, frames) = decode_file(f);
+        assert!(errors.is_empty(), "{}: {errors}", f.display());
+        assert!(frames >= 70, "{}: {frames} frames", f.display());
+    }
+}
