@@ -363,9 +363,22 @@ pub fn select<S: Deref<Target = SegmentScan>>(
         .iter()
         .rposition(|s| s.start_us <= start_us && !s.parts.is_empty())
         .or_else(|| segments.iter().position(|s| !s.parts.is_empty()));
-    let Some(first) = first else {
+    let Some(mut first) = first else {
         return out;
     };
+    // `start` in the gap after a segment (or after the last): the next segment, if any.
+    let ends_before = |s: &SegmentScan| s.start_us + s.duration_us() <= start_us;
+    if ends_before(&segments[first]) {
+        match segments
+            .iter()
+            .enumerate()
+            .skip(first + 1)
+            .find(|(_, s)| !s.parts.is_empty())
+        {
+            Some((next, s)) if s.start_us < end => first = next,
+            _ => return out,
+        }
+    }
     let seg = &segments[first];
     let Some(opening) = seg
         .parts
@@ -712,4 +725,227 @@ fn build_moov<S: Deref<Target = SegmentScan>>(
         out.extend_from_slice(&traks);
     });
     moov
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::config::RecordFormat;
+    use crate::media::{Frame, MediaKind};
+    use crate::record::segmenter::{RecordOutput, Segmenter, SegmenterSettings};
+
+    const SPS: &[u8] = &[
+        0x67, 0x42, 0xc0, 0x0d, 0xda, 0x05, 0x07, 0xec, 0x04, 0x40, 0x00, 0x00, 0x03, 0x00, 0x40,
+        0x00, 0x00, 0x0c, 0x83, 0xc5, 0x0a, 0xa8,
+    ];
+
+    /// A recorded segment of `seconds` (25 fps video, keyframe each second; AAC every 23 ms)
+    /// as the writer would leave it on disk, scanned as the reader scans it.
+    fn segment(start_us: u64, seconds: u32) -> std::rc::Rc<SegmentScan> {
+        std::rc::Rc::new(segment_file(start_us, seconds).0)
+    }
+
+    fn segment_file(start_us: u64, seconds: u32) -> (SegmentScan, Vec<u8>) {
+        let mut s = Segmenter::new(SegmenterSettings {
+            format: RecordFormat::Fmp4,
+            part_duration_ms: 500,
+            max_part_bytes: 1 << 20,
+            segment_duration_ms: 3_600_000,
+        });
+        let mut header = vec![
+            0x17,
+            0,
+            0,
+            0,
+            0,
+            1,
+            0x42,
+            0xc0,
+            0x0d,
+            0xff,
+            0xe1,
+            0,
+            SPS.len() as u8,
+        ];
+        header.extend_from_slice(SPS);
+        header.extend_from_slice(&[1, 0, 4, 0x68, 0xce, 0x3c, 0x80]);
+        s.push(&Frame::new(MediaKind::Video, 0, Bytes::from(header)), 0);
+        s.push(
+            &Frame::new(
+                MediaKind::Audio,
+                0,
+                Bytes::from_static(&[0xaf, 0, 0x12, 0x10]),
+            ),
+            0,
+        );
+        let mut next_audio = 0;
+        for i in 0..seconds * 25 {
+            let ts = i * 40;
+            while next_audio < ts {
+                let a = Frame::new(
+                    MediaKind::Audio,
+                    next_audio,
+                    Bytes::from_static(&[0xaf, 1, 1, 2]),
+                );
+                s.push(&a, 0);
+                next_audio += 23;
+            }
+            let key = i % 25 == 0;
+            let v = vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0, 0, 0, 0, 1, 0x65];
+            s.push(&Frame::new(MediaKind::Video, ts, Bytes::from(v)), 0);
+        }
+        s.finish();
+        let mut file = Vec::new();
+        while let Some(o) = s.poll_output() {
+            if let RecordOutput::Append(b) = o {
+                file.extend_from_slice(&b);
+            }
+        }
+        let init = parse_init(&file).expect("init");
+        let mut parts = Vec::new();
+        let boxes = children(&file, 0, file.len());
+        for pair in boxes.windows(2) {
+            if &pair[0].kind == b"moof" && &pair[1].kind == b"mdat" {
+                let (moof, mdat) = (pair[0], pair[1]);
+                let len = (mdat.end - mdat.start) as u64;
+                parts.push(
+                    parse_part(
+                        &file[moof.start..moof.end],
+                        &init,
+                        moof.start as u64,
+                        len,
+                        8,
+                    )
+                    .expect("part"),
+                );
+            }
+        }
+        (
+            SegmentScan {
+                start_us,
+                init,
+                parts,
+            },
+            file,
+        )
+    }
+
+    #[test]
+    fn parts_open_on_keyframes_and_add_up() {
+        let seg = segment(0, 4);
+        assert_eq!(seg.init.tracks.len(), 2);
+        assert!(seg.parts.len() >= 8, "{}", seg.parts.len());
+        // Every keyframe opens a part; parts follow each other.
+        let independent = seg.parts.iter().filter(|p| p.independent).count();
+        assert_eq!(independent, 4);
+        for pair in seg.parts.windows(2) {
+            assert_eq!(pair[0].start_us + pair[0].duration_us, pair[1].start_us);
+        }
+        assert!((seg.duration_us() as i64 - 4_000_000).abs() <= 40_000);
+    }
+
+    #[test]
+    fn select_starts_on_the_keyframe_at_or_before_start_and_crosses_segments() {
+        let segments = [segment(10_000_000, 4), segment(14_000_000, 4)];
+        // 2.5 s in: from the keyframe at 2 s, into the second segment, until 7 s.
+        let picked = select(&segments, 12_500_000, 4_500_000);
+        let first = picked[0];
+        assert_eq!(first.0, 0);
+        assert!(segments[0].parts[first.1].independent);
+        assert_eq!(segments[0].parts[first.1].start_us, 2_000_000);
+        let last = *picked.last().unwrap();
+        assert_eq!(last.0, 1);
+        let last_part = &segments[1].parts[last.1];
+        assert!(14_000_000 + last_part.start_us < 17_000_000);
+        assert_eq!(answer_start_us(&segments, &picked), 12_000_000);
+        // Before everything: from the first keyframe. After everything: nothing.
+        assert_eq!(select(&segments, 0, 11_000_000)[0], (0, 0));
+        assert!(select(&segments, 30_000_000, 1_000_000).is_empty());
+        // In a gap between segments: the next one.
+        let gap = [segment(10_000_000, 2), segment(20_000_000, 2)];
+        assert_eq!(select(&gap, 15_000_000, 10_000_000)[0], (1, 0));
+    }
+
+    #[test]
+    fn fmp4_answers_rewrite_decode_times_from_zero() {
+        let (one, file_one) = segment_file(10_000_000, 4);
+        let (two, file_two) = segment_file(14_000_000, 4);
+        let files = [file_one, file_two];
+        let segments = [std::rc::Rc::new(one), std::rc::Rc::new(two)];
+        let picked = select(&segments, 12_500_000, 4_500_000);
+        let pieces = plan_fmp4(&segments, &picked);
+        assert!(matches!(&pieces[0], Piece::Bytes(b) if *b == segments[0].init.bytes));
+        let start = answer_start_us(&segments, &picked);
+        // Each moof as read from its file, patched, then parsed again: the answer's timeline.
+        let mut expected_sequence = 1;
+        for piece in &pieces {
+            let Piece::Moof {
+                segment,
+                part,
+                sequence,
+            } = piece
+            else {
+                continue;
+            };
+            assert_eq!(*sequence, expected_sequence);
+            expected_sequence += 1;
+            let seg = &segments[*segment];
+            let p = &seg.parts[*part];
+            let at = p.offset as usize;
+            let mut moof = files[*segment][at..at + p.moof_len as usize].to_vec();
+            patch_moof(&mut moof, seg, p, start, *sequence);
+            let patched = parse_part(&moof, &seg.init, 0, p.mdat_len, p.mdat_head).unwrap();
+            let video = &patched.runs[0];
+            let wall = seg.start_us + p.start_us - seg.parts[0].start_us;
+            assert_eq!(video.base_time, (wall - start) * 90_000 / 1_000_000);
+        }
+        assert!(expected_sequence > 10);
+        assert_eq!(
+            answer_len(&segments, &pieces),
+            pieces
+                .iter()
+                .map(|p| match p {
+                    Piece::Bytes(b) => b.len() as u64,
+                    Piece::Moof { segment, part, .. } => segments[*segment].parts[*part].moof_len,
+                    Piece::File { len, .. } => *len,
+                })
+                .sum::<u64>()
+        );
+    }
+
+    #[test]
+    fn mp4_answers_hold_every_sample() {
+        let segments = [segment(10_000_000, 2), segment(12_000_000, 2)];
+        let picked = select(&segments, 10_000_000, 4_000_000);
+        let (head, media) = plan_mp4(&segments, &picked).expect("plan");
+        let top = children(&head, 0, head.len());
+        assert_eq!(&top[0].kind, b"ftyp");
+        assert_eq!(&top[1].kind, b"moov");
+        // The mdat header is 16 bytes (64-bit size), its size covering the media streamed after.
+        let media_len: u64 = media
+            .iter()
+            .map(|p| match p {
+                Piece::File { len, .. } => *len,
+                _ => 0,
+            })
+            .sum();
+        let mdat_at = top[1].end;
+        assert_eq!(&head[mdat_at + 4..mdat_at + 8], b"mdat");
+        assert_eq!(u64_at(&head, mdat_at + 8), Some(16 + media_len));
+        // 100 video samples in the video track's stsz.
+        let moov = top[1];
+        let trak = children(&head, moov.body, moov.end)
+            .into_iter()
+            .find(|b| &b.kind == b"trak")
+            .unwrap();
+        let stbl = [b"mdia", b"minf", b"stbl"]
+            .iter()
+            .fold(trak, |b, k| child(&head, &b, k).unwrap());
+        let stsz = child(&head, &stbl, b"stsz").unwrap();
+        assert_eq!(u32_at(&head, stsz.body + 8), Some(100));
+        assert!(child(&head, &stbl, b"stss").is_some());
+        assert!(child(&head, &stbl, b"co64").is_some());
+    }
 }
