@@ -286,12 +286,17 @@ pub fn parse_part(
     let first = runs.first()?;
     let to_us = |t: u64, scale: u32| t * 1_000_000 / u64::from(scale);
     let ticks: u64 = first.samples.iter().map(|s| u64::from(s.duration)).sum();
-    let video = init.tracks.first().map(|t| t.id);
-    let independent = runs
-        .iter()
-        .find(|r| Some(r.track) == video && init.tracks.len() > 1 || init.tracks.len() == 1)
-        .and_then(|r| r.samples.first())
-        .is_none_or(|s| s.sync);
+    // With several tracks the first is the video (the recorder writes it first): a part opens
+    // on a keyframe only if its video run does; a part without video cannot start playback.
+    let independent = if init.tracks.len() == 1 {
+        first.samples.first().is_none_or(|s| s.sync)
+    } else {
+        let video = init.tracks[0].id;
+        runs.iter()
+            .find(|r| r.track == video)
+            .and_then(|r| r.samples.first())
+            .is_some_and(|s| s.sync)
+    };
     Some(Part {
         offset,
         moof_len: moof.len() as u64,
