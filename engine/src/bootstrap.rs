@@ -45,6 +45,13 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), StartError> {
     if config.metrics {
         probe_listen("metrics", config.metrics_address.0)?;
     }
+    if config.playback {
+        probe_listen("playback", config.playback_address.0)?;
+    }
+    // Before any core writes: a crash can only have left each path's newest segment torn.
+    for (file, repair) in crate::record::store::repair_newest(config) {
+        tracing::warn!(file = %file.display(), ?repair, "recording segment left unfinished by a crash: cut back to its last whole part");
+    }
     os_signal::block_termination_signals().map_err(StartError::Signals)?;
     match rlimit::raise_nofile() {
         Ok(l) => tracing::info!(
@@ -297,6 +304,10 @@ async fn upkeep(core: Rc<Core>, relays: Rc<Relays>) {
 async fn drain(core: &Rc<Core>) {
     let deadline = std::time::Instant::now() + DRAIN_TIME;
     while core.open_sessions() > 0 && std::time::Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+    }
+    // The recordings of the streams that just ended finish their segments.
+    while crate::record::writer::writers_running() > 0 && std::time::Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -19,6 +19,7 @@ pub mod doctor;
 pub mod fuzzing;
 pub mod media;
 pub mod protocol;
+pub mod record;
 pub mod registry;
 pub mod relay;
 pub mod runtime;

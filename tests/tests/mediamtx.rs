@@ -49,7 +49,7 @@ fn check_config_accepts_stock_files_and_reports_what_is_not_served() {
             "WebRTC server: ASKED FOR by webrtc",
             "SRT server: ASKED FOR by srt;",
             "hlsVariant",
-            "recording: not asked for",
+            "pathDefaults.recordPath",
             "playback server: not asked for",
             "refused: none",
         ] {

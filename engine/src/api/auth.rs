@@ -45,12 +45,26 @@ pub async fn authorize(
     query: &str,
     now_unix: u64,
 ) -> Result<(), ApiError> {
+    authorize_path(auth, action, "", client, credentials, query, now_unix).await
+}
+
+/// [`authorize`] for an action on a path (`playback` of `live/cam`: app `live`, stream `cam`).
+pub async fn authorize_path(
+    auth: &Authenticator,
+    action: Action,
+    path: &str,
+    client: IpAddr,
+    credentials: Option<&(String, String)>,
+    query: &str,
+    now_unix: u64,
+) -> Result<(), ApiError> {
+    let (app, stream) = path.split_once('/').unwrap_or((path, ""));
     let request = AuthRequest {
         action,
         protocol: Protocol::Api,
         vhost: "",
-        app: "",
-        stream: "",
+        app,
+        stream,
         query,
         headers: &[],
         peer: client,

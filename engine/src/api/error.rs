@@ -24,6 +24,9 @@ pub enum ApiError {
     ConnNotFound,
     #[error("muxer not found")]
     MuxerNotFound,
+    /// A path without segments, or a segment that is not there.
+    #[error("recording not found")]
+    RecordingNotFound,
     /// A named endpoint called without a name (`/v3/config/paths/get/`).
     #[error("invalid name")]
     InvalidName,
@@ -51,6 +54,7 @@ impl ApiError {
             | ApiError::PathConfNotFound
             | ApiError::ConnNotFound
             | ApiError::MuxerNotFound
+            | ApiError::RecordingNotFound
             | ApiError::NoRoute => 404,
             ApiError::NotInCluster => 404,
             ApiError::ClusterUnreachable(_) => 503,

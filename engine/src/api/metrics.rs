@@ -70,6 +70,49 @@ fn limit_hits(out: &mut String, views: &[CoreView], control: &LimitHits) {
     }
 }
 
+/// `corestream_record_*{path}`: what each path's recordings wrote and how they failed, over
+/// every core.
+fn recordings(out: &mut String, views: &[CoreView]) {
+    let stats = super::views::record_stats(views);
+    let _ = writeln!(
+        out,
+        "# HELP corestream_record_bytes_written_total bytes appended to recording segments\n# TYPE corestream_record_bytes_written_total counter"
+    );
+    for (path, s) in &stats {
+        let _ = writeln!(
+            out,
+            "corestream_record_bytes_written_total{{path=\"{}\"}} {}",
+            label(path),
+            s.bytes_written
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP corestream_record_segments_created_total recording segment files created\n# TYPE corestream_record_segments_created_total counter"
+    );
+    for (path, s) in &stats {
+        let _ = writeln!(
+            out,
+            "corestream_record_segments_created_total{{path=\"{}\"}} {}",
+            label(path),
+            s.segments_created
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP corestream_record_errors_total recording failures (a segment abandoned), by kind\n# TYPE corestream_record_errors_total counter"
+    );
+    for (path, s) in &stats {
+        for (kind, n) in &s.errors {
+            let _ = writeln!(
+                out,
+                "corestream_record_errors_total{{path=\"{}\",kind=\"{kind}\"}} {n}",
+                label(path)
+            );
+        }
+    }
+}
+
 /// The cluster's families (`cluster:` configured): this node's directory state and its Redis
 /// traffic, labelled with the node's name.
 pub fn cluster(out: &mut String, s: &crate::cluster::ClusterStatus) {
@@ -224,6 +267,7 @@ pub fn render(
             let _ = writeln!(out, "{name}{{core=\"{}\"}} {}", v.stats.core, get(v));
         }
     }
+    recordings(&mut out, views);
     let _ = writeln!(out, "# TYPE corestream_core_frames_discarded_total counter");
     for v in views {
         let dropped: u64 = v.conns.iter().map(|c| c.frames_discarded).sum();

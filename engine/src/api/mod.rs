@@ -19,6 +19,7 @@ mod error;
 pub mod gate;
 pub mod metrics;
 pub mod page;
+pub mod playback;
 pub mod redact;
 pub mod router;
 mod server;
@@ -44,6 +45,7 @@ use crate::auth::users::IpNet;
 use crate::auth::Action;
 use crate::config::Snapshot;
 use crate::protocol::http::Request;
+use crate::record;
 use crate::runtime::control::Histogram;
 use crate::runtime::{
     ConnUuid, ControlLink, CoreMessage, CoreView, Limit, LimitHits, LocalSignal, Reply, StartError,
@@ -193,6 +195,9 @@ pub fn start(
         cluster,
         running: RefCell::default(),
     });
+    let store = api.store.clone();
+    crate::record::retention::spawn(move || store.snapshot());
+    playback::start(api.store.clone())?;
     for (kind, enabled, addr) in listeners {
         if !enabled {
             continue;
@@ -597,6 +602,48 @@ impl Api {
                     Err(ApiError::ConnNotFound)
                 }
             }
+            Route::RecordingsList => {
+                let page = page()?;
+                let stats = views::record_stats(&self.gather().await);
+                let items = record::store::find_all(config)
+                    .iter()
+                    .map(|(name, segments)| recording_json(name, segments, stats.get(name)))
+                    .collect();
+                Ok(page.list(items))
+            }
+            Route::RecordingGet(name) => {
+                if !record::store::is_valid_path_name(&name) {
+                    return Err(ApiError::invalid("invalid name"));
+                }
+                let template = record::store::template_of(config, &name).for_path(&name);
+                let segments = record::store::find_path(&template);
+                let stats = views::record_stats(&self.gather().await);
+                if segments.is_empty() && !stats.contains_key(&name) {
+                    return Err(ApiError::RecordingNotFound);
+                }
+                Ok(recording_json(&name, &segments, stats.get(&name)))
+            }
+            Route::RecordingDeleteSegment => {
+                let query = req.query_pairs();
+                let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+                let name = get("path").unwrap_or_default();
+                if !record::store::is_valid_path_name(name) {
+                    return Err(ApiError::invalid("invalid 'path' parameter"));
+                }
+                let start = get("start")
+                    .and_then(record::path::parse_rfc3339)
+                    .ok_or_else(|| ApiError::invalid("invalid 'start' parameter"))?;
+                let template = record::store::template_of(config, name).for_path(name);
+                let segment = record::store::find_path(&template)
+                    .into_iter()
+                    .find(|s| s.start_us == start)
+                    .ok_or(ApiError::RecordingNotFound)?;
+                std::fs::remove_file(&segment.file)
+                    .map_err(|e| ApiError::invalid(format!("cannot delete the segment: {e}")))?;
+                info!(path = %name, file = %segment.file.display(), "recording segment deleted through the API");
+                Ok(json!({"status": "ok"}))
+            }
+            // HLS is being added separately; until then there is never a muxer.
             Route::HlsMuxersList => {
                 let page = page()?;
                 let views = self.gather().await;
@@ -616,6 +663,24 @@ impl Api {
             }
         }
     }
+}
+
+/// A path's recording as MediaMTX shows it (its name and each segment's start), with what the
+/// engine's recorders of the path did since it started (`recorder`, Corestream's addition).
+fn recording_json(
+    name: &str,
+    segments: &[record::store::Segment],
+    stats: Option<&record::RecordStats>,
+) -> Value {
+    let segments: Vec<Value> = segments
+        .iter()
+        .map(|s| json!({"start": record::path::rfc3339_us(s.start_us)}))
+        .collect();
+    let mut item = json!({"name": name, "segments": segments});
+    if let (Some(stats), Value::Object(map)) = (stats, &mut item) {
+        map.insert("recorder".to_owned(), views::record_stats_json(stats));
+    }
+    item
 }
 
 /// A connection id; a malformed one is a 400 with the text MediaMTX's UUID parser gives.

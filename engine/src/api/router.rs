@@ -26,6 +26,9 @@ pub enum Route {
     RtmpConnKick(String),
     HlsMuxersList,
     HlsMuxerGet(String),
+    RecordingsList,
+    RecordingGet(String),
+    RecordingDeleteSegment,
     ClusterStatus,
     ClusterNodes,
     ClusterStreams,
@@ -49,7 +52,7 @@ impl Route {
 /// Fixed endpoints: path, method, route.
 /// MediaMTX registers the routes of a server only while that server runs: there is no RTMPS,
 /// RTSP, WebRTC, SRT or MoQ server here, so their routes are 404 as in a MediaMTX that runs none.
-const FIXED: [(&str, Method, Route); 12] = [
+const FIXED: [(&str, Method, Route); 14] = [
     ("/v3/info", Method::Get, Route::Info),
     ("/v3/config/global/get", Method::Get, Route::GlobalGet),
     ("/v3/config/global/patch", Method::Patch, Route::GlobalPatch),
@@ -67,6 +70,12 @@ const FIXED: [(&str, Method, Route); 12] = [
     ("/v3/paths/list", Method::Get, Route::PathsList),
     ("/v3/rtmpconns/list", Method::Get, Route::RtmpConnsList),
     ("/v3/hlsmuxers/list", Method::Get, Route::HlsMuxersList),
+    ("/v3/recordings/list", Method::Get, Route::RecordingsList),
+    (
+        "/v3/recordings/deletesegment",
+        Method::Delete,
+        Route::RecordingDeleteSegment,
+    ),
     ("/v3/cluster/status", Method::Get, Route::ClusterStatus),
     ("/v3/cluster/nodes", Method::Get, Route::ClusterNodes),
     ("/v3/cluster/streams", Method::Get, Route::ClusterStreams),
@@ -77,7 +86,7 @@ type Named = (&'static str, Method, fn(String) -> Route);
 
 /// Endpoints whose name may hold slashes (MediaMTX's `*name`): one called without a name is a
 /// 400 `invalid name`.
-const NAMED: [Named; 7] = [
+const NAMED: [Named; 8] = [
     ("/v3/config/paths/get/", Method::Get, Route::ConfigPathGet),
     ("/v3/config/paths/add/", Method::Post, Route::ConfigPathAdd),
     (
@@ -97,6 +106,7 @@ const NAMED: [Named; 7] = [
     ),
     ("/v3/paths/get/", Method::Get, Route::PathGet),
     ("/v3/hlsmuxers/get/", Method::Get, Route::HlsMuxerGet),
+    ("/v3/recordings/get/", Method::Get, Route::RecordingGet),
 ];
 
 /// Endpoints that take one id segment (MediaMTX's `:id`): one called without it has no route.

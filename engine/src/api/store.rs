@@ -21,7 +21,7 @@ use crate::runtime::ControlLink;
 
 /// Global keys that only take effect at start: the API refuses to change them. (`logLevel` and
 /// the `api` and `metrics` switches change while running, see `Api::change_global`.)
-const RESTART_ONLY: [&str; 10] = [
+const RESTART_ONLY: [&str; 12] = [
     "cores",
     "rtmp",
     "rtmpAddress",
@@ -30,6 +30,8 @@ const RESTART_ONLY: [&str; 10] = [
     "hlsAddress",
     "apiAddress",
     "metricsAddress",
+    "playback",
+    "playbackAddress",
     "apiStateFile",
     "domainsDir",
 ];

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use super::time::rfc3339;
 use crate::config::Config;
+use crate::record::RecordStats;
 use crate::relay::{ForwardView, SourceView};
 use crate::runtime::{
     ConnProtocol, ConnState, ConnView, CoreView, HlsMuxerView, TrackProps, TrackView,
@@ -286,6 +287,41 @@ pub fn paths<'a>(views: &'a [CoreView], config: &'a Config) -> Vec<PathView<'a>>
     by_name.into_values().collect()
 }
 
+/// Each path's recording counters, summed over the cores (a path's publishers may have been
+/// on several).
+pub fn record_stats(views: &[CoreView]) -> BTreeMap<String, RecordStats> {
+    let mut all: BTreeMap<String, RecordStats> = BTreeMap::new();
+    for v in views {
+        for (path, s) in &v.recordings {
+            let sum = all.entry(path.clone()).or_default();
+            sum.bytes_written += s.bytes_written;
+            sum.segments_created += s.segments_created;
+            for (kind, n) in &s.errors {
+                *sum.errors.entry(kind).or_default() += n;
+            }
+            if s.last_error.is_some() {
+                sum.last_error.clone_from(&s.last_error);
+            }
+            if s.current_file.is_some() {
+                sum.current_file.clone_from(&s.current_file);
+            }
+        }
+    }
+    all
+}
+
+/// A path's recording counters as the API shows them (a Corestream addition to MediaMTX's
+/// recording item).
+pub fn record_stats_json(s: &RecordStats) -> Value {
+    json!({
+        "bytesWritten": s.bytes_written,
+        "segmentsCreated": s.segments_created,
+        "errors": s.errors,
+        "lastError": s.last_error,
+        "currentFile": s.current_file,
+    })
+}
+
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
@@ -337,6 +373,7 @@ pub(super) mod tests {
                 hls_muxers: Vec::new(),
                 sources: Vec::new(),
                 forwards: Vec::new(),
+                recordings: Vec::new(),
             },
             CoreView {
                 stats: CoreStats {
@@ -351,6 +388,7 @@ pub(super) mod tests {
                 hls_muxers: Vec::new(),
                 sources: Vec::new(),
                 forwards: Vec::new(),
+                recordings: Vec::new(),
             },
         ]
     }

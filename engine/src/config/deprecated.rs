@@ -202,16 +202,20 @@ pub(super) fn convert(
         config.auth_http_address = Some(url);
         converted.push("externalAuthenticationURL -> authMethod: http, authHTTPAddress".to_owned());
     }
+    let mut moved = serde_json::Map::new();
     for key in RECORD_GLOBALS {
         if let Some(value) = config.mediamtx.remove(*key) {
             if !value.is_null() {
                 converted.push(format!("{key} -> pathDefaults.{key}"));
-                config
-                    .path_defaults
-                    .mediamtx
-                    .insert((*key).to_owned(), value);
+                moved.insert((*key).to_owned(), value);
             }
         }
+    }
+    if !moved.is_empty() {
+        // The file's own `pathDefaults.record*` win over the deprecated globals.
+        let globals: PathFields = serde_json::from_value(Value::Object(moved))
+            .map_err(|e| ("record".to_owned(), e.to_string()))?;
+        config.path_defaults = globals.patched(&config.path_defaults);
     }
     rename(
         &mut config.path_defaults.mediamtx,
@@ -287,7 +291,7 @@ mod tests {
     fn deprecated_keys_convert_as_mediamtx_converts_them() {
         let c = parse(
             "rtmpDisable: yes\nhlsDisable: no\nrtspDisable: yes\nhlsAllowOrigin: https://a\n\
-             readBufferCount: 256\nrecord: yes\nrecordPath: ./r\n\
+             readBufferCount: 256\nrecord: yes\nrecordPath: ./r/%path/%s\n\
              externalAuthenticationURL: http://127.0.0.1:9000/auth\n\
              paths:\n  cam:\n    disablePublisherOverride: yes\n    sourceProtocol: tcp\n    source: rtsp://cam/1\n",
         );
@@ -296,10 +300,8 @@ mod tests {
         assert_eq!(c.http_allow_origins, ["https://a"]);
         assert_eq!(c.mediamtx.get("writeQueueSize"), Some(&Value::from(256)));
         assert!(!c.mediamtx.contains_key("record"));
-        assert_eq!(
-            c.path_defaults.mediamtx.get("record"),
-            Some(&Value::Bool(true))
-        );
+        assert_eq!(c.path_defaults.record, Some(true));
+        assert_eq!(c.path_defaults.record_path.as_deref(), Some("./r/%path/%s"));
         assert_eq!(c.auth_method, AuthMethod::Http);
         assert_eq!(
             c.auth_http_address.as_deref(),

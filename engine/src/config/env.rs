@@ -212,10 +212,7 @@ mod tests {
             c.paths.get("cam").unwrap().source.as_deref(),
             Some("rtmp://origin/live/cam")
         );
-        assert_eq!(
-            c.paths.get("new").unwrap().mediamtx.get("record"),
-            Some(&Value::Bool(true))
-        );
+        assert_eq!(c.paths.get("new").unwrap().record, Some(true));
         assert_eq!(c.compat_report.environment.len(), 8);
     }
 

@@ -469,6 +469,8 @@ pub(super) fn is_mediamtx_name(level: Level, key: &str) -> bool {
         "apiAllowOrigins",
         "metricsAllowOrigins",
         "hlsMuxerCloseAfter",
+        "playback",
+        "playbackAddress",
         "pathDefaults",
         "paths",
     ];
@@ -482,6 +484,13 @@ pub(super) fn is_mediamtx_name(level: Level, key: &str) -> bool {
         "overridePublisher",
         "rtspTransport",
         "forward",
+        "record",
+        "recordPath",
+        "recordFormat",
+        "recordPartDuration",
+        "recordMaxPartSize",
+        "recordSegmentDuration",
+        "recordDeleteAfter",
     ];
     match level {
         Level::Global => GLOBAL_SHARED.contains(&key),
@@ -626,8 +635,6 @@ pub(super) const GLOBAL: &[(&str, Kind)] = &[
     ("multicastRTPPort", Kind::Number),
     ("multicastSRTCPPort", Kind::Number),
     ("multicastSRTPPort", Kind::Number),
-    ("playback", Kind::Bool),
-    ("playbackAddress", Kind::Text),
     ("playbackAllowOrigin", Kind::Text),
     ("playbackAllowOrigins", Kind::Any),
     ("playbackEncryption", Kind::Bool),
@@ -729,13 +736,6 @@ pub(super) const PATH: &[(&str, Kind)] = &[
     ("readIPs", Kind::Any),
     ("readPass", Kind::Text),
     ("readUser", Kind::Text),
-    ("record", Kind::Bool),
-    ("recordDeleteAfter", Kind::Duration),
-    ("recordFormat", Kind::Any),
-    ("recordMaxPartSize", Kind::Size),
-    ("recordPartDuration", Kind::Duration),
-    ("recordPath", Kind::Text),
-    ("recordSegmentDuration", Kind::Duration),
     ("rpiCameraAWB", Kind::Text),
     ("rpiCameraAWBGains", Kind::Any),
     ("rpiCameraAfMode", Kind::Text),
@@ -847,9 +847,10 @@ mod tests {
             assert!(!c.api && !c.metrics && c.rtmp && c.hls);
             assert_eq!(c.mediamtx.get("rtsp"), Some(&Value::Bool(true)));
             assert_eq!(c.path_defaults.override_publisher, Some(true));
+            assert_eq!(c.path_defaults.record, Some(false));
             assert_eq!(
-                c.path_defaults.mediamtx.get("record"),
-                Some(&Value::Bool(false))
+                c.path_defaults.record_path.as_deref(),
+                Some(crate::config::DEFAULT_RECORD_PATH)
             );
             assert!(c.paths.get("all_others").is_some());
             let lines = c.compat_report.not_served_lines();
@@ -873,8 +874,11 @@ mod tests {
         assert_eq!(c.path_defaults.source_on_demand, Some(false));
         let cam = c.paths.get("cam").unwrap();
         assert_eq!(cam.override_publisher, Some(true));
-        assert_eq!(cam.mediamtx.get("record"), Some(&Value::Bool(true)));
-        assert!(c.compat_report.not_served_lines()[0].contains("paths.cam.record"));
+        assert_eq!(cam.record, Some(true));
+        assert!(c
+            .compat_report
+            .applied
+            .contains(&"paths.cam.record".to_owned()));
         let e = error("logLevel: info\nmetrics: si\n");
         assert!(e.starts_with("m.yml:2:10: "), "{e}");
         assert!(e.contains("\"si\", expected a boolean"), "{e}");
@@ -886,8 +890,11 @@ mod tests {
         assert!(e.starts_with("m.yml:2:15: "), "{e}");
         assert!(e.contains("not a duration"), "{e}");
         let e = error("paths:\n  cam:\n    recordMaxPartSize: huge\n");
-        assert!(e.starts_with("m.yml:3:24: "), "{e}");
+        assert!(e.starts_with("m.yml:3:"), "{e}");
         assert!(e.contains("not a size"), "{e}");
+        let e = error("paths:\n  cam:\n    recordFormat: mkv\n");
+        assert!(e.starts_with("m.yml:3:"), "{e}");
+        assert!(e.contains("unknown variant `mkv`"), "{e}");
         let e = error("udpMaxPayloadSize: [1]\n");
         assert!(e.contains("udpMaxPayloadSize"), "{e}");
         let c = parse("writeTimeout: 1d2h\nhlsSegmentMaxSize: 50M\nrunOnConnect: 1234\n");

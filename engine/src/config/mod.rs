@@ -25,9 +25,9 @@ use crate::auth::{AuthMethod, AuthSettings, InternalUser, Permission, UnknownDom
 pub use cluster::{ClusterConf, RedisTarget};
 pub use deprecated::global_successors;
 pub use error::ConfigError;
-pub use paths::{source_type, PathConf, PathFields, Paths};
+pub use paths::{source_type, PathConf, PathFields, Paths, RecordFormat, DEFAULT_RECORD_PATH};
 pub use snapshot::{Snapshot, SnapshotError};
-pub use values::{Cores, ListenAddress, LogLevel, Millis};
+pub use values::{Cores, ListenAddress, LogLevel, Millis, Size};
 
 /// The default configuration, also shipped as `config/corestream.yaml`.
 pub const EMBEDDED: &str = include_str!("../../../config/corestream.yaml");
@@ -186,6 +186,12 @@ pub struct Config {
     pub metrics: bool,
     #[serde(default = "defaults::metrics_address")]
     pub metrics_address: ListenAddress,
+    /// Whether recordings are served by time range on `playbackAddress` (MediaMTX's
+    /// `playback`, off).
+    #[serde(default)]
+    pub playback: bool,
+    #[serde(default = "defaults::playback_address")]
+    pub playback_address: ListenAddress,
     /// Origins CORS admits on `/metrics`, as `apiAllowOrigins`.
     #[serde(default = "defaults::http_allow_origins")]
     pub metrics_allow_origins: Vec<String>,
@@ -221,6 +227,9 @@ mod defaults {
     }
     pub(super) fn http_address() -> ListenAddress {
         ListenAddress::any_v4(8080)
+    }
+    pub(super) fn playback_address() -> ListenAddress {
+        ListenAddress::any_v4(9996)
     }
     pub(super) fn api_address() -> ListenAddress {
         ListenAddress::localhost_v4(9997)

@@ -19,7 +19,7 @@ use regex_automata::dfa::regex::Regex;
 use serde::de::{Deserializer, Error as _};
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::Millis;
+use super::{Millis, Size};
 use crate::auth::users::compile_regex;
 
 /// The entry names that match every path no other entry matches.
@@ -69,6 +69,27 @@ pub struct PathFields {
     /// stream's name is appended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origins: Option<Vec<String>>,
+    /// Whether the path's live streams are written to disk (MediaMTX's `record`, off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<bool>,
+    /// Where segments go: a template with `%path %Y %m %d %H %M %S %f %s` (and `%z`); the
+    /// format's extension is added (MediaMTX's `recordPath`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_format: Option<RecordFormat>,
+    /// How much media each append holds: a `moof`+`mdat` (fMP4) or a run of TS packets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_part_duration: Option<Millis>,
+    /// A part is cut sooner when it holds this many bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_max_part_size: Option<Size>,
+    /// A new segment (file) starts at the first keyframe after this long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_segment_duration: Option<Millis>,
+    /// Segments older than this are deleted; `0s` keeps them forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_delete_after: Option<Millis>,
     /// MediaMTX keys Corestream does not have (`record`, `runOnReady`, `rpiCamera*`, …), kept
     /// as written so the API shows them back; see `config::mediamtx`. Filled by the
     /// configuration's reader, never by the derived code (a typo must stay an error).
@@ -151,6 +172,18 @@ impl PathFields {
             write_merge_latency: patch.write_merge_latency.or(self.write_merge_latency),
             forward: patch.forward.clone().or_else(|| self.forward.clone()),
             origins: patch.origins.clone().or_else(|| self.origins.clone()),
+            record: patch.record.or(self.record),
+            record_path: patch
+                .record_path
+                .clone()
+                .or_else(|| self.record_path.clone()),
+            record_format: patch.record_format.or(self.record_format),
+            record_part_duration: patch.record_part_duration.or(self.record_part_duration),
+            record_max_part_size: patch.record_max_part_size.or(self.record_max_part_size),
+            record_segment_duration: patch
+                .record_segment_duration
+                .or(self.record_segment_duration),
+            record_delete_after: patch.record_delete_after.or(self.record_delete_after),
             mediamtx: BTreeMap::new(),
         }
     }
@@ -173,6 +206,15 @@ impl PathFields {
             write_merge_latency: f.write_merge_latency,
             forward: f.forward.unwrap_or_default(),
             origins: f.origins.unwrap_or_default(),
+            record: f.record.unwrap_or(false),
+            record_path: f
+                .record_path
+                .unwrap_or_else(|| DEFAULT_RECORD_PATH.to_owned()),
+            record_format: f.record_format.unwrap_or_default(),
+            record_part_duration: f.record_part_duration.unwrap_or(Millis(1_000)),
+            record_max_part_size: f.record_max_part_size.unwrap_or(Size(50 << 20)),
+            record_segment_duration: f.record_segment_duration.unwrap_or(Millis(3_600_000)),
+            record_delete_after: f.record_delete_after.unwrap_or(Millis(86_400_000)),
         }
     }
 
@@ -219,6 +261,37 @@ pub struct PathConf {
     pub forward: Vec<ForwardTarget>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub origins: Vec<String>,
+    pub record: bool,
+    pub record_path: String,
+    pub record_format: RecordFormat,
+    pub record_part_duration: Millis,
+    pub record_max_part_size: Size,
+    pub record_segment_duration: Millis,
+    pub record_delete_after: Millis,
+}
+
+/// MediaMTX's default `recordPath`.
+pub const DEFAULT_RECORD_PATH: &str = "./recordings/%path/%Y-%m-%d_%H-%M-%S-%f";
+
+/// How segments are written (MediaMTX's `recordFormat`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordFormat {
+    /// Fragmented MP4: an init segment, then a `moof`+`mdat` per part (`.mp4`).
+    #[default]
+    Fmp4,
+    /// MPEG-TS packets (`.ts`).
+    Mpegts,
+}
+
+impl RecordFormat {
+    /// The file extension MediaMTX gives the format, with its dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            RecordFormat::Fmp4 => ".mp4",
+            RecordFormat::Mpegts => ".ts",
+        }
+    }
 }
 
 impl PathConf {
@@ -238,6 +311,7 @@ impl PathConf {
             }
             other => return Err(format!("invalid rtspTransport: '{other}'")),
         }
+        check_record(self)?;
         if self.source == "publisher" && self.source_on_demand && self.origins.is_empty() {
             return Err("'sourceOnDemand' is useless when source is 'publisher'".to_owned());
         }
@@ -279,6 +353,28 @@ impl PathConf {
         }
         Ok(())
     }
+}
+
+/// MediaMTX's rules for the recording fields.
+fn check_record(conf: &PathConf) -> Result<(), String> {
+    let path = &conf.record_path;
+    if !path.contains("%path") {
+        return Err("'recordPath' must contain %path".to_owned());
+    }
+    let has = |p: &str| path.contains(p);
+    if !has("%s") && !["%Y", "%m", "%d", "%H", "%M", "%S"].iter().all(|p| has(p)) {
+        return Err("'recordPath' must contain either %s or %Y %m %d %H %M %S".to_owned());
+    }
+    if conf.record_segment_duration.0 > 86_400_000 {
+        return Err("maximum segment duration is 1 day".to_owned());
+    }
+    if conf.record_part_duration.0 == 0 {
+        return Err("'recordPartDuration' must be greater than 0".to_owned());
+    }
+    if conf.record_delete_after.0 != 0 && conf.record_delete_after < conf.record_segment_duration {
+        return Err("'recordDeleteAfter' cannot be lower than 'recordSegmentDuration'".to_owned());
+    }
+    Ok(())
 }
 
 /// MediaMTX writes an unset string as `""` (`destFingerprint: ""`).

@@ -5,6 +5,7 @@ use std::time::Instant;
 use super::{HlsMuxer, StreamKey};
 use crate::delivery::{Fanout, Player};
 use crate::media::{Frame, GopLimits, MediaHistory, MediaKind, StreamState};
+use crate::record::Recorder;
 use crate::runtime::{CoreId, SessionId, StreamId};
 
 /// Where a core-local stream's frames come from.
@@ -40,6 +41,10 @@ pub struct LocalStream {
     subscribers: Vec<RemoteSubscriber>,
     /// The stream's HLS muxer, on the key's home core only.
     hls: Option<Rc<RefCell<HlsMuxer>>>,
+    /// The stream's recording, on the publisher's core only.
+    recorder: Option<Recorder>,
+    /// A pull of another cluster node's stream: that node records it, this one does not.
+    pub cluster_mirror: bool,
 }
 
 impl LocalStream {
@@ -61,6 +66,8 @@ impl LocalStream {
             players: Fanout::default(),
             subscribers: Vec::new(),
             hls: None,
+            recorder: None,
+            cluster_mirror: false,
         }
     }
 
@@ -125,6 +132,9 @@ impl LocalStream {
         if let Some(hls) = &self.hls {
             hls.borrow_mut().push(frame, now);
         }
+        if let Some(recorder) = &mut self.recorder {
+            recorder.push(frame);
+        }
         self.players.deliver(frame, &self.state, now)
     }
 
@@ -134,6 +144,23 @@ impl LocalStream {
             muxer.borrow_mut().attach(&self.state.startup_frames(), now);
         }
         self.hls = Some(muxer);
+    }
+
+    /// Records the stream from now on, from its start-up frames (its GOP cache begins on a
+    /// keyframe, so the first segment does too).
+    pub fn set_recorder(&mut self, mut recorder: Recorder) {
+        for f in self.state.startup_frames() {
+            recorder.push(&f);
+        }
+        self.recorder = Some(recorder);
+    }
+
+    pub fn take_recorder(&mut self) -> Option<Recorder> {
+        self.recorder.take()
+    }
+
+    pub fn recorder(&self) -> Option<&Recorder> {
+        self.recorder.as_ref()
     }
 
     pub fn take_hls(&mut self) -> Option<Rc<RefCell<HlsMuxer>>> {

@@ -269,6 +269,8 @@ pub struct CoreView {
     pub sources: Vec<super::SourceView>,
     /// The pushes of the streams this core owns.
     pub forwards: Vec<super::ForwardView>,
+    /// Recording counters per path name, of the streams this core owned.
+    pub recordings: Vec<(String, crate::record::RecordStats)>,
 }
 
 /// One HLS muxer as the API shows it.

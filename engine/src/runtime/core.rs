@@ -3,6 +3,7 @@
 
 pub(super) mod gather;
 mod hls;
+mod record;
 mod rpc;
 mod sessions;
 
@@ -91,6 +92,9 @@ pub struct Core {
     cluster: Option<Cluster>,
     /// This core itself, for the tasks a message handler starts.
     me: Weak<Core>,
+    /// Recording counters per path name (see `core/record.rs`).
+    record_stats:
+        RefCell<std::collections::BTreeMap<String, Rc<RefCell<crate::record::RecordStats>>>>,
 }
 
 impl Core {
@@ -125,6 +129,7 @@ impl Core {
             }),
             next_id: Cell::new(1),
             readers: RefCell::default(),
+            record_stats: RefCell::default(),
         })
     }
 
@@ -337,6 +342,8 @@ impl Core {
             session,
             self.gop_limits(),
         )));
+        stream.borrow_mut().cluster_mirror = mirror;
+        self.apply_recording(&mut stream.borrow_mut());
         self.streams
             .borrow_mut()
             .insert(key.clone(), stream.clone());
@@ -377,6 +384,9 @@ impl Core {
         self.stream_keys.borrow_mut().remove(&stream.id);
         if let Some(hls) = stream.take_hls() {
             hls.borrow_mut().detach();
+        }
+        if let Some(recorder) = stream.take_recorder() {
+            recorder.finish();
         }
         for p in stream.players() {
             self.notify_session(p.session, Notice::StreamEnded);
@@ -769,6 +779,7 @@ impl Core {
                 info!(core = %self.id, "configuration updated");
                 let old = std::mem::replace(&mut *self.snapshot.borrow_mut(), snapshot.clone());
                 self.close_unconfigured(&old, &snapshot);
+                self.apply_recordings();
                 if let Some(me) = self.me.upgrade() {
                     self.links.reconfigured(&me);
                 }

@@ -130,6 +130,7 @@ impl Core {
             hls_muxers,
             sources,
             forwards,
+            recordings: self.record_views(),
         }
     }
 
