@@ -775,7 +775,9 @@ mod tests {
         assert!(check_source("rtmps://").is_err());
         assert!(check_source("rtmp://").is_err());
         // HLS origins (MediaMTX's hlsSource) are pulled.
-        assert!(check_source("http://x/a.m3u8").is_ok() && check_source("https://x/y.m3u8").is_ok());
+        assert!(
+            check_source("http://x/a.m3u8").is_ok() && check_source("https://x/y.m3u8").is_ok()
+        );
         assert_eq!(
             check_source("carrier pigeon").unwrap_err(),
             "invalid source: 'carrier pigeon'"
