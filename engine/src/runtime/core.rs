@@ -6,9 +6,11 @@ mod hls;
 mod record;
 mod rpc;
 mod sessions;
+mod streams;
 
 use self::rpc::Rpc;
 use self::sessions::Sessions;
+use self::streams::StreamTable;
 pub use self::sessions::{Notice, SessionControl};
 
 use std::cell::{Cell, RefCell};
@@ -67,8 +69,8 @@ pub struct Core {
     snapshot: RefCell<Arc<Snapshot>>,
     mesh: Mesh,
     shutdown: LocalSignal,
-    streams: RefCell<HashMap<StreamKey, Rc<RefCell<LocalStream>>>>,
-    stream_keys: RefCell<HashMap<StreamId, StreamKey>>,
+    /// The streams published here and the mirrors of other cores' streams.
+    streams: StreamTable,
     directory: RefCell<Directory>,
     /// Requests to other cores waiting for their answer.
     rpc: Rpc,
@@ -117,8 +119,7 @@ impl Core {
             snapshot: RefCell::new(snapshot),
             mesh,
             shutdown: LocalSignal::new(),
-            streams: RefCell::default(),
-            stream_keys: RefCell::default(),
+            streams: StreamTable::default(),
             directory: RefCell::default(),
             rpc: Rpc::default(),
             sessions: Sessions::default(),
@@ -156,7 +157,7 @@ impl Core {
 
     /// Whether the stream `id` of `key` is published on this core.
     pub fn owns_stream(&self, key: &StreamKey, id: StreamId) -> bool {
-        self.streams.borrow().get(key).is_some_and(|s| {
+        self.streams.get(key).is_some_and(|s| {
             let s = s.borrow();
             s.id == id && matches!(s.upstream, Upstream::Publisher(_))
         })
@@ -164,10 +165,10 @@ impl Core {
 
     /// The streams published on this core, for pushes added to their path while they are live.
     pub fn published_streams(&self) -> Vec<(StreamKey, StreamId)> {
-        let streams = self.streams.borrow();
-        let published = streams.iter().filter_map(|(k, s)| {
-            let s = s.borrow();
-            matches!(s.upstream, Upstream::Publisher(_)).then(|| (k.clone(), s.id))
+        let streams = self.streams.entries();
+        let published = streams.into_iter().filter_map(|(k, s)| {
+            let id = s.borrow().id;
+            matches!(s.borrow().upstream, Upstream::Publisher(_)).then_some((k, id))
         });
         published.collect()
     }
@@ -183,12 +184,8 @@ impl Core {
 
     pub fn stats(&self) -> CoreStats {
         let mut s = *self.stats.borrow();
-        let streams = self.streams.borrow();
-        s.streams_owned = streams
-            .values()
-            .filter(|st| matches!(st.borrow().upstream, Upstream::Publisher(_)))
-            .count() as u64;
-        s.streams_mirrored = streams.len() as u64 - s.streams_owned;
+        s.streams_owned = self.streams.published_count() as u64;
+        s.streams_mirrored = self.streams.len() as u64 - s.streams_owned;
         let flushed = self.flusher.counters();
         s.bytes_sent = flushed.bytes;
         s.socket_writes = flushed.writes;
@@ -283,12 +280,7 @@ impl Core {
             mirror,
         };
         let config = &self.snapshot().config;
-        let owned = self
-            .streams
-            .borrow()
-            .values()
-            .filter(|st| matches!(st.borrow().upstream, Upstream::Publisher(_)))
-            .count();
+        let owned = self.streams.published_count();
         if owned >= config.max_streams_per_core {
             self.hit_limit(Limit::StreamsPerCore);
             return Err(PublishRefused::TooManyStreams {
@@ -332,7 +324,7 @@ impl Core {
             _ => return Err(PublishRefused::Unavailable),
         }
         // A mirror of the previous publisher's stream may still be here: end it first.
-        if let Some(old) = self.streams.borrow_mut().remove(key) {
+        if let Some(old) = self.streams.remove(key) {
             self.end_local_stream(&mut old.borrow_mut());
         }
         let id = StreamId(self.next());
@@ -344,10 +336,7 @@ impl Core {
         )));
         stream.borrow_mut().cluster_mirror = mirror;
         self.apply_recording(&mut stream.borrow_mut());
-        self.streams
-            .borrow_mut()
-            .insert(key.clone(), stream.clone());
-        self.stream_keys.borrow_mut().insert(id, key.clone());
+        self.streams.insert(key, stream.clone());
         self.stats.borrow_mut().publishers += 1;
         self.links.published(self, key, id);
         Ok(PublishHandle {
@@ -362,11 +351,11 @@ impl Core {
     /// Stops this core's publishers of `keys` (another cluster node took them over).
     pub fn stop_publishers_of(&self, keys: &[StreamKey]) {
         let sessions: Vec<(StreamKey, SessionId)> = {
-            let streams = self.streams.borrow();
             keys.iter()
                 .filter_map(|k| {
-                    let s = streams.get(k)?;
-                    match s.borrow().upstream {
+                    let s = self.streams.get(k)?;
+                    let upstream = s.borrow().upstream;
+                    match upstream {
                         Upstream::Publisher(session) => Some((k.clone(), session)),
                         Upstream::Core(_) => None,
                     }
@@ -381,7 +370,6 @@ impl Core {
 
     /// Tells a stream's local players and (for an origin) its subscribed cores that it ended.
     fn end_local_stream(&self, stream: &mut LocalStream) {
-        self.stream_keys.borrow_mut().remove(&stream.id);
         if let Some(hls) = stream.take_hls() {
             hls.borrow_mut().detach();
         }
@@ -459,7 +447,7 @@ impl Core {
         let deadline = Instant::now() + wait;
         let home = home_core(key, self.data_cores);
         loop {
-            if let Some(stream) = self.streams.borrow().get(key) {
+            if let Some(stream) = self.streams.get(key) {
                 return Some(match stream.borrow().upstream {
                     Upstream::Publisher(_) => Via::Local,
                     Upstream::Core(owner) => Via::Remote(owner),
@@ -503,7 +491,7 @@ impl Core {
             .and_then(|p| p.write_merge_latency)
             .unwrap_or(config.write_merge_latency);
         player.queue.borrow().set_merge_window(window.duration());
-        let existing = self.streams.borrow().get(key).cloned();
+        let existing = self.streams.get(key);
         let via = match (existing, via) {
             (Some(stream), _) => {
                 let mut s = stream.borrow_mut();
@@ -522,9 +510,7 @@ impl Core {
                 let mut mirror =
                     LocalStream::mirror(StreamId(0), key.clone(), owner, self.gop_limits());
                 mirror.add_player(player, Instant::now());
-                self.streams
-                    .borrow_mut()
-                    .insert(key.clone(), Rc::new(RefCell::new(mirror)));
+                self.streams.insert(key, Rc::new(RefCell::new(mirror)));
                 self.send(
                     owner,
                     CoreMessage::Subscribe {
@@ -554,7 +540,7 @@ impl Core {
     }
 
     fn detach_player(&self, key: &StreamKey, session: SessionId) {
-        let Some(stream) = self.streams.borrow().get(key).cloned() else {
+        let Some(stream) = self.streams.get(key) else {
             return;
         };
         let mut s = stream.borrow_mut();
@@ -566,8 +552,7 @@ impl Core {
     /// sending us frames.
     fn drop_mirror_if_unused(&self, key: &StreamKey, s: &LocalStream) {
         if let (Upstream::Core(owner), true) = (s.upstream, s.is_unused()) {
-            self.streams.borrow_mut().remove(key);
-            self.stream_keys.borrow_mut().remove(&s.id);
+            self.streams.remove_borrowed(key, s.id);
             self.send(
                 owner,
                 CoreMessage::Unsubscribe {
@@ -666,7 +651,7 @@ impl Core {
                 }
             }
             CoreMessage::Subscribe { key, subscriber } => {
-                let stream = self.streams.borrow().get(&key).cloned();
+                let stream = self.streams.get(&key);
                 let start = stream.and_then(|s| {
                     let mut s = s.borrow_mut();
                     matches!(s.upstream, Upstream::Publisher(_)).then(|| {
@@ -688,7 +673,7 @@ impl Core {
                 }
             }
             CoreMessage::Unsubscribe { key, subscriber } => {
-                if let Some(s) = self.streams.borrow().get(&key) {
+                if let Some(s) = self.streams.get(&key) {
                     s.borrow_mut().remove_subscriber(subscriber);
                 }
             }
@@ -701,7 +686,7 @@ impl Core {
                 startup,
                 history,
             } => {
-                let mirror = self.streams.borrow().get(&key).cloned();
+                let mirror = self.streams.get(&key);
                 let waiting = mirror.filter(|m| {
                     let m = m.borrow();
                     m.upstream == Upstream::Core(from) && !m.is_ready()
@@ -713,7 +698,7 @@ impl Core {
                             m.id = id;
                             m.start_mirror(&startup, history, Instant::now())
                         };
-                        self.stream_keys.borrow_mut().insert(id, key);
+                        self.streams.learn_id(&key, id);
                         self.kick_too_slow(too_slow);
                     }
                     None => self.send(
@@ -727,43 +712,19 @@ impl Core {
             }
             CoreMessage::Media { stream, frame } => {
                 self.stats.borrow_mut().frames_from_remote += 1;
-                let key = self.stream_keys.borrow().get(&stream).cloned();
-                let target = key.and_then(|k| self.streams.borrow().get(&k).cloned());
-                if let Some(s) = target {
+                if let Some(s) = self.streams.by_id(stream) {
                     let too_slow = s.borrow_mut().deliver(&frame, Instant::now());
                     self.kick_too_slow(too_slow);
                 }
             }
             CoreMessage::StreamEnd { stream } => {
-                let key = self.stream_keys.borrow_mut().remove(&stream);
-                if let Some(key) = key {
-                    let removed = {
-                        let mut streams = self.streams.borrow_mut();
-                        let same = streams.get(&key).is_some_and(|s| s.borrow().id == stream);
-                        if same {
-                            streams.remove(&key)
-                        } else {
-                            None
-                        }
-                    };
-                    if let Some(s) = removed {
-                        self.ended_upstream(&mut s.borrow_mut());
-                    }
+                if let Some(s) = self.streams.remove_by_id(stream) {
+                    self.ended_upstream(&mut s.borrow_mut());
                 }
             }
             CoreMessage::StreamGone { key } => {
-                let removed = {
-                    let mut streams = self.streams.borrow_mut();
-                    let waiting = streams.get(&key).is_some_and(|s| {
-                        s.borrow().upstream == Upstream::Core(from) && !s.borrow().is_ready()
-                    });
-                    if waiting {
-                        streams.remove(&key)
-                    } else {
-                        None
-                    }
-                };
-                if let Some(s) = removed {
+                let waiting = |s: &LocalStream| s.upstream == Upstream::Core(from) && !s.is_ready();
+                if let Some(s) = self.streams.remove_if(&key, waiting) {
                     self.ended_upstream(&mut s.borrow_mut());
                 }
             }
@@ -928,16 +889,7 @@ impl Drop for PublishHandle {
     fn drop(&mut self) {
         let core = &self.core;
         let id = self.stream.borrow().id;
-        let removed = {
-            let mut streams = core.streams.borrow_mut();
-            let ours = streams.get(&self.key).is_some_and(|s| s.borrow().id == id);
-            if ours {
-                streams.remove(&self.key)
-            } else {
-                None
-            }
-        };
-        if removed.is_some() {
+        if core.streams.remove_if(&self.key, |s| s.id == id).is_some() {
             core.end_local_stream(&mut self.stream.borrow_mut());
         }
         core.stats.borrow_mut().publishers -= 1;

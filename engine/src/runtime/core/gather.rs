@@ -85,7 +85,7 @@ impl Core {
     /// This core's counters and connections, publishers with their tracks.
     pub(super) fn gather_view(&self) -> CoreView {
         let mut tracks: HashMap<SessionId, Vec<TrackView>> = HashMap::new();
-        for stream in self.streams.borrow().values() {
+        for (_, stream) in self.streams.entries() {
             let s = stream.borrow();
             if let Upstream::Publisher(session) = s.upstream {
                 let (video, audio) = s.headers();

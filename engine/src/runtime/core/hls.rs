@@ -128,7 +128,7 @@ impl Core {
     /// new mirror subscribed to the publisher's core. Does nothing while the key is not live.
     fn hls_attach(&self, key: &StreamKey, muxer: &Rc<RefCell<HlsMuxer>>) {
         let now = Instant::now();
-        if let Some(stream) = self.streams.borrow().get(key) {
+        if let Some(stream) = self.streams.get(key) {
             let mut s = stream.borrow_mut();
             if !s.has_hls() {
                 s.set_hls(muxer.clone(), now);
@@ -145,9 +145,7 @@ impl Core {
         let mut mirror =
             LocalStream::mirror(StreamId(0), key.clone(), publisher.core, self.gop_limits());
         mirror.set_hls(muxer.clone(), now);
-        self.streams
-            .borrow_mut()
-            .insert(key.clone(), Rc::new(RefCell::new(mirror)));
+        self.streams.insert(key, Rc::new(RefCell::new(mirror)));
         self.send(
             publisher.core,
             CoreMessage::Subscribe {
@@ -193,7 +191,7 @@ impl Core {
     fn hls_stop(&self, key: &StreamKey) {
         self.hls.borrow_mut().remove(key);
         info!(core = %self.id, stream = %key, "hls muxer stopped: no requests");
-        let Some(stream) = self.streams.borrow().get(key).cloned() else {
+        let Some(stream) = self.streams.get(key) else {
             return;
         };
         let mut s = stream.borrow_mut();

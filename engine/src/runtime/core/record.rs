@@ -52,8 +52,7 @@ impl Core {
 
     /// After a configuration change: every owned stream's recording as its path now asks.
     pub(super) fn apply_recordings(&self) {
-        let streams: Vec<_> = self.streams.borrow().values().cloned().collect();
-        for stream in streams {
+        for (_, stream) in self.streams.entries() {
             self.apply_recording(&mut stream.borrow_mut());
         }
     }
