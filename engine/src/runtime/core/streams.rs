@@ -151,7 +151,10 @@ mod tests {
         t.remove(&a);
         t.insert(&a, origin(8, &a));
         assert!(t.by_id(StreamId(7)).is_none());
-        assert!(t.remove_by_id(StreamId(7)).is_none(), "an old id ends nothing");
+        assert!(
+            t.remove_by_id(StreamId(7)).is_none(),
+            "an old id ends nothing"
+        );
         assert_eq!(t.get(&a).unwrap().borrow().id, StreamId(8));
         // A mirror enters without an id, and is found by it once its owner tells it.
         let m = key("m");
