@@ -418,21 +418,21 @@ mod tests {
         let mut m = HlsMuxer::new("s", 1, settings, responder, now);
         let startup = [Frame::new(MediaKind::Video, 0, Bytes::from_static(AVC_SEQ))];
         m.attach(&startup, now);
-        for ts in (0..1680).step_by(40) {
+        for ts in (0..1880).step_by(40) {
             m.push(&video(ts), now);
         }
         assert!(m.playlist().is_some());
-        // Segment 1 has parts 0..=2 (p5..p7); part 3 of it, part p8 and segment 2 are ahead.
+        // Segment 1 has parts 0..=3 (p5..p8); part 4 of it, part p9 and segment 2 are ahead.
         assert!(matches!(
-            m.request_playlist(1, Some(2), reply(1), now),
+            m.request_playlist(1, Some(3), reply(1), now),
             HlsReply::Now(Some(_))
         ));
         assert_eq!(
-            m.request_playlist(1, Some(3), reply(2), now),
+            m.request_playlist(1, Some(4), reply(2), now),
             HlsReply::Parked
         );
         assert_eq!(
-            m.request_media(HlsName::Part(8), reply(3), now),
+            m.request_media(HlsName::Part(9), reply(3), now),
             HlsReply::Parked
         );
         assert_eq!(m.request_playlist(2, None, reply(4), now), HlsReply::Parked);
@@ -442,12 +442,12 @@ mod tests {
             HlsReply::Now(None)
         );
         assert!(answers.borrow().is_empty());
-        // Frames up to 1.76 s extend part 3 of segment 1; the one at 1.80 s closes it (p8).
-        m.push(&video(1680), now);
-        m.push(&video(1720), now);
-        m.push(&video(1760), now);
+        // Frames up to 1.96 s extend part 4 of segment 1; the keyframe at 2 s closes it (p9).
+        m.push(&video(1880), now);
+        m.push(&video(1920), now);
+        m.push(&video(1960), now);
         assert!(answers.borrow().is_empty());
-        m.push(&video(1800), now);
+        m.push(&video(2000), now);
         let got: Vec<u64> = answers.borrow().iter().map(|(r, _)| *r).collect();
         assert_eq!(got, [2, 3]);
         assert!(answers.borrow()[0]

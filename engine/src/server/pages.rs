@@ -173,10 +173,10 @@ pub(super) fn player_page(path: &str, kind: PlayerKind) -> String {
         playWhenBuffered();
       }};
       // HTTP-FLV starts at the stream's last keyframe, which may be only a frame ago: start once
-      // half a second is buffered, not at the very edge, where any jitter stalls the picture.
+      // 0.3 s is buffered, not at the very edge, where any jitter stalls the picture.
       var playWhenBuffered = function () {{
         var b = video.buffered, last = b.length - 1;
-        if (last >= 0 && b.end(last) - Math.max(b.start(last), video.currentTime) >= 0.5) {{
+        if (last >= 0 && b.end(last) - Math.max(b.start(last), video.currentTime) >= 0.3) {{
           var p = video.play();
           if (p && p.catch) {{ p.catch(function (e) {{ state.warnings.push("play: " + e); }}); }}
         }} else {{

@@ -413,15 +413,20 @@ impl PartSegmenter {
 
     /// Whether the playlist holds enough media for a player to start at a safe distance from
     /// the live edge: a whole segment (a keyframe to start on) plus `PART-HOLD-BACK` of parts
-    /// for Low-Latency HLS; three target durations (where players start) or a full window for
-    /// segments.
+    /// and one part more for Low-Latency HLS (a player's first requests, the init segment and
+    /// the parts up to the edge and only then its first blocking reload, take round trips the
+    /// hold-back alone does not cover: hls.js stalled in the first second of audio-only streams
+    /// without it); three target durations (where players start) or a full window for segments.
     pub fn is_ready(&self) -> bool {
         if self.segments.is_empty() || self.inits.is_empty() {
             return false;
         }
         let listed = self.listed_ms();
         if self.config.low_latency {
-            listed >= u64::from(self.segment_ms()) + self.part_hold_back_ms()
+            listed
+                >= u64::from(self.segment_ms())
+                    + self.part_hold_back_ms()
+                    + u64::from(self.part_ms())
         } else {
             listed >= 3 * u64::from(self.target_s) * 1000
                 || self.listed().count() >= self.config.window

@@ -67,7 +67,10 @@ fn low_latency_playlist() {
     run(&mut s, 1000, 1600, 1000);
     assert!(!s.is_ready(), "a segment and 0.4 s of parts");
     run(&mut s, 1600, 1640, 1000);
-    assert!(s.is_ready());
+    assert!(
+        !s.is_ready(),
+        "a segment and PART-HOLD-BACK of parts: one part short"
+    );
     assert!(s.has_part(0, Some(9)) && s.has_part(1, Some(2)) && !s.has_part(1, Some(3)));
     assert!(!s.has_part(1, None) && s.has_part(0, None));
     let playlist = s.playlist();
@@ -113,6 +116,8 @@ fn low_latency_playlist() {
     assert_eq!(&s.init(0).unwrap()[4..8], b"ftyp");
     assert!(s.part(8).is_none() && !s.has_part_number(8) && s.has_part_number(7));
     assert!(s.is_too_far(4) && !s.is_too_far(3));
+    run(&mut s, 1640, 1840, 1000);
+    assert!(s.is_ready(), "a segment, PART-HOLD-BACK and a part");
 }
 
 #[test]
