@@ -171,19 +171,19 @@ fn matches(t: &[u8], n: &[u8], f: &mut Fields) -> bool {
     matches(&t[2..], &n[len..], f)
 }
 
-/// A UTC calendar time to the second.
+/// A UTC calendar time to the second (also what the API's timestamps are written from).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Civil {
-    year: i64,
-    month: u32,
-    day: u32,
-    hour: u32,
-    minute: u32,
-    second: u32,
+pub(crate) struct Civil {
+    pub(crate) year: i64,
+    pub(crate) month: u32,
+    pub(crate) day: u32,
+    pub(crate) hour: u32,
+    pub(crate) minute: u32,
+    pub(crate) second: u32,
 }
 
 impl Civil {
-    fn from_unix(secs: u64) -> Civil {
+    pub(crate) fn from_unix(secs: u64) -> Civil {
         let days = (secs / 86_400) as i64;
         let rem = secs % 86_400;
         let (year, month, day) = civil_from_days(days);
