@@ -8,10 +8,12 @@
 
 mod reader;
 mod tracks;
+mod video;
 mod writer;
 
 pub use reader::{FlvHeader, FlvReader, DEFAULT_MAX_TAG_SIZE};
 pub use tracks::{tracks_from_metadata, Tracks};
+pub use video::{avc_sequence_header, length_prefixed};
 pub use writer::{encode_header, encode_tag, tag_len};
 
 /// Size of the FLV file header (signature, version, flags, data offset).

@@ -3,11 +3,12 @@
 //! `sprop-parameter-sets` or in-band) before the first keyframe and whenever they change, then
 //! one frame per access unit with AVCC length-prefixed NAL units.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
-use super::units::{length_prefixed, AccessUnits, NalCodec};
+use super::units::{AccessUnits, NalCodec};
 use super::Timeline;
 use crate::media::{Frame, MediaKind};
+use crate::protocol::flv::{avc_sequence_header, length_prefixed};
 use crate::protocol::rtsp::Track;
 
 const NAL_IDR: u8 = 5;
@@ -103,7 +104,11 @@ impl NalCodec for H264 {
         };
         if keyframe && self.config_changed {
             if let (Some(sps), Some(pps)) = (&self.sps, &self.pps) {
-                out.push(Frame::new(MediaKind::Video, ms, sequence_header(sps, pps)));
+                out.push(Frame::new(
+                    MediaKind::Video,
+                    ms,
+                    avc_sequence_header(sps, pps),
+                ));
                 self.config_changed = false;
             }
         }
@@ -111,19 +116,6 @@ impl NalCodec for H264 {
         let body = length_prefixed(header, &nals);
         out.push(Frame::new(MediaKind::Video, ms, body));
     }
-}
-
-/// The FLV AVC sequence header: an AVCDecoderConfigurationRecord with one SPS and one PPS.
-fn sequence_header(sps: &[u8], pps: &[u8]) -> Bytes {
-    let mut b = BytesMut::with_capacity(16 + sps.len() + pps.len());
-    b.put_slice(&[0x17, 0, 0, 0, 0]);
-    b.put_slice(&[1, sps[1], sps[2], sps[3], 0xff, 0xe1]);
-    b.put_u16(sps.len() as u16);
-    b.put_slice(sps);
-    b.put_u8(1);
-    b.put_u16(pps.len() as u16);
-    b.put_slice(pps);
-    b.freeze()
 }
 
 #[cfg(test)]

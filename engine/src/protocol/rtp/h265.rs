@@ -6,9 +6,10 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::units::{length_prefixed, AccessUnits, NalCodec};
+use super::units::{AccessUnits, NalCodec};
 use super::Timeline;
 use crate::media::{Frame, MediaKind};
+use crate::protocol::flv::length_prefixed;
 use crate::protocol::rtsp::Track;
 
 const NAL_VPS: u8 = 32;

@@ -198,16 +198,3 @@ impl AccessUnits {
         Some((self.timeline.ms(ts), keyframe, nals))
     }
 }
-
-/// A video frame's body: the FLV (or enhanced-RTMP) video header, then each NAL unit behind its
-/// 32-bit length.
-pub(super) fn length_prefixed(header: [u8; 5], nals: &[Bytes]) -> Bytes {
-    let size: usize = nals.iter().map(|n| 4 + n.len()).sum();
-    let mut body = BytesMut::with_capacity(header.len() + size);
-    body.put_slice(&header);
-    for n in nals {
-        body.put_u32(n.len() as u32);
-        body.put_slice(n);
-    }
-    body.freeze()
-}

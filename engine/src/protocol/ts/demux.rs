@@ -17,6 +17,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{PACKET_SIZE, STREAM_TYPE_AAC_ADTS, STREAM_TYPE_H264, SYNC_BYTE};
 use crate::media::{Frame, MediaKind};
+use crate::protocol::flv::{avc_sequence_header, length_prefixed};
 
 /// The PES clock wraps at 2^33 ticks of 90 kHz.
 const TS_WRAP: u64 = 1 << 33;
@@ -334,17 +335,19 @@ impl TsDemuxer {
             ));
             self.avc_config_due = false;
         }
-        let cts = cts.clamp(-(1 << 23), (1 << 23) - 1) as i32;
-        let mut body = BytesMut::with_capacity(5 + nals.iter().map(|n| 4 + n.len()).sum::<usize>());
-        body.put_u8(if keyframe { 0x17 } else { 0x27 });
-        body.put_u8(1);
-        body.put_slice(&cts.to_be_bytes()[1..]);
-        for n in &nals {
-            body.put_u32(n.len() as u32);
-            body.put_slice(n);
-        }
-        self.frames
-            .push_back(Frame::new(MediaKind::Video, ms, body.freeze()));
+        let cts = (cts.clamp(-(1 << 23), (1 << 23) - 1) as i32).to_be_bytes();
+        let header = [
+            if keyframe { 0x17 } else { 0x27 },
+            1,
+            cts[1],
+            cts[2],
+            cts[3],
+        ];
+        self.frames.push_back(Frame::new(
+            MediaKind::Video,
+            ms,
+            length_prefixed(header, &nals),
+        ));
     }
 
     fn parameter_set(&mut self, sps: bool, nal: Bytes) {
@@ -470,19 +473,6 @@ fn annex_b(data: &Bytes) -> Vec<Bytes> {
         }
     }
     nals
-}
-
-/// The FLV AVC sequence header: an AVCDecoderConfigurationRecord with one SPS and one PPS.
-fn avc_sequence_header(sps: &[u8], pps: &[u8]) -> Bytes {
-    let mut b = BytesMut::with_capacity(16 + sps.len() + pps.len());
-    b.put_slice(&[0x17, 0, 0, 0, 0]);
-    b.put_slice(&[1, sps[1], sps[2], sps[3], 0xff, 0xe1]);
-    b.put_u16(sps.len() as u16);
-    b.put_slice(sps);
-    b.put_u8(1);
-    b.put_u16(pps.len() as u16);
-    b.put_slice(pps);
-    b.freeze()
 }
 
 #[cfg(test)]
