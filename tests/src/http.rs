@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A response.
@@ -154,4 +155,37 @@ pub fn raw_request(port: u16, bytes: &[u8]) -> Response {
 /// The status of the answer to raw bytes.
 pub fn raw_status(port: u16, bytes: &[u8]) -> u16 {
     raw_request(port, bytes).status
+}
+
+/// An operator's auth backend (`authMethod: http`), run by the test on a free loopback port:
+/// 200 when the JSON's `user` is `good`, 401 otherwise; keeps every body.
+pub fn auth_service() -> (u16, Arc<Mutex<Vec<serde_json::Value>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut length = 0;
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let ok = json["user"] == "good";
+            log.lock().unwrap().push(json);
+            let status = if ok { "200 OK" } else { "401 Unauthorized" };
+            let _ = (&conn)
+                .write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes());
+        }
+    });
+    (port, seen)
 }

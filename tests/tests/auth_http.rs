@@ -1,46 +1,11 @@
 //! `authMethod: http`: every publish and read is asked of an external auth service (here a small
 //! one this test runs, as an operator's backend would be), with MediaMTX's JSON body.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tests::ff::{self, parse_probe, wait_with_timeout};
-use tests::http::get;
+use tests::http::{auth_service, get};
 use tests::Engine;
-
-/// The backend: answers 200 when the JSON's `user` is `good`, 401 otherwise; keeps every body.
-fn auth_service() -> (u16, Arc<Mutex<Vec<serde_json::Value>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            let mut reader = BufReader::new(conn.try_clone().unwrap());
-            let mut length = 0;
-            let mut line = String::new();
-            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-                line.clear();
-            }
-            let mut body = vec![0; length];
-            if reader.read_exact(&mut body).is_err() {
-                continue;
-            }
-            let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-            let ok = json["user"] == "good";
-            log.lock().unwrap().push(json);
-            let status = if ok { "200 OK" } else { "401 Unauthorized" };
-            let _ = (&conn)
-                .write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes());
-        }
-    });
-    (port, seen)
-}
 
 #[test]
 fn publish_and_read_are_asked_of_the_auth_service() {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use tests::http::auth_service;
 use tests::{eventually, ff, Engine, TempDir};
 
 /// What ffprobe says of a file: the format's duration and each stream's codec.
@@ -673,43 +674,6 @@ fn a_new_publisher_starts_a_segment_and_old_segments_are_deleted() {
         segments(&dir.path, "mp4")
     );
     assert!(engine.count_log("past recordDeleteAfter deleted") >= 1);
-}
-
-/// An operator's auth backend (run by the test): 200 when the JSON's `user` is `good`, 401
-/// otherwise; keeps every body.
-fn auth_service() -> (
-    u16,
-    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
-) {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let log = seen.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            let mut reader = BufReader::new(conn.try_clone().unwrap());
-            let mut length = 0;
-            let mut line = String::new();
-            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-                line.clear();
-            }
-            let mut body = vec![0; length];
-            if reader.read_exact(&mut body).is_err() {
-                continue;
-            }
-            let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-            let ok = json["user"] == "good";
-            log.lock().unwrap().push(json);
-            let status = if ok { "200 OK" } else { "401 Unauthorized" };
-            let _ = (&conn)
-                .write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes());
-        }
-    });
-    (port, seen)
 }
 
 /// With `authMethod: http`, playback is asked of the auth service, with MediaMTX's body
