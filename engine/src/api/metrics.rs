@@ -74,29 +74,28 @@ fn limit_hits(out: &mut String, views: &[CoreView], control: &LimitHits) {
 /// every core.
 fn recordings(out: &mut String, views: &[CoreView]) {
     let stats = super::views::record_stats(views);
-    let _ = writeln!(
-        out,
-        "# HELP corestream_record_bytes_written_total bytes appended to recording segments\n# TYPE corestream_record_bytes_written_total counter"
+    type Counter = (
+        &'static str,
+        &'static str,
+        fn(&crate::record::RecordStats) -> u64,
     );
-    for (path, s) in &stats {
-        let _ = writeln!(
-            out,
-            "corestream_record_bytes_written_total{{path=\"{}\"}} {}",
-            label(path),
-            s.bytes_written
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP corestream_record_segments_created_total recording segment files created\n# TYPE corestream_record_segments_created_total counter"
-    );
-    for (path, s) in &stats {
-        let _ = writeln!(
-            out,
-            "corestream_record_segments_created_total{{path=\"{}\"}} {}",
-            label(path),
-            s.segments_created
-        );
+    let counters: [Counter; 2] = [
+        (
+            "corestream_record_bytes_written_total",
+            "bytes appended to recording segments",
+            |s| s.bytes_written,
+        ),
+        (
+            "corestream_record_segments_created_total",
+            "recording segment files created",
+            |s| s.segments_created,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (path, s) in &stats {
+            let _ = writeln!(out, "{name}{{path=\"{}\"}} {}", label(path), value(s));
+        }
     }
     let _ = writeln!(
         out,
