@@ -419,8 +419,9 @@ fn a_full_disk_is_reported_and_retried_while_viewers_are_served() {
     drop(engine);
 }
 
-/// ffprobe of the first video frame of a file: whether it is a keyframe.
-fn first_video_frame_is_key(file: &Path) -> bool {
+/// What ffprobe shows of a file's video stream: `entries` (`-show_entries`) as CSV, with
+/// `options` before the file (a read interval, the CSV's separator).
+fn probe_video(file: &Path, entries: &str, options: &[&str]) -> String {
     let out = Command::new("ffprobe")
         .args([
             "-v",
@@ -428,16 +429,23 @@ fn first_video_frame_is_key(file: &Path) -> bool {
             "-select_streams",
             "v:0",
             "-show_entries",
-            "frame=key_frame",
-            "-read_intervals",
-            "%+#1",
-            "-of",
-            "csv=p=0",
+            entries,
         ])
+        .args(options)
         .arg(file)
         .output()
         .expect("ffprobe");
-    String::from_utf8_lossy(&out.stdout).trim().starts_with('1')
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// ffprobe of the first video frame of a file: whether it is a keyframe.
+fn first_video_frame_is_key(file: &Path) -> bool {
+    probe_video(
+        file,
+        "frame=key_frame",
+        &["-read_intervals", "%+#1", "-of", "csv=p=0"],
+    )
+    .starts_with('1')
 }
 
 fn playback_get(port: u16, query: &str, auth: &[(&str, &str)]) -> tests::http::Response {
@@ -786,21 +794,7 @@ fn a_read_only_disk_is_reported_and_retried() {
 
 /// The picture size of a file's video, by ffprobe.
 fn video_size(file: &Path) -> String {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=width,height",
-            "-of",
-            "csv=p=0:s=x",
-        ])
-        .arg(file)
-        .output()
-        .expect("ffprobe");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    probe_video(file, "stream=width,height", &["-of", "csv=p=0:s=x"])
 }
 
 /// New codec parameters in the middle of one publish (ffmpeg encodes 320x240, then 640x480;
