@@ -8,6 +8,8 @@ pub use crate::protocol::http::basic_credentials;
 use super::ApiError;
 use crate::auth::users::IpNet;
 use crate::auth::{Action, AuthRequest, Authenticator, Protocol};
+use crate::config::Config;
+use crate::protocol::http::Request;
 
 /// The client's address: `peer`, or, when `peer` is a trusted proxy, the right-most
 /// `X-Forwarded-For` entry that is not itself a trusted proxy (gin's rule, which MediaMTX uses).
@@ -33,6 +35,17 @@ pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpNet]) -
         }
     }
     client
+}
+
+/// The address a request on the API, metrics or playback listener comes from, behind the
+/// configured `apiTrustedProxies`.
+pub fn requester_ip(config: &Config, peer: IpAddr, req: &Request) -> IpAddr {
+    let trusted: Vec<IpNet> = config
+        .api_trusted_proxies
+        .iter()
+        .filter_map(|p| IpNet::parse(p))
+        .collect();
+    client_ip(peer, req.header("x-forwarded-for"), &trusted)
 }
 
 /// Checks an API or metrics request against the internal users, then (with `authMethod: http`,

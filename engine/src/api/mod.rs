@@ -41,7 +41,6 @@ use page::Page;
 use router::Route;
 use store::{parse_path_fields, Change, Store};
 
-use crate::auth::users::IpNet;
 use crate::auth::Action;
 use crate::config::Snapshot;
 use crate::protocol::http::Request;
@@ -381,13 +380,7 @@ impl Api {
         credentials: Option<&(String, String)>,
     ) -> Result<(), ApiError> {
         let snapshot = self.store.snapshot();
-        let trusted: Vec<IpNet> = snapshot
-            .config
-            .api_trusted_proxies
-            .iter()
-            .filter_map(|p| IpNet::parse(p))
-            .collect();
-        let client = auth::client_ip(peer.ip(), req.header("x-forwarded-for"), &trusted);
+        let client = auth::requester_ip(&snapshot.config, peer.ip(), req);
         let action = match kind {
             Listener::Api => Action::Api,
             Listener::Metrics => Action::Metrics,

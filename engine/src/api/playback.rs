@@ -27,7 +27,6 @@ use tracing::{debug, info, warn};
 
 use super::auth;
 use super::store::Store;
-use crate::auth::users::IpNet;
 use crate::auth::Action;
 use crate::config::RecordFormat;
 use crate::protocol::http::{
@@ -190,13 +189,7 @@ impl Playback {
             return error(400, format!("invalid path name: {path}"));
         }
         let snapshot = self.store.snapshot();
-        let trusted: Vec<IpNet> = snapshot
-            .config
-            .api_trusted_proxies
-            .iter()
-            .filter_map(|p| IpNet::parse(p))
-            .collect();
-        let client = auth::client_ip(peer.ip(), req.header("x-forwarded-for"), &trusted);
+        let client = auth::requester_ip(&snapshot.config, peer.ip(), req);
         let credentials = auth::basic_credentials(req.header("authorization"));
         if let Err(e) = auth::authorize_path(
             &snapshot.auth,
