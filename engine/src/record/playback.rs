@@ -907,17 +907,40 @@ mod tests {
             assert_eq!(video.base_time, (wall - start) * 90_000 / 1_000_000);
         }
         assert!(expected_sequence > 10);
-        assert_eq!(
-            answer_len(&segments, &pieces),
-            pieces
-                .iter()
-                .map(|p| match p {
-                    Piece::Bytes(b) => b.len() as u64,
-                    Piece::Moof { segment, part, .. } => segments[*segment].parts[*part].moof_len,
-                    Piece::File { len, .. } => *len,
-                })
-                .sum::<u64>()
-        );
+        // The answer as it is streamed, assembled from the files: `answer_len` is its length,
+        // and it is whole boxes back to back.
+        let mut answer = Vec::new();
+        for piece in &pieces {
+            match piece {
+                Piece::Bytes(b) => answer.extend_from_slice(b),
+                Piece::Moof {
+                    segment,
+                    part,
+                    sequence,
+                } => {
+                    let (seg, p) = (&segments[*segment], &segments[*segment].parts[*part]);
+                    let at = p.offset as usize;
+                    let mut moof = files[*segment][at..at + p.moof_len as usize].to_vec();
+                    patch_moof(&mut moof, seg, p, start, *sequence);
+                    answer.extend_from_slice(&moof);
+                }
+                Piece::File {
+                    segment,
+                    offset,
+                    len,
+                } => answer.extend_from_slice(
+                    &files[*segment][*offset as usize..(*offset + *len) as usize],
+                ),
+            }
+        }
+        assert_eq!(answer_len(&segments, &pieces), answer.len() as u64);
+        let mut at = 0;
+        while at < answer.len() {
+            let size = u32::from_be_bytes(answer[at..at + 4].try_into().unwrap()) as usize;
+            assert!(size >= 8, "a box of {size} bytes at {at}");
+            at += size;
+        }
+        assert_eq!(at, answer.len());
     }
 
     #[test]
