@@ -12,6 +12,8 @@ use std::ops::Deref;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::protocol::fmp4::{write_box, write_full_box};
+
 /// A box in a buffer: type and the range of its body.
 #[derive(Debug, Clone, Copy)]
 struct BoxAt {
@@ -552,28 +554,6 @@ pub fn plan_mp4<S: Deref<Target = SegmentScan>>(
         })
         .collect();
     Some((head.freeze(), pieces))
-}
-
-fn write_box(out: &mut BytesMut, kind: &[u8; 4], body: impl FnOnce(&mut BytesMut)) {
-    let start = out.len();
-    out.put_u32(0);
-    out.put_slice(kind);
-    body(out);
-    let size = (out.len() - start) as u32;
-    out[start..start + 4].copy_from_slice(&size.to_be_bytes());
-}
-
-fn write_full_box(
-    out: &mut BytesMut,
-    kind: &[u8; 4],
-    version: u8,
-    flags: u32,
-    body: impl FnOnce(&mut BytesMut),
-) {
-    write_box(out, kind, |out| {
-        out.put_u32((u32::from(version) << 24) | flags);
-        body(out);
-    });
 }
 
 /// Writes a replacement for a box (its type and whole bytes) and says so, or says it did not.

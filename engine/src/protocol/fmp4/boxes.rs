@@ -4,7 +4,7 @@
 use bytes::{BufMut, BytesMut};
 
 /// Writes a box: its size is patched in when `body` returns.
-pub(super) fn write_box(out: &mut BytesMut, kind: &[u8; 4], body: impl FnOnce(&mut BytesMut)) {
+pub(crate) fn write_box(out: &mut BytesMut, kind: &[u8; 4], body: impl FnOnce(&mut BytesMut)) {
     let start = out.len();
     out.put_u32(0);
     out.put_slice(kind);
@@ -13,7 +13,7 @@ pub(super) fn write_box(out: &mut BytesMut, kind: &[u8; 4], body: impl FnOnce(&m
 }
 
 /// A full box: a box with a version and 24 bits of flags.
-pub(super) fn write_full_box(
+pub(crate) fn write_full_box(
     out: &mut BytesMut,
     kind: &[u8; 4],
     version: u8,

@@ -10,6 +10,9 @@
 mod boxes;
 mod sps;
 
+/// The box writers, for the other writers of ISO BMFF (the playback server's MP4 answers).
+pub(crate) use boxes::{write_box, write_full_box};
+
 use bytes::{Bytes, BytesMut};
 
 use crate::media::{AudioCodec, Frame, MediaKind, VideoCodec};
