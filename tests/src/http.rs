@@ -142,9 +142,18 @@ pub fn request(
     Client::connect(port).request(method, path, body, headers)
 }
 
-/// `GET path` on a new connection.
+/// `GET path` on a new connection, following redirects on the same server as players do (an
+/// HLS playlist's first request is redirected to the viewer's session); [`request`] does not.
 pub fn get(port: u16, path: &str, headers: &[(&str, &str)]) -> Response {
-    request(port, "GET", path, None, headers)
+    let mut response = request(port, "GET", path, None, headers);
+    for _ in 0..5 {
+        let location = match response.header("Location") {
+            Some(l) if (301..=308).contains(&response.status) && l.starts_with('/') => l.to_owned(),
+            _ => break,
+        };
+        response = request(port, "GET", &location, None, headers);
+    }
+    response
 }
 
 /// Sends raw bytes on a new connection and reads the answer (for malformed requests).

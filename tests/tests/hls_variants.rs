@@ -162,7 +162,12 @@ fn fmp4_and_mpegts_variants_decode() {
         );
         assert_eq!(tag(&p, "#EXT-X-TARGETDURATION"), Some("1"), "{p}");
         assert!(!p.contains("#EXT-X-PART"), "{p}");
-        let uri = p.lines().rev().find(|l| l.ends_with(media)).unwrap();
+        // A media URI carries the viewer's session in its query.
+        let uri = p
+            .lines()
+            .rev()
+            .find(|l| l.split('?').next().unwrap().ends_with(media))
+            .unwrap();
         let seg = get(engine.http_port, &format!("/live/{uri}"), &[]);
         assert_eq!(seg.status, 200, "{variant}");
         // The player pages follow httpPlayerPages.

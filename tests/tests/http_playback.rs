@@ -131,7 +131,11 @@ fn hls_playlist_slides_and_segments_decode() {
         }
         last_sequence = Some(seq);
         // Every listed segment is served, whole, as MPEG-TS.
-        let uri = lines.iter().rev().find(|l| l.ends_with(".ts")).unwrap();
+        let uri = lines
+            .iter()
+            .rev()
+            .find(|l| l.split('?').next().unwrap().ends_with(".ts"))
+            .unwrap();
         let seg = get(engine.http_port, &format!("/live/{uri}"), &[]);
         assert_eq!(seg.status, 200);
         assert_eq!(seg.header("Content-Type"), Some("video/mp2t"));

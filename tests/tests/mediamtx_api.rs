@@ -282,6 +282,191 @@ fn rtmpconns_hold_rtmp_clients_and_hls_muxers_answer_by_name() {
     wait_with_timeout(publisher, Duration::from_secs(30), "publisher");
 }
 
+/// The media URIs of a playlist (lines and `URI="…"` attributes), as the playlist gives them.
+fn media_uris(playlist: &str) -> Vec<String> {
+    playlist
+        .lines()
+        .filter_map(|l| {
+            if !l.starts_with('#') {
+                return (!l.is_empty()).then(|| l.to_owned());
+            }
+            let (_, rest) = l.split_once("URI=\"")?;
+            rest.split_once('"').map(|(uri, _)| uri.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn hls_sessions_are_opened_by_the_first_playlist_request_and_listed_got_and_kicked() {
+    let engine = Engine::start("paths:\n  cam:\n  one:\n    maxReaders: 1\n");
+    let publisher = ff::publish(&engine.rtmp_url("cam"), 30);
+    let one = ff::publish(&engine.rtmp_url("one"), 30);
+    assert!(eventually(Duration::from_secs(15), || {
+        engine.path_item("cam")["ready"] == true && engine.path_item("one")["ready"] == true
+    }));
+    let agent = [("User-Agent", "session-test/1")];
+
+    // The first request opens a session and sends the viewer to it (MediaMTX's `session`
+    // query parameter); nothing may cache that answer.
+    let first = http::request(
+        engine.http_port,
+        "GET",
+        "/cam/index.m3u8?token=t1",
+        None,
+        &agent,
+    );
+    assert_eq!(first.status, 302, "{}", first.text());
+    assert_eq!(first.header("Cache-Control"), Some("no-store"));
+    let location = first.header("Location").unwrap().to_owned();
+    let secret = location
+        .strip_prefix("/cam/index.m3u8?token=t1&session=")
+        .unwrap_or_else(|| panic!("{location}"))
+        .to_owned();
+    assert_eq!(secret.len(), 36, "{location}");
+
+    // The playlist carries the session onto every media URI; its bodies count for the session.
+    let playlist = get(engine.http_port, &location, &agent);
+    assert_eq!(playlist.status, 200, "{}", playlist.text());
+    let uris = media_uris(&playlist.text());
+    assert!(!uris.is_empty(), "{}", playlist.text());
+    for uri in &uris {
+        assert!(
+            uri.ends_with(&format!("?token=t1&session={secret}")),
+            "{uri}"
+        );
+    }
+    // `/cam/index.m3u8` is MediaMTX's name for our `/cam.m3u8`: its media sit one level up.
+    let media_path = format!("/{}", uris[0].strip_prefix("../").unwrap_or(&uris[0]));
+    let media = get(engine.http_port, &media_path, &agent);
+    assert_eq!(media.status, 200, "{media_path}");
+    let sent = (playlist.body.len() + media.body.len()) as u64;
+
+    // MediaMTX's TestAPIProtocolListGet "hls sessions": these keys, no others; the secret and
+    // the token are shown nowhere.
+    assert!(eventually(Duration::from_secs(5), || {
+        engine.api("GET", "/v3/hlssessions/list", None).json()["items"][0]["outboundBytes"] == sent
+    }));
+    let list = engine.api("GET", "/v3/hlssessions/list", None);
+    assert!(
+        !list.text().contains(&secret) && !list.text().contains("t1"),
+        "{}",
+        list.text()
+    );
+    let list = list.json();
+    assert_eq!(list["itemCount"], 1, "{list}");
+    let item = &list["items"][0];
+    assert_eq!(
+        keys(item),
+        set(&[
+            "id",
+            "created",
+            "remoteAddr",
+            "path",
+            "query",
+            "user",
+            "userAgent",
+            "isCDN",
+            "outboundBytes",
+        ])
+    );
+    assert_eq!(item["path"], "cam");
+    assert_eq!(item["query"], "token=<redacted>");
+    assert_eq!(item["userAgent"], "session-test/1");
+    assert_eq!(item["isCDN"], false);
+    assert!(
+        item["remoteAddr"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:"),
+        "{item}"
+    );
+    let id = item["id"].as_str().unwrap().to_owned();
+    assert_ne!(id, secret);
+    let got = engine.api("GET", &format!("/v3/hlssessions/get/{id}"), None);
+    assert_eq!((got.status, &got.json()), (200, item));
+    // The session reads its path, as MediaMTX lists it.
+    let readers = engine.path_item("cam")["readers"].clone();
+    assert_eq!(readers, json!([{"type": "hlsSession", "id": id}]));
+    let metrics = get(engine.metrics_port, "/metrics", &[]).text();
+    assert!(
+        metrics.contains(&format!("hls_sessions{{id=\"{id}\",path=\"cam\",")),
+        "{metrics}"
+    );
+
+    // Errors in MediaMTX's words.
+    assert_error_body(
+        &engine.api(
+            "GET",
+            "/v3/hlssessions/get/123e4567-e89b-42d3-a456-426614174000",
+            None,
+        ),
+        404,
+        "session not found",
+    );
+    assert_error_body(
+        &engine.api("GET", "/v3/hlssessions/get/abc", None),
+        400,
+        "invalid UUID length: 3",
+    );
+    assert_error_body(
+        &engine.api("GET", "/v3/hlssessions/list?itemsPerPage=0", None),
+        400,
+        "invalid items per page",
+    );
+    let wrong = engine.api("GET", &format!("/v3/hlssessions/kick/{id}"), None);
+    assert_eq!(
+        (wrong.status, wrong.text()),
+        (404, "404 page not found".to_owned())
+    );
+
+    // `maxReaders` counts HLS viewers: the one reader of `one` is an HLS session, so another
+    // session and an HTTP-FLV viewer are refused.
+    let reader = get(engine.http_port, "/one/index.m3u8", &agent);
+    assert_eq!(reader.status, 200, "{}", reader.text());
+    let second = http::request(engine.http_port, "GET", "/one/index.m3u8", None, &agent);
+    assert_eq!(second.status, 503, "{}", second.text());
+    let flv = http::request(engine.http_port, "GET", "/one.flv", None, &agent);
+    assert_eq!(flv.status, 503);
+
+    // Kicked: its playlist and media are refused, and it is gone from the lists.
+    let kicked = engine.api("POST", &format!("/v3/hlssessions/kick/{id}"), None);
+    assert_eq!(
+        (kicked.status, kicked.json()),
+        (200, json!({"status": "ok"}))
+    );
+    assert_eq!(
+        http::request(engine.http_port, "GET", &location, None, &agent).status,
+        401
+    );
+    assert_eq!(
+        http::request(engine.http_port, "GET", &media_path, None, &agent).status,
+        401
+    );
+    assert_error_body(
+        &engine.api("POST", &format!("/v3/hlssessions/kick/{id}"), None),
+        404,
+        "session not found",
+    );
+    let sessions = engine.api("GET", "/v3/hlssessions/list", None).json();
+    assert_eq!(sessions["itemCount"], 1, "{sessions}");
+    assert_eq!(sessions["items"][0]["path"], "one");
+    assert_eq!(engine.path_item("cam")["readers"], json!([]));
+
+    // A player that follows the redirect, as any does, plays through a new session.
+    let probe = ff::probe_live_hls(&engine.http_url("cam/index.m3u8"));
+    assert_eq!(probe.video_codec, "h264");
+    let sessions = engine
+        .api("GET", "/v3/hlssessions/list?itemsPerPage=1&page=1", None)
+        .json();
+    let count = sessions["itemCount"].as_u64().unwrap();
+    assert!(count >= 2, "{sessions}");
+    assert_eq!(sessions["pageCount"], count);
+    assert_eq!(sessions["items"].as_array().unwrap().len(), 1);
+
+    wait_with_timeout(publisher, Duration::from_secs(40), "publisher");
+    wait_with_timeout(one, Duration::from_secs(40), "publisher");
+}
+
 #[test]
 fn pagination_and_config_write_errors_in_mediamtx_words() {
     let engine = Engine::start("");
@@ -424,7 +609,6 @@ fn pagination_and_config_write_errors_in_mediamtx_words() {
         "/v3/rtspsessions/list",
         "/v3/webrtcsessions/list",
         "/v3/srtconns/list",
-        "/v3/hlssessions/list",
         "/v3/paths/forward/list?path=x",
     ] {
         let r = engine.api("GET", path, None);

@@ -24,6 +24,8 @@ pub enum ApiError {
     ConnNotFound,
     #[error("muxer not found")]
     MuxerNotFound,
+    #[error("session not found")]
+    SessionNotFound,
     /// A path without segments, or a segment that is not there.
     #[error("recording not found")]
     RecordingNotFound,
@@ -54,6 +56,7 @@ impl ApiError {
             | ApiError::PathConfNotFound
             | ApiError::ConnNotFound
             | ApiError::MuxerNotFound
+            | ApiError::SessionNotFound
             | ApiError::RecordingNotFound
             | ApiError::NoRoute => 404,
             ApiError::NotInCluster => 404,

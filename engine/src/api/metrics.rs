@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::views::{all_hls_muxers, paths, rtmp_conns};
+use super::views::{all_hls_muxers, all_hls_sessions, paths, rtmp_conns};
 use crate::config::Config;
 use crate::runtime::control::{Histogram, ROUND_TRIP_BUCKETS};
 use crate::runtime::{CoreView, Limit, LimitHits};
@@ -192,6 +192,26 @@ pub fn render(
             out,
             "rtmp_conns_outbound_frames_discarded{tags} {}",
             c.frames_discarded
+        );
+    }
+    let sessions = all_hls_sessions(views);
+    if sessions.is_empty() {
+        let _ = writeln!(out, "hls_sessions 0");
+        let _ = writeln!(out, "hls_sessions_outbound_bytes 0");
+    }
+    for s in &sessions {
+        let remote = s.opening.remote.map(|a| a.to_string()).unwrap_or_default();
+        let tags = format!(
+            "{{id=\"{}\",path=\"{}\",remoteAddr=\"{}\"}}",
+            s.id,
+            label(&s.path),
+            label(&remote)
+        );
+        let _ = writeln!(out, "hls_sessions{tags} 1");
+        let _ = writeln!(
+            out,
+            "hls_sessions_outbound_bytes{tags} {}",
+            s.outbound_bytes
         );
     }
     let muxers = all_hls_muxers(views);

@@ -636,7 +636,6 @@ impl Api {
                 info!(path = %name, file = %segment.file.display(), "recording segment deleted through the API");
                 Ok(json!({"status": "ok"}))
             }
-            // HLS is being added separately; until then there is never a muxer.
             Route::HlsMuxersList => {
                 let page = page()?;
                 let views = self.gather().await;
@@ -653,6 +652,40 @@ impl Api {
                     .find(|m| m.path == name)
                     .map(views::hls_muxer_json)
                     .ok_or(ApiError::MuxerNotFound)
+            }
+            Route::HlsSessionsList => {
+                let page = page()?;
+                let views = self.gather().await;
+                let secrets = snapshot.auth.secret_query_params();
+                let items = views::all_hls_sessions(&views)
+                    .into_iter()
+                    .map(|s| views::hls_session_json(s, &secrets))
+                    .collect();
+                Ok(page.list(items))
+            }
+            Route::HlsSessionGet(id) => {
+                let id = parse_uuid(&id)?;
+                let views = self.gather().await;
+                let secrets = snapshot.auth.secret_query_params();
+                views::all_hls_sessions(&views)
+                    .into_iter()
+                    .find(|s| s.id == id)
+                    .map(|s| views::hls_session_json(s, &secrets))
+                    .ok_or(ApiError::SessionNotFound)
+            }
+            Route::HlsSessionKick(id) => {
+                let id = parse_uuid(&id)?;
+                let kicked = self
+                    .link
+                    .scatter(|reply| CoreMessage::KickHlsSession { id, reply })
+                    .await
+                    .into_iter()
+                    .any(|r| matches!(r, Some(Reply::Kicked(true))));
+                if kicked {
+                    Ok(json!({"status": "ok"}))
+                } else {
+                    Err(ApiError::SessionNotFound)
+                }
             }
         }
     }

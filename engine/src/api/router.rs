@@ -26,6 +26,9 @@ pub enum Route {
     RtmpConnKick(String),
     HlsMuxersList,
     HlsMuxerGet(String),
+    HlsSessionsList,
+    HlsSessionGet(String),
+    HlsSessionKick(String),
     RecordingsList,
     RecordingGet(String),
     RecordingDeleteSegment,
@@ -52,7 +55,7 @@ impl Route {
 /// Fixed endpoints: path, method, route.
 /// MediaMTX registers the routes of a server only while that server runs: there is no RTMPS,
 /// RTSP, WebRTC, SRT or MoQ server here, so their routes are 404 as in a MediaMTX that runs none.
-const FIXED: [(&str, Method, Route); 14] = [
+const FIXED: [(&str, Method, Route); 15] = [
     ("/v3/info", Method::Get, Route::Info),
     ("/v3/config/global/get", Method::Get, Route::GlobalGet),
     ("/v3/config/global/patch", Method::Patch, Route::GlobalPatch),
@@ -70,6 +73,7 @@ const FIXED: [(&str, Method, Route); 14] = [
     ("/v3/paths/list", Method::Get, Route::PathsList),
     ("/v3/rtmpconns/list", Method::Get, Route::RtmpConnsList),
     ("/v3/hlsmuxers/list", Method::Get, Route::HlsMuxersList),
+    ("/v3/hlssessions/list", Method::Get, Route::HlsSessionsList),
     ("/v3/recordings/list", Method::Get, Route::RecordingsList),
     (
         "/v3/recordings/deletesegment",
@@ -110,9 +114,11 @@ const NAMED: [Named; 8] = [
 ];
 
 /// Endpoints that take one id segment (MediaMTX's `:id`): one called without it has no route.
-const BY_ID: [Named; 2] = [
+const BY_ID: [Named; 4] = [
     ("/v3/rtmpconns/get/", Method::Get, Route::RtmpConnGet),
     ("/v3/rtmpconns/kick/", Method::Post, Route::RtmpConnKick),
+    ("/v3/hlssessions/get/", Method::Get, Route::HlsSessionGet),
+    ("/v3/hlssessions/kick/", Method::Post, Route::HlsSessionKick),
 ];
 
 /// The endpoint for `method` and the percent-decoded `path`. As MediaMTX's router, a known

@@ -10,7 +10,8 @@ use crate::config::Config;
 use crate::record::RecordStats;
 use crate::relay::{ForwardView, SourceView};
 use crate::runtime::{
-    ConnProtocol, ConnState, ConnView, CoreView, HlsMuxerView, TrackProps, TrackView,
+    ConnProtocol, ConnState, ConnView, CoreView, HlsMuxerView, HlsSessionView, TrackProps,
+    TrackView,
 };
 
 /// An RTMP connection (`/v3/rtmpconns/...`); the query's secret parameters (`secrets`, and
@@ -46,6 +47,30 @@ pub fn hls_muxer_json(m: &HlsMuxerView) -> Value {
     })
 }
 
+/// An HLS viewer's session (`/v3/hlssessions/...`); as for connections, the query's secret
+/// parameters are redacted. There is no CDN session here (`isCDN` is always false): Corestream
+/// has no `hlsCDNSecret`.
+pub fn hls_session_json(s: &HlsSessionView, secrets: &[String]) -> Value {
+    json!({
+        "id": s.id.to_string(),
+        "created": rfc3339(s.created_ms),
+        "remoteAddr": s.opening.remote.map(|a| a.to_string()).unwrap_or_default(),
+        "path": s.path,
+        "query": super::redact::query(&s.opening.query, secrets),
+        "user": s.opening.user,
+        "userAgent": s.opening.user_agent,
+        "isCDN": false,
+        "outboundBytes": s.outbound_bytes,
+    })
+}
+
+/// Every HLS session of every core, oldest first (then by id, for a stable order).
+pub fn all_hls_sessions(views: &[CoreView]) -> Vec<&HlsSessionView> {
+    let mut sessions: Vec<&HlsSessionView> = views.iter().flat_map(|v| &v.hls_sessions).collect();
+    sessions.sort_by_key(|s| (s.created_ms, s.id));
+    sessions
+}
+
 /// Every HLS muxer of every core, by path.
 pub fn all_hls_muxers(views: &[CoreView]) -> Vec<&HlsMuxerView> {
     let mut muxers: Vec<&HlsMuxerView> = views.iter().flat_map(|v| &v.hls_muxers).collect();
@@ -76,6 +101,8 @@ pub struct PathView<'a> {
     pub configured_source: Option<&'static str>,
     pub publisher: Option<&'a ConnView>,
     pub readers: Vec<&'a ConnView>,
+    /// Its HLS viewers.
+    pub hls_sessions: Vec<&'a HlsSessionView>,
     /// The path's pulled source, if it has one running.
     pub pull: Option<&'a SourceView>,
     /// The pushes of its live stream.
@@ -88,7 +115,8 @@ impl PathView<'_> {
     }
 
     pub fn outbound_bytes(&self) -> u64 {
-        self.readers.iter().map(|r| r.bytes_out).sum()
+        let hls: u64 = self.hls_sessions.iter().map(|s| s.outbound_bytes).sum();
+        self.readers.iter().map(|r| r.bytes_out).sum::<u64>() + hls
     }
 
     /// The tracks of its stream, empty until the publisher sent a sequence header.
@@ -130,6 +158,11 @@ impl PathView<'_> {
         let readers: Vec<Value> = self
             .listed_readers()
             .map(|r| json!({"type": "rtmpConn", "id": r.id.to_string()}))
+            .chain(
+                self.hls_sessions
+                    .iter()
+                    .map(|s| json!({"type": "hlsSession", "id": s.id.to_string()})),
+            )
             .collect();
         let forwards: Vec<Value> = self.forwards.iter().map(|f| forward_json(f)).collect();
         let pull = self.pull;
@@ -279,6 +312,9 @@ pub fn paths<'a>(views: &'a [CoreView], config: &'a Config) -> Vec<PathView<'a>>
             ConnState::Idle => {}
         }
     }
+    for s in all_hls_sessions(views) {
+        entry(&mut by_name, &s.path).hls_sessions.push(s);
+    }
     for f in views.iter().flat_map(|v| &v.forwards) {
         if let Some(p) = by_name.get_mut(f.path.as_str()) {
             p.forwards.push(f);
@@ -371,6 +407,7 @@ pub(super) mod tests {
                     conn(2, ConnState::Read, "live/a", (10, 300)),
                 ],
                 hls_muxers: Vec::new(),
+                hls_sessions: Vec::new(),
                 sources: Vec::new(),
                 forwards: Vec::new(),
                 recordings: Vec::new(),
@@ -386,6 +423,7 @@ pub(super) mod tests {
                     conn(5, ConnState::Read, "live/b", (1, 1)),
                 ],
                 hls_muxers: Vec::new(),
+                hls_sessions: Vec::new(),
                 sources: Vec::new(),
                 forwards: Vec::new(),
                 recordings: Vec::new(),

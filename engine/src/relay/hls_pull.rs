@@ -26,6 +26,16 @@ use crate::server::net::NetReader;
 const MAX_BODY_BYTES: usize = 64 << 20;
 /// How many multivariant hops are followed.
 const MAX_VARIANT_HOPS: usize = 3;
+/// How many redirects one request follows (an origin redirects a new viewer to its session:
+/// MediaMTX once or twice, Corestream once).
+const MAX_REDIRECTS: usize = 5;
+
+/// What one request brought back.
+enum Answer {
+    Body(Bytes),
+    /// A redirect to this `Location`.
+    Redirect(String),
+}
 
 /// The HTTP side of an HLS pull: one connection, requests one after the other.
 struct Client<'a> {
@@ -37,8 +47,28 @@ struct Client<'a> {
 }
 
 impl Client<'_> {
-    /// GETs `target` and returns its whole body (a non-200 answer is an error).
-    async fn get(&mut self, feed: &Feed<'_>, target: &str) -> Result<Bytes, RelayError> {
+    /// GETs `target`, following the origin's redirects on the same server: the whole body, and
+    /// the target that answered it (where a playlist is reloaded from: a redirect may have added
+    /// the origin's session to the query).
+    async fn get(&mut self, feed: &Feed<'_>, target: &str) -> Result<(Bytes, String), RelayError> {
+        let mut target = target.to_owned();
+        for _ in 0..=MAX_REDIRECTS {
+            match self.get_once(feed, &target).await? {
+                Answer::Body(body) => return Ok((body, target)),
+                Answer::Redirect(location) => {
+                    target = m3u8::resolve(&target, &location, &self.authority)
+                        .ok_or_else(|| other_server(&location))?;
+                    debug!(stream = %feed.key, "hls source: redirected");
+                }
+            }
+        }
+        Err(RelayError::HlsBody(format!(
+            "more than {MAX_REDIRECTS} redirects"
+        )))
+    }
+
+    /// One GET of `target` (a non-200 answer other than a redirect is an error).
+    async fn get_once(&mut self, feed: &Feed<'_>, target: &str) -> Result<Answer, RelayError> {
         let mut out = BytesMut::new();
         let headers = [("User-Agent", "corestream"), ("Accept", "*/*")];
         encode_request_head(&mut out, "GET", target, &self.authority, &headers)?;
@@ -91,7 +121,9 @@ impl Client<'_> {
                 )))
             }
         };
-        if head.status != 200 {
+        let location = head.header("Location").map(str::to_owned);
+        let redirect = matches!(head.status, 301 | 302 | 303 | 307 | 308);
+        if head.status != 200 && !(redirect && location.is_some()) {
             return Err(RelayError::HttpStatus {
                 status: head.status,
                 reason: head.reason,
@@ -102,7 +134,10 @@ impl Client<'_> {
                 "{target}: the origin closes the connection after each answer; an hls pull needs keep-alive"
             )));
         }
-        Ok(body)
+        Ok(match location {
+            Some(location) if redirect => Answer::Redirect(location),
+            _ => Answer::Body(body),
+        })
     }
 
     async fn read(&mut self, feed: &Feed<'_>) -> Result<(), RelayError> {
@@ -144,7 +179,8 @@ impl Feed<'_> {
         let mut target = u.target.clone();
         let mut hops = 0;
         let mut playlist = loop {
-            let body = client.get(self, &target).await?;
+            let (body, answered) = client.get(self, &target).await?;
+            target = answered;
             match parse_playlist(&body)? {
                 Playlist::Multivariant { variants } if hops < MAX_VARIANT_HOPS => {
                     hops += 1;
@@ -187,7 +223,7 @@ impl Feed<'_> {
                 }
                 let seg_target = m3u8::resolve(&target, &segment.uri, &client.authority)
                     .ok_or_else(|| other_server(&segment.uri))?;
-                let body = client.get(self, &seg_target).await?;
+                let (body, _) = client.get(self, &seg_target).await?;
                 demux.feed(&body)?;
                 demux.end_of_input()?;
                 while let Some(frame) = demux.poll_frame() {
@@ -218,7 +254,8 @@ impl Feed<'_> {
                     return Err(RelayError::Stopped);
                 }
             }
-            let body = client.get(self, &target).await?;
+            let (body, answered) = client.get(self, &target).await?;
+            target = answered;
             playlist = match parse_playlist(&body)? {
                 Playlist::Media(m) => m,
                 Playlist::Multivariant { .. } => {

@@ -265,6 +265,8 @@ pub struct CoreView {
     pub conns: Vec<ConnView>,
     /// The HLS muxers of the keys whose home is this core.
     pub hls_muxers: Vec<HlsMuxerView>,
+    /// The HLS sessions of the keys whose home is this core.
+    pub hls_sessions: Vec<super::HlsSessionView>,
     /// The pulled sources of the keys whose home is this core.
     pub sources: Vec<super::SourceView>,
     /// The pushes of the streams this core owns.

@@ -61,6 +61,8 @@ pub struct Core {
     sessions: Sessions,
     /// HLS muxers of the stream keys whose home is this core.
     hls: RefCell<HashMap<StreamKey, Rc<RefCell<HlsMuxer>>>>,
+    /// The HLS viewers of those keys.
+    hls_sessions: RefCell<super::hls_session::HlsSessions>,
     stats: RefCell<CoreStats>,
     next_id: Cell<u64>,
     /// Home-core count of every key's readers, for `maxReaders` (see `core/gather.rs`) and for
@@ -107,6 +109,7 @@ impl Core {
             rpc: Rpc::default(),
             sessions: Sessions::default(),
             hls: RefCell::default(),
+            hls_sessions: RefCell::default(),
             stats: RefCell::new(CoreStats {
                 core: id.0,
                 ..CoreStats::default()

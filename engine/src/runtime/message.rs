@@ -3,6 +3,7 @@
 use crate::media::Frame;
 use crate::registry::{ClaimOutcome, Publisher, StreamKey};
 
+use super::hls_session::{HlsSessionCheck, HlsSessionOpening, HlsSessionRef};
 use super::{ConnUuid, CoreId, CoreView, SessionId, StreamId};
 
 /// Where the answer to a request goes: the asking core and its request number.
@@ -82,6 +83,19 @@ pub enum CoreMessage {
         query: HlsQuery,
         reply: ReplyTo,
     },
+    /// A viewer's first playlist request: open an HLS session of the key, admitted while fewer
+    /// than `max_readers` (0: any number) read it. Answered with [`Reply::HlsSessionOpened`].
+    HlsSessionOpen {
+        key: StreamKey,
+        opening: Box<HlsSessionOpening>,
+        max_readers: u32,
+        reply: ReplyTo,
+    },
+    /// `bytes` of bodies were sent to the session with this secret.
+    HlsSessionSent {
+        secret: ConnUuid,
+        bytes: u64,
+    },
 
     // Control.
     Reply {
@@ -104,6 +118,12 @@ pub enum CoreMessage {
     },
     /// Close the connection with this id if it is on this core; answered with [`Reply::Kicked`].
     KickConn {
+        id: ConnUuid,
+        reply: ReplyTo,
+    },
+    /// Close the HLS session with this id if its home is this core; answered with
+    /// [`Reply::Kicked`].
+    KickHlsSession {
         id: ConnUuid,
         reply: ReplyTo,
     },
@@ -140,6 +160,18 @@ pub enum Reply {
     /// Whether the reader was admitted.
     ReaderClaim(bool),
     Streams(Vec<StreamKey>),
+    HlsSessionOpened(HlsSessionOpened),
+}
+
+/// The outcome of opening an HLS session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HlsSessionOpened {
+    /// Opened; the viewer names it by this secret from now on.
+    Opened { secret: ConnUuid },
+    /// The key is not live and no source of it is starting.
+    NoStream,
+    /// The path has `maxReaders` readers.
+    Full,
 }
 
 /// What an HLS request asks the home core for.
@@ -147,11 +179,15 @@ pub enum Reply {
 pub enum HlsQuery {
     /// The playlist; with `block`, a blocking reload (`_HLS_msn`, `_HLS_part`): answered once
     /// the playlist holds that segment (and part).
-    Playlist { block: Option<(u64, Option<u64>)> },
+    Playlist {
+        block: Option<(u64, Option<u64>)>,
+        session: Option<HlsSessionRef>,
+    },
     /// A segment, part or init segment of muxer `instance` (a part may be waited for).
     Media {
         instance: u32,
         name: crate::registry::HlsName,
+        session: Option<HlsSessionRef>,
     },
 }
 
@@ -165,6 +201,8 @@ pub struct HlsAnswer {
     pub body: Option<bytes::Bytes>,
     /// A blocking reload asked for a segment too far ahead: the client gets 400.
     pub too_far: bool,
+    /// How the session the request named stands.
+    pub session: HlsSessionCheck,
 }
 
 /// Plain per-core counters: no atomics, gathered on demand over the mesh.

@@ -4,6 +4,7 @@
 mod conn;
 pub mod control;
 mod core;
+pub mod hls_session;
 mod ids;
 mod limits;
 mod links;
@@ -26,12 +27,13 @@ pub use conn::{
     TrackView,
 };
 pub use control::ControlLink;
+pub use hls_session::{HlsSessionCheck, HlsSessionOpening, HlsSessionRef, HlsSessionView};
 pub(crate) use ids::scoped_id;
 pub use ids::{CoreId, SessionId, StreamId};
 pub use limits::{Limit, LimitHits};
 pub use links::{ForwardView, LinkState, SourceView, StreamLinks};
 pub use mesh::{build as build_mesh, Mesh, MeshEnds};
-pub use message::{CoreMessage, CoreStats, HlsAnswer, HlsQuery, Reply, ReplyTo};
+pub use message::{CoreMessage, CoreStats, HlsAnswer, HlsQuery, HlsSessionOpened, Reply, ReplyTo};
 pub use placement::{allowed_cpus, Placement, PlacementError};
 pub use signal::LocalSignal;
 pub use start::StartError;

@@ -22,7 +22,11 @@ use crate::protocol::http::{
     ResponseHead, Version, LAST_CHUNK,
 };
 use crate::registry::{parse_media_name, HlsName, StreamKey, DEFAULT_VHOST};
-use crate::runtime::{ConnProtocol, Core, HlsQuery, Limit, Notice, PlayHandle, ReaderSlot, Via};
+use crate::runtime::hls_session::{self, HlsSessionCheck, HlsSessionOpening, HlsSessionRef};
+use crate::runtime::{
+    ConnProtocol, Core, HlsAnswer, HlsQuery, HlsSessionOpened, Limit, Notice, PlayHandle,
+    ReaderSlot, Via,
+};
 
 /// Most bytes of requests taken in one read.
 const READ_BUFFER: usize = 16 * 1024;
@@ -488,20 +492,28 @@ async fn handle(conn: &Conn, req: &Request, reader: &NetReader) -> Next {
         Route::Flv { .. } => serve_flv(conn, req, key, head_only, reader).await,
         Route::Playlist { nested, .. } => serve_playlist(conn, req, &key, nested).await,
         Route::Media { instance, name, .. } => {
-            match conn
-                .core
-                .hls_get(&key, HlsQuery::Media { instance, name })
-                .await
-                .and_then(|a| a.body)
-            {
-                Some(body) => {
+            let session = asked_session(conn, req);
+            let query = HlsQuery::Media {
+                instance,
+                name,
+                session,
+            };
+            let answer = conn.core.hls_get(&key, query).await;
+            match answer {
+                Some(a) if a.session == HlsSessionCheck::Kicked => unauthorized(conn, req),
+                Some(HlsAnswer {
+                    body: Some(body),
+                    session: check,
+                    ..
+                }) => {
+                    count_session_bytes(conn, &key, session, check, &body);
                     let head = with_cors(conn, ResponseHead::new(200), origin)
                         .with_header("Content-Type", name.content_type())
                         // A media name is never reused (it carries its muxer's instance).
                         .with_header("Cache-Control", "public, max-age=86400, immutable");
                     reply(conn, head, req, Some(body))
                 }
-                None => not_found(conn, req),
+                _ => not_found(conn, req),
             }
         }
     }
@@ -731,6 +743,9 @@ async fn serve_playlist(conn: &Conn, req: &Request, key: &StreamKey, nested: boo
     let Ok(block) = blocking_reload(&req.query) else {
         return bad_request(conn, req);
     };
+    let Some(session) = asked_session(conn, req) else {
+        return open_session(conn, req, key).await;
+    };
     // The first request starts the muxer; wait until the playlist holds enough media to start
     // at a safe distance from the live edge, rather than hand out one a player stalls on.
     // An on-demand source gets its start timeout on top.
@@ -739,7 +754,17 @@ async fn serve_playlist(conn: &Conn, req: &Request, key: &StreamKey, nested: boo
         + (config.hls_segment_duration.duration() * 6).max(Duration::from_secs(10))
         + start;
     let playlist = loop {
-        match conn.core.hls_get(key, HlsQuery::Playlist { block }).await {
+        let query = HlsQuery::Playlist {
+            block,
+            session: Some(session),
+        };
+        match conn.core.hls_get(key, query).await {
+            Some(answer) if answer.session == HlsSessionCheck::Kicked => {
+                return unauthorized(conn, req)
+            }
+            Some(answer) if answer.session == HlsSessionCheck::Unknown => {
+                return open_session(conn, req, key).await
+            }
             Some(answer) if answer.too_far => return bad_request(conn, req),
             Some(answer) if answer.body.is_some() => break answer.body,
             Some(answer) if (answer.live || answer.starting) && Instant::now() < deadline => {
@@ -752,6 +777,7 @@ async fn serve_playlist(conn: &Conn, req: &Request, key: &StreamKey, nested: boo
         return not_found(conn, req);
     };
     let body = segment_uris(&playlist, &segment_prefix(key, nested), &req.query);
+    count_session_bytes(conn, key, Some(session), HlsSessionCheck::Valid, &body);
     let head = with_cors(conn, ResponseHead::new(200), req.header("Origin"))
         .with_header("Content-Type", "application/vnd.apple.mpegurl")
         // A live playlist changes every segment: a CDN may hold it for a second at most; the
@@ -765,6 +791,108 @@ async fn serve_playlist(conn: &Conn, req: &Request, key: &StreamKey, nested: boo
             },
         );
     reply(conn, head, req, Some(body))
+}
+
+/// The session a request names (its `session` parameter or `hlsSession` cookie), from the
+/// address it comes from.
+fn asked_session(conn: &Conn, req: &Request) -> Option<HlsSessionRef> {
+    let secret = hls_session::requested_secret(&req.query, req.header("Cookie"))?;
+    let ip = conn
+        .peer
+        .map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |p| p.ip());
+    Some(HlsSessionRef { secret, ip })
+}
+
+/// Tells the session's home core what its viewer was sent, when the request named a session
+/// that the home core knows.
+fn count_session_bytes(
+    conn: &Conn,
+    key: &StreamKey,
+    session: Option<HlsSessionRef>,
+    check: HlsSessionCheck,
+    body: &[u8],
+) {
+    if let (Some(s), HlsSessionCheck::Valid) = (session, check) {
+        conn.core.hls_session_sent(key, s.secret, body.len() as u64);
+    }
+}
+
+/// A viewer's first playlist request (or one naming a session that is gone): opens an HLS
+/// session and redirects the viewer to the same playlist with the session's secret in the query,
+/// where every later request, and every media URI the playlist lists, carries it. MediaMTX sets a
+/// cookie instead over HTTPS only; viewers here are served over plain HTTP.
+async fn open_session(conn: &Conn, req: &Request, key: &StreamKey) -> Next {
+    let snapshot = conn.core.snapshot();
+    let max_readers = snapshot
+        .config
+        .path_conf(&key.path())
+        .map_or(0, |p| p.max_readers);
+    let query = hls_session::query_without_session(&req.query);
+    let user = basic_credentials(req.header("Authorization"))
+        .map(|(user, _)| user)
+        .or_else(|| {
+            crate::protocol::http::parse_query(&query)
+                .into_iter()
+                .find_map(|(k, v)| (k == "user").then_some(v))
+        })
+        .unwrap_or_default();
+    let opening = HlsSessionOpening {
+        remote: conn.peer,
+        query: query.clone(),
+        user,
+        user_agent: req.header("User-Agent").unwrap_or_default().to_owned(),
+    };
+    let opened = conn
+        .core
+        .hls_session_open_at_home(key, opening, max_readers)
+        .await;
+    match opened {
+        Some(HlsSessionOpened::Opened { secret }) => {
+            let mut location = req.path.clone();
+            location.push('?');
+            if !query.is_empty() {
+                location.push_str(&query);
+                location.push('&');
+            }
+            location.push_str(hls_session::SESSION_QUERY_PARAM);
+            location.push('=');
+            location.push_str(&secret.to_string());
+            let head = with_cors(conn, ResponseHead::new(302), req.header("Origin"))
+                .with_header("Location", &location)
+                // The redirect names one viewer's session: no cache may keep it.
+                .with_header("Cache-Control", "no-store");
+            reply(conn, head, req, None)
+        }
+        Some(HlsSessionOpened::Full) => {
+            info!(stream = %key, peer = ?conn.peer, max_readers, "hls refused: the path has maxReaders readers");
+            let head = with_cors(conn, ResponseHead::new(503), req.header("Origin"));
+            reply(
+                conn,
+                head,
+                req,
+                Some(Bytes::from_static(
+                    b"503 the path has its maximum number of readers\n",
+                )),
+            )
+        }
+        Some(HlsSessionOpened::NoStream) => not_found(conn, req),
+        None => {
+            let head = with_cors(conn, ResponseHead::new(503), req.header("Origin"));
+            reply(conn, head, req, None)
+        }
+    }
+}
+
+/// A request naming a kicked session.
+fn unauthorized(conn: &Conn, req: &Request) -> Next {
+    let head = with_cors(conn, ResponseHead::new(401), req.header("Origin"))
+        .with_header("Content-Type", "text/plain");
+    reply(
+        conn,
+        head,
+        req,
+        Some(Bytes::from_static(b"401 authentication error\n")),
+    )
 }
 
 fn bad_request(conn: &Conn, req: &Request) -> Next {

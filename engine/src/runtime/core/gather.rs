@@ -62,9 +62,10 @@ impl Core {
     }
 
     pub(super) fn admit_reader(&self, key: StreamKey, session: SessionId, max: u32) -> bool {
+        let hls_viewers = self.hls_sessions.borrow().count(&key);
         let mut readers = self.readers.borrow_mut();
         let set = readers.entry(key).or_default();
-        if max == 0 || set.len() < max as usize {
+        if max == 0 || set.len() + hls_viewers < max as usize {
             set.insert(session);
             true
         } else {
@@ -128,6 +129,7 @@ impl Core {
             stats: self.stats(),
             conns,
             hls_muxers,
+            hls_sessions: self.hls_sessions.borrow().views(),
             sources,
             forwards,
             recordings: self.record_views(),

@@ -13,7 +13,10 @@ use super::Core;
 use crate::registry::{
     home_core, HlsMuxer, HlsReply, HlsResponder, HlsSettings, LocalStream, StreamKey,
 };
-use crate::runtime::{CoreMessage, HlsAnswer, HlsQuery, Reply, ReplyTo, StreamId};
+use crate::runtime::hls_session::{HlsSessionCheck, HlsSessionOpening};
+use crate::runtime::{
+    ConnUuid, CoreMessage, HlsAnswer, HlsQuery, HlsSessionOpened, Reply, ReplyTo, StreamId,
+};
 
 impl Core {
     /// Asks the key's home core for a playlist or segment.
@@ -30,6 +33,79 @@ impl Core {
             Some(Reply::Hls(answer)) => Some(answer),
             _ => None,
         }
+    }
+
+    /// Asks the key's home core to open an HLS session for a viewer.
+    pub async fn hls_session_open_at_home(
+        &self,
+        key: &StreamKey,
+        opening: HlsSessionOpening,
+        max_readers: u32,
+    ) -> Option<HlsSessionOpened> {
+        let home = home_core(key, self.data_cores);
+        match self
+            .request(home, |reply| CoreMessage::HlsSessionOpen {
+                key: key.clone(),
+                opening: Box::new(opening),
+                max_readers,
+                reply,
+            })
+            .await
+        {
+            Some(Reply::HlsSessionOpened(opened)) => Some(opened),
+            _ => None,
+        }
+    }
+
+    /// Tells the key's home core that `bytes` of bodies went to the session with `secret`.
+    pub fn hls_session_sent(&self, key: &StreamKey, secret: ConnUuid, bytes: u64) {
+        let home = home_core(key, self.data_cores);
+        self.send(home, CoreMessage::HlsSessionSent { secret, bytes });
+    }
+
+    /// Opens a session of `key` (on its home core) if the key is live or a source of it is
+    /// starting, and the path has room for another reader.
+    pub(super) fn hls_session_open(
+        &self,
+        key: &StreamKey,
+        opening: HlsSessionOpening,
+        max_readers: u32,
+    ) -> HlsSessionOpened {
+        let (live, starting) = self.hls_demand(key);
+        // A muxer outlives its stream for hlsMuxerCloseAfter: what it holds is still served.
+        if !live && !starting && !self.hls.borrow().contains_key(key) {
+            return HlsSessionOpened::NoStream;
+        }
+        let readers = self.reader_count(key) + self.hls_sessions.borrow().count(key);
+        if max_readers != 0 && readers >= max_readers as usize {
+            return HlsSessionOpened::Full;
+        }
+        let remote = opening.remote;
+        let (id, secret) = self
+            .hls_sessions
+            .borrow_mut()
+            .open(key, opening, Instant::now());
+        info!(core = %self.id, stream = %key, session = %id, peer = ?remote, "hls session opened");
+        HlsSessionOpened::Opened { secret }
+    }
+
+    /// Closes the HLS session `id` if its home is this core.
+    pub(super) fn hls_session_kick(&self, id: ConnUuid) -> bool {
+        let kicked = self.hls_sessions.borrow_mut().kick(id, Instant::now());
+        if let Some(s) = &kicked {
+            info!(core = %self.id, stream = %s.key, session = %s.id, "hls session kicked through the API");
+        }
+        kicked.is_some()
+    }
+
+    /// A reader's request for `key`: starts the key's on-demand source as a player does.
+    /// Whether the key is live, and whether a source of it is starting.
+    fn hls_demand(&self, key: &StreamKey) -> (bool, bool) {
+        let live = self.directory.borrow().find(key).is_some();
+        if let (false, Some(me)) = (live, self.me.upgrade()) {
+            self.links.demanded(&me, key, true);
+        }
+        (live, !live && self.links.has_source(key))
     }
 
     /// The key's muxer, created (and attached if the stream is live) on first use.
@@ -51,6 +127,7 @@ impl Core {
                         starting: false,
                         body,
                         too_far: false,
+                        session: HlsSessionCheck::NotAsked,
                     };
                     core.reply(to, Reply::Hls(answer));
                 }
@@ -79,14 +156,32 @@ impl Core {
         query: HlsQuery,
         reply: ReplyTo,
     ) -> Option<HlsAnswer> {
-        let live = self.directory.borrow().find(key).is_some();
-        let is_playlist = matches!(query, HlsQuery::Playlist { .. });
-        // A playlist request is a reader: it starts the key's on-demand source like a player does.
-        if let (true, false, Some(me)) = (is_playlist, live, self.me.upgrade()) {
-            self.links.demanded(&me, key, true);
-        }
-        let starting = !live && self.links.has_source(key);
         let now = Instant::now();
+        let is_playlist = matches!(query, HlsQuery::Playlist { .. });
+        let session = match query {
+            HlsQuery::Playlist { session, .. } | HlsQuery::Media { session, .. } => session,
+        };
+        let session = session.map_or(HlsSessionCheck::NotAsked, |s| {
+            self.hls_sessions.borrow_mut().check(key, &s, now)
+        });
+        // A kicked viewer gets nothing; one whose session is gone gets a new one first.
+        if session == HlsSessionCheck::Kicked
+            || (is_playlist && session == HlsSessionCheck::Unknown)
+        {
+            return Some(HlsAnswer {
+                live: false,
+                starting: false,
+                body: None,
+                too_far: false,
+                session,
+            });
+        }
+        let (live, starting) = if is_playlist {
+            self.hls_demand(key)
+        } else {
+            let live = self.directory.borrow().find(key).is_some();
+            (live, !live && self.links.has_source(key))
+        };
         let muxer = if is_playlist && live {
             Some(self.hls_muxer(key))
         } else {
@@ -97,6 +192,7 @@ impl Core {
             starting,
             body: None,
             too_far: false,
+            session,
         };
         let Some(muxer) = muxer else {
             return Some(answer);
@@ -104,11 +200,12 @@ impl Core {
         let mut m = muxer.borrow_mut();
         m.touch(now);
         let outcome = match query {
-            HlsQuery::Playlist { block: None } => HlsReply::Now(m.playlist().map(Bytes::from)),
+            HlsQuery::Playlist { block: None, .. } => HlsReply::Now(m.playlist().map(Bytes::from)),
             HlsQuery::Playlist {
                 block: Some((msn, part)),
+                ..
             } => m.request_playlist(msn, part, reply, now),
-            HlsQuery::Media { instance, name } if instance == m.instance() => {
+            HlsQuery::Media { instance, name, .. } if instance == m.instance() => {
                 m.request_media(name, reply, now)
             }
             HlsQuery::Media { .. } => HlsReply::Now(None),
@@ -167,6 +264,9 @@ impl Core {
     /// Periodic HLS upkeep: attaches muxers whose stream went live, stops idle ones.
     pub fn hls_tick(&self) {
         let now = Instant::now();
+        for closed in self.hls_sessions.borrow_mut().expire(now) {
+            info!(core = %self.id, stream = %closed.key, session = %closed.id, "hls session closed: no requests for 30s");
+        }
         let close_after = self.snapshot().config.hls_muxer_close_after.duration();
         let always = self.snapshot().config.hls_always_remux;
         let muxers: Vec<_> = self

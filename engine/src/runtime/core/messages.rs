@@ -136,6 +136,18 @@ impl Core {
                     self.reply(reply, Reply::Hls(answer));
                 }
             }
+            CoreMessage::HlsSessionOpen {
+                key,
+                opening,
+                max_readers,
+                reply,
+            } => {
+                let opened = self.hls_session_open(&key, *opening, max_readers);
+                self.reply(reply, Reply::HlsSessionOpened(opened));
+            }
+            CoreMessage::HlsSessionSent { secret, bytes } => {
+                self.hls_sessions.borrow_mut().add_sent(&secret, bytes);
+            }
             CoreMessage::GatherStats { reply } => self.reply(reply, Reply::Stats(self.stats())),
             CoreMessage::ConfigUpdate(snapshot) => {
                 info!(core = %self.id, "configuration updated");
@@ -152,6 +164,10 @@ impl Core {
             }
             CoreMessage::KickConn { id, reply } => {
                 let kicked = self.kick_conn(id);
+                self.reply(reply, Reply::Kicked(kicked));
+            }
+            CoreMessage::KickHlsSession { id, reply } => {
+                let kicked = self.hls_session_kick(id);
                 self.reply(reply, Reply::Kicked(kicked));
             }
             CoreMessage::ClaimReader {
