@@ -20,12 +20,20 @@ use crate::delivery::PlayerQueue;
 use crate::delivery::{Player, SinkFormat};
 use crate::protocol::rtmp::{ClientConfig, ClientEvent, ClientMode, ClientSession};
 use crate::registry::StreamKey;
-use crate::runtime::{ConnState, Core, StreamId, Via};
+use crate::runtime::{unix_ms, ConnState, ConnUuid, Core, StreamId, Via};
 use crate::server::conn::Conn;
 
 /// One push of one stream to one target.
 #[derive(Debug)]
 pub(super) struct Forward {
+    /// Its id for the API, kept for the push's life (all its reconnections); a new publish of
+    /// the key gets new pushes and new ids.
+    id: ConnUuid,
+    /// When it started (Unix ms).
+    created_ms: u64,
+    /// Its entry's place in the path's `forward` list, from 1; followed on every configuration
+    /// change (an entry added before it moves it).
+    pub(super) pos: Cell<usize>,
     pub(super) key: StreamKey,
     /// The target as configured.
     pub(super) dest: String,
@@ -43,11 +51,15 @@ pub(super) struct Forward {
 impl Forward {
     pub(super) fn new(
         key: StreamKey,
+        pos: usize,
         dest: String,
         fingerprint: Option<String>,
         stream: StreamId,
     ) -> Forward {
         Forward {
+            id: ConnUuid::new_v4(),
+            created_ms: unix_ms(),
+            pos: Cell::new(pos),
             key,
             dest,
             fingerprint,
@@ -73,8 +85,12 @@ impl Forward {
             None => (None, None),
         };
         ForwardView {
+            id: self.id,
+            pos: self.pos.get(),
+            created_ms: self.created_ms,
             path: self.key.path(),
             dest: self.dest.clone(),
+            fingerprint: self.fingerprint.clone(),
             state: self.link.status.state(),
             last_error,
             last_error_ms,
