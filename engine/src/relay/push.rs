@@ -98,6 +98,11 @@ impl Forward {
         }
     }
 
+    /// The dest as logs show it, credentials hidden.
+    fn shown_dest(&self) -> String {
+        url::hide_credentials(&self.dest, &self.dest)
+    }
+
     /// The URL pushed to: the dest, with the stream's name when it names only an app.
     fn target(&self) -> Result<super::url::RtmpUrl, RelayError> {
         match url::parse(&self.dest)? {
@@ -125,8 +130,9 @@ pub(super) async fn run(core: Rc<Core>, relays: Rc<super::Relays>, fwd: Rc<Forwa
         if matches!(error, RelayError::Stopped | RelayError::Ended) || link.is_stopped(&core) {
             break;
         }
-        warn!(core = %core.id, stream = %fwd.key, dest = %fwd.dest, "push failed: {error}");
-        link.status.failed(error.to_string());
+        let error = url::hide_credentials(&error.to_string(), &fwd.dest);
+        warn!(core = %core.id, stream = %fwd.key, dest = %fwd.shown_dest(), "push failed: {error}");
+        link.status.failed(error);
         if was_ready {
             backoff.reset();
         }
@@ -134,7 +140,7 @@ pub(super) async fn run(core: Rc<Core>, relays: Rc<super::Relays>, fwd: Rc<Forwa
     }
     link.status.idle();
     relays.remove_forward(&fwd);
-    info!(core = %core.id, stream = %fwd.key, dest = %fwd.dest, "push stopped");
+    info!(core = %core.id, stream = %fwd.key, dest = %fwd.shown_dest(), "push stopped");
 }
 
 async fn push_once(core: &Rc<Core>, fwd: &Forward) -> RelayError {
@@ -194,7 +200,7 @@ async fn push_once(core: &Rc<Core>, fwd: &Forward) -> RelayError {
                     };
                     match core.attach_player(&fwd.key, player, Via::Local) {
                         Some(handle) => {
-                            info!(core = %core.id, stream = %fwd.key, dest = %fwd.dest, "push started");
+                            info!(core = %core.id, stream = %fwd.key, dest = %fwd.shown_dest(), "push started");
                             fwd.link.status.ready();
                             *fwd.queue.borrow_mut() = Some(conn.queue.clone());
                             conn.guard.control.info.set_role(
