@@ -609,7 +609,6 @@ fn pagination_and_config_write_errors_in_mediamtx_words() {
         "/v3/rtspsessions/list",
         "/v3/webrtcsessions/list",
         "/v3/srtconns/list",
-        "/v3/paths/forward/list?path=x",
     ] {
         let r = engine.api("GET", path, None);
         assert_eq!(

@@ -36,6 +36,9 @@ pub enum ApiError {
     /// another method the same way (it does not tell 405 apart), in plain text.
     #[error("404 page not found")]
     NoRoute,
+    /// `/v3/paths/forward/get` with an id none of the path's pushes has.
+    #[error("forward destination not found")]
+    ForwardDestNotFound,
     /// `/v3/cluster/*` on a node without `cluster:`.
     #[error("this node is not in a cluster")]
     NotInCluster,
@@ -60,6 +63,7 @@ impl ApiError {
             | ApiError::RecordingNotFound
             | ApiError::NoRoute => 404,
             ApiError::NotInCluster => 404,
+            ApiError::ForwardDestNotFound => 404,
             ApiError::ClusterUnreachable(_) => 503,
             ApiError::Persist(_) => 500,
         }

@@ -16,6 +16,7 @@
 
 pub mod auth;
 mod error;
+pub mod forward;
 pub mod gate;
 pub mod metrics;
 pub mod page;
@@ -25,6 +26,7 @@ pub mod router;
 mod server;
 pub mod store;
 pub mod time;
+pub mod uuid;
 pub mod views;
 
 use std::cell::{Cell, RefCell};
@@ -561,6 +563,16 @@ impl Api {
                     .map(|p| p.json(config))
                     .ok_or(ApiError::PathNotFound)
             }
+            Route::PathForwardList => {
+                let query = req.query_pairs();
+                let path = forward::path_param(&query)?;
+                forward::list(&self.gather().await, config, path, &query)
+            }
+            Route::PathForwardGet => {
+                let query = req.query_pairs();
+                let (id, path) = forward::get_params(&query)?;
+                forward::get(&self.gather().await, config, path, id)
+            }
             Route::RtmpConnsList => {
                 let page = page()?;
                 let views = self.gather().await;
@@ -711,11 +723,5 @@ fn recording_json(
 
 /// A connection id; a malformed one is a 400 with the text MediaMTX's UUID parser gives.
 fn parse_uuid(text: &str) -> Result<ConnUuid, ApiError> {
-    text.parse().map_err(|()| {
-        ApiError::invalid(if text.len() == 36 {
-            "invalid UUID format".to_owned()
-        } else {
-            format!("invalid UUID length: {}", text.len())
-        })
-    })
+    uuid::parse(text).map_err(ApiError::Invalid)
 }

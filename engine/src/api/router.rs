@@ -35,6 +35,8 @@ pub enum Route {
     ClusterStatus,
     ClusterNodes,
     ClusterStreams,
+    PathForwardList,
+    PathForwardGet,
 }
 
 impl Route {
@@ -85,6 +87,16 @@ const FIXED: [(&str, Method, Route); 15] = [
     ("/v3/cluster/streams", Method::Get, Route::ClusterStreams),
 ];
 
+/// Endpoints that take their path name (and id) as query parameters.
+const BY_QUERY: [(&str, Method, Route); 2] = [
+    (
+        "/v3/paths/forward/list",
+        Method::Get,
+        Route::PathForwardList,
+    ),
+    ("/v3/paths/forward/get", Method::Get, Route::PathForwardGet),
+];
+
 /// An endpoint that takes a name or an id: prefix, method, route constructor.
 type Named = (&'static str, Method, fn(String) -> Route);
 
@@ -124,7 +136,7 @@ const BY_ID: [Named; 4] = [
 /// The endpoint for `method` and the percent-decoded `path`. As MediaMTX's router, a known
 /// path with another method has no route either.
 pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
-    for (p, m, r) in &FIXED {
+    for (p, m, r) in FIXED.iter().chain(&BY_QUERY) {
         if path == *p && m == method {
             return Ok(r.clone());
         }
@@ -197,6 +209,14 @@ mod tests {
             route(&Method::Get, "/v3/hlsmuxers/get/live/a").unwrap(),
             Route::HlsMuxerGet("live/a".into())
         );
+        assert_eq!(
+            route(&Method::Get, "/v3/paths/forward/get").unwrap(),
+            Route::PathForwardGet
+        );
+        assert!(matches!(
+            route(&Method::Post, "/v3/paths/forward/list"),
+            Err(ApiError::NoRoute)
+        ));
         assert!(matches!(
             route(&Method::Get, "/v2/paths/list"),
             Err(ApiError::NoRoute)

@@ -194,11 +194,12 @@ impl Relays {
         }
         let forwards: Vec<Rc<Forward>> = self.forwards.borrow().clone();
         for f in forwards {
-            let wanted = config
+            let place = config
                 .path_conf(&f.key.path())
-                .is_some_and(|c| c.forward.iter().any(|t| t.dest == f.dest));
-            if !wanted {
-                f.link.stop(core);
+                .and_then(|c| c.forward.iter().position(|t| t.dest == f.dest));
+            match place {
+                Some(i) => f.pos.set(i + 1),
+                None => f.link.stop(core),
             }
         }
         // A forward added to a live stream's path starts now, not at the next publish.
@@ -279,7 +280,7 @@ impl Relays {
         let Some(conf) = core.snapshot().config.path_conf(&key.path()) else {
             return;
         };
-        for target in &conf.forward {
+        for (i, target) in conf.forward.iter().enumerate() {
             let running = self.forwards.borrow().iter().any(|f| {
                 f.key == *key
                     && f.stream == stream
@@ -291,6 +292,7 @@ impl Relays {
             }
             let fwd = Rc::new(Forward::new(
                 key.clone(),
+                i + 1,
                 target.dest.clone(),
                 target.fingerprint.clone(),
                 stream,

@@ -20,12 +20,20 @@ use crate::delivery::PlayerQueue;
 use crate::delivery::{Player, SinkFormat};
 use crate::protocol::rtmp::{ClientConfig, ClientEvent, ClientMode, ClientSession};
 use crate::registry::StreamKey;
-use crate::runtime::{ConnState, Core, StreamId, Via};
+use crate::runtime::{unix_ms, ConnState, ConnUuid, Core, StreamId, Via};
 use crate::server::conn::Conn;
 
 /// One push of one stream to one target.
 #[derive(Debug)]
 pub(super) struct Forward {
+    /// Its id for the API, kept for the push's life (all its reconnections); a new publish of
+    /// the key gets new pushes and new ids.
+    id: ConnUuid,
+    /// When it started (Unix ms).
+    created_ms: u64,
+    /// Its entry's place in the path's `forward` list, from 1; followed on every configuration
+    /// change (an entry added before it moves it).
+    pub(super) pos: Cell<usize>,
     pub(super) key: StreamKey,
     /// The target as configured.
     pub(super) dest: String,
@@ -43,11 +51,15 @@ pub(super) struct Forward {
 impl Forward {
     pub(super) fn new(
         key: StreamKey,
+        pos: usize,
         dest: String,
         fingerprint: Option<String>,
         stream: StreamId,
     ) -> Forward {
         Forward {
+            id: ConnUuid::new_v4(),
+            created_ms: unix_ms(),
+            pos: Cell::new(pos),
             key,
             dest,
             fingerprint,
@@ -73,13 +85,22 @@ impl Forward {
             None => (None, None),
         };
         ForwardView {
+            id: self.id,
+            pos: self.pos.get(),
+            created_ms: self.created_ms,
             path: self.key.path(),
             dest: self.dest.clone(),
+            fingerprint: self.fingerprint.clone(),
             state: self.link.status.state(),
             last_error,
             last_error_ms,
             bytes_sent: self.sent(),
         }
+    }
+
+    /// The dest as logs show it, credentials hidden.
+    fn shown_dest(&self) -> String {
+        url::hide_credentials(&self.dest, &self.dest)
     }
 
     /// The URL pushed to: the dest, with the stream's name when it names only an app.
@@ -109,8 +130,9 @@ pub(super) async fn run(core: Rc<Core>, relays: Rc<super::Relays>, fwd: Rc<Forwa
         if matches!(error, RelayError::Stopped | RelayError::Ended) || link.is_stopped(&core) {
             break;
         }
-        warn!(core = %core.id, stream = %fwd.key, dest = %fwd.dest, "push failed: {error}");
-        link.status.failed(error.to_string());
+        let error = url::hide_credentials(&error.to_string(), &fwd.dest);
+        warn!(core = %core.id, stream = %fwd.key, dest = %fwd.shown_dest(), "push failed: {error}");
+        link.status.failed(error);
         if was_ready {
             backoff.reset();
         }
@@ -118,7 +140,7 @@ pub(super) async fn run(core: Rc<Core>, relays: Rc<super::Relays>, fwd: Rc<Forwa
     }
     link.status.idle();
     relays.remove_forward(&fwd);
-    info!(core = %core.id, stream = %fwd.key, dest = %fwd.dest, "push stopped");
+    info!(core = %core.id, stream = %fwd.key, dest = %fwd.shown_dest(), "push stopped");
 }
 
 async fn push_once(core: &Rc<Core>, fwd: &Forward) -> RelayError {
@@ -178,7 +200,7 @@ async fn push_once(core: &Rc<Core>, fwd: &Forward) -> RelayError {
                     };
                     match core.attach_player(&fwd.key, player, Via::Local) {
                         Some(handle) => {
-                            info!(core = %core.id, stream = %fwd.key, dest = %fwd.dest, "push started");
+                            info!(core = %core.id, stream = %fwd.key, dest = %fwd.shown_dest(), "push started");
                             fwd.link.status.ready();
                             *fwd.queue.borrow_mut() = Some(conn.queue.clone());
                             conn.guard.control.info.set_role(

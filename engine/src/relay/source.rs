@@ -156,8 +156,9 @@ pub(super) async fn run(core: Rc<Core>, source: Rc<Source>) {
         if matches!(error, RelayError::Stopped) || link.is_stopped(&core) {
             break;
         }
+        let error = url::hide_credentials(&error.to_string(), &url);
         warn!(core = %core.id, stream = %source.key, url = shown, "source failed: {error}");
-        link.status.failed(error.to_string());
+        link.status.failed(error);
         let (next, wait) = after_failure(index, source.spec.urls.len(), was_ready, &mut backoff);
         index = next;
         if let Some(delay) = wait {

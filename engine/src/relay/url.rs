@@ -174,12 +174,32 @@ pub fn parse(url: &str) -> Result<RelayUrl, UrlError> {
     }
 }
 
-/// `url` as logs and the API show it: an `rtsp://` URL without its credentials.
+/// `url` as logs and the API show it: an `rtsp://` URL without its credentials, any other with
+/// them hidden ([`hide_credentials`]).
 pub fn redact(url: &str) -> String {
     match parse(url) {
         Ok(u @ RelayUrl::Rtsp(_)) => u.to_string(),
-        _ => url.to_owned(),
+        _ => hide_credentials(url, url),
     }
+}
+
+/// `text` (a URL, or an error about one) with the credentials of `url`'s authority shown as the
+/// API shows them (`user:<redacted>@`, or `<redacted>@` for a lone token): the relay dials an
+/// authority as it is written, so an error about it (`resolve user:pass@host: …`) carries them.
+pub fn hide_credentials(text: &str, url: &str) -> String {
+    let Some((_, rest)) = url.split_once("://") else {
+        return text.to_owned();
+    };
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let Some(at) = authority.rfind('@') else {
+        return text.to_owned();
+    };
+    let userinfo = &authority[..=at];
+    let shown = match userinfo.split_once(':') {
+        Some((user, _)) => format!("{user}:<redacted>@"),
+        None => "<redacted>@".to_owned(),
+    };
+    text.replace(userinfo, &shown)
 }
 
 /// `rtmp://origin/app` plus a stream name: the URL an edge pulls `stream` from.
@@ -330,5 +350,26 @@ mod tests {
             join_stream("rtmp://o1/live?k=v", "s"),
             "rtmp://o1/live/s?k=v"
         );
+    }
+
+    #[test]
+    fn credentials_are_hidden_wherever_they_are_shown() {
+        let dest = "rtmp://pusher:s3cret@127.0.0.1:1935/app";
+        assert_eq!(
+            hide_credentials(dest, dest),
+            "rtmp://pusher:<redacted>@127.0.0.1:1935/app"
+        );
+        assert_eq!(
+            hide_credentials("resolve pusher:s3cret@127.0.0.1: no address", dest),
+            "resolve pusher:<redacted>@127.0.0.1: no address"
+        );
+        // A lone token; a short one is replaced only where it stands before the `@`.
+        let token = "rtmp://a@cdn/app";
+        assert_eq!(
+            hide_credentials("resolve a@cdn: a failure", token),
+            "resolve <redacted>@cdn: a failure"
+        );
+        // No userinfo: nothing changes (an `@` in the path is not one).
+        assert_eq!(hide_credentials("x@y", "rtmp://cdn/app@x"), "x@y");
     }
 }

@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use super::{Core, StreamId};
+use super::{ConnUuid, Core, StreamId};
 use crate::registry::StreamKey;
 
 /// What a core tells its relay links.
@@ -83,8 +83,16 @@ pub struct SourceView {
 /// A push target as the control core sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForwardView {
+    /// The push's id (`/v3/paths/forward/get`), a random v4 UUID given when the push starts.
+    pub id: ConnUuid,
+    /// Its entry's place in the path's `forward` list, from 1 (MediaMTX's `pos`).
+    pub pos: usize,
+    /// When the push started (Unix ms).
+    pub created_ms: u64,
     pub path: String,
     pub dest: String,
+    /// The pinned certificate of an `rtmps://` target, as configured.
+    pub fingerprint: Option<String>,
     pub state: LinkState,
     pub last_error: Option<String>,
     pub last_error_ms: Option<u64>,
