@@ -520,6 +520,13 @@ fn pagination_and_config_write_errors_in_mediamtx_words() {
             &format!("invalid path name '{name}': can't contain dot path segments"),
         );
     }
+    for name in ["a:b", "a~b"] {
+        assert_error_body(
+            &engine.api("POST", &format!("/v3/config/paths/add/{name}"), Some("{}")),
+            400,
+            &format!("invalid path name '{name}': can contain only alphanumeric characters, underscore, dot, minus, slash"),
+        );
+    }
     assert_error_body(
         &engine.api("POST", "/v3/config/paths/add/~^(cams", Some("{}")),
         400,

@@ -464,8 +464,7 @@ fn is_http_flv(source: &str) -> bool {
     (source.starts_with("http://") || source.starts_with("https://")) && path.ends_with(".flv")
 }
 
-/// Why a name cannot be a path (MediaMTX's texts). Corestream also takes `~` and `:` inside a
-/// name (vhost-style names).
+/// Why a name cannot be a path: MediaMTX's rule (alphanumerics, `_`, `.`, `-`, `/`) and texts.
 pub fn check_path_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("cannot be empty".to_owned());
@@ -476,11 +475,10 @@ pub fn check_path_name(name: &str) -> Result<(), String> {
     if name.ends_with('/') {
         return Err("can't end with a slash".to_owned());
     }
-    let ok = |c: char| c.is_ascii_alphanumeric() || "_-/.~:".contains(c);
+    let ok = |c: char| c.is_ascii_alphanumeric() || "_-/.".contains(c);
     if !name.chars().all(ok) {
         return Err(
-            "can contain only alphanumeric characters, underscore, dot, tilde, minus, slash, colon"
-                .to_owned(),
+            "can contain only alphanumeric characters, underscore, dot, minus, slash".to_owned(),
         );
     }
     // A `.` or `..` segment would let a name climb out of its directory in a URL or a file.
@@ -713,10 +711,17 @@ mod tests {
             Paths::check_name("/x").unwrap_err(),
             "invalid path name '/x': can't begin with a slash"
         );
+        // MediaMTX's characters only: no `~` inside a name (a leading one makes a regex), no `:`.
+        for bad in ["a~b", "a:b", "a b"] {
+            assert_eq!(
+                p.insert(bad, PathFields::default()).unwrap_err(),
+                format!("invalid path name '{bad}': can contain only alphanumeric characters, underscore, dot, minus, slash")
+            );
+        }
         for good in [
             "live",
             "live/cam1",
-            "a.b~c-d_e:f/g",
+            "a.b-c_d/e",
             "a/..b/.c",
             "~^.*$",
             "all_others",
