@@ -136,14 +136,8 @@ fn protocol(dest: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::page::tests::q;
     use crate::api::views::tests::two_cores;
-
-    fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(a, b)| ((*a).into(), (*b).into()))
-            .collect()
-    }
 
     fn push(pos: usize, n: u8, path: &str, state: LinkState) -> ForwardView {
         ForwardView {

@@ -451,6 +451,26 @@ impl Api {
     }
 
     /// Every data core's view; a core that does not answer in time is left out.
+    /// Asks every data core to close what `message` names (a connection, an HLS session):
+    /// `{"status":"ok"}` if one did, else `not_found`.
+    async fn kick(
+        &self,
+        message: impl Fn(crate::runtime::ReplyTo) -> CoreMessage,
+        not_found: ApiError,
+    ) -> Result<Value, ApiError> {
+        let kicked = self
+            .link
+            .scatter(message)
+            .await
+            .into_iter()
+            .any(|r| matches!(r, Some(Reply::Kicked(true))));
+        if kicked {
+            Ok(json!({"status": "ok"}))
+        } else {
+            Err(not_found)
+        }
+    }
+
     async fn gather(&self) -> Vec<CoreView> {
         self.link
             .scatter(|reply| CoreMessage::GatherView { reply })
@@ -472,6 +492,8 @@ impl Api {
         let snapshot = self.store.snapshot();
         let config = &snapshot.config;
         let page = || Page::from_query(&req.query_pairs());
+        // The query parameters redacted wherever a runtime item shows a query.
+        let secrets = || snapshot.auth.secret_query_params();
         let conf_json = |name: &str| {
             config.paths.get(name).map(|f| {
                 redact::path(f.resolve_json(name, &config.path_defaults, config.override_publisher))
@@ -576,36 +598,27 @@ impl Api {
             Route::RtmpConnsList => {
                 let page = page()?;
                 let views = self.gather().await;
-                let secrets = snapshot.auth.secret_query_params();
-                let items = views::rtmp_conns(&views)
-                    .into_iter()
-                    .map(|c| views::conn_json(c, &secrets))
-                    .collect();
-                Ok(page.list(items))
+                Ok(page.list(runtime_json(
+                    views::rtmp_conns(&views),
+                    &secrets(),
+                    views::conn_json,
+                )))
             }
             Route::RtmpConnGet(id) => {
                 let id = parse_uuid(&id)?;
                 let views = self.gather().await;
-                let secrets = snapshot.auth.secret_query_params();
-                views::rtmp_conns(&views)
-                    .into_iter()
-                    .find(|c| c.id == id)
-                    .map(|c| views::conn_json(c, &secrets))
+                let found = views::rtmp_conns(&views).into_iter().find(|c| c.id == id);
+                found
+                    .map(|c| views::conn_json(c, &secrets()))
                     .ok_or(ApiError::ConnNotFound)
             }
             Route::RtmpConnKick(id) => {
                 let id = parse_uuid(&id)?;
-                let kicked = self
-                    .link
-                    .scatter(|reply| CoreMessage::KickConn { id, reply })
-                    .await
-                    .into_iter()
-                    .any(|r| matches!(r, Some(Reply::Kicked(true))));
-                if kicked {
-                    Ok(json!({"status": "ok"}))
-                } else {
-                    Err(ApiError::ConnNotFound)
-                }
+                self.kick(
+                    |reply| CoreMessage::KickConn { id, reply },
+                    ApiError::ConnNotFound,
+                )
+                .await
             }
             Route::RecordingsList => {
                 let page = page()?;
@@ -668,36 +681,23 @@ impl Api {
             Route::HlsSessionsList => {
                 let page = page()?;
                 let views = self.gather().await;
-                let secrets = snapshot.auth.secret_query_params();
-                let items = views::all_hls_sessions(&views)
-                    .into_iter()
-                    .map(|s| views::hls_session_json(s, &secrets))
-                    .collect();
-                Ok(page.list(items))
+                let sessions = views::all_hls_sessions(&views);
+                Ok(page.list(runtime_json(sessions, &secrets(), views::hls_session_json)))
             }
             Route::HlsSessionGet(id) => {
                 let id = parse_uuid(&id)?;
                 let views = self.gather().await;
-                let secrets = snapshot.auth.secret_query_params();
-                views::all_hls_sessions(&views)
+                let found = views::all_hls_sessions(&views)
                     .into_iter()
-                    .find(|s| s.id == id)
-                    .map(|s| views::hls_session_json(s, &secrets))
+                    .find(|s| s.id == id);
+                found
+                    .map(|s| views::hls_session_json(s, &secrets()))
                     .ok_or(ApiError::SessionNotFound)
             }
             Route::HlsSessionKick(id) => {
                 let id = parse_uuid(&id)?;
-                let kicked = self
-                    .link
-                    .scatter(|reply| CoreMessage::KickHlsSession { id, reply })
-                    .await
-                    .into_iter()
-                    .any(|r| matches!(r, Some(Reply::Kicked(true))));
-                if kicked {
-                    Ok(json!({"status": "ok"}))
-                } else {
-                    Err(ApiError::SessionNotFound)
-                }
+                let message = |reply| CoreMessage::KickHlsSession { id, reply };
+                self.kick(message, ApiError::SessionNotFound).await
             }
         }
     }
@@ -719,6 +719,18 @@ fn recording_json(
         map.insert("recorder".to_owned(), views::record_stats_json(stats));
     }
     item
+}
+
+/// Runtime items (connections, sessions) as JSON, their queries' `secrets` redacted.
+fn runtime_json<T>(
+    items: Vec<&T>,
+    secrets: &[String],
+    to_json: fn(&T, &[String]) -> Value,
+) -> Vec<Value> {
+    items
+        .into_iter()
+        .map(|item| to_json(item, secrets))
+        .collect()
 }
 
 /// A connection id; a malformed one is a 400 with the text MediaMTX's UUID parser gives.

@@ -57,10 +57,11 @@ fn parse_uint31(v: &str) -> Result<usize, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    /// Query pairs as a request gives them.
+    pub(crate) fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
             .iter()
             .map(|(a, b)| ((*a).into(), (*b).into()))

@@ -647,15 +647,7 @@ async fn serve_flv(
         .await
     else {
         info!(stream = %key, peer = ?conn.peer, max_readers, "flv refused: the path has maxReaders readers");
-        let head = with_cors(conn, ResponseHead::new(503), req.header("Origin"));
-        return reply(
-            conn,
-            head,
-            req,
-            Some(Bytes::from_static(
-                b"503 the path has its maximum number of readers\n",
-            )),
-        );
+        return readers_full(conn, req);
     };
     let wait = snapshot.config.play_wait_timeout.duration();
     let found = conn
@@ -865,15 +857,7 @@ async fn open_session(conn: &Conn, req: &Request, key: &StreamKey) -> Next {
         }
         Some(HlsSessionOpened::Full) => {
             info!(stream = %key, peer = ?conn.peer, max_readers, "hls refused: the path has maxReaders readers");
-            let head = with_cors(conn, ResponseHead::new(503), req.header("Origin"));
-            reply(
-                conn,
-                head,
-                req,
-                Some(Bytes::from_static(
-                    b"503 the path has its maximum number of readers\n",
-                )),
-            )
+            readers_full(conn, req)
         }
         Some(HlsSessionOpened::NoStream) => not_found(conn, req),
         None => {
@@ -881,6 +865,19 @@ async fn open_session(conn: &Conn, req: &Request, key: &StreamKey) -> Next {
             reply(conn, head, req, None)
         }
     }
+}
+
+/// A reader refused by the path's `maxReaders`.
+fn readers_full(conn: &Conn, req: &Request) -> Next {
+    let head = with_cors(conn, ResponseHead::new(503), req.header("Origin"));
+    reply(
+        conn,
+        head,
+        req,
+        Some(Bytes::from_static(
+            b"503 the path has its maximum number of readers\n",
+        )),
+    )
 }
 
 /// A request naming a kicked session.
