@@ -452,6 +452,20 @@ fn hls_sessions_are_opened_by_the_first_playlist_request_and_listed_got_and_kick
     assert_eq!(sessions["items"][0]["path"], "one");
     assert_eq!(engine.path_item("cam")["readers"], json!([]));
 
+    // A secret no session holds (as after 30 s without requests) opens a session under it again,
+    // without a redirect: a player that paused keeps its URL.
+    let closed = "123e4567-e89b-42d3-a456-426614174000";
+    let again = http::request(
+        engine.http_port,
+        "GET",
+        &format!("/cam/index.m3u8?session={closed}"),
+        None,
+        &agent,
+    );
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert!(again.text().contains(&format!("session={closed}")));
+    assert!(engine.path_item("cam")["readers"][0]["type"] == "hlsSession");
+
     // A player that follows the redirect, as any does, plays through a new session.
     let probe = ff::probe_live_hls(&engine.http_url("cam/index.m3u8"));
     assert_eq!(probe.video_codec, "h264");
@@ -459,7 +473,7 @@ fn hls_sessions_are_opened_by_the_first_playlist_request_and_listed_got_and_kick
         .api("GET", "/v3/hlssessions/list?itemsPerPage=1&page=1", None)
         .json();
     let count = sessions["itemCount"].as_u64().unwrap();
-    assert!(count >= 2, "{sessions}");
+    assert!(count >= 3, "{sessions}");
     assert_eq!(sessions["pageCount"], count);
     assert_eq!(sessions["items"].as_array().unwrap().len(), 1);
 

@@ -3,8 +3,9 @@
 //! core and is redirected to the same playlist with the session's secret in a `session` query
 //! parameter, which the playlist then carries onto every media URI; each later request names the
 //! session by that secret, from the address that opened it. A session unused for
-//! [`SESSION_CLOSE_AFTER`] closes; a kicked one is remembered as long, so its viewer is refused
-//! rather than given a new session.
+//! [`SESSION_CLOSE_AFTER`] closes; a playlist request naming it later opens it again under the
+//! same secret (a player paused for a while keeps its URL, and one session). A kicked secret is
+//! refused for [`KICKED_REMEMBERED`].
 //!
 //! The table is plain state on the home core, fed the time by its caller.
 
@@ -17,6 +18,8 @@ use crate::registry::StreamKey;
 
 /// MediaMTX's: a session without a request for this long closes.
 pub const SESSION_CLOSE_AFTER: Duration = Duration::from_secs(30);
+/// How long a kicked session's secret is refused: long enough for any player to give up.
+pub const KICKED_REMEMBERED: Duration = Duration::from_secs(600);
 /// The query parameter that carries a session's secret (MediaMTX's name).
 pub const SESSION_QUERY_PARAM: &str = "session";
 /// The cookie that may carry it instead (MediaMTX's name).
@@ -39,7 +42,7 @@ pub enum HlsSessionCheck {
     /// A session of this key from this address: the request counts as its.
     Valid,
     /// No such session of this key from this address (closed as inactive, opened on another
-    /// key or address, or never opened): a playlist request gets a new one.
+    /// key or address, or never opened): a playlist request gets one.
     Unknown,
     /// Kicked through the API: refused.
     Kicked,
@@ -92,16 +95,20 @@ pub struct HlsSessions {
 }
 
 impl HlsSessions {
-    /// Opens a session of `key` for the viewer; its `(id, secret)`. Both are random v4 UUIDs:
-    /// the id is public (the API shows it), the secret is known only to the viewer.
+    /// Opens a session of `key` for the viewer; its `(id, secret)`. The id is a random v4 UUID,
+    /// public (the API shows it); the secret, known only to the viewer, is `reuse` when the
+    /// viewer names one that no session and no kick holds, else a new random one.
     pub fn open(
         &mut self,
         key: &StreamKey,
         opening: HlsSessionOpening,
+        reuse: Option<ConnUuid>,
         now: Instant,
     ) -> (ConnUuid, ConnUuid) {
         let id = ConnUuid::new_v4();
-        let secret = ConnUuid::new_v4();
+        let secret = reuse
+            .filter(|s| !self.by_secret.contains_key(s) && !self.kicked.contains_key(s))
+            .unwrap_or_else(ConnUuid::new_v4);
         self.by_secret.insert(
             secret,
             HlsSession {
@@ -151,10 +158,11 @@ impl HlsSessions {
         Some(closed(s))
     }
 
-    /// Closes the sessions unused for [`SESSION_CLOSE_AFTER`] and forgets kicked secrets as old.
+    /// Closes the sessions unused for [`SESSION_CLOSE_AFTER`] and forgets kicked secrets older
+    /// than [`KICKED_REMEMBERED`].
     pub fn expire(&mut self, now: Instant) -> Vec<ClosedHlsSession> {
         self.kicked
-            .retain(|_, at| now.duration_since(*at) < SESSION_CLOSE_AFTER);
+            .retain(|_, at| now.duration_since(*at) < KICKED_REMEMBERED);
         let idle: Vec<ConnUuid> = self
             .by_secret
             .iter()
@@ -247,7 +255,7 @@ mod tests {
     fn a_session_is_valid_only_for_its_key_and_address() {
         let mut table = HlsSessions::default();
         let now = Instant::now();
-        let (id, secret) = table.open(&key("a"), opening("10.0.0.1"), now);
+        let (id, secret) = table.open(&key("a"), opening("10.0.0.1"), None, now);
         assert_ne!(id, secret);
         let check = |t: &mut HlsSessions, k: &StreamKey, ip| t.check(k, &asked(secret, ip), now);
         assert_eq!(
@@ -275,8 +283,8 @@ mod tests {
     fn sessions_close_after_thirty_idle_seconds_and_requests_keep_them() {
         let mut table = HlsSessions::default();
         let t0 = Instant::now();
-        let (_, busy) = table.open(&key("a"), opening("10.0.0.1"), t0);
-        let (idle_id, _) = table.open(&key("a"), opening("10.0.0.1"), t0);
+        let (_, busy) = table.open(&key("a"), opening("10.0.0.1"), None, t0);
+        let (idle_id, _) = table.open(&key("a"), opening("10.0.0.1"), None, t0);
         let t1 = t0 + Duration::from_secs(20);
         assert_eq!(
             table.check(&key("a"), &asked(busy, "10.0.0.1"), t1),
@@ -295,18 +303,46 @@ mod tests {
     fn a_kicked_secret_is_refused_until_it_would_have_expired() {
         let mut table = HlsSessions::default();
         let t0 = Instant::now();
-        let (id, secret) = table.open(&key("a"), opening("10.0.0.1"), t0);
+        let (id, secret) = table.open(&key("a"), opening("10.0.0.1"), None, t0);
         table.add_sent(&secret, 1000);
         assert_eq!(table.views()[0].outbound_bytes, 1000);
         assert_eq!(table.kick(id, t0).unwrap().id, id);
         assert!(table.kick(id, t0).is_none());
         let ask = asked(secret, "10.0.0.1");
         assert_eq!(table.check(&key("a"), &ask, t0), HlsSessionCheck::Kicked);
-        table.expire(t0 + SESSION_CLOSE_AFTER);
+        // Still refused after the session would have closed, and not opened again under it.
+        let later = t0 + SESSION_CLOSE_AFTER;
+        table.expire(later);
+        assert_eq!(table.check(&key("a"), &ask, later), HlsSessionCheck::Kicked);
+        let (_, other) = table.open(&key("a"), opening("10.0.0.1"), Some(secret), later);
+        assert_ne!(other, secret);
+        let much_later = t0 + KICKED_REMEMBERED;
+        table.expire(much_later);
         assert_eq!(
-            table.check(&key("a"), &ask, t0 + SESSION_CLOSE_AFTER),
+            table.check(&key("a"), &ask, much_later),
             HlsSessionCheck::Unknown
         );
+    }
+
+    #[test]
+    fn a_closed_session_opens_again_under_its_secret_but_a_held_one_is_not_shared() {
+        let mut table = HlsSessions::default();
+        let t0 = Instant::now();
+        let (id, secret) = table.open(&key("a"), opening("10.0.0.1"), None, t0);
+        // Another viewer naming a secret that a session holds gets a secret of its own.
+        let (_, taken) = table.open(&key("a"), opening("10.0.0.2"), Some(secret), t0);
+        assert_ne!(taken, secret);
+        let later = t0 + SESSION_CLOSE_AFTER + Duration::from_secs(10);
+        assert_eq!(table.expire(later).len(), 2);
+        let ask = asked(secret, "10.0.0.1");
+        assert_eq!(
+            table.check(&key("a"), &ask, later),
+            HlsSessionCheck::Unknown
+        );
+        let (again, same) = table.open(&key("a"), opening("10.0.0.1"), Some(secret), later);
+        assert_eq!(same, secret);
+        assert_ne!(again, id);
+        assert_eq!(table.check(&key("a"), &ask, later), HlsSessionCheck::Valid);
     }
 
     #[test]

@@ -83,11 +83,13 @@ pub enum CoreMessage {
         query: HlsQuery,
         reply: ReplyTo,
     },
-    /// A viewer's first playlist request: open an HLS session of the key, admitted while fewer
-    /// than `max_readers` (0: any number) read it. Answered with [`Reply::HlsSessionOpened`].
+    /// A viewer's first playlist request (or one naming a closed session, whose secret `reuse`
+    /// is): open an HLS session of the key, admitted while fewer than `max_readers` (0: any
+    /// number) read it. Answered with [`Reply::HlsSessionOpened`].
     HlsSessionOpen {
         key: StreamKey,
         opening: Box<HlsSessionOpening>,
+        reuse: Option<ConnUuid>,
         max_readers: u32,
         reply: ReplyTo,
     },

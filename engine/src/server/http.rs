@@ -24,7 +24,7 @@ use crate::protocol::http::{
 use crate::registry::{parse_media_name, HlsName, StreamKey, DEFAULT_VHOST};
 use crate::runtime::hls_session::{self, HlsSessionCheck, HlsSessionOpening, HlsSessionRef};
 use crate::runtime::{
-    ConnProtocol, Core, HlsAnswer, HlsQuery, HlsSessionOpened, Limit, Notice, PlayHandle,
+    ConnProtocol, ConnUuid, Core, HlsAnswer, HlsQuery, HlsSessionOpened, Limit, Notice, PlayHandle,
     ReaderSlot, Via,
 };
 
@@ -736,7 +736,9 @@ async fn serve_playlist(conn: &Conn, req: &Request, key: &StreamKey, nested: boo
         return bad_request(conn, req);
     };
     let Some(session) = asked_session(conn, req) else {
-        return open_session(conn, req, key).await;
+        return open_session(conn, req, key, None)
+            .await
+            .unwrap_or(Next::Close);
     };
     // The first request starts the muxer; wait until the playlist holds enough media to start
     // at a safe distance from the live edge, rather than hand out one a player stalls on.
@@ -755,7 +757,10 @@ async fn serve_playlist(conn: &Conn, req: &Request, key: &StreamKey, nested: boo
                 return unauthorized(conn, req)
             }
             Some(answer) if answer.session == HlsSessionCheck::Unknown => {
-                return open_session(conn, req, key).await
+                // Opened again under the same secret: ask again; else the viewer was answered.
+                if let Some(next) = open_session(conn, req, key, Some(session.secret)).await {
+                    return next;
+                }
             }
             Some(answer) if answer.too_far => return bad_request(conn, req),
             Some(answer) if answer.body.is_some() => break answer.body,
@@ -812,8 +817,16 @@ fn count_session_bytes(
 /// A viewer's first playlist request (or one naming a session that is gone): opens an HLS
 /// session and redirects the viewer to the same playlist with the session's secret in the query,
 /// where every later request, and every media URI the playlist lists, carries it. MediaMTX sets a
-/// cookie instead over HTTPS only; viewers here are served over plain HTTP.
-async fn open_session(conn: &Conn, req: &Request, key: &StreamKey) -> Next {
+/// cookie instead over HTTPS only; viewers here are served over plain HTTP. A request naming a
+/// closed session (`reuse`, its secret) gets it opened again under that secret and no answer
+/// here (`None`): the caller serves the playlist; the secret is not reused when another session
+/// holds it or it was kicked.
+async fn open_session(
+    conn: &Conn,
+    req: &Request,
+    key: &StreamKey,
+    reuse: Option<ConnUuid>,
+) -> Option<Next> {
     let snapshot = conn.core.snapshot();
     let max_readers = snapshot
         .config
@@ -836,9 +849,10 @@ async fn open_session(conn: &Conn, req: &Request, key: &StreamKey) -> Next {
     };
     let opened = conn
         .core
-        .hls_session_open_at_home(key, opening, max_readers)
+        .hls_session_open_at_home(key, opening, reuse, max_readers)
         .await;
-    match opened {
+    Some(match opened {
+        Some(HlsSessionOpened::Opened { secret }) if Some(secret) == reuse => return None,
         Some(HlsSessionOpened::Opened { secret }) => {
             let mut location = req.path.clone();
             location.push('?');
@@ -864,7 +878,7 @@ async fn open_session(conn: &Conn, req: &Request, key: &StreamKey) -> Next {
             let head = with_cors(conn, ResponseHead::new(503), req.header("Origin"));
             reply(conn, head, req, None)
         }
-    }
+    })
 }
 
 /// A reader refused by the path's `maxReaders`.

@@ -35,11 +35,13 @@ impl Core {
         }
     }
 
-    /// Asks the key's home core to open an HLS session for a viewer.
+    /// Asks the key's home core to open an HLS session for a viewer, under the secret `reuse`
+    /// if the viewer names a session that closed.
     pub async fn hls_session_open_at_home(
         &self,
         key: &StreamKey,
         opening: HlsSessionOpening,
+        reuse: Option<ConnUuid>,
         max_readers: u32,
     ) -> Option<HlsSessionOpened> {
         let home = home_core(key, self.data_cores);
@@ -47,6 +49,7 @@ impl Core {
             .request(home, |reply| CoreMessage::HlsSessionOpen {
                 key: key.clone(),
                 opening: Box::new(opening),
+                reuse,
                 max_readers,
                 reply,
             })
@@ -69,6 +72,7 @@ impl Core {
         &self,
         key: &StreamKey,
         opening: HlsSessionOpening,
+        reuse: Option<ConnUuid>,
         max_readers: u32,
     ) -> HlsSessionOpened {
         let (live, starting) = self.hls_demand(key);
@@ -84,7 +88,7 @@ impl Core {
         let (id, secret) = self
             .hls_sessions
             .borrow_mut()
-            .open(key, opening, Instant::now());
+            .open(key, opening, reuse, Instant::now());
         info!(core = %self.id, stream = %key, session = %id, peer = ?remote, "hls session opened");
         HlsSessionOpened::Opened { secret }
     }

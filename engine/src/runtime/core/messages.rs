@@ -139,10 +139,11 @@ impl Core {
             CoreMessage::HlsSessionOpen {
                 key,
                 opening,
+                reuse,
                 max_readers,
                 reply,
             } => {
-                let opened = self.hls_session_open(&key, *opening, max_readers);
+                let opened = self.hls_session_open(&key, *opening, reuse, max_readers);
                 self.reply(reply, Reply::HlsSessionOpened(opened));
             }
             CoreMessage::HlsSessionSent { secret, bytes } => {
