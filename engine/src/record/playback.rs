@@ -12,66 +12,8 @@ use std::ops::Deref;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::protocol::fmp4::read::{child, children, u32_at, u64_at, BoxAt};
 use crate::protocol::fmp4::{write_box, write_full_box};
-
-/// A box in a buffer: type and the range of its body.
-#[derive(Debug, Clone, Copy)]
-struct BoxAt {
-    kind: [u8; 4],
-    /// Where the box starts.
-    start: usize,
-    /// Where its body starts and ends.
-    body: usize,
-    end: usize,
-}
-
-/// The boxes directly inside `data[range]`; stops at the first box that does not fit.
-fn children(data: &[u8], from: usize, to: usize) -> Vec<BoxAt> {
-    let mut out = Vec::new();
-    let mut at = from;
-    while at + 8 <= to {
-        let size =
-            u32::from_be_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]) as usize;
-        let (size, head) = if size == 1 {
-            let Some(large) = data.get(at + 8..at + 16) else {
-                break;
-            };
-            (
-                u64::from_be_bytes(large.try_into().unwrap_or_default()) as usize,
-                16,
-            )
-        } else {
-            (size, 8)
-        };
-        if size < head || at + size > to {
-            break;
-        }
-        let mut kind = [0u8; 4];
-        kind.copy_from_slice(&data[at + 4..at + 8]);
-        out.push(BoxAt {
-            kind,
-            start: at,
-            body: at + head,
-            end: at + size,
-        });
-        at += size;
-    }
-    out
-}
-
-fn child(data: &[u8], parent: &BoxAt, kind: &[u8; 4]) -> Option<BoxAt> {
-    children(data, parent.body, parent.end)
-        .into_iter()
-        .find(|b| &b.kind == kind)
-}
-
-fn u32_at(data: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_be_bytes(data.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn u64_at(data: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_be_bytes(data.get(at..at + 8)?.try_into().ok()?))
-}
 
 /// One track of an init segment.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use super::tls::TlsError;
 use super::url::UrlError;
 use crate::protocol::flv::FlvError;
+use crate::protocol::fmp4::demux::Fmp4DemuxError;
 use crate::protocol::http::{EncodeError, HttpError};
 use crate::protocol::rtmp::SessionError;
 use crate::protocol::rtsp::RtspError;
@@ -49,7 +50,7 @@ pub enum RelayError {
     Http(#[from] HttpError),
     #[error("flv: {0}")]
     Flv(#[from] FlvError),
-    /// An HLS origin's playlist that cannot be followed (not a playlist, fMP4, another server).
+    /// An HLS origin's playlist that cannot be followed (not a playlist, another server).
     #[error("hls playlist: {0}")]
     HlsPlaylist(String),
     /// An HLS origin's answer that cannot be read whole on a kept-alive connection.
@@ -57,6 +58,8 @@ pub enum RelayError {
     HlsBody(String),
     #[error("mpeg-ts: {0}")]
     Ts(#[from] TsDemuxError),
+    #[error("fmp4: {0}")]
+    Fmp4(#[from] Fmp4DemuxError),
     #[error("http request: {0}")]
     Request(#[from] EncodeError),
     /// The RTSP server's refusal (`DESCRIBE: rtsp status 401 Unauthorized`) or misbehaviour.

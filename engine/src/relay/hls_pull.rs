@@ -1,8 +1,9 @@
 //! Pulling an HLS origin (`http(s)://…/index.m3u8`, MediaMTX's `hlsSource`): the playlist is
-//! read and reloaded, each new MPEG-TS segment fetched on the same keep-alive connection and
-//! demuxed ([`TsDemuxer`], sans-IO), and its frames delivered at the pace of their timestamps, so
-//! players downstream get a live stream rather than a burst per segment. fMP4 playlists are
-//! refused with a clear error. A multivariant playlist's first variant is followed.
+//! read and reloaded, each new segment fetched on the same keep-alive connection and demuxed
+//! (MPEG-TS by [`TsDemuxer`], fMP4 by [`Fmp4Demuxer`] after the `#EXT-X-MAP` init segment, both
+//! sans-IO), and its frames delivered at the pace of their timestamps, so players downstream get
+//! a live stream rather than a burst per segment. A multivariant playlist's first variant is
+//! followed. Low-Latency HLS playlists are read as plain ones: whole segments, no parts.
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,8 @@ use super::link::READ_BUFFER;
 use super::pull::Feed;
 use super::transport::Transport;
 use super::url::HttpUrl;
+use crate::media::Frame;
+use crate::protocol::fmp4::demux::Fmp4Demuxer;
 use crate::protocol::hls::m3u8::{self, Playlist};
 use crate::protocol::http::{
     encode_request_head, parse_response_head, BodyFraming, ChunkedDecoder, ChunkedEvent, Limits,
@@ -194,12 +197,6 @@ impl Feed<'_> {
                 Playlist::Media(m) => break m,
             }
         };
-        if playlist.fmp4 {
-            return Err(RelayError::HlsPlaylist(
-                "fMP4 segments (#EXT-X-MAP) are not supported: the origin must serve MPEG-TS"
-                    .to_owned(),
-            ));
-        }
         // A live playlist starts at its newest segment (the least delay); an ended one from the
         // start.
         let mut next = if playlist.ended {
@@ -207,7 +204,14 @@ impl Feed<'_> {
         } else {
             playlist.media_sequence + playlist.segments.len().saturating_sub(1) as u64
         };
-        let mut demux = TsDemuxer::new();
+        let mut demux = if playlist.fmp4 {
+            Demux::Fmp4 {
+                demuxer: Fmp4Demuxer::new(),
+                init_uri: None,
+            }
+        } else {
+            Demux::Ts(TsDemuxer::new())
+        };
         let mut pace: Option<(Instant, u32)> = None;
         loop {
             let mut took = false;
@@ -223,9 +227,20 @@ impl Feed<'_> {
                 }
                 let seg_target = m3u8::resolve(&target, &segment.uri, &client.authority)
                     .ok_or_else(|| other_server(&segment.uri))?;
+                if let Demux::Fmp4 { demuxer, init_uri } = &mut demux {
+                    let map = segment.map_uri.as_deref().ok_or_else(|| {
+                        RelayError::HlsPlaylist("an fMP4 segment without #EXT-X-MAP".to_owned())
+                    })?;
+                    if init_uri.as_deref() != Some(map) {
+                        let init_target = m3u8::resolve(&target, map, &client.authority)
+                            .ok_or_else(|| other_server(map))?;
+                        let (init, _) = client.get(self, &init_target).await?;
+                        demuxer.init(&init)?;
+                        *init_uri = Some(map.to_owned());
+                    }
+                }
                 let (body, _) = client.get(self, &seg_target).await?;
-                demux.feed(&body)?;
-                demux.end_of_input()?;
+                demux.feed_segment(&body)?;
                 while let Some(frame) = demux.poll_frame() {
                     // Frames go out at the pace of their timestamps.
                     let (start, origin) = *pace.get_or_insert((Instant::now(), frame.timestamp));
@@ -264,6 +279,37 @@ impl Feed<'_> {
                     ))
                 }
             };
+        }
+    }
+}
+
+/// The demuxer of the playlist's segments.
+enum Demux {
+    Ts(TsDemuxer),
+    Fmp4 {
+        demuxer: Fmp4Demuxer,
+        /// The init segment it was given (the `#EXT-X-MAP` URI as the playlist writes it).
+        init_uri: Option<String>,
+    },
+}
+
+impl Demux {
+    /// Reads one whole segment.
+    fn feed_segment(&mut self, body: &[u8]) -> Result<(), RelayError> {
+        match self {
+            Demux::Ts(d) => {
+                d.feed(body)?;
+                d.end_of_input()?;
+            }
+            Demux::Fmp4 { demuxer, .. } => demuxer.feed_segment(body)?,
+        }
+        Ok(())
+    }
+
+    fn poll_frame(&mut self) -> Option<Frame> {
+        match self {
+            Demux::Ts(d) => d.poll_frame(),
+            Demux::Fmp4 { demuxer, .. } => demuxer.poll_frame(),
         }
     }
 }

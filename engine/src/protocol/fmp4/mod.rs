@@ -8,6 +8,8 @@
 #![forbid(unsafe_code)]
 
 mod boxes;
+pub mod demux;
+pub(crate) mod read;
 mod sps;
 
 /// The box writers, for the other writers of ISO BMFF (the playback server's MP4 answers).
@@ -510,4 +512,4 @@ fn metadata_size(payload: &[u8]) -> Option<(u16, u16)> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -8,7 +8,7 @@ const SPS: &[u8] = &[
 ];
 const PPS: &[u8] = &[0x68, 0xce, 0x3c, 0x80];
 
-fn avc_record() -> Vec<u8> {
+pub(super) fn avc_record() -> Vec<u8> {
     let mut r = vec![1, 0x42, 0xc0, 0x0d, 0xff, 0xe1];
     r.extend_from_slice(&(SPS.len() as u16).to_be_bytes());
     r.extend_from_slice(SPS);
@@ -18,14 +18,14 @@ fn avc_record() -> Vec<u8> {
     r
 }
 
-fn video_header() -> Frame {
+pub(super) fn video_header() -> Frame {
     let mut p = vec![0x17, 0, 0, 0, 0];
     p.extend(avc_record());
     Frame::new(MediaKind::Video, 0, Bytes::from(p))
 }
 
 /// AAC LC, 44.1 kHz, stereo.
-fn audio_header() -> Frame {
+pub(super) fn audio_header() -> Frame {
     Frame::new(
         MediaKind::Audio,
         0,
@@ -33,14 +33,14 @@ fn audio_header() -> Frame {
     )
 }
 
-fn video(ts: u32, key: bool, cts: i32, body: &[u8]) -> Frame {
+pub(super) fn video(ts: u32, key: bool, cts: i32, body: &[u8]) -> Frame {
     let mut p = vec![if key { 0x17 } else { 0x27 }, 1];
     p.extend_from_slice(&cts.to_be_bytes()[1..]);
     p.extend_from_slice(body);
     Frame::new(MediaKind::Video, ts, Bytes::from(p))
 }
 
-fn audio(ts: u32, body: &[u8]) -> Frame {
+pub(super) fn audio(ts: u32, body: &[u8]) -> Frame {
     let mut p = vec![0xaf, 1];
     p.extend_from_slice(body);
     Frame::new(MediaKind::Audio, ts, Bytes::from(p))

@@ -31,6 +31,8 @@ pub struct MediaSegment {
     pub uri: String,
     /// `#EXTINF`, in milliseconds.
     pub duration_ms: u64,
+    /// The `URI` of the `#EXT-X-MAP` in effect: its fMP4 init segment.
+    pub map_uri: Option<String>,
 }
 
 /// Why a playlist cannot be read.
@@ -45,6 +47,8 @@ pub enum M3u8Error {
     UriWithoutDuration { line: usize },
     #[error("a multivariant playlist without variants")]
     NoVariant,
+    #[error("playlist line {line}: #EXT-X-MAP without a URI attribute")]
+    MapWithoutUri { line: usize },
 }
 
 /// Parses a playlist.
@@ -65,6 +69,7 @@ pub fn parse(text: &str) -> Result<Playlist, M3u8Error> {
         fmp4: false,
     };
     let mut duration: Option<u64> = None;
+    let mut map_uri: Option<String> = None;
     for (i, line) in lines {
         let number = i + 1;
         if line.is_empty() {
@@ -103,7 +108,15 @@ pub fn parse(text: &str) -> Result<Playlist, M3u8Error> {
                     duration = Some((secs * 1000.0).round() as u64);
                 }
                 "EXT-X-ENDLIST" => media.ended = true,
-                "EXT-X-MAP" => media.fmp4 = true,
+                "EXT-X-MAP" => {
+                    media.fmp4 = true;
+                    let uri = value
+                        .split_once("URI=\"")
+                        .and_then(|(_, rest)| rest.split_once('"'))
+                        .map(|(uri, _)| uri.to_owned())
+                        .ok_or(M3u8Error::MapWithoutUri { line: number })?;
+                    map_uri = Some(uri);
+                }
                 _ => {}
             }
             continue;
@@ -118,6 +131,7 @@ pub fn parse(text: &str) -> Result<Playlist, M3u8Error> {
             media.segments.push(MediaSegment {
                 uri: line.to_owned(),
                 duration_ms,
+                map_uri: map_uri.clone(),
             });
         }
     }
@@ -208,6 +222,11 @@ mod tests {
             panic!()
         };
         assert!(m.fmp4 && m.ended);
+        assert_eq!(m.segments[0].map_uri.as_deref(), Some("init.mp4"));
+        assert_eq!(
+            parse("#EXTM3U\n#EXT-X-MAP:BYTERANGE=\"1@0\"\n"),
+            Err(M3u8Error::MapWithoutUri { line: 2 })
+        );
     }
 
     #[test]
