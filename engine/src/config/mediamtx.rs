@@ -556,10 +556,26 @@ pub(super) fn convert(
         // Applied above, so not a feature left unserved.
         global.remove("hlsAllowOrigins");
     }
+    // The deprecated keys stay beside their successors (shown back by the API): reported as
+    // converted, not as features left unserved.
+    global.retain(|k, _| !super::deprecated::is_converted_alias(true, k));
+    let path_kept = |kept: &BTreeMap<String, Value>| {
+        let mut kept = kept.clone();
+        kept.retain(|k, _| !super::deprecated::is_converted_alias(false, k));
+        kept
+    };
     report.add_kept(Level::Global, "", &global);
-    report.add_kept(Level::Path, "pathDefaults.", &config.path_defaults.mediamtx);
+    report.add_kept(
+        Level::Path,
+        "pathDefaults.",
+        &path_kept(&config.path_defaults.mediamtx),
+    );
     for (name, fields) in config.paths.iter() {
-        report.add_kept(Level::Path, &format!("paths.{name}."), &fields.mediamtx);
+        report.add_kept(
+            Level::Path,
+            &format!("paths.{name}."),
+            &path_kept(&fields.mediamtx),
+        );
     }
     Ok(report)
 }
