@@ -17,6 +17,7 @@ fn an_hls_origin_is_pulled_and_replayed_over_rtmp() {
         origin.http_port
     ));
     let item = edge.wait_source_state("live/s", "ready", Duration::from_secs(20));
+    // MediaMTX: TestAPIPathsList ("hls source"), pulled (listed before it runs in mediamtx_api_cases.rs)
     assert_eq!(item["source"]["type"], "hlsSource", "{item}");
     assert!(eventually(Duration::from_secs(10), || {
         edge.path_item("live/s")["tracks"] == serde_json::json!(["H264", "MPEG-4 Audio"])

@@ -791,7 +791,10 @@ mod tests {
             source_type("http://127.0.0.1:1234/mypath"),
             Some("hlsSource")
         );
-        assert_eq!(source_type("http://x/live/a.flv?k=1"), Some("httpFlvSource"));
+        assert_eq!(
+            source_type("http://x/live/a.flv?k=1"),
+            Some("httpFlvSource")
+        );
         assert_eq!(
             check_source("carrier pigeon").unwrap_err(),
             "invalid source: 'carrier pigeon'"
