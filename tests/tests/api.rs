@@ -37,6 +37,7 @@ fn assert_ok(r: &http::Response) {
 #[test]
 fn config_endpoints_errors_pagination_and_slashes() {
     let engine = Engine::start("");
+    // MediaMTX: TestInfo (its key set exactly in mediamtx_api_cases.rs)
     let info = engine.api("GET", "/v3/info", None);
     assert_eq!(info.status, 200);
     assert!(info.json()["version"]
@@ -499,6 +500,7 @@ fn api_auth_with_users_cidr_and_trusted_proxies() {
          - user: scraper\n  pass: m\n  ips: [127.0.0.1]\n  permissions: [{action: metrics}]\n",
     );
     let port = engine.api_port;
+    // MediaMTX: TestAuthError (on /v3/info; on /v3/config/global/get in mediamtx_api_cases.rs)
     let r = http::request(port, "GET", "/v3/info", None, &[]);
     assert_error(&r, 401, "authentication error");
     assert_eq!(

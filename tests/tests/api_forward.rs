@@ -64,6 +64,7 @@ fn items(engine: &Engine, path: &str) -> Vec<Value> {
 }
 
 #[test]
+// MediaMTX: TestForward
 fn forward_destinations_are_listed_and_got_as_mediamtx_shows_them() {
     let dead_port = free_port();
     let engine = Engine::start_with("debug", |[rtmp, ..]| {

@@ -60,6 +60,7 @@ fn configured_paths_are_listed_from_the_start_and_ready_only_with_tracks() {
     let engine = Engine::start(
         "paths:\n  all_others:\n  ~^cams/:\n  mypath:\n  rtsp:\n    source: rtsp://127.0.0.1:1234/mypath\n    sourceOnDemand: yes\n  rtmp:\n    source: rtmp://127.0.0.1:1234/mypath\n    sourceOnDemand: yes\n",
     );
+    // MediaMTX: TestAPIPathsList ("rtsp source", "rtmp source")
     // MediaMTX's TestAPIPathsList "rtsp source" / "rtmp source": listed before any reader, with
     // the source's type, not ready, no tracks. A publisher path nobody publishes has no source.
     let list = engine.api("GET", "/v3/paths/list", None).json();
@@ -92,7 +93,7 @@ fn configured_paths_are_listed_from_the_start_and_ready_only_with_tracks() {
     let mypath = engine.api("GET", "/v3/paths/get/mypath", None);
     assert_eq!(mypath.status, 200);
     assert_eq!(mypath.json()["confName"], "mypath");
-    // TestAPIPathsGet "not found".
+    // MediaMTX: TestAPIPathsGet ("not found")
     assert_error_body(
         &engine.api("GET", "/v3/paths/get/nonexisting", None),
         404,
@@ -197,7 +198,7 @@ fn rtmpconns_hold_rtmp_clients_and_hls_muxers_answer_by_name() {
     std::thread::sleep(Duration::from_millis(500));
     let conns = engine.api("GET", "/v3/rtmpconns/list", None).json();
     assert_eq!(conns["itemCount"], 1, "{conns}");
-    // MediaMTX's TestAPIProtocolListGet "rtmp": these keys, no others.
+    // MediaMTX: TestAPIProtocolListGet ("rtmp") (these keys, no others)
     let c = &conns["items"][0];
     assert_eq!(
         keys(c),
@@ -244,7 +245,8 @@ fn rtmpconns_hold_rtmp_clients_and_hls_muxers_answer_by_name() {
         id
     );
 
-    // MediaMTX's "hls muxers": these keys, no others; get by path name.
+    // MediaMTX: TestAPIProtocolListGet ("hls muxers"), TestHLSMuxersList, TestHLSMuxersGet
+    // (these keys, no others; get by path name)
     let muxers = engine.api("GET", "/v3/hlsmuxers/list", None).json();
     assert_eq!(muxers["itemCount"], 1, "{muxers}");
     let m = &muxers["items"][0];
@@ -265,7 +267,7 @@ fn rtmpconns_hold_rtmp_clients_and_hls_muxers_answer_by_name() {
     let got = engine.api("GET", "/v3/hlsmuxers/get/mypath", None);
     assert_eq!(got.status, 200);
     assert_eq!(got.json()["path"], "mypath");
-    // MediaMTX's TestAPIProtocolGetNotFound "hls muxers".
+    // MediaMTX: TestAPIProtocolGetNotFound ("hls muxers")
     assert_error_body(
         &engine.api("GET", "/v3/hlsmuxers/get/nonexisting", None),
         404,
@@ -341,7 +343,8 @@ fn hls_sessions_are_opened_by_the_first_playlist_request_and_listed_got_and_kick
     assert_eq!(media.status, 200, "{media_path}");
     let sent = (playlist.body.len() + media.body.len()) as u64;
 
-    // MediaMTX's TestAPIProtocolListGet "hls sessions": these keys, no others; the secret and
+    // MediaMTX: TestAPIProtocolListGet ("hls sessions"), TestHLSSessionsList, TestHLSSessionsGet
+    // These keys, no others; the secret and
     // the token are shown nowhere.
     assert!(eventually(Duration::from_secs(5), || {
         engine.api("GET", "/v3/hlssessions/list", None).json()["items"][0]["outboundBytes"] == sent
@@ -394,6 +397,7 @@ fn hls_sessions_are_opened_by_the_first_playlist_request_and_listed_got_and_kick
     );
 
     // Errors in MediaMTX's words.
+    // MediaMTX: TestAPIProtocolGetNotFound ("hls sessions")
     assert_error_body(
         &engine.api(
             "GET",
@@ -429,6 +433,7 @@ fn hls_sessions_are_opened_by_the_first_playlist_request_and_listed_got_and_kick
     assert_eq!(flv.status, 503);
 
     // Kicked: its playlist and media are refused, and it is gone from the lists.
+    // MediaMTX: TestHLSSessionsKick, TestAPIProtocolKick ("hls"), TestAPIProtocolKickNotFound ("hls")
     let kicked = engine.api("POST", &format!("/v3/hlssessions/kick/{id}"), None);
     assert_eq!(
         (kicked.status, kicked.json()),
@@ -552,6 +557,7 @@ fn pagination_and_config_write_errors_in_mediamtx_words() {
         "invalid path name 'x/': can't end with a slash",
     );
     // Unknown fields, in paths, path defaults and the global configuration.
+    // MediaMTX: TestConfigPathsAddUnknownField, TestConfigGlobalPatchUnknownField
     assert_error_body(
         &engine.api("POST", "/v3/config/paths/add/x", Some(r#"{"sourceX":"a"}"#)),
         400,
@@ -599,6 +605,7 @@ fn pagination_and_config_write_errors_in_mediamtx_words() {
         "path configuration not found",
     );
     // Connection ids as MediaMTX's UUID parser judges them.
+    // MediaMTX: TestAPIProtocolGetNotFound ("rtmp")
     assert_error_body(
         &engine.api("GET", "/v3/rtmpconns/get/abc", None),
         400,
@@ -722,7 +729,8 @@ fn deprecated_keys_sent_to_the_api_convert_as_mediamtx_converts_them() {
     let state = std::fs::read_to_string(engine.state_file()).expect("the state file");
     assert!(state.contains("writeQueueSize: 1024"), "{state}");
     assert!(state.contains("rtspTransports:"), "{state}");
-    assert!(!state.contains("readBufferCount"), "{state}");
+    // The old name is kept beside its successor, as MediaMTX keeps it (TestConfigGlobalPatch).
+    assert!(state.contains("readBufferCount: 1024"), "{state}");
     assert!(state.contains("readUser: viewer"), "{state}");
 }
 
@@ -793,7 +801,7 @@ fn log_level_and_the_api_and_metrics_switches_change_while_running() {
         "10s"
     );
 
-    // MediaMTX's TestAPIConfigGlobalPatchDisableAPI: answered, then the API is gone.
+    // MediaMTX: TestAPIConfigGlobalPatchDisableAPI (answered, then the API is gone)
     let r = engine.api("PATCH", "/v3/config/global/patch", Some(r#"{"api":false}"#));
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(eventually(Duration::from_secs(5), || !connects(

@@ -229,6 +229,9 @@ fn recordings_api_lists_gets_and_deletes_segments() {
     assert!(eventually(Duration::from_secs(5), || engine
         .count_log("recording segment complete")
         >= 2));
+    // MediaMTX: TestRecordingsList, TestRecordingsGet, TestRecordingsDeleteSegment,
+    // TestRecordingsSegmentGetInvalidPath (on real segments; on MediaMTX's own file names in
+    // mediamtx_api_cases.rs)
     let list = engine.api("GET", "/v3/recordings/list", None);
     assert_eq!(list.status, 200, "{}", list.text());
     let list = list.json();

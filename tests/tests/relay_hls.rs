@@ -33,6 +33,7 @@ fn pulled_and_replayed(variant: &str) {
         origin.http_port
     ));
     let item = edge.wait_source_state("live/s", "ready", Duration::from_secs(20));
+    // MediaMTX: TestAPIPathsList ("hls source"), pulled (listed before it runs in mediamtx_api_cases.rs)
     assert_eq!(item["source"]["type"], "hlsSource", "{item}");
     assert!(eventually(Duration::from_secs(10), || {
         edge.path_item("live/s")["tracks"] == serde_json::json!(["H264", "MPEG-4 Audio"])

@@ -266,6 +266,7 @@ fn a_web_page_cannot_drive_the_api() {
     );
     assert_eq!(m.status, 403);
     // A preflight is answered (CORS as MediaMTX), and same-origin JSON still works.
+    // MediaMTX: TestPreflightRequest (from another origin; the same without one in mediamtx_api_cases.rs)
     let pre = http::request(
         api,
         "OPTIONS",

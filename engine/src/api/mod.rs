@@ -496,7 +496,9 @@ impl Api {
         let secrets = || snapshot.auth.secret_query_params();
         let conf_json = |name: &str| {
             config.paths.get(name).map(|f| {
-                redact::path(f.resolve_json(name, &config.path_defaults, config.override_publisher))
+                let mut v = f.resolve_json(name, &config.path_defaults, config.override_publisher);
+                crate::config::mediamtx::add_path_defaults(&mut v);
+                redact::path(v)
             })
         };
         match route {
@@ -540,6 +542,7 @@ impl Api {
                 if let Value::Object(m) = &mut v {
                     m.remove("name");
                 }
+                crate::config::mediamtx::add_path_defaults(&mut v);
                 Ok(redact::path(v))
             }
             Route::PathDefaultsPatch => {

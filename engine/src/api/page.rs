@@ -84,6 +84,21 @@ pub(super) mod tests {
         assert_eq!(p.list(Vec::new())["pageCount"], json!(0));
     }
 
+    // MediaMTX: TestPaginate
+    #[test]
+    fn pages_as_mediamtx_cuts_them() {
+        let list = |n: i64, per: &str, page: &str| {
+            let items: Vec<Value> = (0..n).map(|i| json!(i)).collect();
+            let p = Page::from_query(&q(&[("itemsPerPage", per), ("page", page)])).unwrap();
+            let out = p.list(items);
+            (out["pageCount"].clone(), out["items"].clone())
+        };
+        assert_eq!(list(5, "1", "1"), (json!(5), json!([1])));
+        assert_eq!(list(5, "3", "2"), (json!(2), json!([])));
+        assert_eq!(list(6, "4", "1"), (json!(2), json!([4, 5])));
+        assert_eq!(list(0, "1", "0"), (json!(0), json!([])));
+    }
+
     #[test]
     fn bad_parameters_are_refused() {
         let text = |pairs: &[(&str, &str)]| Page::from_query(&q(pairs)).unwrap_err().to_string();

@@ -208,6 +208,12 @@ pub fn plan(
             set_path(&mut doc, name, None)?;
         }
     }
+    // `authInternalUsers` made from per-path credentials are made again from what the change
+    // leaves: shown back, they are no users of the configuration's own.
+    let sets_users = matches!(change, Change::Global(p) if p.contains_key("authInternalUsers"));
+    if crate::config::has_legacy_credentials(config) && !sets_users {
+        doc.remove("authInternalUsers");
+    }
     let new = Config::from_value(Value::Object(doc)).map_err(|e| {
         if e.contains("unknown field `") {
             ApiError::Invalid(json_error(&e))
@@ -435,17 +441,40 @@ mod tests {
         assert_eq!(o2.get("writeQueueSize"), Some(&json!(1024)));
         assert_eq!(o2.get("rtspTransports"), Some(&json!(["tcp"])));
         assert_eq!(o2["pathDefaults"]["record"], true);
-        assert!(o2.get("readBufferCount").is_none());
+        // The old names are kept and shown too, as MediaMTX shows them (TestConfigGlobalPatch).
+        assert_eq!(o2.get("readBufferCount"), Some(&json!(1024)));
+        assert_eq!(shown["readBufferCount"], 1024);
+        assert_eq!(shown["protocols"], json!(["tcp"]));
         // Path aliases: `disablePublisherOverride` is the negation of `overridePublisher`.
         let add = Change::Add(
             "cam".into(),
             parse_path_fields(br#"{"disablePublisherOverride":true,"sourceProtocol":"tcp"}"#)
                 .unwrap(),
         );
-        let (c3, _) = plan(&c2, &o2, &add).unwrap();
+        let (c3, o3) = plan(&c2, &o2, &add).unwrap();
         let cam = c3.path_conf("cam").unwrap();
         assert!(!cam.override_publisher);
         assert_eq!(cam.rtsp_transport, "tcp");
+        assert_eq!(
+            c3.paths.get("cam").unwrap().mediamtx["disablePublisherOverride"],
+            true
+        );
+        // A later write over the converted credentials makes the users again from them.
+        let secure = Change::Add(
+            "secure".into(),
+            parse_path_fields(br#"{"readUser":"v","readPass":"p"}"#).unwrap(),
+        );
+        let (c4, o4) = plan(&c3, &o3, &secure).unwrap();
+        let users = |c: &Config| serde_json::to_value(&c.auth_internal_users).unwrap();
+        assert!(users(&c4).to_string().contains(r#""user":"v""#));
+        let patch_secure = Change::Patch(
+            "secure".into(),
+            parse_path_fields(br#"{"readUser":"w"}"#).unwrap(),
+        );
+        let (c5, _) = plan(&c4, &o4, &patch_secure).unwrap();
+        assert!(users(&c5).to_string().contains(r#""user":"w""#));
+        assert!(!users(&c5).to_string().contains(r#""user":"v""#));
+        assert_eq!(c5.paths.get("secure").unwrap().mediamtx["readPass"], "p");
     }
 
     #[test]

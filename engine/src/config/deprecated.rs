@@ -3,6 +3,10 @@
 //! `record*` keys moved into `pathDefaults`, `externalAuthenticationURL` made `authMethod: http`,
 //! and the per-path credentials (`publishUser`, …, `readIPs`) made `authInternalUsers`. Where
 //! both a deprecated key and its successor are set, the deprecated one wins, as in MediaMTX.
+//! The renamed keys and the credentials stay where they were set, beside what they became: the
+//! API shows them back as MediaMTX does (its tests `TestConfigGlobalPatch`,
+//! `TestConfigPathsAdd`, `TestConfigPathsList` read `readBufferCount`, `disablePublisherOverride`
+//! and `readUser` back).
 
 use std::collections::BTreeMap;
 
@@ -141,7 +145,7 @@ fn rename(
     converted: &mut Vec<String>,
 ) {
     for (from, to, change) in aliases {
-        let Some(value) = kept.remove(*from) else {
+        let Some(value) = kept.get(*from).cloned() else {
             continue;
         };
         if value.is_null() {
@@ -157,13 +161,13 @@ fn rename(
     }
 }
 
-/// The top-level keys that hold what the global key `key` set once converted: `key` itself, or
-/// where `key` is deprecated, its successors (`readBufferCount` is kept as `writeQueueSize`,
+/// The top-level keys that hold what the global key `key` set once converted: `key` itself, and
+/// where `key` is deprecated, its successors (`readBufferCount` is kept as `writeQueueSize` too,
 /// `record` in `pathDefaults`). The API persists these, so a change made with an old name
-/// survives a restart.
+/// survives a restart and is shown back after it.
 pub fn global_successors(key: &str) -> Vec<String> {
     if let Some((_, to, _)) = GLOBAL_ALIASES.iter().find(|(from, _, _)| *from == key) {
-        return vec![(*to).to_owned()];
+        return vec![key.to_owned(), (*to).to_owned()];
     }
     if RECORD_GLOBALS.contains(&key) {
         return vec!["pathDefaults".to_owned()];
@@ -172,6 +176,23 @@ pub fn global_successors(key: &str) -> Vec<String> {
         return vec!["authMethod".to_owned(), "authHTTPAddress".to_owned()];
     }
     vec![key.to_owned()]
+}
+
+/// Whether `key` is a deprecated MediaMTX key this module converts (global when `global`, else a
+/// path key): applied through its successors, so it is no feature left unserved.
+pub(super) fn is_converted_alias(global: bool, key: &str) -> bool {
+    if global {
+        GLOBAL_ALIASES.iter().any(|(from, _, _)| *from == key)
+    } else {
+        PATH_ALIASES.iter().any(|(from, _, _)| *from == key) || CREDENTIALS.contains(&key)
+    }
+}
+
+/// Whether a path entry or the path defaults hold MediaMTX's per-path credentials, which make
+/// `authInternalUsers` (so a configuration that has them has no `authInternalUsers` of its own).
+pub fn has_legacy_credentials(config: &Config) -> bool {
+    let has = |kept: &BTreeMap<String, Value>| CREDENTIALS.iter().any(|k| kept.contains_key(*k));
+    has(&config.path_defaults.mediamtx) || config.paths.iter().any(|(_, f)| has(&f.mediamtx))
 }
 
 /// Path keys Corestream has under another name: applied to the entry's own fields.
@@ -272,11 +293,6 @@ pub(super) fn convert(
             "publishUser, publishPass, publishIPs, readUser, readPass, readIPs -> authInternalUsers"
                 .to_owned(),
         );
-        for kept in std::iter::once(&mut config.path_defaults.mediamtx)
-            .chain(entries.iter_mut().map(|(_, f)| &mut f.mediamtx))
-        {
-            kept.retain(|k, _| !CREDENTIALS.contains(&k.as_str()));
-        }
     }
     Ok(())
 }
@@ -299,6 +315,7 @@ mod tests {
         assert_eq!(c.mediamtx.get("rtsp"), Some(&Value::Bool(false)));
         assert_eq!(c.http_allow_origins, ["https://a"]);
         assert_eq!(c.mediamtx.get("writeQueueSize"), Some(&Value::from(256)));
+        assert_eq!(c.mediamtx.get("readBufferCount"), Some(&Value::from(256)));
         assert!(!c.mediamtx.contains_key("record"));
         assert_eq!(c.path_defaults.record, Some(true));
         assert_eq!(c.path_defaults.record_path.as_deref(), Some("./r/%path/%s"));
@@ -340,7 +357,9 @@ mod tests {
         assert_eq!(users[4]["permissions"][0]["action"], "publish", "{users}");
         assert_eq!(users[4]["permissions"][0]["path"], "cam", "{users}");
         assert_eq!(users[5]["permissions"][0]["action"], "read", "{users}");
-        assert!(c.paths.get("cam").unwrap().mediamtx.is_empty());
+        // Kept beside the users they made, as MediaMTX keeps them (its API shows them back).
+        assert_eq!(c.paths.get("cam").unwrap().mediamtx["publishUser"], "pub");
+        assert!(c.compat_report.not_served_lines().is_empty());
         let e = error(
             "authInternalUsers:\n  - user: x\n    pass: y\npaths:\n  cam:\n    readUser: r\n",
         );

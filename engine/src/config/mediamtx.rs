@@ -335,6 +335,29 @@ fn asks(key: &str, value: &Value) -> bool {
     }
 }
 
+/// MediaMTX's path keys and their defaults (v1.20's `pathDefaults`, its unset strings `""`):
+/// MediaMTX shows every one of them in a path's configuration, set or not.
+const PATH_DEFAULTS: &str = include_str!("mediamtx_path_defaults.json");
+
+/// Adds to a path configuration's JSON every MediaMTX path key it lacks, with MediaMTX's
+/// default, so a client reads `rpiCameraCodec: "auto"` where MediaMTX would show it (its test
+/// `TestConfigPathsReplace`). Keys already there (Corestream's own, and what was set) are left.
+pub fn add_path_defaults(v: &mut Value) {
+    static DEFAULTS: std::sync::OnceLock<serde_json::Map<String, Value>> =
+        std::sync::OnceLock::new();
+    let defaults = DEFAULTS.get_or_init(|| {
+        serde_json::from_str(PATH_DEFAULTS).unwrap_or_else(|e| {
+            tracing::error!("mediamtx_path_defaults.json: {e}");
+            serde_json::Map::new()
+        })
+    });
+    if let Value::Object(map) = v {
+        for (key, value) in defaults {
+            map.entry(key.as_str()).or_insert_with(|| value.clone());
+        }
+    }
+}
+
 /// What `check-config` reports and the engine logs at start about a MediaMTX configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
@@ -556,10 +579,26 @@ pub(super) fn convert(
         // Applied above, so not a feature left unserved.
         global.remove("hlsAllowOrigins");
     }
+    // The deprecated keys stay beside their successors (shown back by the API): reported as
+    // converted, not as features left unserved.
+    global.retain(|k, _| !super::deprecated::is_converted_alias(true, k));
+    let path_kept = |kept: &BTreeMap<String, Value>| {
+        let mut kept = kept.clone();
+        kept.retain(|k, _| !super::deprecated::is_converted_alias(false, k));
+        kept
+    };
     report.add_kept(Level::Global, "", &global);
-    report.add_kept(Level::Path, "pathDefaults.", &config.path_defaults.mediamtx);
+    report.add_kept(
+        Level::Path,
+        "pathDefaults.",
+        &path_kept(&config.path_defaults.mediamtx),
+    );
     for (name, fields) in config.paths.iter() {
-        report.add_kept(Level::Path, &format!("paths.{name}."), &fields.mediamtx);
+        report.add_kept(
+            Level::Path,
+            &format!("paths.{name}."),
+            &path_kept(&fields.mediamtx),
+        );
     }
     Ok(report)
 }
@@ -863,6 +902,23 @@ mod tests {
             assert!(
                 !lines.iter().any(|l| l.starts_with("recording")),
                 "{lines:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn path_defaults_are_mediamtx_keys() {
+        let mut v = serde_json::json!({"name": "cam", "rpiCameraCodec": "softwareH264"});
+        add_path_defaults(&mut v);
+        assert_eq!(v["rpiCameraCodec"], "softwareH264");
+        assert_eq!(v["rpiCameraIDRPeriod"], 60);
+        assert_eq!(v["runOnInit"], "");
+        for key in v.as_object().unwrap().keys() {
+            assert!(
+                key == "name"
+                    || is_mediamtx_name(Level::Path, key)
+                    || kind_of(Level::Path, key).is_some(),
+                "{key} is no MediaMTX path key"
             );
         }
     }

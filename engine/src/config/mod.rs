@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{AuthMethod, AuthSettings, InternalUser, Permission, UnknownDomain};
 
 pub use cluster::{ClusterConf, RedisTarget};
-pub use deprecated::global_successors;
+pub use deprecated::{global_successors, has_legacy_credentials};
 pub use error::ConfigError;
 pub use paths::{source_type, PathConf, PathFields, Paths, RecordFormat, DEFAULT_RECORD_PATH};
 pub use snapshot::{Snapshot, SnapshotError};

@@ -399,8 +399,9 @@ fn check_fingerprint(key: &str, fp: &str) -> Result<(), String> {
     }
 }
 
-/// `publisher`, `rtmp(s)://…`, `rtsp://…`, `http(s)://…/x.flv` and `http(s)://…/x.m3u8` (HLS,
-/// MPEG-TS segments) are served; other pull URLs are refused.
+/// `publisher`, `rtmp(s)://…`, `rtsp://…`, `http(s)://…/x.flv` (HTTP-FLV) and any other
+/// `http(s)://…` (HLS, MPEG-TS segments, as MediaMTX reads every HTTP source) are served; other
+/// pull URLs are refused.
 pub fn check_source(source: &str) -> Result<(), String> {
     const PULL: [&str; 12] = [
         "rtmp://",
@@ -429,7 +430,7 @@ pub fn check_source(source: &str) -> Result<(), String> {
             .map_err(|e| format!("invalid source: '{source}': {e}"))
     } else if PULL.iter().any(|p| source.starts_with(p)) {
         Err(format!(
-            "source '{source}' is not supported yet: only 'publisher', 'rtmp(s)://…', 'rtsp://…', 'http(s)://…/x.flv' and 'http(s)://…/x.m3u8' are"
+            "source '{source}' is not supported yet: only 'publisher', 'rtmp(s)://…', 'rtsp://…', 'http(s)://…/x.flv' and 'http(s)://…' (HLS) are"
         ))
     } else {
         Err(format!("invalid source: '{source}'"))
@@ -452,10 +453,11 @@ pub fn source_type(source: &str) -> Option<&'static str> {
     }
 }
 
-/// An `http://` or `https://` URL whose path ends in `.m3u8` (an HLS playlist).
+/// An `http://` or `https://` URL that does not name an `.flv`: an HLS playlist, whatever its
+/// name, as MediaMTX takes every HTTP source for one (its `hlsSource`; `http://host/cam` is a
+/// playlist there too).
 fn is_hls(source: &str) -> bool {
-    let path = source.split(['?', '#']).next().unwrap_or_default();
-    (source.starts_with("http://") || source.starts_with("https://")) && path.ends_with(".m3u8")
+    (source.starts_with("http://") || source.starts_with("https://")) && !is_http_flv(source)
 }
 
 /// An `http://` or `https://` URL whose path ends in `.flv` (HTTP-FLV).
@@ -782,6 +784,16 @@ mod tests {
         // HLS origins (MediaMTX's hlsSource) are pulled.
         assert!(
             check_source("http://x/a.m3u8").is_ok() && check_source("https://x/y.m3u8").is_ok()
+        );
+        // MediaMTX's TestAPIPathsList "hls source": any HTTP URL but an `.flv` is a playlist.
+        assert!(check_source("http://127.0.0.1:1234/mypath").is_ok());
+        assert_eq!(
+            source_type("http://127.0.0.1:1234/mypath"),
+            Some("hlsSource")
+        );
+        assert_eq!(
+            source_type("http://x/live/a.flv?k=1"),
+            Some("httpFlvSource")
         );
         assert_eq!(
             check_source("carrier pigeon").unwrap_err(),

@@ -59,13 +59,15 @@ pub struct HttpUrl {
 }
 
 impl HttpUrl {
-    /// Whether the URL names an HLS playlist (its path ends in `.m3u8`): pulled as HLS, not as
-    /// HTTP-FLV.
+    /// Whether the URL names an HLS playlist: pulled as HLS, not as HTTP-FLV. Every URL but one
+    /// whose path ends in `.flv` (Corestream's HTTP-FLV pull) is, as MediaMTX takes every HTTP
+    /// source for a playlist, named `.m3u8` or not.
     pub fn is_hls(&self) -> bool {
-        self.target
+        !self
+            .target
             .split(['?', '#'])
             .next()
-            .is_some_and(|p| p.ends_with(".m3u8"))
+            .is_some_and(|p| p.ends_with(".flv"))
     }
 }
 
@@ -310,6 +312,14 @@ mod tests {
         assert_eq!((u.host.as_str(), u.port), ("o", 8080));
         assert_eq!(u.target, "/live/a.flv?k=1");
         assert_eq!(u.authority, "o:8080");
+        assert!(!u.is_hls());
+        // Every other HTTP URL is a playlist, `.m3u8` or not (MediaMTX's hlsSource).
+        for playlist in ["http://o/live/a/index.m3u8", "http://o:1234/mypath?x=a.flv"] {
+            let RelayUrl::HttpFlv(u) = parse(playlist).unwrap() else {
+                panic!()
+            };
+            assert!(u.is_hls(), "{playlist}");
+        }
         let RelayUrl::HttpFlv(u) = parse("http://o/a.flv").unwrap() else {
             panic!()
         };
