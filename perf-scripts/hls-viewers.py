@@ -20,8 +20,9 @@ TIMEOUT = 10
 
 
 def fetch(url):
+    """The body, and the URL that answered (after redirects)."""
     with urllib.request.urlopen(url, timeout=TIMEOUT) as r:
-        return r.read()
+        return r.read(), r.geturl()
 
 
 def parse(text):
@@ -59,8 +60,13 @@ def viewer(url, deadline, stats, lock):
             if low_latency and next_msn is not None:
                 q = urllib.parse.urlencode({"_HLS_msn": next_msn[0], "_HLS_part": next_msn[1]})
                 playlist_url = f"{url}{'&' if '?' in url else '?'}{q}"
-            text = fetch(playlist_url).decode()
+            body, answered = fetch(playlist_url)
+            text = body.decode()
             requests += 1
+            if next_msn is None:
+                # As players do: reload from where the first request was redirected (the
+                # server's HLS session is in its query), without the blocking-reload parameters.
+                url = answered
             low_latency = "#EXT-X-PART:" in text
             _, items, next_msn = parse(text)
             for uri, is_part, _, _ in items:
@@ -72,7 +78,7 @@ def viewer(url, deadline, stats, lock):
                     seen = set(u for u, _, _, _ in items)
                 if time.monotonic() >= deadline:
                     break
-                bytes_in += len(fetch(urllib.parse.urljoin(url, uri)))
+                bytes_in += len(fetch(urllib.parse.urljoin(url, uri))[0])
                 requests += 1
             if not low_latency:
                 target = re.search(r"#EXT-X-TARGETDURATION:(\d+)", text)

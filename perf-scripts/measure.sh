@@ -63,7 +63,8 @@ hls)
     sleep 2
     for i in 0 1 2 3 4; do
         sleep 1.3
-        curl -s -o /dev/null -w "live/h-$i: first playlist %{http_code} after %{time_total} s\n" "http://127.0.0.1:$http/live/h-$i.m3u8"
+        # -L: the first request is redirected to the viewer's HLS session, as a player follows.
+        curl -s -L -o /dev/null -w "live/h-$i: first playlist %{http_code} after %{time_total} s\n" "http://127.0.0.1:$http/live/h-$i.m3u8"
     done
     stop_engine ;;
 api)
