@@ -736,6 +736,8 @@ async fn serve_playlist(conn: &Conn, req: &Request, key: &StreamKey, nested: boo
         return bad_request(conn, req);
     };
     let Some(session) = asked_session(conn, req) else {
+        // With no secret to open again, opening always answers the viewer (a redirect or a
+        // refusal): `None` cannot come back.
         return open_session(conn, req, key, None)
             .await
             .unwrap_or(Next::Close);
