@@ -28,14 +28,23 @@ impl ConnUuid {
 }
 
 impl fmt::Display for ConnUuid {
+    /// The 8-4-4-4-12 lowercase hex form, written at once: the API writes one per connection it
+    /// lists, on every request.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut text = [0u8; 36];
+        let mut at = 0;
         for (i, b) in self.0.iter().enumerate() {
             if matches!(i, 4 | 6 | 8 | 10) {
-                f.write_str("-")?;
+                text[at] = b'-';
+                at += 1;
             }
-            write!(f, "{b:02x}")?;
+            text[at] = HEX[usize::from(b >> 4)];
+            text[at + 1] = HEX[usize::from(b & 0x0f)];
+            at += 2;
         }
-        Ok(())
+        // Only ASCII hex digits and dashes were written.
+        f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -304,6 +313,11 @@ mod tests {
         assert_eq!(text.parse::<ConnUuid>(), Ok(u));
         assert_eq!(text.to_uppercase().parse::<ConnUuid>(), Ok(u));
         assert_ne!(ConnUuid::new_v4(), u);
+        let fixed = ConnUuid([
+            0x12, 0x3e, 0x45, 0x67, 0xe8, 0x9b, 0x42, 0xd3, 0xa4, 0x56, 0x42, 0x66, 0x14, 0x17,
+            0x40, 0x0f,
+        ]);
+        assert_eq!(fixed.to_string(), "123e4567-e89b-42d3-a456-42661417400f");
         for bad in ["", "x", "0000000000000000000000000000000000-0", &text[1..]] {
             assert!(bad.parse::<ConnUuid>().is_err(), "{bad}");
         }
