@@ -26,6 +26,11 @@ pub enum UrlError {
     InvalidPort(String),
     #[error("no app (rtmp://host/app/stream)")]
     MissingApp,
+    /// `user:pass@` in an `rtmp(s)://` or `http(s)://` URL: MediaMTX's Adobe RTMP authentication
+    /// or HTTP basic auth, neither of which the relay speaks; dialing it would ask the resolver
+    /// for `user:pass@host`.
+    #[error("credentials in the URL are not supported here (only rtsp:// takes user:pass@); pass a token in the query instead")]
+    Credentials,
     #[error("{0}")]
     Rtsp(#[from] RtspUrlError),
 }
@@ -230,6 +235,9 @@ fn bracket(host: &str) -> String {
 fn split_authority(rest: &str, default_port: u16) -> Result<(String, u16, &str), UrlError> {
     let end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, path) = rest.split_at(end);
+    if authority.contains('@') {
+        return Err(UrlError::Credentials);
+    }
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (h, after) = v6.split_once(']').ok_or(UrlError::MissingHost)?;
         (h, after.strip_prefix(':'))
@@ -341,6 +349,8 @@ mod tests {
             "rtsp://cam:8554/s"
         );
         assert_eq!(parse("rtmp:///live/s"), Err(UrlError::MissingHost));
+        assert_eq!(parse("rtmp://u:p@h/live/s"), Err(UrlError::Credentials));
+        assert_eq!(parse("https://tok@h/s.flv"), Err(UrlError::Credentials));
         assert_eq!(parse("rtmp://h/"), Err(UrlError::MissingApp));
         assert_eq!(
             parse("rtmp://h:99999/live"),
