@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use tests::answer::assert_ok;
 use tests::ff::{self, decoded_frames, wait_with_timeout};
 use tests::http::{self, Client};
 use tests::{eventually, Engine};
@@ -26,12 +27,6 @@ fn assert_error(r: &http::Response, status: u16, text: &str) {
         "expected {text:?} in {}",
         r.text()
     );
-}
-
-#[track_caller]
-fn assert_ok(r: &http::Response) {
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json(), json!({"status": "ok"}));
 }
 
 #[test]

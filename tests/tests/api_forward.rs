@@ -6,11 +6,11 @@
 //! follow a configuration change, pagination and every error MediaMTX words, with our HTTP client
 //! and curl.
 
-use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use tests::answer::{keys, set};
 use tests::ff;
 use tests::http;
 use tests::{eventually, free_port, Engine};
@@ -29,14 +29,6 @@ const DEST_KEYS: [&str; 8] = [
 
 /// MediaMTX's `conf.ForwardDest` keys, exactly.
 const CONF_KEYS: [&str; 3] = ["dest", "destFingerprint", "whipBearerToken"];
-
-fn keys(v: &Value) -> BTreeSet<&str> {
-    v.as_object()
-        .unwrap_or_else(|| panic!("not an object: {v}"))
-        .keys()
-        .map(String::as_str)
-        .collect()
-}
 
 /// MediaMTX's `checkError`: the whole body is `{"status":"error","error":text}`.
 #[track_caller]
@@ -98,8 +90,8 @@ fn forward_destinations_are_listed_and_got_as_mediamtx_shows_them() {
 
     // MediaMTX's shape, key for key; the pushed path is live from the first push.
     for d in &dests {
-        assert_eq!(keys(d), DEST_KEYS.into_iter().collect(), "{d}");
-        assert_eq!(keys(&d["conf"]), CONF_KEYS.into_iter().collect(), "{d}");
+        assert_eq!(keys(d), set(&DEST_KEYS), "{d}");
+        assert_eq!(keys(&d["conf"]), set(&CONF_KEYS), "{d}");
         assert_eq!(d["protocol"], "rtmp", "{d}");
         assert_eq!(d["id"].as_str().map(str::len), Some(36), "{d}");
         assert_eq!(d["conf"]["whipBearerToken"], "", "{d}");

@@ -3,34 +3,14 @@
 //! status codes, exact error bodies and the key sets of items, with ffmpeg publishing, curl
 //! reading HTTP-FLV and our HTTP client reading HLS.
 
-use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use tests::answer::{assert_error_body, keys, set};
 use tests::ff::{self, wait_with_timeout};
 use tests::http::{self, get};
 use tests::{eventually, Engine};
-
-/// The keys of a JSON object.
-fn keys(v: &Value) -> BTreeSet<String> {
-    v.as_object()
-        .unwrap_or_else(|| panic!("not an object: {v}"))
-        .keys()
-        .cloned()
-        .collect()
-}
-
-fn set(names: &[&str]) -> BTreeSet<String> {
-    names.iter().map(|s| (*s).to_owned()).collect()
-}
-
-/// MediaMTX's `checkError`: the whole body is `{"status":"error","error":text}`.
-#[track_caller]
-fn assert_error_body(r: &http::Response, status: u16, text: &str) {
-    assert_eq!(r.status, status, "{}", r.text());
-    assert_eq!(r.json(), json!({"status": "error", "error": text}));
-}
 
 /// MediaMTX's `defs.APIPath` keys; Corestream adds its pull and push state beside them.
 const PATH_KEYS: [&str; 18] = [

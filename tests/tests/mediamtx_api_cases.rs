@@ -5,41 +5,14 @@
 //! already covers says so at the covering assertion (`// MediaMTX: TestXxx`); the README's
 //! "MediaMTX v3 compatibility, endpoint by endpoint" lists them all.
 
-use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use tests::answer::{assert_error_body, assert_ok, keys, set};
 use tests::ff::{self, wait_with_timeout};
 use tests::http;
 use tests::{eventually, Engine, TempDir};
-
-/// The keys of a JSON object.
-fn keys(v: &Value) -> BTreeSet<String> {
-    v.as_object()
-        .unwrap_or_else(|| panic!("not an object: {v}"))
-        .keys()
-        .cloned()
-        .collect()
-}
-
-fn set(names: &[&str]) -> BTreeSet<String> {
-    names.iter().map(|s| (*s).to_owned()).collect()
-}
-
-/// MediaMTX's `checkError`: the whole body is `{"status":"error","error":text}`.
-#[track_caller]
-fn assert_error_body(r: &http::Response, status: u16, text: &str) {
-    assert_eq!(r.status, status, "{}", r.text());
-    assert_eq!(r.json(), json!({"status": "error", "error": text}));
-}
-
-/// MediaMTX's `checkOK`: a 200 whose whole body is `{"status":"ok"}`.
-#[track_caller]
-fn assert_ok(r: &http::Response) {
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json(), json!({"status": "ok"}));
-}
 
 /// A `GET` that must answer 200; its JSON.
 #[track_caller]
