@@ -16,6 +16,28 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// One of MediaMTX's per-item families: each item's samples under its tags, one per name in
+/// `names`' order; with no item, one zero sample per name (MediaMTX writes one for an empty
+/// family).
+fn per_item<const N: usize>(
+    out: &mut String,
+    names: [&str; N],
+    items: impl IntoIterator<Item = (String, [u64; N])>,
+) {
+    let mut any = false;
+    for (tags, values) in items {
+        any = true;
+        for (name, value) in names.iter().zip(values) {
+            let _ = writeln!(out, "{name}{tags} {value}");
+        }
+    }
+    if !any {
+        for name in names {
+            let _ = writeln!(out, "{name} 0");
+        }
+    }
+}
+
 fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
     let mut cumulative = 0;
@@ -143,96 +165,77 @@ pub fn render(
 ) -> String {
     let mut out = String::with_capacity(4096);
     let paths = paths(views, config);
-    if paths.is_empty() {
-        for m in [
+    per_item(
+        &mut out,
+        [
             "paths",
             "paths_bytes_received",
             "paths_bytes_sent",
             "paths_inbound_bytes",
             "paths_outbound_bytes",
             "paths_readers",
-        ] {
-            let _ = writeln!(out, "{m} 0");
-        }
-    }
-    for p in &paths {
-        let tags = format!(
-            "{{name=\"{}\",state=\"{}\"}}",
-            label(&p.name),
-            if p.ready() { "ready" } else { "notReady" }
-        );
-        let _ = writeln!(out, "paths{tags} 1");
-        let _ = writeln!(out, "paths_bytes_received{tags} {}", p.inbound_bytes());
-        let _ = writeln!(out, "paths_bytes_sent{tags} {}", p.outbound_bytes());
-        let _ = writeln!(out, "paths_inbound_bytes{tags} {}", p.inbound_bytes());
-        let _ = writeln!(out, "paths_outbound_bytes{tags} {}", p.outbound_bytes());
-        let _ = writeln!(out, "paths_readers{tags} {}", p.readers.len());
-    }
-    let conns = rtmp_conns(views);
-    if conns.is_empty() {
-        for m in [
+        ],
+        paths.iter().map(|p| {
+            let state = if p.ready() { "ready" } else { "notReady" };
+            let tags = format!("{{name=\"{}\",state=\"{state}\"}}", label(&p.name));
+            let (inbound, outbound) = (p.inbound_bytes(), p.outbound_bytes());
+            let readers = p.readers.len() as u64;
+            (tags, [1, inbound, outbound, inbound, outbound, readers])
+        }),
+    );
+    per_item(
+        &mut out,
+        [
             "rtmp_conns",
             "rtmp_conns_bytes_received",
             "rtmp_conns_bytes_sent",
             "rtmp_conns_inbound_bytes",
             "rtmp_conns_outbound_bytes",
             "rtmp_conns_outbound_frames_discarded",
-        ] {
-            let _ = writeln!(out, "{m} 0");
-        }
-    }
-    for c in &conns {
-        let tags = format!("{{id=\"{}\",state=\"{}\"}}", c.id, c.state.as_str());
-        let _ = writeln!(out, "rtmp_conns{tags} 1");
-        let _ = writeln!(out, "rtmp_conns_bytes_received{tags} {}", c.bytes_in);
-        let _ = writeln!(out, "rtmp_conns_bytes_sent{tags} {}", c.bytes_out);
-        let _ = writeln!(out, "rtmp_conns_inbound_bytes{tags} {}", c.bytes_in);
-        let _ = writeln!(out, "rtmp_conns_outbound_bytes{tags} {}", c.bytes_out);
-        let _ = writeln!(
-            out,
-            "rtmp_conns_outbound_frames_discarded{tags} {}",
-            c.frames_discarded
-        );
-    }
-    let sessions = all_hls_sessions(views);
-    if sessions.is_empty() {
-        let _ = writeln!(out, "hls_sessions 0");
-        let _ = writeln!(out, "hls_sessions_outbound_bytes 0");
-    }
-    for s in &sessions {
-        let remote = s.opening.remote.map(|a| a.to_string()).unwrap_or_default();
-        let tags = format!(
-            "{{id=\"{}\",path=\"{}\",remoteAddr=\"{}\"}}",
-            s.id,
-            label(&s.path),
-            label(&remote)
-        );
-        let _ = writeln!(out, "hls_sessions{tags} 1");
-        let _ = writeln!(
-            out,
-            "hls_sessions_outbound_bytes{tags} {}",
-            s.outbound_bytes
-        );
-    }
-    let muxers = all_hls_muxers(views);
-    if muxers.is_empty() {
-        // MediaMTX writes a zero sample for an empty family.
-        for m in [
+        ],
+        rtmp_conns(views).into_iter().map(|c| {
+            let tags = format!("{{id=\"{}\",state=\"{}\"}}", c.id, c.state.as_str());
+            let (bytes_in, bytes_out) = (c.bytes_in, c.bytes_out);
+            (
+                tags,
+                [
+                    1,
+                    bytes_in,
+                    bytes_out,
+                    bytes_in,
+                    bytes_out,
+                    c.frames_discarded,
+                ],
+            )
+        }),
+    );
+    per_item(
+        &mut out,
+        ["hls_sessions", "hls_sessions_outbound_bytes"],
+        all_hls_sessions(views).into_iter().map(|s| {
+            let remote = s.opening.remote.map(|a| a.to_string()).unwrap_or_default();
+            let tags = format!(
+                "{{id=\"{}\",path=\"{}\",remoteAddr=\"{}\"}}",
+                s.id,
+                label(&s.path),
+                label(&remote)
+            );
+            (tags, [1, s.outbound_bytes])
+        }),
+    );
+    per_item(
+        &mut out,
+        [
             "hls_muxers",
             "hls_muxers_bytes_sent",
             "hls_muxers_outbound_bytes",
             "hls_muxers_outbound_frames_discarded",
-        ] {
-            let _ = writeln!(out, "{m} 0");
-        }
-    }
-    for m in &muxers {
-        let tags = format!("{{name=\"{}\"}}", label(&m.path));
-        let _ = writeln!(out, "hls_muxers{tags} 1");
-        let _ = writeln!(out, "hls_muxers_bytes_sent{tags} {}", m.bytes_sent);
-        let _ = writeln!(out, "hls_muxers_outbound_bytes{tags} {}", m.bytes_sent);
-        let _ = writeln!(out, "hls_muxers_outbound_frames_discarded{tags} 0");
-    }
+        ],
+        all_hls_muxers(views).into_iter().map(|m| {
+            let tags = format!("{{name=\"{}\"}}", label(&m.path));
+            (tags, [1, m.bytes_sent, m.bytes_sent, 0])
+        }),
+    );
 
     let per_core: [PerCore; 14] = [
         ("corestream_core_connections_open", "gauge", |v| {
