@@ -62,15 +62,22 @@ impl Core {
     }
 
     pub(super) fn admit_reader(&self, key: StreamKey, session: SessionId, max: u32) -> bool {
-        let hls_viewers = self.hls_sessions.borrow().count(&key);
-        let mut readers = self.readers.borrow_mut();
-        let set = readers.entry(key).or_default();
-        if max == 0 || set.len() + hls_viewers < max as usize {
-            set.insert(session);
-            true
-        } else {
-            false
+        if self.path_is_full(&key, max) {
+            return false;
         }
+        self.readers
+            .borrow_mut()
+            .entry(key)
+            .or_default()
+            .insert(session);
+        true
+    }
+
+    /// Whether `key` has `max` readers (0: no limit), its connections and its HLS viewers
+    /// together: what `maxReaders` counts.
+    pub(super) fn path_is_full(&self, key: &StreamKey, max: u32) -> bool {
+        let readers = self.reader_count(key) + self.hls_sessions.borrow().count(key);
+        max != 0 && readers >= max as usize
     }
 
     pub(super) fn release_reader(&self, key: &StreamKey, session: SessionId) {

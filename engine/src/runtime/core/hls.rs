@@ -80,8 +80,7 @@ impl Core {
         if !live && !starting && !self.hls.borrow().contains_key(key) {
             return HlsSessionOpened::NoStream;
         }
-        let readers = self.reader_count(key) + self.hls_sessions.borrow().count(key);
-        if max_readers != 0 && readers >= max_readers as usize {
+        if self.path_is_full(key, max_readers) {
             return HlsSessionOpened::Full;
         }
         let remote = opening.remote;
