@@ -7,6 +7,23 @@ use serde_json::{json, Value};
 
 use crate::http::Response;
 
+/// MediaMTX's `defs.APIRTMPConn` keys.
+pub const RTMP_CONN_KEYS: [&str; 13] = [
+    "id",
+    "created",
+    "remoteAddr",
+    "state",
+    "path",
+    "query",
+    "user",
+    "userAgent",
+    "inboundBytes",
+    "outboundBytes",
+    "outboundFramesDiscarded",
+    "bytesReceived",
+    "bytesSent",
+];
+
 /// The keys of a JSON object.
 #[track_caller]
 pub fn keys(v: &Value) -> BTreeSet<String> {

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tests::answer::{assert_error_body, keys, set};
+use tests::answer::{assert_error_body, keys, set, RTMP_CONN_KEYS};
 use tests::ff::{self, wait_with_timeout};
 use tests::http::{self, get};
 use tests::{eventually, Engine};
@@ -180,24 +180,7 @@ fn rtmpconns_hold_rtmp_clients_and_hls_muxers_answer_by_name() {
     assert_eq!(conns["itemCount"], 1, "{conns}");
     // MediaMTX: TestAPIProtocolListGet ("rtmp") (these keys, no others)
     let c = &conns["items"][0];
-    assert_eq!(
-        keys(c),
-        set(&[
-            "id",
-            "created",
-            "remoteAddr",
-            "state",
-            "path",
-            "query",
-            "user",
-            "userAgent",
-            "inboundBytes",
-            "outboundBytes",
-            "outboundFramesDiscarded",
-            "bytesReceived",
-            "bytesSent",
-        ])
-    );
+    assert_eq!(keys(c), set(&RTMP_CONN_KEYS));
     assert_eq!(
         (
             c["state"].clone(),

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tests::answer::{assert_error_body, assert_ok, keys, set};
+use tests::answer::{assert_error_body, assert_ok, keys, set, RTMP_CONN_KEYS};
 use tests::ff::{self, wait_with_timeout};
 use tests::http;
 use tests::{eventually, Engine, TempDir};
@@ -465,23 +465,6 @@ fn api_paths_get() {
         wait_with_timeout(p, Duration::from_secs(30), "publisher");
     }
 }
-
-/// MediaMTX's `defs.APIRTMPConn` keys.
-const RTMP_CONN_KEYS: [&str; 13] = [
-    "id",
-    "created",
-    "remoteAddr",
-    "state",
-    "path",
-    "query",
-    "user",
-    "userAgent",
-    "inboundBytes",
-    "outboundBytes",
-    "outboundFramesDiscarded",
-    "bytesReceived",
-    "bytesSent",
-];
 
 /// An item without its counters (they move while a client sends).
 fn without_counters(item: &Value) -> Value {
