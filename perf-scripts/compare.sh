@@ -7,12 +7,14 @@
 #   B: many 250 kbit/s streams, few players each (--streams N, --few-players N; default 50 x 2)
 #   L: equal latency budgets (issue 19; the default with --srs): one 2.5 Mbit/s stream, --players
 #      players, played by corestream-bench over RTMP and HTTP-FLV and by independent clients
-#      (rtmpdump for RTMP, curl for HTTP-FLV), against Corestream at writeMergeLatency 0ms, 350ms
-#      and its default, SRS with `min_latency on; tcp_nodelay on; mw_latency 0` and at its
+#      (rtmpdump for RTMP, curl for HTTP-FLV), against Corestream at each writeMergeLatency of
+#      --windows (default 0ms, 350ms and its default), SRS with `min_latency on; tcp_nodelay on; mw_latency 0` and at its
 #      default (mw_latency 350, mw_msgs 8), and nginx-rtmp. Figures per server: delivered Gbit (bytes the players
 #      counted), user and system CPU seconds (/proc, every process of the server), Gbit per
 #      CPU-second, RSS and KiB per player, writes per second (perf stat on syscall tracepoints),
-#      latency p50/p99 (corestream-bench's SEI stamps) and players lost.
+#      latency p50/p99 (corestream-bench's SEI stamps) and players lost. A last table sets every
+#      server's latency (bench RTMP players) beside its Gbit per CPU-second and its ratio to
+#      nginx-rtmp's, and names the Corestream window that is no slower than nginx-rtmp.
 #   M: memory (issue 13; the default with --memory-players N): server RSS growth per player over
 #      N corestream-bench players (RTMP and HTTP-FLV) of one live 64 kbit/s stream.
 # The tables also go to --out (default target/compare/compare.md).
@@ -26,7 +28,8 @@
 # Usage: perf-scripts/compare.sh [--players N] [--streams N] [--few-players N] [--duration S]
 #          [--profiles A,B,L,M] [--server-core N] [--bench-core N] [--debug] [--out FILE]
 #          [--srs PATH] [--no-merge-key] [--clients bench-rtmp,bench-flv,rtmpdump,curl]
-#          [--independent-players N] [--memory-players N] [--memory-ramp N] [--bench-arg ARG]
+#          [--independent-players N] [--windows LIST] [--memory-players N] [--memory-ramp N]
+#          [--bench-arg ARG]
 #   --server-core N          the CPU every server is pinned to (default 1)
 #   --bench-core N           the CPU of corestream-bench and the players (default 0)
 #   --srs PATH               SRS binary (objs/srs); adds SRS to profiles L and M
@@ -34,6 +37,11 @@
 #                            key); detected by `corestream check-config` when not given
 #   --clients LIST           which players profile L runs (default all four)
 #   --independent-players N  rtmpdump / curl processes per run (default: --players)
+#   --windows LIST           Corestream's writeMergeLatency values in profile L, comma-separated
+#                            (Ns or Nms; `default` leaves the key out; default 0ms,350ms,default).
+#                            0ms is paired with SRS min_latency, 350ms and default with SRS's
+#                            default; add small windows (5ms,10ms) to find the one whose latency
+#                            matches nginx-rtmp's
 #   --memory-players N       players of profile M (default 1000; selects M when --profiles is
 #                            not given)
 #   --memory-ramp N          new players per second in profile M (default 500)
@@ -55,6 +63,7 @@ clients="bench-rtmp,bench-flv,rtmpdump,curl"
 independent_players=""
 memory_players=""
 memory_ramp=500
+windows="0ms,350ms,default"
 extra_bench_args=()
 command_line="perf-scripts/compare.sh $*"
 
@@ -78,6 +87,7 @@ while (($#)); do
     --no-merge-key) merge_key=off; shift ;;
     --clients) clients="$2"; shift 2 ;;
     --independent-players) independent_players="$2"; shift 2 ;;
+    --windows) windows="$2"; shift 2 ;;
     --memory-players) memory_players="$2"; shift 2 ;;
     --memory-ramp) memory_ramp="$2"; shift 2 ;;
     --bench-arg) extra_bench_args+=("$2"); shift 2 ;;
@@ -108,6 +118,11 @@ for v in "$players" "$streams" "$few_players" "$duration" "$independent_players"
     is_count "$v" || die "counts and --duration are whole numbers from 1 to 100000 (got $v)"
 done
 ((duration <= 3600)) || die "--duration is at most 3600 s"
+IFS=, read -ra merge_windows <<<"$windows"
+((${#merge_windows[@]})) || die "--windows: give at least one writeMergeLatency (e.g. 0ms,350ms,default)"
+for w in "${merge_windows[@]}"; do
+    [[ $w =~ ^([0-9]{1,5}(ms|s)|default)$ ]] || die "--windows: $w is not a duration (Nms or Ns) or default"
+done
 [[ $profiles =~ [LM] ]] && needs_clients=1 || needs_clients=0
 if [ -n "$srs_bin" ]; then
     [ -x "$srs_bin" ] || die "--srs $srs_bin: not an executable (give the objs/srs of an SRS build)"
@@ -591,8 +606,8 @@ load_independent() {
     figures "$dir" "$label" "$client" "$n" "$bytes" "$lost" null null
 }
 
-# One server variant of profile L: VARIANT (cs-0, cs-350, cs-default, srs-min, srs-default,
-# nginx) and every client that applies to it (nginx-rtmp has no HTTP-FLV).
+# One server variant of profile L: VARIANT (cs-WINDOW such as cs-0ms or cs-default, cs,
+# srs-min, srs-default, nginx) and every client that applies to it (nginx-rtmp has no HTTP-FLV).
 run_variant() {
     local variant=$1 label=$2 client dir port
     local conns=$((players > independent_players ? players : independent_players))
@@ -607,9 +622,8 @@ run_variant() {
         mkdir -p "$dir"
         port=$(free_port)
         case "$variant" in
-        cs-0) start_corestream "$port" "$conns" 0ms ;;
-        cs-350) start_corestream "$port" "$conns" 350ms ;;
         cs-default | cs) start_corestream "$port" "$conns" ;;
+        cs-*) start_corestream "$port" "$conns" "${variant#cs-}" ;;
         srs-min) start_srs "$port" "$conns" min ;;
         srs-default) start_srs "$port" "$conns" default ;;
         nginx) start_nginx "$port" "$conns" on ;;
@@ -663,7 +677,10 @@ md_table() {
 }
 
 profile_latency() {
-    local cs_variants=(cs-0 cs-350 cs-default) variant
+    local cs_variants=() variant w
+    for w in "${merge_windows[@]}"; do
+        cs_variants+=("cs-$w")
+    done
     if [ "$merge_key" = off ]; then
         cs_variants=(cs)
     fi
@@ -671,17 +688,27 @@ profile_latency() {
     [ -z "$srs_bin" ] || variants+=(srs-min srs-default)
     variants+=(nginx)
     for variant in "${variants[@]}"; do
-        run_variant "$variant" "$(jq -r --arg v "$variant" '.[$v]' <<<"$label_map")"
+        run_variant "$variant" "$(jq -r --arg v "$variant" '.[$v] // $v' <<<"$label_map")"
     done
-    # Columns: each Corestream budget beside the SRS mode of the same budget, with the ratio.
-    local cols=()
-    if [ "$merge_key" = off ]; then
-        cols=(cs)
-        [ -z "$srs_bin" ] || cols+=(srs-min cs/srs-min srs-default cs/srs-default)
-    elif [ -n "$srs_bin" ]; then
-        cols=(cs-0 srs-min cs-0/srs-min cs-350 cs-default srs-default cs-350/srs-default cs-default/srs-default)
+    # Columns: each Corestream budget beside the SRS mode of the same budget, with the ratio:
+    # 0 with min_latency, 350 ms and the default with SRS's default (350 ms); other windows between.
+    local cols=() low=() mid=() high=()
+    for variant in "${cs_variants[@]}"; do
+        case "$variant" in
+        cs-0ms | cs-0s) low+=("$variant") ;;
+        cs-350ms | cs-default) high+=("$variant") ;;
+        *) mid+=("$variant") ;;
+        esac
+    done
+    if [ -z "$srs_bin" ]; then
+        cols=("${low[@]}" "${mid[@]}" "${high[@]}")
+    elif [ "$merge_key" = off ]; then
+        cols=(cs srs-min cs/srs-min srs-default cs/srs-default)
     else
-        cols=(cs-0 cs-350 cs-default)
+        cols=("${low[@]}" srs-min)
+        for variant in "${low[@]}"; do cols+=("$variant/srs-min"); done
+        cols+=("${mid[@]}" "${high[@]}" srs-default)
+        for variant in "${high[@]}"; do cols+=("$variant/srs-default"); done
     fi
     cols+=(nginx)
     {
@@ -689,10 +716,10 @@ profile_latency() {
         echo
         echo "1 stream (corestream-bench's synthetic H.264/AAC, 2500k, GOP 2 s), ${duration} s per run; $players corestream-bench player(s), $independent_players rtmpdump / curl player(s); server on CPU $server_core, players on CPU $bench_core."
         if [ -n "$srs_bin" ]; then
-            echo "Budgets paired: Corestream writeMergeLatency 0ms with SRS \`min_latency on; tcp_nodelay on; play { mw_latency 0; }\`;"
-            echo "Corestream 350ms and its default with SRS's default (mw_latency 350, mw_msgs 8). nginx-rtmp (no merge setting, multi_accept on) for reference."
+            echo "Corestream at writeMergeLatency ${windows//,/, }. Budgets paired: 0ms with SRS \`min_latency on; tcp_nodelay on; play { mw_latency 0; }\`;"
+            echo "350ms and the default with SRS's default (mw_latency 350, mw_msgs 8). nginx-rtmp (no merge setting, multi_accept on) for reference."
         else
-            echo "Corestream at writeMergeLatency 0ms, 350ms and its default; nginx-rtmp (no merge setting, multi_accept on) for reference; no SRS (--srs)."
+            echo "Corestream at writeMergeLatency ${windows//,/, }; nginx-rtmp (no merge setting, multi_accept on) for reference; no SRS (--srs)."
         fi
         [ "$merge_key" != off ] || echo "**writeMergeLatency was left out** ($merge_note): one Corestream column, the engine as it is${srs_bin:+, against both SRS modes}."
         echo "Bytes: corestream-bench counts socket bytes (RTMP chunks / HTTP body), rtmpdump the FLV it writes, curl the HTTP body."
@@ -713,7 +740,55 @@ profile_latency() {
             md_table "$client" "${cols[@]}"
             echo
         done
+        latency_summary "${variants[@]}"
     } >>"$work/tables.md"
+}
+
+# latency_summary VARIANTS...: per server variant, its latency (corestream-bench RTMP players)
+# beside its Gbit per CPU-second and the ratio to nginx-rtmp's (rtmpdump and bench RTMP players),
+# then the Corestream window of the highest ratio among those no slower than nginx-rtmp at p50
+# and p99: the comparison at an equal latency budget, which nginx-rtmp has no setting for.
+latency_summary() {
+    local client variant f rows=()
+    for client in bench-rtmp rtmpdump; do
+        for variant in "$@"; do
+            f="$work/L/$client/$variant/figures.json"
+            [ -s "$f" ] || continue
+            rows+=("$(jq -c --arg c "$client" --arg v "$variant" \
+                '{client: $c, variant: $v} + (.figures | map({(.name): .value}) | add)' "$f")")
+        done
+    done
+    ((${#rows[@]})) || return 0
+    printf '%s\n' "${rows[@]}" | jq -rs --argjson order "$(printf '%s\n' "$@" | jq -R . | jq -sc .)" \
+        --argjson labels "$label_map" '
+        def fmt: if . == null then "—" elif fabs >= 10 then ((. * 10 | round) / 10 | tostring)
+            else ((. * 100 | round) / 100 | tostring) end;
+        (map({key: "\(.client) \(.variant)", value: .}) | from_entries) as $r |
+        def fig($c; $v; $n): $r["\($c) \($v)"][$n];
+        def gbit($c; $v): fig($c; $v; "Gbit per CPU-second");
+        def ratio($c; $v): (gbit($c; $v)) as $x | (gbit($c; "nginx")) as $y |
+            if $x == null or $y == null or $y == 0 then null else $x / $y end;
+        def lat($v): if fig("bench-rtmp"; $v; "latency p99 (ms)") == null then "—"
+            else "\(fig("bench-rtmp"; $v; "latency p50 (ms)") | fmt) / \(fig("bench-rtmp"; $v; "latency p99 (ms)") | fmt)" end;
+        "#### Against nginx-rtmp, by latency",
+        "",
+        "Latency from the corestream-bench RTMP run, Gbit per CPU-second from each RTMP client'"'"'s run, ratio to nginx-rtmp'"'"'s in the same run.",
+        "",
+        "| server | latency p50 / p99 (ms) | Gbit per CPU-second, rtmpdump | ratio | Gbit per CPU-second, bench RTMP | ratio |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        ($order[] as $v | "| \($labels[$v] // $v) | \(lat($v)) | \(gbit("rtmpdump"; $v) | fmt) | \(ratio("rtmpdump"; $v) | fmt) | \(gbit("bench-rtmp"; $v) | fmt) | \(ratio("bench-rtmp"; $v) | fmt) |"),
+        "",
+        (fig("bench-rtmp"; "nginx"; "latency p99 (ms)") as $n99 | fig("bench-rtmp"; "nginx"; "latency p50 (ms)") as $n50 |
+         [$order[] | select(startswith("cs")) |
+          select(fig("bench-rtmp"; .; "latency p99 (ms)") != null and $n99 != null) |
+          select(fig("bench-rtmp"; .; "latency p99 (ms)") <= $n99 and fig("bench-rtmp"; .; "latency p50 (ms)") <= $n50) |
+          {v: ., x: (ratio("rtmpdump"; .) // ratio("bench-rtmp"; .))} | select(.x != null)] as $fit |
+         if $n99 == null then "No corestream-bench RTMP run of nginx-rtmp: no latency to match."
+         elif ($fit | length) == 0 then "No Corestream window here was as fast as nginx-rtmp (p50 / p99 \($n50 | fmt) / \($n99 | fmt) ms)."
+         else ($fit | max_by(.x)) as $best |
+            "At no more latency than nginx-rtmp (its p50 / p99 \($n50 | fmt) / \($n99 | fmt) ms): \($labels[$best.v] // $best.v), \(lat($best.v)) ms, \($best.x | fmt)x nginx-rtmp'"'"'s Gbit per CPU-second (\(if ratio("rtmpdump"; $best.v) != null then "rtmpdump" else "bench RTMP" end) players)."
+         end),
+        ""'
 }
 
 # Profile M: RSS growth per player over --memory-players players of one live 64 kbit/s stream.
@@ -786,10 +861,12 @@ profile_memory() {
 }
 
 # === main =========================================================================================
-label_map='{"cs-0": "Corestream 0ms", "cs-350": "Corestream 350ms", "cs-default": "Corestream default",
-  "cs": "Corestream", "srs-min": "SRS min_latency", "srs-default": "SRS default", "nginx": "nginx-rtmp"}'
+label_map='{"cs-default": "Corestream default", "cs": "Corestream", "srs-min": "SRS min_latency", "srs-default": "SRS default", "nginx": "nginx-rtmp"}'
 srs_version=""
 [ -z "$srs_bin" ] || srs_version=$("$srs_bin" -v 2>&1 | head -1)
+for w in "${merge_windows[@]}"; do
+    [ "$w" = default ] || label_map=$(jq -c --arg v "cs-$w" --arg l "Corestream $w" '.[$v] = $l' <<<"$label_map")
+done
 merge_note=""
 if ((needs_clients)); then
     setup_perf
