@@ -82,6 +82,19 @@ fn load(conn: &mut redis::Connection, script: &str) -> redis::RedisResult<String
     redis::cmd("SCRIPT").arg("LOAD").arg(script).query(conn)
 }
 
+/// One `EVALSHA sha 1 key node argv…` per key, in one pipeline: each of the engine's directory
+/// scripts takes one stream key, the node's name as `ARGV[1]`, then its own arguments.
+fn evalsha_each(sha: &str, keys: &[String], node: &str, argv: &[&str]) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    for key in keys {
+        let call = pipe.cmd("EVALSHA").arg(sha).arg(1).arg(key).arg(node);
+        for arg in argv {
+            call.arg(*arg);
+        }
+    }
+    pipe
+}
+
 /// `INFO` field `name` as a number.
 fn info_field(conn: &mut redis::Connection, section: &str, name: &str) -> u64 {
     let info: String = redis::cmd("INFO")
@@ -116,6 +129,9 @@ pub fn run(plan: &DirectoryPlan) -> Result<DirectoryReport, String> {
     let e = |e: redis::RedisError| e.to_string();
     let keys = Keys::new("corestream-bench:");
     let ttl_ms = plan.ttl.as_millis() as u64;
+    // The scripts' TTL argument, as the text Redis receives; borrowed by every node thread.
+    let ttl_text = ttl_ms.to_string();
+    let ttl = ttl_text.as_str();
     let mut admin = connect(&plan.redis).map_err(e)?;
 
     // Each node's share of the streams: stream i belongs to node i % nodes.
@@ -141,16 +157,7 @@ pub fn run(plan: &DirectoryPlan) -> Result<DirectoryReport, String> {
                     let sha = load(&mut conn, CLAIM_SCRIPT).map_err(e)?;
                     let node = format!("node{n}");
                     for chunk in share.chunks(BATCH) {
-                        let mut pipe = redis::pipe();
-                        for k in chunk {
-                            pipe.cmd("EVALSHA")
-                                .arg(&sha)
-                                .arg(1)
-                                .arg(k)
-                                .arg(&node)
-                                .arg(ttl_ms)
-                                .arg("0");
-                        }
+                        let pipe = evalsha_each(&sha, chunk, &node, &[ttl, "0"]);
                         let answers: Vec<(i64, String)> = pipe.query(&mut conn).map_err(e)?;
                         if let Some((_, owner)) = answers.iter().find(|(c, _)| *c != 1) {
                             return Err(format!("a claim was refused (owner {owner}): is another run using this Redis?"));
@@ -204,15 +211,7 @@ pub fn run(plan: &DirectoryPlan) -> Result<DirectoryReport, String> {
                 std::thread::sleep(period * n as u32 / nodes);
                 while !stop.load(Ordering::Relaxed) {
                     let pass = Instant::now();
-                    let mut pipe = redis::pipe();
-                    for k in share {
-                        pipe.cmd("EVALSHA")
-                            .arg(&sha)
-                            .arg(1)
-                            .arg(k)
-                            .arg(&node)
-                            .arg(ttl_ms);
-                    }
+                    let pipe = evalsha_each(&sha, share, &node, &[ttl]);
                     let answers: Vec<(i64, String)> = pipe.query(&mut conn).map_err(e)?;
                     renewals.fetch_add(answers.len() as u64, Ordering::Relaxed);
                     let not_ours = answers.iter().filter(|(c, _)| *c == 0).count();
@@ -281,16 +280,9 @@ pub fn run(plan: &DirectoryPlan) -> Result<DirectoryReport, String> {
     for (n, share) in shares.iter().enumerate() {
         let node = format!("node{n}");
         for chunk in share.chunks(BATCH) {
-            let mut pipe = redis::pipe();
-            for k in chunk {
-                pipe.cmd("EVALSHA")
-                    .arg(&sha)
-                    .arg(1)
-                    .arg(k)
-                    .arg(&node)
-                    .ignore();
-            }
-            pipe.query::<()>(&mut admin).map_err(e)?;
+            evalsha_each(&sha, chunk, &node, &[])
+                .query::<()>(&mut admin)
+                .map_err(e)?;
         }
     }
     let h = latencies.lock().map_err(|_| "lookup histogram poisoned")?;

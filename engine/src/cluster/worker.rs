@@ -185,32 +185,24 @@ pub(super) fn open(
 ) -> redis::RedisResult<Connection> {
     let client = match target {
         RedisTarget::Direct { url } => redis::Client::open(url.as_str())?,
-        RedisTarget::Sentinel {
-            sentinels,
-            master,
-            db,
-            user,
-            password,
-        } => {
+        RedisTarget::Sentinel(set) => {
             let client = match sentinel {
                 Some(s) => s,
                 None => {
-                    let mut info = RedisConnectionInfo::default().set_db(*db);
-                    if let Some(u) = user {
+                    let mut info = RedisConnectionInfo::default().set_db(set.db);
+                    if let Some(u) = &set.user {
                         info = info.set_username(u);
                     }
-                    if let Some(p) = password {
+                    if let Some(p) = &set.password {
                         info = info.set_password(p);
                     }
                     let node =
                         SentinelNodeConnectionInfo::default().set_redis_connection_info(info);
-                    let addrs: Vec<String> = sentinels
-                        .iter()
-                        .map(|(h, p)| format!("redis://{h}:{p}"))
-                        .collect();
+                    let addrs: Vec<String> =
+                        set.addresses().map(|a| format!("redis://{a}")).collect();
                     sentinel.insert(SentinelClient::build(
                         addrs,
-                        master.clone(),
+                        set.master.clone(),
                         Some(node),
                         SentinelServerType::Master,
                     )?)

@@ -109,13 +109,28 @@ pub enum RedisTarget {
     /// One server; the URL as the `redis` crate reads it.
     Direct { url: String },
     /// A Sentinel set that names the master.
-    Sentinel {
-        sentinels: Vec<(String, u16)>,
-        master: String,
-        db: i64,
-        user: Option<String>,
-        password: Option<String>,
-    },
+    Sentinel(SentinelTarget),
+}
+
+/// `redis+sentinel://[user:pass@]host:port[,host:port…]/master[/db]` taken apart. A type of its
+/// own so that the cluster worker (which connects with it) and [`RedisTarget::shown`] take it
+/// whole and read the fields they need, instead of each spelling out all five.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SentinelTarget {
+    pub sentinels: Vec<(String, u16)>,
+    /// The name the Sentinels know the master by.
+    pub master: String,
+    pub db: i64,
+    /// Log-in on the master (not on the Sentinels).
+    pub user: Option<String>,
+    pub password: Option<String>,
+}
+
+impl SentinelTarget {
+    /// Each Sentinel as `host:port`.
+    pub fn addresses(&self) -> impl Iterator<Item = String> + '_ {
+        self.sentinels.iter().map(|(h, p)| format!("{h}:{p}"))
+    }
 }
 
 /// Debug shows no password.
@@ -123,9 +138,9 @@ impl fmt::Debug for RedisTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RedisTarget::Direct { url } => write!(f, "Direct({})", redact_url(url)),
-            RedisTarget::Sentinel {
-                sentinels, master, ..
-            } => write!(f, "Sentinel({sentinels:?}, {master})"),
+            RedisTarget::Sentinel(set) => {
+                write!(f, "Sentinel({:?}, {})", set.sentinels, set.master)
+            }
         }
     }
 }
@@ -194,13 +209,13 @@ impl RedisTarget {
                     .map_err(|_| RedisUrlError::BadDb(shown.clone(), d.to_owned()))?,
                 None => 0,
             };
-            return Ok(RedisTarget::Sentinel {
+            return Ok(RedisTarget::Sentinel(SentinelTarget {
                 sentinels,
                 master,
                 db,
                 user,
                 password,
-            });
+            }));
         }
         let Some(rest) = url.strip_prefix("redis://") else {
             return Err(RedisUrlError::Scheme(shown));
@@ -234,21 +249,15 @@ impl RedisTarget {
     pub fn shown(&self) -> String {
         match self {
             RedisTarget::Direct { url } => redact_url(url),
-            RedisTarget::Sentinel {
-                sentinels,
-                master,
-                db,
-                user,
-                password,
-            } => {
-                let hosts: Vec<String> =
-                    sentinels.iter().map(|(h, p)| format!("{h}:{p}")).collect();
-                let auth = match (user, password) {
+            RedisTarget::Sentinel(set) => {
+                let hosts: Vec<String> = set.addresses().collect();
+                let auth = match (&set.user, &set.password) {
                     (Some(u), Some(_)) => format!("{u}:{REDACTED}@"),
                     (None, Some(_)) => format!(":{REDACTED}@"),
                     (Some(u), None) => format!("{u}@"),
                     (None, None) => String::new(),
                 };
+                let (master, db) = (&set.master, set.db);
                 format!("redis+sentinel://{auth}{}/{master}/{db}", hosts.join(","))
             }
         }
@@ -308,13 +317,13 @@ mod tests {
         let t = RedisTarget::parse("redis+sentinel://u:pw@a:26379,b:26380/mymaster/3").unwrap();
         assert_eq!(
             t,
-            RedisTarget::Sentinel {
+            RedisTarget::Sentinel(SentinelTarget {
                 sentinels: vec![("a".into(), 26379), ("b".into(), 26380)],
                 master: "mymaster".into(),
                 db: 3,
                 user: Some("u".into()),
                 password: Some("pw".into()),
-            }
+            })
         );
         assert_eq!(
             t.shown(),

@@ -9,7 +9,7 @@ use futures_lite::future;
 use glommio::net::TcpStream;
 
 use super::error::{os_text, RelayError};
-use crate::runtime::{Core, LocalSignal};
+use crate::runtime::{ConnProtocol, Core, LocalSignal};
 use crate::server::conn::Conn;
 use crate::server::net::NetReader;
 
@@ -38,7 +38,7 @@ pub(super) async fn dial(
         Err(RelayError::Stopped)
     };
     let stream = future::or(connect, stopped).await?;
-    Conn::open(core, stream).ok_or(RelayError::Setup)
+    Conn::open(core, stream, ConnProtocol::Relay).ok_or(RelayError::Setup)
 }
 
 /// The first address of `host`. Names go to the system resolver on the executor's blocking

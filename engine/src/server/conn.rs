@@ -13,7 +13,7 @@ use tracing::debug;
 
 use super::net::NetReader;
 use crate::delivery::{PlayerQueue, Registration, Socket};
-use crate::runtime::{Core, Notice, SessionGuard};
+use crate::runtime::{ConnProtocol, Core, Notice, SessionGuard};
 
 /// How long a closing connection may take to flush its last bytes.
 const FLUSH_TIME: Duration = Duration::from_secs(1);
@@ -50,10 +50,15 @@ pub(crate) enum ReadOutcome<T = usize> {
 }
 
 impl Conn {
-    /// Registers the connection and its queue with the core's flusher; `None` if the socket is
-    /// unusable.
-    pub(crate) fn open(core: &Rc<Core>, stream: TcpStream) -> Option<(Conn, NetReader)> {
+    /// Registers the connection, labelled with the listener or link it belongs to, and its queue
+    /// with the core's flusher; `None` if the socket is unusable.
+    pub(crate) fn open(
+        core: &Rc<Core>,
+        stream: TcpStream,
+        protocol: ConnProtocol,
+    ) -> Option<(Conn, NetReader)> {
         let guard = core.open_session();
+        guard.control.info.set_protocol(protocol);
         let socket = Rc::new(Socket::new(stream));
         let peer = socket.peer_addr();
         if let Err(e) = socket.set_nodelay() {

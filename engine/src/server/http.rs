@@ -158,17 +158,12 @@ enum Next {
     },
 }
 
-/// The size of one connection's task: allocated for every connection as long as it lives.
-#[cfg(test)]
-pub(super) fn task_size() -> usize {
-    super::future_size(&serve_connection)
-}
-
-async fn serve_connection(core: Rc<Core>, stream: TcpStream, handshake: Handshake) {
-    let Some((conn, reader)) = Conn::open(&core, stream) else {
+/// One HTTP connection's task, from accept to close. Allocated whole for every connection as
+/// long as it lives: `server::tests::connection_tasks_stay_small` keeps it small.
+pub(super) async fn serve_connection(core: Rc<Core>, stream: TcpStream, handshake: Handshake) {
+    let Some((conn, reader)) = Conn::open(&core, stream, ConnProtocol::Http) else {
         return;
     };
-    conn.guard.control.info.set_protocol(ConnProtocol::Http);
     let span = tracing::info_span!("http", core = %core.id, conn = %conn.guard.id);
     async move {
         debug!(peer = ?conn.peer, "connection accepted");

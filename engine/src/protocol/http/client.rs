@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use super::request::{content_length, convert_headers, find_header, keep_alive, map_error};
+use super::request::{content_length, convert_headers, find_header, head_len, keep_alive};
 use super::response::check_headers;
 use super::{BodyFraming, EncodeError, Header, HttpError, Limits, Parsed, Version};
 
@@ -65,29 +65,13 @@ impl Response {
 pub fn parse_response_head(buf: &[u8], limits: &Limits) -> Result<Parsed<Response>, HttpError> {
     let mut storage = [httparse::EMPTY_HEADER; HEADER_ARRAY];
     let mut resp = httparse::Response::new(&mut storage[..limits.max_headers.min(HEADER_ARRAY)]);
-    let consumed = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(n)) if n > limits.max_head_bytes => {
-            return Err(HttpError::HeadTooLarge {
-                limit: limits.max_head_bytes,
-            })
-        }
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if buf.len() > limits.max_head_bytes => {
-            return Err(HttpError::HeadTooLarge {
-                limit: limits.max_head_bytes,
-            })
-        }
-        Ok(httparse::Status::Partial) => return Ok(Parsed::NeedMore),
-        Err(e) => return Err(map_error(e, buf, limits)),
+    let Some(consumed) = head_len(resp.parse(buf), buf, limits)? else {
+        return Ok(Parsed::NeedMore);
     };
     let (Some(minor), Some(status)) = (resp.version, resp.code) else {
         return Err(HttpError::InvalidStatus);
     };
-    let version = if minor == 0 {
-        Version::Http10
-    } else {
-        Version::Http11
-    };
+    let version = Version::from_minor(minor);
     let headers = convert_headers(resp.headers)?;
     let framing = if (100..200).contains(&status) || status == 204 || status == 304 {
         BodyFraming::None
@@ -306,6 +290,32 @@ mod tests {
             parse_response_head(b"HTTP/1.1 2x0 OK\r\n\r\n", &Limits::default()),
             Err(HttpError::InvalidStatus)
         );
+    }
+
+    /// A response head is held to `max_head_bytes` as a request head is: partial and already
+    /// over it, or complete and over it.
+    #[test]
+    fn too_large_response_head() {
+        let limits = Limits {
+            max_head_bytes: 64,
+            ..Limits::default()
+        };
+        let mut raw = b"HTTP/1.1 200 OK\r\nX-Long: ".to_vec();
+        raw.extend_from_slice(&[b'a'; 100]);
+        assert_eq!(
+            parse_response_head(&raw, &limits),
+            Err(HttpError::HeadTooLarge { limit: 64 })
+        );
+        raw.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(
+            parse_response_head(&raw, &limits),
+            Err(HttpError::HeadTooLarge { limit: 64 })
+        );
+        let fits = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        assert!(matches!(
+            parse_response_head(fits, &limits),
+            Ok(Parsed::Complete { consumed, .. }) if consumed == fits.len()
+        ));
     }
 
     #[test]

@@ -41,6 +41,17 @@ pub enum Version {
     Http11,
 }
 
+impl Version {
+    /// From the minor version httparse read (it accepts `HTTP/1.0` and `HTTP/1.1` only).
+    pub(super) fn from_minor(minor: u8) -> Version {
+        if minor == 0 {
+            Version::Http10
+        } else {
+            Version::Http11
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Method {
     Get,
@@ -178,7 +189,27 @@ pub(super) fn content_length(headers: &[Header]) -> Result<Option<u64>, HttpErro
     Ok(length)
 }
 
-pub(super) fn map_error(e: httparse::Error, buf: &[u8], limits: &Limits) -> HttpError {
+/// httparse's verdict on a head (request or response) at the front of `buf`, with
+/// `max_head_bytes` applied: the head's length once it is complete, `None` while it is partial
+/// and may still fit.
+pub(super) fn head_len(
+    parsed: httparse::Result<usize>,
+    buf: &[u8],
+    limits: &Limits,
+) -> Result<Option<usize>, HttpError> {
+    let too_large = || HttpError::HeadTooLarge {
+        limit: limits.max_head_bytes,
+    };
+    match parsed {
+        Ok(httparse::Status::Complete(n)) if n > limits.max_head_bytes => Err(too_large()),
+        Ok(httparse::Status::Complete(n)) => Ok(Some(n)),
+        Ok(httparse::Status::Partial) if buf.len() > limits.max_head_bytes => Err(too_large()),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(e) => Err(map_error(e, buf, limits)),
+    }
+}
+
+fn map_error(e: httparse::Error, buf: &[u8], limits: &Limits) -> HttpError {
     match e {
         httparse::Error::HeaderName => HttpError::InvalidHeaderName,
         httparse::Error::HeaderValue => HttpError::InvalidHeaderValue,
@@ -241,30 +272,14 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed<Head>, HttpError
     let mut storage = [httparse::EMPTY_HEADER; HEADER_ARRAY];
     let max_headers = limits.max_headers.min(HEADER_ARRAY);
     let mut req = httparse::Request::new(&mut storage[..max_headers]);
-    let head_len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if buf.len() > limits.max_head_bytes => {
-            return Err(HttpError::HeadTooLarge {
-                limit: limits.max_head_bytes,
-            })
-        }
-        Ok(httparse::Status::Partial) => return Ok(Parsed::NeedMore),
-        Err(e) => return Err(map_error(e, buf, limits)),
+    let Some(head_len) = head_len(req.parse(buf), buf, limits)? else {
+        return Ok(Parsed::NeedMore);
     };
-    if head_len > limits.max_head_bytes {
-        return Err(HttpError::HeadTooLarge {
-            limit: limits.max_head_bytes,
-        });
-    }
     // httparse fills every field of a complete request.
     let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
         return Err(HttpError::InvalidToken);
     };
-    let version = if minor == 0 {
-        Version::Http10
-    } else {
-        Version::Http11
-    };
+    let version = Version::from_minor(minor);
     let headers = convert_headers(req.headers)?;
     if version == Version::Http11 && find_header(&headers, "host").is_none() {
         return Err(HttpError::MissingHost);

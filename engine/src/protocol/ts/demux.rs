@@ -239,16 +239,20 @@ impl TsDemuxer {
         keep(&mut self.audio, audio);
     }
 
+    /// The PES being assembled on the video (or audio) PID, if the program has that PID.
+    fn pes(&mut self, video: bool) -> Option<&mut Pes> {
+        if video {
+            self.video.as_mut()
+        } else {
+            self.audio.as_mut()
+        }
+    }
+
     fn pes_payload(&mut self, video: bool, start: bool, data: &[u8]) -> Result<(), TsDemuxError> {
         if start {
             self.flush(video)?;
         }
-        let slot = if video {
-            &mut self.video
-        } else {
-            &mut self.audio
-        };
-        let Some(pes) = slot.as_mut() else {
+        let Some(pes) = self.pes(video) else {
             return Ok(());
         };
         if start {
@@ -269,12 +273,7 @@ impl TsDemuxer {
 
     /// Turns the PES being assembled on the video (or audio) PID into frames.
     fn flush(&mut self, video: bool) -> Result<(), TsDemuxError> {
-        let slot = if video {
-            &mut self.video
-        } else {
-            &mut self.audio
-        };
-        let Some(pes) = slot.as_mut() else {
+        let Some(pes) = self.pes(video) else {
             return Ok(());
         };
         if !pes.started || pes.data.is_empty() {
