@@ -11,8 +11,10 @@
 #      --windows (default 0ms, 350ms and its default), SRS with `min_latency on; tcp_nodelay on; mw_latency 0` and at its
 #      default (mw_latency 350, mw_msgs 8), and nginx-rtmp. Figures per server: delivered Gbit (bytes the players
 #      counted), user and system CPU seconds (/proc, every process of the server), Gbit per
-#      CPU-second, RSS and KiB per player, writes per second (perf stat on syscall tracepoints),
-#      latency p50/p99 (corestream-bench's SEI stamps) and players lost. A last table sets every
+#      CPU-second, the busy time of the server's CPU (softirq included) and of both CPUs (/proc/stat),
+#      RSS and KiB per player, writes per second (perf stat on syscall tracepoints), data packets
+#      per second sent from the server's CPU and from the others (perf stat -a on
+#      net:net_dev_xmit), latency p50/p99 (corestream-bench's SEI stamps) and players lost. A last table sets every
 #      server's latency (bench RTMP players) beside its Gbit per CPU-second and its ratio to
 #      nginx-rtmp's, and names the Corestream window that is no slower than nginx-rtmp.
 #   M: memory (issue 13; the default with --memory-players N): server RSS growth per player over
@@ -411,12 +413,23 @@ proc_sample() {
     awk -v u="$ut" -v s="$st" -v r="$rss" -v hz="$clk_tck" 'BEGIN { printf "%.3f %.3f %d\n", u / hz, s / hz, r }'
 }
 
+# cpu_sample: "SERVER_CPU_S ALL_CPUS_S", busy seconds (user, nice, system, irq, softirq) of
+# --server-core and of the whole machine, from /proc/stat. The process's own figures leave out the
+# softirq time its sends cause on its CPU (the loopback receive), which the kernel counts apart.
+cpu_sample() {
+    awk -v c="cpu$server_core" -v hz="$clk_tck" '
+        $1 == c { mine = $2 + $3 + $4 + $7 + $8 }
+        $1 == "cpu" { all = $2 + $3 + $4 + $7 + $8 }
+        END { printf "%.3f %.3f\n", mine / hz, all / hz }' /proc/stat
+}
+
 # Writes per second: perf stat counting syscall tracepoints of the server's processes. sendto
 # is counted too (send() is sendto); io_uring_submit_req counts the requests an io_uring server
 # submits without a syscall each (its sends among them).
 write_events="syscalls:sys_enter_sendmsg,syscalls:sys_enter_writev,syscalls:sys_enter_write,syscalls:sys_enter_sendto,syscalls:sys_enter_io_uring_enter"
 perf_events=""
 perf_note=""
+packet_counting=0
 setup_perf() {
     if ! command -v perf >/dev/null 2>&1; then
         perf_note="writes per second: not measured (perf is not installed; Debian: linux-perf)"
@@ -431,19 +444,33 @@ setup_perf() {
     else
         perf_note="writes per second: not measured (perf cannot count syscall tracepoints here: $(head -1 <<<"$err"); needs root or perf_event_paranoid <= -1 and tracefs)"
     fi
+    # Data packets (net_dev_xmit over 200 bytes: not bare ACKs) per CPU, machine-wide: a server
+    # whose socket holds data back (Nagle) has part of it sent from the players' CPU, when their
+    # acknowledgements release it, and that kernel work is not in the server's CPU figures.
+    if [ -n "$perf_events" ] && perf stat -a -A -x, -e net:net_dev_xmit --filter 'len > 200' -- true >/dev/null 2>&1; then
+        packet_counting=1
+        perf_note+="; data packets: perf stat -a -A -e net:net_dev_xmit --filter 'len > 200', per CPU"
+    fi
 }
 
 # measure_start DIR / measure_stop DIR: the server's CPU, RSS and writes over a load window.
 perf_pid=""
+xmit_pid=""
 rss_pid=""
 measure_start() {
     local dir=$1
     proc_sample >"$dir/proc0"
+    cpu_sample >"$dir/cpu0"
     date +%s.%N >"$dir/t0"
     if [ -n "$perf_events" ]; then
         taskset -c "$bench_core" perf stat -x, -e "$perf_events" -p "$sampled_pids" -o "$dir/perf.csv" 2>"$dir/perf.err" &
         perf_pid=$!
         helper_pids+=("$perf_pid")
+    fi
+    if ((packet_counting)); then
+        taskset -c "$bench_core" perf stat -a -A -x, -e net:net_dev_xmit --filter 'len > 200' -o "$dir/xmit.csv" 2>"$dir/xmit.err" &
+        xmit_pid=$!
+        helper_pids+=("$xmit_pid")
     fi
     (
         taskset -cp "$bench_core" $BASHPID >/dev/null
@@ -464,11 +491,14 @@ measure_stop() {
     local dir=$1
     date +%s.%N >"$dir/t1"
     proc_sample >"$dir/proc1"
-    if [ -n "$perf_pid" ]; then
-        kill -INT "$perf_pid" 2>/dev/null || true
-        wait "$perf_pid" 2>/dev/null || true
-        perf_pid=""
-    fi
+    cpu_sample >"$dir/cpu1"
+    local p
+    for p in "$perf_pid" "$xmit_pid"; do
+        [ -n "$p" ] || continue
+        kill -INT "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    perf_pid="" xmit_pid=""
     kill "$rss_pid" 2>/dev/null || true
     wait "$rss_pid" 2>/dev/null || true
     rss_pid=""
@@ -498,6 +528,17 @@ figures() {
         rates+=("$(perf_rate "$dir/perf.csv" "syscalls:sys_enter_$ev" "$secs")")
     done
     rates+=("$(perf_rate "$dir/perf.csv" io_uring:io_uring_submit_req "$secs")")
+    local c0_mine c0_all c1_mine c1_all
+    read -r c0_mine c0_all <"$dir/cpu0"
+    read -r c1_mine c1_all <"$dir/cpu1"
+    # Data packets per second: sent from the server's CPU, and from the others (the players'
+    # CPU: what their acknowledgements release; the publisher's own ~70 a second too).
+    local packets="null null"
+    [ ! -s "$dir/xmit.csv" ] || packets=$(awk -F, -v c="CPU$server_core" -v s="$secs" '
+        $4 == "net:net_dev_xmit" && $2 ~ /^[0-9]+$/ { if ($1 == c) mine += $2; else other += $2; found = 1 }
+        END { if (found) printf "%.1f %.1f\n", mine / s, other / s; else print "null null" }' "$dir/xmit.csv")
+    local packets_mine packets_other
+    read -r packets_mine packets_other <<<"$packets"
     if [ "${rates[0]}" != null ]; then
         total=$(awk -v a="${rates[0]}" -v b="${rates[1]}" -v c="${rates[2]}" -v d="${rates[3]}" 'BEGIN { printf "%.1f", a + b + c + d }')
     fi
@@ -509,7 +550,10 @@ figures() {
         --argjson rss_idle "$(cat "$dir/rss_idle")" --argjson rss_max "$rss_max" \
         --argjson sendmsg "${rates[0]}" --argjson writev "${rates[1]}" --argjson write "${rates[2]}" \
         --argjson sendto "${rates[3]}" --argjson enter "${rates[4]}" --argjson uring "${rates[5]}" \
-        --argjson writes "$total" '
+        --argjson writes "$total" \
+        --argjson cpu_mine "$(awk -v a="$c0_mine" -v b="$c1_mine" 'BEGIN { printf "%.3f", b - a }')" \
+        --argjson cpu_all "$(awk -v a="$c0_all" -v b="$c1_all" 'BEGIN { printf "%.3f", b - a }')" \
+        --argjson packets_mine "$packets_mine" --argjson packets_other "$packets_other" '
         ($bytes * 8 / 1e9) as $gbit |
         {server: $server, client: $client, figures: [
             {name: "players", value: $n},
@@ -519,6 +563,13 @@ figures() {
             {name: "server user CPU (s)", value: $u},
             {name: "server system CPU (s)", value: $s},
             {name: "Gbit per CPU-second", value: (if ($u + $s) > 0 then $gbit / ($u + $s) else null end)},
+            {name: "server'"'"'s CPU, softirq included (s)", value: $cpu_mine},
+            {name: "Gbit per CPU-second, softirq included", value: (if $cpu_mine > 0 then $gbit / $cpu_mine else null end)},
+            {name: "both CPUs, players included (s)", value: $cpu_all},
+            {name: "Gbit per CPU-second of the machine", value: (if $cpu_all > 0 then $gbit / $cpu_all else null end)},
+            {name: "data packets/s from the server'"'"'s CPU", value: $packets_mine},
+            {name: "data packets/s from other CPUs", value: $packets_other},
+            {name: "data packets per player per second", value: (if $packets_mine == null then null else ($packets_mine + $packets_other) / $n end)},
             {name: "RSS idle (MB)", value: ($rss_idle / 1024)},
             {name: "RSS max (MB)", value: ($rss_max / 1024)},
             {name: "KiB per player", value: (($rss_max - $rss_idle) / $n)},
@@ -768,15 +819,27 @@ latency_summary() {
         def gbit($c; $v): fig($c; $v; "Gbit per CPU-second");
         def ratio($c; $v): (gbit($c; $v)) as $x | (gbit($c; "nginx")) as $y |
             if $x == null or $y == null or $y == 0 then null else $x / $y end;
+        def gbit_si($v): fig("rtmpdump"; $v; "Gbit per CPU-second, softirq included");
+        def ratio_si($v): (gbit_si($v)) as $x | (gbit_si("nginx")) as $y |
+            if $x == null or $y == null or $y == 0 then null else $x / $y end;
+        def players_cpu($v): fig("rtmpdump"; $v; "both CPUs, players included (s)") as $a |
+            fig("rtmpdump"; $v; "server'"'"'s CPU, softirq included (s)") as $m |
+            fig("rtmpdump"; $v; "delivered (Gbit)") as $g |
+            if $a == null or $m == null or $g == null or $g == 0 then null else ($a - $m) / $g end;
+        def packets($v): fig("rtmpdump"; $v; "data packets per player per second") as $p |
+            fig("rtmpdump"; $v; "data packets/s from other CPUs") as $o |
+            if $p == null then "—" else "\($p | fmt) (\($o / fig("rtmpdump"; $v; "players") | fmt))" end;
         def lat($v): if fig("bench-rtmp"; $v; "latency p99 (ms)") == null then "—"
             else "\(fig("bench-rtmp"; $v; "latency p50 (ms)") | fmt) / \(fig("bench-rtmp"; $v; "latency p99 (ms)") | fmt)" end;
         "#### Against nginx-rtmp, by latency",
         "",
         "Latency from the corestream-bench RTMP run, Gbit per CPU-second from each RTMP client'"'"'s run, ratio to nginx-rtmp'"'"'s in the same run.",
+        "The process'"'"'s CPU (/proc/PID/stat) leaves out the softirq time its sends cause on its CPU; \"softirq included\" is the whole busy time of the server'"'"'s CPU.",
+        "Data packets per player per second, all CPUs (in brackets: sent from the players'"'"' CPU, where acknowledgements release held-back data; that kernel work is in neither server figure, but in the players'"'"' CPU-seconds per Gbit).",
         "",
-        "| server | latency p50 / p99 (ms) | Gbit per CPU-second, rtmpdump | ratio | Gbit per CPU-second, bench RTMP | ratio |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
-        ($order[] as $v | "| \($labels[$v] // $v) | \(lat($v)) | \(gbit("rtmpdump"; $v) | fmt) | \(ratio("rtmpdump"; $v) | fmt) | \(gbit("bench-rtmp"; $v) | fmt) | \(ratio("bench-rtmp"; $v) | fmt) |"),
+        "| server | latency p50 / p99 (ms) | Gbit per CPU-second, rtmpdump | ratio | softirq included | ratio | data packets per player per second | players'"'"' CPU-seconds per Gbit | Gbit per CPU-second, bench RTMP | ratio |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ($order[] as $v | "| \($labels[$v] // $v) | \(lat($v)) | \(gbit("rtmpdump"; $v) | fmt) | \(ratio("rtmpdump"; $v) | fmt) | \(gbit_si($v) | fmt) | \(ratio_si($v) | fmt) | \(packets($v)) | \(players_cpu($v) | fmt) | \(gbit("bench-rtmp"; $v) | fmt) | \(ratio("bench-rtmp"; $v) | fmt) |"),
         "",
         (fig("bench-rtmp"; "nginx"; "latency p99 (ms)") as $n99 | fig("bench-rtmp"; "nginx"; "latency p50 (ms)") as $n50 |
          [$order[] | select(startswith("cs")) |
