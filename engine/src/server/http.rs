@@ -553,14 +553,14 @@ fn reply(conn: &Conn, head: ResponseHead, req: &Request, body: Option<Bytes>) ->
 }
 
 fn not_found(conn: &Conn, req: &Request) -> Next {
-    let head = with_cors(conn, ResponseHead::new(404), req.header("Origin"))
+    plain_reply(conn, req, 404, b"404 Not Found\n")
+}
+
+/// A short plain-text answer to `req` (errors: the body says the status).
+fn plain_reply(conn: &Conn, req: &Request, status: u16, body: &'static [u8]) -> Next {
+    let head = with_cors(conn, ResponseHead::new(status), req.header("Origin"))
         .with_header("Content-Type", "text/plain");
-    reply(
-        conn,
-        head,
-        req,
-        Some(Bytes::from_static(b"404 Not Found\n")),
-    )
+    reply(conn, head, req, Some(Bytes::from_static(body)))
 }
 
 /// Runs the auth rules; on success the key of the stream the request names.
@@ -893,25 +893,11 @@ fn readers_full(conn: &Conn, req: &Request) -> Next {
 
 /// A request naming a kicked session.
 fn unauthorized(conn: &Conn, req: &Request) -> Next {
-    let head = with_cors(conn, ResponseHead::new(401), req.header("Origin"))
-        .with_header("Content-Type", "text/plain");
-    reply(
-        conn,
-        head,
-        req,
-        Some(Bytes::from_static(b"401 authentication error\n")),
-    )
+    plain_reply(conn, req, 401, b"401 authentication error\n")
 }
 
 fn bad_request(conn: &Conn, req: &Request) -> Next {
-    let head = with_cors(conn, ResponseHead::new(400), req.header("Origin"))
-        .with_header("Content-Type", "text/plain");
-    reply(
-        conn,
-        head,
-        req,
-        Some(Bytes::from_static(b"400 Bad Request\n")),
-    )
+    plain_reply(conn, req, 400, b"400 Bad Request\n")
 }
 
 /// What goes before a segment's name in the playlist, so that the URI, resolved against the
