@@ -13,7 +13,10 @@ mod writer;
 
 pub use reader::{FlvHeader, FlvReader, DEFAULT_MAX_TAG_SIZE};
 pub use tracks::{tracks_from_metadata, Tracks};
-pub use video::{avc_sequence_header, length_prefixed};
+pub use video::{
+    avc_sequence_header, hevc_sequence_start, length_prefixed, EX_CODED_FRAMES, EX_CODED_FRAMES_X,
+    EX_INTER_FRAME, EX_KEYFRAME,
+};
 pub use writer::{encode_header, encode_tag, tag_len};
 
 /// Size of the FLV file header (signature, version, flags, data offset).

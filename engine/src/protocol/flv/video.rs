@@ -3,6 +3,27 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+/// Enhanced RTMP's video header byte: the ExHeader bit, the frame type in bits 4..=6 and the
+/// packet type in the low nibble, followed by the codec's FourCC.
+pub const EX_KEYFRAME: u8 = 0x80 | (1 << 4);
+pub const EX_INTER_FRAME: u8 = 0x80 | (2 << 4);
+/// Packet type: the decoder configuration record.
+const EX_SEQUENCE_START: u8 = 0;
+/// Packet type: coded frames behind a 24-bit composition time offset.
+pub const EX_CODED_FRAMES: u8 = 1;
+/// Packet type: coded frames with no offset (it is 0).
+pub const EX_CODED_FRAMES_X: u8 = 3;
+
+/// The enhanced-RTMP HEVC sequence header: a `SequenceStart` of `hvc1` carrying the
+/// HEVCDecoderConfigurationRecord.
+pub fn hevc_sequence_start(record: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(5 + record.len());
+    b.put_u8(EX_KEYFRAME | EX_SEQUENCE_START);
+    b.put_slice(b"hvc1");
+    b.put_slice(record);
+    b.freeze()
+}
+
 /// The AVC sequence header: an AVCDecoderConfigurationRecord with one SPS and one PPS.
 pub fn avc_sequence_header(sps: &[u8], pps: &[u8]) -> Bytes {
     let mut b = BytesMut::with_capacity(16 + sps.len() + pps.len());

@@ -17,14 +17,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::read::{child, children, u16_at, u32_at, u64_at, BoxAt};
 use crate::media::{Frame, MediaKind};
+use crate::protocol::flv::{hevc_sequence_start, EX_CODED_FRAMES, EX_INTER_FRAME, EX_KEYFRAME};
 
 /// A sample larger than this is refused (a 4K keyframe is well below it).
 const MAX_SAMPLE_BYTES: u32 = 16 << 20;
-/// Enhanced RTMP: ExHeader bit, frame type in bits 4..=6, packet type in the low nibble.
-const EX_KEY: u8 = 0x80 | (1 << 4);
-const EX_INTER: u8 = 0x80 | (2 << 4);
-const SEQUENCE_START: u8 = 0;
-const CODED_FRAMES: u8 = 1;
 /// `sample_is_non_sync_sample` in sample flags.
 const NON_SYNC: u32 = 0x0001_0000;
 
@@ -229,11 +225,7 @@ fn sample_entry(data: &[u8], entry: &BoxAt) -> Option<(Codec, Bytes)> {
                 return Some((Codec::Avc, h.freeze()));
             }
             let hvcc = boxes.iter().find(|b| &b.kind == b"hvcC")?;
-            let mut h = BytesMut::with_capacity(5 + hvcc.end - hvcc.body);
-            h.put_u8(EX_KEY | SEQUENCE_START);
-            h.put_slice(b"hvc1");
-            h.put_slice(&data[hvcc.body..hvcc.end]);
-            Some((Codec::Hevc, h.freeze()))
+            Some((Codec::Hevc, hevc_sequence_start(&data[hvcc.body..hvcc.end])))
         }
         b"mp4a" => {
             // AudioSampleEntry: 28 bytes, 16 or 36 more in QuickTime's versions 1 and 2.
@@ -433,7 +425,7 @@ fn sample_frame(codec: Codec, key: bool, cts_ms: i32, sample: &[u8]) -> Frame {
             b.put_slice(&cts[1..]);
         }
         Codec::Hevc => {
-            b.put_u8(if key { EX_KEY } else { EX_INTER } | CODED_FRAMES);
+            b.put_u8(if key { EX_KEYFRAME } else { EX_INTER_FRAME } | EX_CODED_FRAMES);
             b.put_slice(b"hvc1");
             b.put_slice(&cts[1..]);
         }

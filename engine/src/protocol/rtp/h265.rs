@@ -9,7 +9,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::units::{AccessUnits, NalCodec};
 use super::Timeline;
 use crate::media::{Frame, MediaKind};
-use crate::protocol::flv::length_prefixed;
+use crate::protocol::flv::{
+    hevc_sequence_start, length_prefixed, EX_CODED_FRAMES_X, EX_INTER_FRAME, EX_KEYFRAME,
+};
 use crate::protocol::rtsp::Track;
 
 const NAL_VPS: u8 = 32;
@@ -18,11 +20,6 @@ const NAL_PPS: u8 = 34;
 const NAL_AUD: u8 = 35;
 const AP: u8 = 48;
 const FU: u8 = 49;
-/// Enhanced RTMP: ExHeader bit, frame type in bits 4..=6, packet type in the low nibble.
-const EX_KEY: u8 = 0x80 | (1 << 4);
-const EX_INTER: u8 = 0x80 | (2 << 4);
-const SEQUENCE_START: u8 = 0;
-const CODED_FRAMES_X: u8 = 3;
 
 fn nal_type(nal: &[u8]) -> Option<u8> {
     nal.first().map(|b| (b >> 1) & 0x3f)
@@ -114,15 +111,19 @@ impl NalCodec for H265 {
         };
         if keyframe && self.config_changed {
             if let Some(record) = decoder_configuration(vps, sps, pps) {
-                let mut b = BytesMut::with_capacity(5 + record.len());
-                b.put_u8(EX_KEY | SEQUENCE_START);
-                b.put_slice(b"hvc1");
-                b.put_slice(&record);
-                out.push(Frame::new(MediaKind::Video, ms, b.freeze()));
+                out.push(Frame::new(
+                    MediaKind::Video,
+                    ms,
+                    hevc_sequence_start(&record),
+                ));
                 self.config_changed = false;
             }
         }
-        let tag = if keyframe { EX_KEY } else { EX_INTER } | CODED_FRAMES_X;
+        let tag = if keyframe {
+            EX_KEYFRAME
+        } else {
+            EX_INTER_FRAME
+        } | EX_CODED_FRAMES_X;
         let body = length_prefixed([tag, b'h', b'v', b'c', b'1'], &nals);
         out.push(Frame::new(MediaKind::Video, ms, body));
     }
