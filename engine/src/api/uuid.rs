@@ -22,37 +22,13 @@ pub fn parse(text: &str) -> Result<ConnUuid, String> {
             &b[9..]
         }
         38 => &b[1..37],
-        32 => {
-            return hex_bytes(
-                b,
-                &[0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30],
-            )
-        }
+        32 => return ConnUuid::parse_bare(b).ok_or_else(|| FORMAT.to_owned()),
         n => return Err(format!("invalid UUID length: {n}")),
     };
-    if [8, 13, 18, 23].iter().any(|&i| canonical[i] != b'-') {
-        return Err(FORMAT.to_owned());
-    }
-    hex_bytes(
-        canonical,
-        &[0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34],
-    )
+    ConnUuid::parse_canonical(canonical).ok_or_else(|| FORMAT.to_owned())
 }
 
 const FORMAT: &str = "invalid UUID format";
-
-/// The 16 bytes whose two hex digits start at each of `starts`.
-fn hex_bytes(text: &[u8], starts: &[usize; 16]) -> Result<ConnUuid, String> {
-    let mut out = [0u8; 16];
-    for (byte, &at) in out.iter_mut().zip(starts) {
-        let digit = |c: u8| (c as char).to_digit(16);
-        match (digit(text[at]), digit(text[at + 1])) {
-            (Some(hi), Some(lo)) => *byte = ((hi << 4) | lo) as u8,
-            _ => return Err(FORMAT.to_owned()),
-        }
-    }
-    Ok(ConnUuid(out))
-}
 
 /// `bytes` as Go's `%q` writes them: in double quotes, printable characters as they are, the
 /// usual backslash escapes, `\xNN` for bytes that are not UTF-8 (a 9-byte prefix may cut one).

@@ -25,6 +25,38 @@ impl ConnUuid {
         b[8] = (b[8] & 0x3f) | 0x80;
         ConnUuid(b)
     }
+
+    /// The canonical 8-4-4-4-12 hex form, either case.
+    pub fn parse_canonical(text: &[u8]) -> Option<Self> {
+        if text.len() != 36 || [8, 13, 18, 23].iter().any(|&i| text[i] != b'-') {
+            return None;
+        }
+        Self::from_hex_pairs(
+            text,
+            &[0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34],
+        )
+    }
+
+    /// 32 hex digits with no dashes, either case.
+    pub fn parse_bare(text: &[u8]) -> Option<Self> {
+        if text.len() != 32 {
+            return None;
+        }
+        Self::from_hex_pairs(
+            text,
+            &[0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30],
+        )
+    }
+
+    /// The 16 bytes whose two hex digits start at each of `starts`.
+    fn from_hex_pairs(text: &[u8], starts: &[usize; 16]) -> Option<Self> {
+        let digit = |c: u8| (c as char).to_digit(16);
+        let mut out = [0u8; 16];
+        for (byte, &at) in out.iter_mut().zip(starts) {
+            *byte = ((digit(text[at])? << 4) | digit(text[at + 1])?) as u8;
+        }
+        Some(ConnUuid(out))
+    }
 }
 
 impl fmt::Display for ConnUuid {
@@ -52,20 +84,7 @@ impl FromStr for ConnUuid {
     type Err = ();
     /// The canonical 8-4-4-4-12 hex form, either case.
     fn from_str(s: &str) -> Result<Self, ()> {
-        let b = s.as_bytes();
-        if b.len() != 36 || [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
-            return Err(());
-        }
-        let hex: Vec<u8> = b.iter().copied().filter(|&c| c != b'-').collect();
-        if hex.len() != 32 {
-            return Err(());
-        }
-        let mut out = [0u8; 16];
-        for (i, pair) in hex.chunks(2).enumerate() {
-            let text = std::str::from_utf8(pair).map_err(|_| ())?;
-            out[i] = u8::from_str_radix(text, 16).map_err(|_| ())?;
-        }
-        Ok(ConnUuid(out))
+        Self::parse_canonical(s.as_bytes()).ok_or(())
     }
 }
 
