@@ -12,7 +12,9 @@ use std::ops::Deref;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::protocol::fmp4::read::{child, children, u32_at, u64_at, BoxAt};
+use crate::protocol::fmp4::read::{
+    child, children, u32_at, u64_at, BoxAt, SampleDefaults, Trun, SAMPLE_IS_NON_SYNC,
+};
 use crate::protocol::fmp4::{write_box, write_full_box};
 
 /// One track of an init segment.
@@ -175,48 +177,16 @@ pub fn parse_part(
             u64::from(u32_at(moof, tfdt.body + 4)?)
         };
         let trun = child(moof, &b, b"trun")?;
-        let flags = u32_at(moof, trun.body)? & 0x00ff_ffff;
-        let count = u32_at(moof, trun.body + 4)? as usize;
-        let mut at = trun.body + 8;
-        let mut data_offset = 0u64;
-        if flags & 0x1 != 0 {
-            data_offset = u64::from(u32_at(moof, at)?);
-            at += 4;
-        }
-        let mut first_flags = None;
-        if flags & 0x4 != 0 {
-            first_flags = Some(u32_at(moof, at)?);
-            at += 4;
-        }
-        let mut samples = Vec::with_capacity(count.min(10_000));
-        for i in 0..count {
-            let mut field = || {
-                let v = u32_at(moof, at);
-                at += 4;
-                v
-            };
-            let duration = if flags & 0x100 != 0 { field()? } else { 0 };
-            let size = if flags & 0x200 != 0 { field()? } else { 0 };
-            let sample_flags = if flags & 0x400 != 0 {
-                field()?
-            } else if i == 0 {
-                first_flags.unwrap_or(0)
-            } else {
-                0
-            };
-            let composition_offset = if flags & 0x800 != 0 {
-                field()? as i32
-            } else {
-                0
-            };
-            samples.push(Sample {
-                duration,
-                size,
-                // sample_is_non_sync_sample is bit 16.
-                sync: sample_flags & 0x0001_0000 == 0,
-                composition_offset,
-            });
-        }
+        let run = Trun::read(moof, &trun, SampleDefaults::default()).ok()?;
+        let data_offset = u64::from(run.data_offset.unwrap_or(0));
+        let samples = run
+            .map(|s| Sample {
+                duration: s.duration,
+                size: s.size,
+                sync: s.flags & SAMPLE_IS_NON_SYNC == 0,
+                composition_offset: s.composition_offset,
+            })
+            .collect();
         runs.push(Run {
             track,
             timescale,

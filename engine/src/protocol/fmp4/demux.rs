@@ -15,14 +15,15 @@ use std::collections::VecDeque;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::read::{child, children, u16_at, u32_at, u64_at, BoxAt};
+use super::read::{
+    child, children, u16_at, u32_at, u64_at, BoxAt, SampleDefaults, Trun, TrunSample,
+    SAMPLE_IS_NON_SYNC,
+};
 use crate::media::{Frame, MediaKind};
 use crate::protocol::flv::{hevc_sequence_start, EX_CODED_FRAMES, EX_INTER_FRAME, EX_KEYFRAME};
 
 /// A sample larger than this is refused (a 4K keyframe is well below it).
 const MAX_SAMPLE_BYTES: u32 = 16 << 20;
-/// `sample_is_non_sync_sample` in sample flags.
-const NON_SYNC: u32 = 0x0001_0000;
 
 /// What makes fMP4 input unusable here.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,14 +46,6 @@ enum Codec {
     Aac,
 }
 
-/// `trex` or `tfhd` defaults for samples that do not carry their own values.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Defaults {
-    duration: u32,
-    size: u32,
-    flags: u32,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Track {
     id: u32,
@@ -60,7 +53,7 @@ struct Track {
     codec: Codec,
     /// The FLV sequence header body.
     header: Bytes,
-    defaults: Defaults,
+    defaults: SampleDefaults,
 }
 
 #[derive(Debug, Clone)]
@@ -151,14 +144,14 @@ fn parse_init(data: &[u8]) -> Result<Vec<Track>, Fmp4DemuxError> {
         .iter()
         .find(|b| &b.kind == b"moov")
         .ok_or(bad("no moov box"))?;
-    let mut trex: Vec<(u32, Defaults)> = Vec::new();
+    let mut trex: Vec<(u32, SampleDefaults)> = Vec::new();
     if let Some(mvex) = child(data, moov, b"mvex") {
         for t in children(data, mvex.body, mvex.end)
             .iter()
             .filter(|b| &b.kind == b"trex")
         {
             let field = |at| u32_at(data, t.body + at).ok_or(bad("short trex"));
-            let defaults = Defaults {
+            let defaults = SampleDefaults {
                 duration: field(12)?,
                 size: field(16)?,
                 flags: field(20)?,
@@ -195,7 +188,7 @@ fn parse_init(data: &[u8]) -> Result<Vec<Track>, Fmp4DemuxError> {
         let defaults = trex
             .iter()
             .find(|(t, _)| *t == id)
-            .map_or_else(Defaults::default, |(_, d)| *d);
+            .map_or_else(SampleDefaults::default, |(_, d)| *d);
         tracks.push(Track {
             id,
             timescale: timescale.max(1),
@@ -345,44 +338,17 @@ fn read_traf(
         .iter()
         .filter(|b| &b.kind == b"trun")
     {
-        let field = |at: usize| u32_at(data, at).ok_or(bad("short trun"));
-        let flags = field(trun.body)? & 0x00ff_ffff;
-        let count = field(trun.body + 4)?;
-        let mut at = trun.body + 8;
-        if flags & 0x1 != 0 {
-            position = base.saturating_add_signed(i64::from(field(at)? as i32));
-            at += 4;
+        let run = Trun::read(data, trun, defaults).map_err(bad)?;
+        if let Some(offset) = run.data_offset {
+            position = base.saturating_add_signed(i64::from(offset as i32));
         }
-        let mut first_flags = None;
-        if flags & 0x4 != 0 {
-            first_flags = Some(field(at)?);
-            at += 4;
-        }
-        // Each sample's fields, 4 bytes each, in this order when present.
-        let per_sample = [0x100, 0x200, 0x400, 0x800]
-            .iter()
-            .filter(|&&bit| flags & bit != 0)
-            .count();
-        if (count as usize).saturating_mul(per_sample * 4) > trun.end.saturating_sub(at) {
-            return Err(bad("trun lists more samples than it holds"));
-        }
-        for i in 0..count {
-            let mut next = |bit: u32, default: u32| -> Result<u32, Fmp4DemuxError> {
-                if flags & bit == 0 {
-                    return Ok(default);
-                }
-                let v = field(at)?;
-                at += 4;
-                Ok(v)
-            };
-            let sample_default_flags = match (i, first_flags) {
-                (0, Some(f)) => f,
-                _ => defaults.flags,
-            };
-            let duration = next(0x100, defaults.duration)?;
-            let size = next(0x200, defaults.size)?;
-            let sample_flags = next(0x400, sample_default_flags)?;
-            let composition = next(0x800, 0)? as i32;
+        for TrunSample {
+            duration,
+            size,
+            flags: sample_flags,
+            composition_offset: composition,
+        } in run
+        {
             if size > MAX_SAMPLE_BYTES {
                 return Err(bad("a sample of more than 16 MiB"));
             }
@@ -399,7 +365,7 @@ fn read_traf(
                 out.push((ms, 2 * index, Frame::new(kind, 0, track.header.clone())));
             }
             let cts_ms = i64::from(composition) * 1000 / i64::from(track.timescale);
-            let key = sample_flags & NON_SYNC == 0;
+            let key = sample_flags & SAMPLE_IS_NON_SYNC == 0;
             let frame = sample_frame(track.codec, key, cts_ms as i32, sample);
             out.push((ms, 2 * index + 1, frame));
         }
