@@ -13,7 +13,7 @@ use std::ops::Deref;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::protocol::fmp4::read::{
-    child, children, u32_at, u64_at, BoxAt, SampleDefaults, Trun, SAMPLE_IS_NON_SYNC,
+    child, children, decode_time, u32_at, u64_at, BoxAt, SampleDefaults, Trun, SAMPLE_IS_NON_SYNC,
 };
 use crate::protocol::fmp4::{write_box, write_full_box};
 
@@ -170,12 +170,7 @@ pub fn parse_part(
         let track = u32_at(moof, tfhd.body + 4)?;
         let timescale = init.tracks.iter().find(|t| t.id == track)?.timescale;
         let tfdt = child(moof, &b, b"tfdt")?;
-        let tfdt_wide = moof[tfdt.body] == 1;
-        let base_time = if tfdt_wide {
-            u64_at(moof, tfdt.body + 4)?
-        } else {
-            u64::from(u32_at(moof, tfdt.body + 4)?)
-        };
+        let (base_time, tfdt_wide) = decode_time(moof, &tfdt)?;
         let trun = child(moof, &b, b"trun")?;
         let run = Trun::read(moof, &trun, SampleDefaults::default()).ok()?;
         let data_offset = u64::from(run.data_offset.unwrap_or(0));

@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::read::{
-    child, children, u16_at, u32_at, u64_at, BoxAt, SampleDefaults, Trun, TrunSample,
+    child, children, decode_time, u16_at, u32_at, u64_at, BoxAt, SampleDefaults, Trun, TrunSample,
     SAMPLE_IS_NON_SYNC,
 };
 use crate::media::{Frame, MediaKind};
@@ -322,12 +322,7 @@ fn read_traf(
         }
     }
     if let Some(tfdt) = child(data, traf, b"tfdt") {
-        state.next_decode = if data.get(tfdt.body) == Some(&1) {
-            u64_at(data, tfdt.body + 4)
-        } else {
-            u32_at(data, tfdt.body + 4).map(u64::from)
-        }
-        .ok_or(bad("short tfdt"))?;
+        state.next_decode = decode_time(data, &tfdt).ok_or(bad("short tfdt"))?.0;
     }
     let track = &state.track;
     // Rounded to the nearest ms, so a time written from whole ms reads back as it was.

@@ -70,6 +70,17 @@ pub(crate) fn u64_at(data: &[u8], at: usize) -> Option<u64> {
     ))
 }
 
+/// A `tfdt`'s base media decode time, and whether it is written in 64 bits (version 1).
+pub(crate) fn decode_time(data: &[u8], tfdt: &BoxAt) -> Option<(u64, bool)> {
+    let wide = *data.get(tfdt.body)? == 1;
+    let time = if wide {
+        u64_at(data, tfdt.body + 4)?
+    } else {
+        u64::from(u32_at(data, tfdt.body + 4)?)
+    };
+    Some((time, wide))
+}
+
 /// `sample_is_non_sync_sample`, bit 16 of a sample's flags: not a place a decoder can start.
 pub(crate) const SAMPLE_IS_NON_SYNC: u32 = 0x0001_0000;
 
