@@ -694,6 +694,17 @@ run_variant() {
     done
 }
 
+# jq definitions both tables use: fmt (a figure as a table shows it, "—" for none) and over (a
+# ratio, null where either side is missing or the divisor is 0).
+jq_table_defs='
+        def fmt: if . == null then "—"
+            elif . == 0 then "0"
+            elif fabs >= 100 then (round | tostring)
+            elif fabs >= 10 then ((. * 10 | round) / 10 | tostring)
+            elif fabs >= 0.1 then ((. * 100 | round) / 100 | tostring)
+            else ((. * 10000 | round) / 10000 | tostring) end;
+        def over($x; $y): if $x == null or $y == null or $y == 0 then null else $x / $y end;'
+
 # md_table CLIENT COLUMNS...: a Markdown table of DIR/figures.json per variant; a column is a
 # variant, or A/B for the ratio of two variants' figures.
 md_table() {
@@ -707,18 +718,12 @@ md_table() {
     ((${#files[@]})) || return 0
     jq -rn --argjson cols "$(printf '%s\n' "$@" | jq -R . | jq -s .)" \
         --argjson names "$(jq -c '[.figures[].name]' "${files[0]}")" \
-        --argjson labels "$label_map" '
-        def fmt: if . == null then "—"
-            elif . == 0 then "0"
-            elif fabs >= 100 then (round | tostring)
-            elif fabs >= 10 then ((. * 10 | round) / 10 | tostring)
-            elif fabs >= 0.1 then ((. * 100 | round) / 100 | tostring)
-            else ((. * 10000 | round) / 10000 | tostring) end;
+        --argjson labels "$label_map" "$jq_table_defs"'
         (reduce inputs as $r ({}; .[$r.variant] = ($r.figures | map({(.name): .value}) | add))) as $v |
         def cell($c; $n): if ($c | test("/")) then
                 ($c | split("/")) as [$a, $b] |
                 ($v[$a][$n]) as $x | ($v[$b][$n]) as $y |
-                if $x == null or $y == null or $y == 0 then "—" else ($x / $y | fmt) end
+                over($x; $y) | fmt
             else ($v[$c][$n] | fmt) end;
         def head($c): if ($c | test("/")) then ($c | split("/") | map($labels[.] // .) | join(" / ")) else ($labels[$c] // $c) end;
         "| figure | " + ($cols | map(head(.)) | join(" | ")) + " |",
@@ -811,21 +816,17 @@ latency_summary() {
     done
     ((${#rows[@]})) || return 0
     printf '%s\n' "${rows[@]}" | jq -rs --argjson order "$(printf '%s\n' "$@" | jq -R . | jq -sc .)" \
-        --argjson labels "$label_map" '
-        def fmt: if . == null then "—" elif fabs >= 10 then ((. * 10 | round) / 10 | tostring)
-            else ((. * 100 | round) / 100 | tostring) end;
+        --argjson labels "$label_map" "$jq_table_defs"'
         (map({key: "\(.client) \(.variant)", value: .}) | from_entries) as $r |
         def fig($c; $v; $n): $r["\($c) \($v)"][$n];
         def gbit($c; $v): fig($c; $v; "Gbit per CPU-second");
-        def ratio($c; $v): (gbit($c; $v)) as $x | (gbit($c; "nginx")) as $y |
-            if $x == null or $y == null or $y == 0 then null else $x / $y end;
+        def ratio($c; $v): over(gbit($c; $v); gbit($c; "nginx"));
         def gbit_si($v): fig("rtmpdump"; $v; "Gbit per CPU-second, softirq included");
-        def ratio_si($v): (gbit_si($v)) as $x | (gbit_si("nginx")) as $y |
-            if $x == null or $y == null or $y == 0 then null else $x / $y end;
+        def ratio_si($v): over(gbit_si($v); gbit_si("nginx"));
         def players_cpu($v): fig("rtmpdump"; $v; "both CPUs, players included (s)") as $a |
             fig("rtmpdump"; $v; "server'"'"'s CPU, softirq included (s)") as $m |
-            fig("rtmpdump"; $v; "delivered (Gbit)") as $g |
-            if $a == null or $m == null or $g == null or $g == 0 then null else ($a - $m) / $g end;
+            if $a == null or $m == null then null
+            else over($a - $m; fig("rtmpdump"; $v; "delivered (Gbit)")) end;
         def packets($v): fig("rtmpdump"; $v; "data packets per player per second") as $p |
             fig("rtmpdump"; $v; "data packets/s from other CPUs") as $o |
             if $p == null then "—" else "\($p | fmt) (\($o / fig("rtmpdump"; $v; "players") | fmt))" end;
