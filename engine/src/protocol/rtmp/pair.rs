@@ -235,11 +235,11 @@ mod tests {
 
         // What the server sent, in order: connect answer then the publish answer.
         let msgs = pair.server_messages();
-        assert_eq!(msgs[0], Message::WindowAckSize(5_000_000));
+        assert_eq!(msgs[0], Message::WindowAckSize(50_000_000));
         assert!(matches!(
             msgs[1],
             Message::SetPeerBandwidth {
-                size: 5_000_000,
+                size: 50_000_000,
                 ..
             }
         ));

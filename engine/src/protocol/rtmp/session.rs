@@ -49,11 +49,14 @@ impl From<Amf0Error> for SessionError {
 /// use).
 pub const DEFAULT_WINDOW_ACK_SIZE: u32 = 2_500_000;
 
-/// Window Acknowledgement Size and peer bandwidth the server announces (nginx-rtmp's). The engine
-/// does not pace its sending on acknowledgements, so they only cost a wake-up each; librtmp (and
-/// so rtmpdump and every player built on it) acknowledges every tenth of the window, so at
-/// 2.5 Mbit/s a 2.5 MB window woke the core once a second per player, and this one half as often.
-pub const SERVER_WINDOW_ACK_SIZE: u32 = 5_000_000;
+/// Window Acknowledgement Size and peer bandwidth the server announces. The engine does not pace
+/// its sending on acknowledgements (TCP does that), so a player's acknowledgement only costs the
+/// core a wake-up. librtmp (rtmpdump, OBS and every player built on it) acknowledges every tenth
+/// of the peer bandwidth, ffmpeg every half of the window: at 2.5 Mbit/s, 2.5 MB woke the core
+/// once a second per player, nginx-rtmp's 5 MB every two seconds, and 50 MB every sixteen. With
+/// 300 players at the default merge window that halved the core's wake-ups and cut its CPU by
+/// about a seventh (README, "Benchmarks"). A larger window only loosens a limit on the peer.
+pub const SERVER_WINDOW_ACK_SIZE: u32 = 50_000_000;
 
 /// Settings of a [`ServerSession`].
 #[derive(Debug, Clone)]
