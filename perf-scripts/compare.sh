@@ -830,6 +830,12 @@ latency_summary() {
         def packets($v): fig("rtmpdump"; $v; "data packets per player per second") as $p |
             fig("rtmpdump"; $v; "data packets/s from other CPUs") as $o |
             if $p == null then "—" else "\($p | fmt) (\($o / fig("rtmpdump"; $v; "players") | fmt))" end;
+        def us_per_packet($v): fig("rtmpdump"; $v; "data packets/s from the server'"'"'s CPU") as $p |
+            fig("rtmpdump"; $v; "window (s)") as $w |
+            (fig("rtmpdump"; $v; "server user CPU (s)") // null) as $u |
+            (fig("rtmpdump"; $v; "server system CPU (s)") // null) as $s |
+            if $p == null or $w == null or $u == null or $s == null then null
+            else over(($u + $s) * 1000000; $p * $w) end;
         def lat($v): if fig("bench-rtmp"; $v; "latency p99 (ms)") == null then "—"
             else "\(fig("bench-rtmp"; $v; "latency p50 (ms)") | fmt) / \(fig("bench-rtmp"; $v; "latency p99 (ms)") | fmt)" end;
         "#### Against nginx-rtmp, by latency",
@@ -837,10 +843,11 @@ latency_summary() {
         "Latency from the corestream-bench RTMP run, Gbit per CPU-second from each RTMP client'"'"'s run, ratio to nginx-rtmp'"'"'s in the same run.",
         "The process'"'"'s CPU (/proc/PID/stat) leaves out the softirq time its sends cause on its CPU; \"softirq included\" is the whole busy time of the server'"'"'s CPU.",
         "Data packets per player per second, all CPUs (in brackets: sent from the players'"'"' CPU, where acknowledgements release held-back data; that kernel work is in neither server figure, but in the players'"'"' CPU-seconds per Gbit).",
+        "µs per packet: the process'"'"'s CPU (rtmpdump run) over the data packets sent from its own CPU. Where servers pay the same for a packet, their ratio is that of the packets each sends from its own CPU.",
         "",
-        "| server | latency p50 / p99 (ms) | Gbit per CPU-second, rtmpdump | ratio | softirq included | ratio | data packets per player per second | players'"'"' CPU-seconds per Gbit | Gbit per CPU-second, bench RTMP | ratio |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-        ($order[] as $v | "| \($labels[$v] // $v) | \(lat($v)) | \(gbit("rtmpdump"; $v) | fmt) | \(ratio("rtmpdump"; $v) | fmt) | \(gbit_si($v) | fmt) | \(ratio_si($v) | fmt) | \(packets($v)) | \(players_cpu($v) | fmt) | \(gbit("bench-rtmp"; $v) | fmt) | \(ratio("bench-rtmp"; $v) | fmt) |"),
+        "| server | latency p50 / p99 (ms) | Gbit per CPU-second, rtmpdump | ratio | softirq included | ratio | data packets per player per second | µs per packet from its CPU | players'"'"' CPU-seconds per Gbit | Gbit per CPU-second, bench RTMP | ratio |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ($order[] as $v | "| \($labels[$v] // $v) | \(lat($v)) | \(gbit("rtmpdump"; $v) | fmt) | \(ratio("rtmpdump"; $v) | fmt) | \(gbit_si($v) | fmt) | \(ratio_si($v) | fmt) | \(packets($v)) | \(us_per_packet($v) | fmt) | \(players_cpu($v) | fmt) | \(gbit("bench-rtmp"; $v) | fmt) | \(ratio("bench-rtmp"; $v) | fmt) |"),
         "",
         (fig("bench-rtmp"; "nginx"; "latency p99 (ms)") as $n99 | fig("bench-rtmp"; "nginx"; "latency p50 (ms)") as $n50 |
          [$order[] | select(startswith("cs")) |
