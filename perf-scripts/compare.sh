@@ -31,7 +31,7 @@
 #          [--profiles A,B,L,M] [--server-core N] [--bench-core N] [--debug] [--out FILE]
 #          [--srs PATH] [--no-merge-key] [--clients bench-rtmp,bench-flv,rtmpdump,curl]
 #          [--independent-players N] [--windows LIST] [--memory-players N] [--memory-ramp N]
-#          [--bench-arg ARG]
+#          [--bench-arg ARG] [--rounds N]
 #   --server-core N          the CPU every server is pinned to (default 1)
 #   --bench-core N           the CPU of corestream-bench and the players (default 0)
 #   --srs PATH               SRS binary (objs/srs); adds SRS to profiles L and M
@@ -47,6 +47,9 @@
 #   --memory-players N       players of profile M (default 1000; selects M when --profiles is
 #                            not given)
 #   --memory-ramp N          new players per second in profile M (default 500)
+#   --rounds N               profile L runs every server N times, one after the other in each
+#                            round (default 1); its tables give each figure's median over the
+#                            rounds, and a table gives each round's ratio to nginx-rtmp
 # COMPARE_KEEP=1 keeps the scratch directory (configs, logs, every run's raw figures).
 set -euo pipefail
 
@@ -66,6 +69,7 @@ independent_players=""
 memory_players=""
 memory_ramp=500
 windows="0ms,350ms,default"
+rounds=1
 extra_bench_args=()
 command_line="perf-scripts/compare.sh $*"
 
@@ -93,6 +97,7 @@ while (($#)); do
     --memory-players) memory_players="$2"; shift 2 ;;
     --memory-ramp) memory_ramp="$2"; shift 2 ;;
     --bench-arg) extra_bench_args+=("$2"); shift 2 ;;
+    --rounds) rounds="$2"; shift 2 ;;
     -h | --help) usage 0 ;;
     *) echo "compare.sh: unknown argument $1" >&2; usage 2 >&2 ;;
     esac
@@ -120,6 +125,7 @@ for v in "$players" "$streams" "$few_players" "$duration" "$independent_players"
     is_count "$v" || die "counts and --duration are whole numbers from 1 to 100000 (got $v)"
 done
 ((duration <= 3600)) || die "--duration is at most 3600 s"
+is_count "$rounds" && ((rounds <= 20)) || die "--rounds is a whole number from 1 to 20 (got $rounds)"
 IFS=, read -ra merge_windows <<<"$windows"
 ((${#merge_windows[@]})) || die "--windows: give at least one writeMergeLatency (e.g. 0ms,350ms,default)"
 for w in "${merge_windows[@]}"; do
@@ -660,7 +666,7 @@ load_independent() {
 # One server variant of profile L: VARIANT (cs-WINDOW such as cs-0ms or cs-default, cs,
 # srs-min, srs-default, nginx) and every client that applies to it (nginx-rtmp has no HTTP-FLV).
 run_variant() {
-    local variant=$1 label=$2 client dir port
+    local variant=$1 label=$2 round=$3 client dir port
     local conns=$((players > independent_players ? players : independent_players))
     IFS=, read -ra wanted_clients <<<"$clients"
     for client in "${wanted_clients[@]}"; do
@@ -669,7 +675,7 @@ run_variant() {
         bench-flv | curl) [ "$variant" != nginx ] || continue ;;
         *) die "unknown client $client (bench-rtmp, bench-flv, rtmpdump, curl)" ;;
         esac
-        dir="$work/L/$client/$variant"
+        dir="$work/L/$client/$variant/round-$round"
         mkdir -p "$dir"
         port=$(free_port)
         case "$variant" in
@@ -682,7 +688,7 @@ run_variant() {
         sleep 0.5
         read -r _ _ rss_idle < <(proc_sample)
         echo "$rss_idle" >"$dir/rss_idle"
-        say "L: $label, $client, $([ "${client#bench}" = "$client" ] && echo "$independent_players" || echo "$players") player(s), ${duration}s"
+        say "L: $label, $client, $([ "${client#bench}" = "$client" ] && echo "$independent_players" || echo "$players") player(s), ${duration}s$( ((rounds == 1)) || echo ", round $round of $rounds")"
         case "$client" in
         bench-rtmp) load_bench "$dir" "$label" rtmp ;;
         bench-flv) load_bench "$dir" "$label" flv ;;
@@ -692,6 +698,60 @@ run_variant() {
         jq -r '.figures[] | select(.name == "players lost" or .name == "delivered (Gbit)" or .name == "Gbit per CPU-second") | "\(.name) \(.value)"' \
             "$dir/figures.json" | paste -sd ';' - | sed "s/^/compare.sh:   /" >&2
     done
+}
+
+# merge_rounds CLIENT VARIANT: the variant's figures.json from its rounds' figures: each figure's
+# median over the rounds that have it (the players lost: their sum, so a loss in any round shows).
+merge_rounds() {
+    local base="$work/L/$1/$2" files=()
+    files=("$base"/round-*/figures.json)
+    [ -s "${files[0]}" ] || return 0
+    jq -s '
+        def median: map(select(. != null)) | sort |
+            if length == 0 then null
+            elif length % 2 == 1 then .[length / 2 | floor]
+            else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+        . as $rounds |
+        {server: .[0].server, client: .[0].client, rounds: length, figures: [
+            .[0].figures[].name as $n |
+            [$rounds[].figures[] | select(.name == $n) | .value] as $v |
+            {name: $n, value: (if $n == "players lost" then ($v | map(. // 0) | add) else ($v | median) end)}
+        ]}' "${files[@]}" >"$base/figures.json"
+}
+
+# rounds_table VARIANTS...: each server's Gbit per CPU-second over nginx-rtmp's, round by round
+# (the two ran minutes apart on the same machine), and the median of those ratios.
+rounds_table() {
+    local client variant f rows=()
+    for client in rtmpdump bench-rtmp; do
+        for variant in "$@"; do
+            for f in "$work/L/$client/$variant"/round-*/figures.json; do
+                [ -s "$f" ] || continue
+                rows+=("$(jq -c --arg c "$client" --arg v "$variant" --arg r "$(basename "$(dirname "$f")")" \
+                    '{client: $c, variant: $v, round: ($r | ltrimstr("round-") | tonumber),
+                      gbit: (.figures[] | select(.name == "Gbit per CPU-second") | .value)}' "$f")")
+            done
+        done
+    done
+    ((${#rows[@]})) || return 0
+    printf '%s\n' "${rows[@]}" | jq -rs --argjson order "$(printf '%s\n' "$@" | jq -R . | jq -sc .)" \
+        --argjson labels "$label_map" --argjson n "$rounds" "$jq_table_defs"'
+        def median: map(select(. != null)) | sort |
+            if length == 0 then null
+            elif length % 2 == 1 then .[length / 2 | floor]
+            else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+        (map({key: "\(.client) \(.variant) \(.round)", value: .gbit}) | from_entries) as $g |
+        def ratios($c; $v): [range(1; $n + 1) as $r | over($g["\($c) \($v) \($r)"]; $g["\($c) nginx \($r)"])];
+        "#### Ratio to nginx-rtmp, round by round",
+        "",
+        "Gbit per CPU-second over nginx-rtmp'"'"'s in the same round; the last column is the median of the rounds'"'"' ratios.",
+        "",
+        "| server | players | " + ([range(1; $n + 1) | "round \(.)"] | join(" | ")) + " | median |",
+        "| --- | --- | " + ([range(0; $n + 1) | "---:"] | join(" | ")) + " |",
+        ($order[] as $v | select($v != "nginx") | ("rtmpdump", "bench-rtmp") as $c |
+         ratios($c; $v) as $x | select($x | any(. != null)) |
+         "| \($labels[$v] // $v) | \($c) | " + ($x | map(fmt) | join(" | ")) + " | \($x | median | fmt) |"),
+        ""'
 }
 
 # jq definitions both tables use: fmt (a figure as a table shows it, "—" for none) and over (a
@@ -743,8 +803,17 @@ profile_latency() {
     local variants=("${cs_variants[@]}")
     [ -z "$srs_bin" ] || variants+=(srs-min srs-default)
     variants+=(nginx)
-    for variant in "${variants[@]}"; do
-        run_variant "$variant" "$(jq -r --arg v "$variant" '.[$v] // $v' <<<"$label_map")"
+    local round client
+    for round in $(seq "$rounds"); do
+        for variant in "${variants[@]}"; do
+            run_variant "$variant" "$(jq -r --arg v "$variant" '.[$v] // $v' <<<"$label_map")" "$round"
+        done
+    done
+    IFS=, read -ra wanted_clients <<<"$clients"
+    for client in "${wanted_clients[@]}"; do
+        for variant in "${variants[@]}"; do
+            merge_rounds "$client" "$variant"
+        done
     done
     # Columns: each Corestream budget beside the SRS mode of the same budget, with the ratio:
     # 0 with min_latency, 350 ms and the default with SRS's default (350 ms); other windows between.
@@ -771,6 +840,7 @@ profile_latency() {
         echo "### Profile L: equal latency budgets, one 2.5 Mbit/s stream"
         echo
         echo "1 stream (corestream-bench's synthetic H.264/AAC, 2500k, GOP 2 s), ${duration} s per run; $players corestream-bench player(s), $independent_players rtmpdump / curl player(s); server on CPU $server_core, players on CPU $bench_core."
+        ((rounds == 1)) || echo "$rounds rounds, every server once in each: each figure below is its median over the rounds (players lost: their sum)."
         if [ -n "$srs_bin" ]; then
             echo "Corestream at writeMergeLatency ${windows//,/, }. Budgets paired: 0ms with SRS \`min_latency on; tcp_nodelay on; play { mw_latency 0; }\`;"
             echo "350ms and the default with SRS's default (mw_latency 350, mw_msgs 8). nginx-rtmp (no merge setting, multi_accept on) for reference."
@@ -797,6 +867,7 @@ profile_latency() {
             echo
         done
         latency_summary "${variants[@]}"
+        ((rounds == 1)) || rounds_table "${variants[@]}"
     } >>"$work/tables.md"
 }
 
