@@ -189,9 +189,11 @@ impl Iterator for Trun<'_> {
         })
     }
 
+    /// The lower bound is capped: `collect` reserves it up front, and `count` is only as honest
+    /// as the box (a run whose samples carry no fields of their own may claim billions).
     fn size_hint(&self) -> (usize, Option<usize>) {
         let left = (self.count - self.next) as usize;
-        (left, Some(left))
+        (left.min(10_000), Some(left))
     }
 }
 
