@@ -706,11 +706,7 @@ merge_rounds() {
     local base="$work/L/$1/$2" files=()
     files=("$base"/round-*/figures.json)
     [ -s "${files[0]}" ] || return 0
-    jq -s '
-        def median: map(select(. != null)) | sort |
-            if length == 0 then null
-            elif length % 2 == 1 then .[length / 2 | floor]
-            else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+    jq -s "$jq_table_defs"'
         . as $rounds |
         {server: .[0].server, client: .[0].client, rounds: length, figures: [
             .[0].figures[].name as $n |
@@ -736,10 +732,6 @@ rounds_table() {
     ((${#rows[@]})) || return 0
     printf '%s\n' "${rows[@]}" | jq -rs --argjson order "$(printf '%s\n' "$@" | jq -R . | jq -sc .)" \
         --argjson labels "$label_map" --argjson n "$rounds" "$jq_table_defs"'
-        def median: map(select(. != null)) | sort |
-            if length == 0 then null
-            elif length % 2 == 1 then .[length / 2 | floor]
-            else (.[length / 2 - 1] + .[length / 2]) / 2 end;
         (map({key: "\(.client) \(.variant) \(.round)", value: .gbit}) | from_entries) as $g |
         def ratios($c; $v): [range(1; $n + 1) as $r | over($g["\($c) \($v) \($r)"]; $g["\($c) nginx \($r)"])];
         "#### Ratio to nginx-rtmp, round by round",
@@ -754,8 +746,9 @@ rounds_table() {
         ""'
 }
 
-# jq definitions both tables use: fmt (a figure as a table shows it, "—" for none) and over (a
-# ratio, null where either side is missing or the divisor is 0).
+# jq definitions the tables and merge_rounds use: fmt (a figure as a table shows it, "—" for
+# none), over (a ratio, null where either side is missing or the divisor is 0) and median (of the
+# numbers in an array, nulls left out; null if there are none).
 jq_table_defs='
         def fmt: if . == null then "—"
             elif . == 0 then "0"
@@ -763,7 +756,11 @@ jq_table_defs='
             elif fabs >= 10 then ((. * 10 | round) / 10 | tostring)
             elif fabs >= 0.1 then ((. * 100 | round) / 100 | tostring)
             else ((. * 10000 | round) / 10000 | tostring) end;
-        def over($x; $y): if $x == null or $y == null or $y == 0 then null else $x / $y end;'
+        def over($x; $y): if $x == null or $y == null or $y == 0 then null else $x / $y end;
+        def median: map(select(. != null)) | sort |
+            if length == 0 then null
+            elif length % 2 == 1 then .[length / 2 | floor]
+            else (.[length / 2 - 1] + .[length / 2]) / 2 end;'
 
 # md_table CLIENT COLUMNS...: a Markdown table of DIR/figures.json per variant; a column is a
 # variant, or A/B for the ratio of two variants' figures.
@@ -852,8 +849,7 @@ profile_latency() {
         echo "KiB per player: (RSS max - RSS of the idle server) / players. $perf_note."
         [ -z "$srs_bin" ] || echo "SRS's HTTP-FLV loop sleeps mw_latency between polls of its queue (srs_app_http_stream.cpp, \`srs_usleep(mw_sleep)\`), so at mw_latency 0 it polls without sleeping: its CPU there is mostly that loop."
         echo
-        local client title
-        IFS=, read -ra wanted_clients <<<"$clients"
+        local title
         for client in "${wanted_clients[@]}"; do
             case "$client" in
             bench-rtmp) title="corestream-bench, RTMP players" ;;
