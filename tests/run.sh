@@ -16,7 +16,7 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' >/dev/null 2>&1 ||
     missing+=(gir1.2-gst-rtsp-server-1.0 python3-gst-1.0 gstreamer1.0-plugins-base
         gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-libav)
-# The relay tests build network namespaces of their own.
+# The relay and network-link tests build network namespaces of their own (veth links, MTU 1500).
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 # The cluster tests run a real Redis (and Redis Sentinel) and read with rtmpdump and curl; the
 # MediaMTX API tests read HTTP-FLV with curl beside an RTMP publisher.

@@ -12,6 +12,7 @@ pub mod answer;
 pub mod browser;
 pub mod ff;
 pub mod http;
+pub mod netns;
 pub mod redis;
 pub mod rtmp_client;
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tests::ff::{self, parse_probe, wait_with_timeout};
+use tests::netns::{Link, Netns};
 use tests::{eventually, free_port, Engine};
 
 /// The origin's RTMP connections reading `path`.
@@ -249,56 +250,6 @@ fn sources_follow_path_add_patch_and_delete_through_the_api() {
     engine.wait_for_log("source stopped", Duration::from_secs(5));
 }
 
-/// A network namespace of this test's own, deleted (with its interfaces) when dropped.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    /// `None` (and why) where namespaces cannot be created here (no root, no `ip`, a sandbox).
-    fn create(name: &str) -> Result<Netns, String> {
-        let out = std::process::Command::new("ip")
-            .args(["netns", "add", name])
-            .output()
-            .map_err(|e| format!("cannot run ip: {e}"))?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
-        }
-        Ok(Netns {
-            name: name.to_owned(),
-        })
-    }
-
-    /// Runs `ip ARGS` inside the namespace (`ip -n NAME ARGS`); panics if it fails.
-    fn ip(&self, args: &str) {
-        let out = std::process::Command::new("ip")
-            .args(["-n", &self.name])
-            .args(args.split_whitespace())
-            .output()
-            .expect("run ip");
-        assert!(
-            out.status.success(),
-            "ip -n {} {args}: {}",
-            self.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn exec(&self, program: &std::path::Path) -> std::process::Command {
-        let mut cmd = std::process::Command::new("ip");
-        cmd.args(["netns", "exec", &self.name]).arg(program);
-        cmd
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
 /// A plain HTTP GET over a fresh connection; the body.
 fn http_get(addr: &str, path: &str) -> Option<String> {
     use std::io::{Read, Write};
@@ -317,9 +268,7 @@ fn http_get(addr: &str, path: &str) -> Option<String> {
 
 #[test]
 fn a_source_behind_an_overlapping_bridge_is_diagnosed() {
-    let pid = std::process::id();
-    let ns_name = format!("csrelay{pid}");
-    let ns = match Netns::create(&ns_name) {
+    let ns = match Netns::create("csrelay") {
         Ok(ns) => ns,
         Err(why) => {
             println!("SKIPPED a_source_behind_an_overlapping_bridge_is_diagnosed: cannot create a network namespace here ({why})");
@@ -327,32 +276,12 @@ fn a_source_behind_an_overlapping_bridge_is_diagnosed() {
         }
     };
     // The "real" uplink: a veth to the host side, which plays the gateway and reaches the API.
-    let n = (pid % 16_000) * 4;
-    let (host_ip, ns_ip) = (
-        format!("10.213.{}.{}", n / 256, n % 256 + 1),
-        format!("10.213.{}.{}", n / 256, n % 256 + 2),
-    );
-    let (host_if, ns_if) = (format!("csr{pid}h"), format!("csr{pid}n"));
-    let status = std::process::Command::new("ip")
-        .args([
-            "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if, "netns", &ns_name,
-        ])
-        .status()
-        .expect("run ip");
-    assert!(status.success(), "veth");
-    let host = std::process::Command::new("ip")
-        .args(["addr", "add", &format!("{host_ip}/30"), "dev", &host_if])
-        .status()
-        .and_then(|_| {
-            std::process::Command::new("ip")
-                .args(["link", "set", &host_if, "up"])
-                .status()
-        })
-        .expect("run ip");
-    assert!(host.success());
-    ns.ip("link set lo up");
-    ns.ip(&format!("addr add {ns_ip}/30 dev {ns_if}"));
-    ns.ip(&format!("link set {ns_if} up"));
+    let Link {
+        host_ip,
+        ns_ip,
+        ns_if,
+        ..
+    } = ns.link_to_host(213);
     ns.ip(&format!("route add default via {host_ip} dev {ns_if}"));
     // Docker's default bridge, holding the camera's network.
     ns.ip("link add docker0 type bridge");

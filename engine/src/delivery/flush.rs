@@ -62,12 +62,24 @@ struct Entry {
     in_urgent: bool,
     /// Set while the slot is in `merged`: when it must be written.
     due: Option<Instant>,
-    /// A task waits for the socket to have room; the slot is not written meanwhile.
-    /// Dropping the task cancels it (and lets go of the socket).
-    waiter: Option<glommio::Task<()>>,
+    /// The wait for room of a full socket; the slot is not written meanwhile.
+    room_wait: RoomWait,
     failed: bool,
     /// Someone waits for the queue to be empty (a connection closing with a flush).
     drained: Option<Waker>,
+}
+
+/// A full socket's wait for room, in the slot's entry.
+#[derive(Debug, Default)]
+enum RoomWait {
+    #[default]
+    None,
+    /// The task is being spawned. glommio polls a task inside `spawn_local` (`spawn_and_run`), so
+    /// a socket that has room again by then ends the wait before its handle can be stored; the
+    /// wait's end finds this and the handle is not kept.
+    Starting,
+    /// The task waits. Dropping it cancels it (and lets go of the socket).
+    Waiting(glommio::Task<()>),
 }
 
 /// A queue's handle on its flusher: marks the queue due. Stale tickets (of a closed connection
@@ -138,7 +150,7 @@ impl Flusher {
             window: Duration::ZERO,
             in_urgent: false,
             due: None,
-            waiter: None,
+            room_wait: RoomWait::None,
             failed: false,
             drained: None,
         };
@@ -302,7 +314,7 @@ impl Flusher {
             let Some(e) = entries[slot as usize].as_ref() else {
                 return;
             };
-            if e.waiter.is_some() || e.failed {
+            if !matches!(e.room_wait, RoomWait::None) || e.failed {
                 return;
             }
             match (e.queue.upgrade(), e.socket.upgrade()) {
@@ -317,10 +329,20 @@ impl Flusher {
                 c.blocked += 1;
                 self.counters.set(c);
                 let me = self.me.borrow().clone();
-                let waiter =
-                    glommio::spawn_local(wait_for_room(me, slot, generation, queue, socket));
-                if let Some(e) = self.entries.borrow_mut()[slot as usize].as_mut() {
-                    e.waiter = Some(waiter);
+                self.with_entry(slot, generation, |e| e.room_wait = RoomWait::Starting);
+                let task = glommio::spawn_local(wait_for_room(me, slot, generation, queue, socket));
+                // Kept only if the wait did not end while being spawned; a finished task is let go.
+                let finished = self
+                    .with_entry(slot, generation, |e| match e.room_wait {
+                        RoomWait::Starting => {
+                            e.room_wait = RoomWait::Waiting(task);
+                            None
+                        }
+                        _ => Some(task),
+                    })
+                    .flatten();
+                if let Some(task) = finished {
+                    task.detach();
                 }
             }
             Written::Failed(e) => {
@@ -388,14 +410,17 @@ impl Flusher {
 
     /// The wait for room ended: the slot is written again, at the end of this turn.
     fn unblock(&self, slot: u32, generation: u32) {
-        let waiter = self
-            .with_entry(slot, generation, |e| e.waiter.take())
-            .flatten();
-        // This runs inside the waiter itself: let it finish rather than cancel it.
-        if let Some(w) = waiter {
-            w.detach();
-        }
+        self.end_room_wait(slot, generation);
         self.mark(slot, generation, true);
+    }
+
+    /// Clears the slot's wait for room, from inside the waiting task itself.
+    fn end_room_wait(&self, slot: u32, generation: u32) {
+        let wait = self.with_entry(slot, generation, |e| std::mem::take(&mut e.room_wait));
+        // This runs inside the task: let it finish rather than cancel it.
+        if let Some(RoomWait::Waiting(task)) = wait {
+            task.detach();
+        }
     }
 
     fn unregister(&self, slot: u32, generation: u32) {
@@ -411,7 +436,7 @@ impl Flusher {
                 q.borrow_mut().clear_flush();
             }
             self.free.borrow_mut().push(slot);
-            // Dropping the waiter (if any) cancels it and releases the socket.
+            // Dropping a waiting task (if any) cancels it and releases the socket.
             drop(e);
         }
     }
@@ -477,12 +502,7 @@ async fn wait_for_room(
         }
         Err(e) => {
             tracing::debug!("send failed: {e}");
-            if let Some(w) = f
-                .with_entry(slot, generation, |e| e.waiter.take())
-                .flatten()
-            {
-                w.detach();
-            }
+            f.end_room_wait(slot, generation);
             f.fail(slot, &queue);
         }
     }
@@ -492,6 +512,7 @@ async fn wait_for_room(
 mod tests {
     use std::io::Read;
     use std::net::TcpListener;
+    use std::os::unix::io::AsRawFd;
     use std::time::Duration;
 
     use bytes::Bytes;
@@ -591,6 +612,53 @@ mod tests {
             queue.borrow_mut().push_control(Bytes::from_static(b"late"));
             sleep(Duration::from_millis(10)).await;
             assert!(read_now(&mut peer).is_empty());
+        });
+    }
+    /// A socket that is full for a moment only: the wait for room ends inside `spawn_local`
+    /// (glommio polls a new task at once), and the rest of the queue still goes out. Over links
+    /// with a 1500-byte MTU every start-up burst did this, and the player got nothing more.
+    #[test]
+    fn a_wait_for_room_that_ends_at_once_lets_the_queue_go_on() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        glommio::LocalExecutor::default().run(async move {
+            let flusher = Flusher::new();
+            glommio::spawn_local(flusher.clone().run()).detach();
+            let stream = glommio::net::TcpStream::connect(addr).await.unwrap();
+            let (mut peer, _) = listener.accept().unwrap();
+            peer.set_nonblocking(true).unwrap();
+            // A send buffer of a few KiB: a 16 KiB write is taken in part, and the loopback
+            // acknowledges what was sent before `sendmsg` returns, so there is room again at once.
+            // SAFETY: the descriptor is the stream's, open for as long as it lives.
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+            socket2::SockRef::from(&fd)
+                .set_send_buffer_size(4096)
+                .unwrap();
+            let socket = Rc::new(Socket::new(stream));
+            let queue = Rc::new(RefCell::new(PlayerQueue::new(
+                64 << 20,
+                Duration::from_secs(5),
+            )));
+            let _registration = flusher.register(&queue, &socket);
+            const BUFFERS: usize = 32;
+            const LEN: usize = 16 * 1024;
+            for i in 0..BUFFERS {
+                queue
+                    .borrow_mut()
+                    .push_control(Bytes::from(vec![i as u8; LEN]));
+            }
+            let mut got = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while got.len() < BUFFERS * LEN && Instant::now() < deadline {
+                sleep(Duration::from_millis(2)).await;
+                got.extend(read_now(&mut peer));
+            }
+            assert!(flusher.counters().blocked > 0, "the socket filled up");
+            assert_eq!(got.len(), BUFFERS * LEN, "everything queued arrived");
+            assert!(got
+                .chunks(LEN)
+                .enumerate()
+                .all(|(i, c)| c.iter().all(|&b| b == i as u8)));
         });
     }
 }
