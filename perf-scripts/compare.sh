@@ -19,6 +19,13 @@
 #      nginx-rtmp's, and names the Corestream window that is no slower than nginx-rtmp.
 #   M: memory (issue 13; the default with --memory-players N): server RSS growth per player over
 #      N corestream-bench players (RTMP and HTTP-FLV) of one live 64 kbit/s stream.
+# Profile L's link (--link): over the loopback (the default), a sender's CPU does the receiver's
+# TCP work too (queueing, waking the player), and a server's data that its players'
+# acknowledgements release (Nagle) is sent from the players' CPU, outside the server's figures.
+# --link veth puts the publisher and the players in a network namespace of this run's own behind
+# a veth pair (MTU 1500, like Ethernet) and steers each side's receive work to its own CPU (RPS):
+# two machines on one, so that the server's CPU, softirq included, holds the server's work and
+# only that. It needs root (ip netns).
 # The tables also go to --out (default target/compare/compare.md).
 #
 # nginx and libnginx-mod-rtmp (Debian) are installed with apt-get when missing; L and M also need
@@ -31,7 +38,7 @@
 #          [--profiles A,B,L,M] [--server-core N] [--bench-core N] [--debug] [--out FILE]
 #          [--srs PATH] [--no-merge-key] [--clients bench-rtmp,bench-flv,rtmpdump,curl]
 #          [--independent-players N] [--windows LIST] [--memory-players N] [--memory-ramp N]
-#          [--bench-arg ARG] [--rounds N]
+#          [--bench-arg ARG] [--rounds N] [--link loopback|veth]
 #   --server-core N          the CPU every server is pinned to (default 1)
 #   --bench-core N           the CPU of corestream-bench and the players (default 0)
 #   --srs PATH               SRS binary (objs/srs); adds SRS to profiles L and M
@@ -50,6 +57,7 @@
 #   --rounds N               profile L runs every server N times, one after the other in each
 #                            round (default 1); its tables give each figure's median over the
 #                            rounds, and a table gives each round's ratio to nginx-rtmp
+#   --link loopback|veth     how profile L's players reach the servers (default loopback; above)
 # COMPARE_KEEP=1 keeps the scratch directory (configs, logs, every run's raw figures).
 set -euo pipefail
 
@@ -70,6 +78,7 @@ memory_players=""
 memory_ramp=500
 windows="0ms,350ms,default"
 rounds=1
+link=loopback
 extra_bench_args=()
 command_line="perf-scripts/compare.sh $*"
 
@@ -98,6 +107,7 @@ while (($#)); do
     --memory-ramp) memory_ramp="$2"; shift 2 ;;
     --bench-arg) extra_bench_args+=("$2"); shift 2 ;;
     --rounds) rounds="$2"; shift 2 ;;
+    --link) link="$2"; shift 2 ;;
     -h | --help) usage 0 ;;
     *) echo "compare.sh: unknown argument $1" >&2; usage 2 >&2 ;;
     esac
@@ -126,6 +136,14 @@ for v in "$players" "$streams" "$few_players" "$duration" "$independent_players"
 done
 ((duration <= 3600)) || die "--duration is at most 3600 s"
 is_count "$rounds" && ((rounds <= 20)) || die "--rounds is a whole number from 1 to 20 (got $rounds)"
+case "$link" in
+loopback) ;;
+veth)
+    [[ $profiles == L ]] || die "--link veth is for profile L alone (--profiles L)"
+    command -v ip >/dev/null 2>&1 || die "--link veth needs ip (Debian: iproute2)"
+    ;;
+*) die "--link is loopback or veth (got $link)" ;;
+esac
 IFS=, read -ra merge_windows <<<"$windows"
 ((${#merge_windows[@]})) || die "--windows: give at least one writeMergeLatency (e.g. 0ms,350ms,default)"
 for w in "${merge_windows[@]}"; do
@@ -213,6 +231,7 @@ cleanup() {
         kill "$p" 2>/dev/null || true
     done
     stop_server
+    [ -z "$link_ns" ] || ip netns del "$link_ns" 2>/dev/null || true
     if [ -n "${COMPARE_KEEP:-}" ]; then
         say "scratch directory kept: $work"
     else
@@ -222,10 +241,40 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# --- profile L's link (--link) -----------------------------------------------------------------
+# Where the servers listen, and what runs a command on the players' side of the link.
+server_ip=127.0.0.1
+on_players_side=()
+link_ns=""
+link_note="over the loopback (a sender's CPU does its receiver's TCP work too)"
+# setup_link: for --link veth, a namespace for the publisher and the players, a veth pair to it
+# (the kernel's default MTU, 1500) addressed in 198.18.0.0/15 (RFC 2544's benchmarking block), and
+# RPS on each end's receive queue: what reaches the servers is processed on --server-core, what
+# reaches the players on --bench-core, as on two machines.
+setup_link() {
+    [ "$link" = veth ] || return 0
+    local host_if="csb$$h" ns_if="csb$$n" n=$((($$ % 16000) * 4))
+    ip netns add "csbench$$" || die "--link veth: cannot create a network namespace (run as root)"
+    link_ns="csbench$$"
+    server_ip="198.18.$((n / 256)).$((n % 256 + 1))"
+    local players_ip="198.18.$((n / 256)).$((n % 256 + 2))"
+    ip link add "$host_if" type veth peer name "$ns_if" netns "$link_ns"
+    ip addr add "$server_ip/30" dev "$host_if"
+    ip link set "$host_if" up
+    ip -n "$link_ns" link set lo up
+    ip -n "$link_ns" addr add "$players_ip/30" dev "$ns_if"
+    ip -n "$link_ns" link set "$ns_if" up
+    printf '%x\n' $((1 << server_core)) >"/sys/class/net/$host_if/queues/rx-0/rps_cpus"
+    ip netns exec "$link_ns" sh -c "printf '%x\n' $((1 << bench_core)) >/sys/class/net/$ns_if/queues/rx-0/rps_cpus"
+    on_players_side=(ip netns exec "$link_ns")
+    link_note="over a veth link (MTU $(cat "/sys/class/net/$host_if/mtu")) from a network namespace, each side's receive work on its own CPU (RPS): the server's CPU, softirq included, is the server machine's work"
+    say "link: servers on $server_ip, publisher and players in namespace $link_ns ($players_ip)"
+}
+
 # Many players need many descriptors: raise the soft limit to the hard one for everything started here.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+port_in_use() { (exec 3<>"/dev/tcp/${2:-127.0.0.1}/$1") 2>/dev/null; }
 # Below the kernel's ephemeral range (32768 and up): a port picked there may be the local end of
 # some outgoing connection, which a connect test does not see but a bind does.
 free_port() {
@@ -238,7 +287,7 @@ free_port() {
 }
 wait_port() {
     for _ in $(seq 100); do
-        port_in_use "$1" && return 0
+        port_in_use "$1" "$server_ip" && return 0
         kill -0 "$server_pid" 2>/dev/null || return 1
         sleep 0.1
     done
@@ -269,8 +318,8 @@ corestream_config() {
     cat >"$1" <<EOF
 cores: 1
 logLevel: warn
-rtmpAddress: 127.0.0.1:$2
-httpAddress: 127.0.0.1:$3
+rtmpAddress: $server_ip:$2
+httpAddress: $server_ip:$3
 apiAddress: 127.0.0.1:$(free_port)
 metricsAddress: 127.0.0.1:$(free_port)
 playWaitTimeout: 10s
@@ -297,7 +346,7 @@ pid $dir/nginx.pid;
 events { worker_connections $((conns + 512)); multi_accept $multi_accept; }
 rtmp {
     server {
-        listen 127.0.0.1:$port;
+        listen $server_ip:$port;
         chunk_size 4096;
         application live {
             live on;
@@ -334,7 +383,7 @@ start_srs() {
     play { mw_latency 0; }"
     fi
     cat >"$dir/srs.conf" <<EOF
-listen 127.0.0.1:$port;
+listen $server_ip:$port;
 max_connections $((conns + 64));
 daemon off;
 pid $dir/srs.pid;
@@ -345,7 +394,7 @@ srs_log_level_v2 warn;
 http_api { enabled off; }
 http_server {
     enabled on;
-    listen 127.0.0.1:$http_port;
+    listen $server_ip:$http_port;
     dir $dir/html;
 }
 vhost __defaultVhost__ {
@@ -594,10 +643,10 @@ figures() {
 # load_bench DIR LABEL SCHEME: corestream-bench publishes and plays (RTMP or HTTP-FLV players).
 load_bench() {
     local dir=$1 label=$2 scheme=$3 rc=0 play_url=()
-    [ "$scheme" = rtmp ] || play_url=(--play-url "http://127.0.0.1:$http_port/live/bench.flv")
+    [ "$scheme" = rtmp ] || play_url=(--play-url "http://$server_ip:$http_port/live/bench.flv")
     measure_start "$dir"
-    taskset -c "$bench_core" timeout -k 5 $((duration + 60)) "$bench_bin" run --quiet \
-        --url "rtmp://127.0.0.1:$rtmp_port/live/bench" "${play_url[@]}" \
+    "${on_players_side[@]}" taskset -c "$bench_core" timeout -k 5 $((duration + 60)) "$bench_bin" run --quiet \
+        --url "rtmp://$server_ip:$rtmp_port/live/bench" "${play_url[@]}" \
         --players "$players" --duration "$duration" --bitrate 2500k --gop 2s \
         --cores "$bench_core" --label "$label" --json "$dir/bench.json" \
         "${extra_bench_args[@]}" >"$dir/bench.txt" 2>&1 || rc=$?
@@ -616,8 +665,8 @@ load_bench() {
 # player is lost when it ended before its time was up or got nothing.
 load_independent() {
     local dir=$1 label=$2 client=$3 n=$independent_players rc=0
-    taskset -c "$bench_core" timeout -k 5 $((duration + 70)) "$bench_bin" publish --quiet \
-        --url "rtmp://127.0.0.1:$rtmp_port/live/bench" --duration $((duration + 10 + n / 200)) \
+    "${on_players_side[@]}" taskset -c "$bench_core" timeout -k 5 $((duration + 70)) "$bench_bin" publish --quiet \
+        --url "rtmp://$server_ip:$rtmp_port/live/bench" --duration $((duration + 10 + n / 200)) \
         --bitrate 2500k --gop 2s --cores "$bench_core" >"$dir/publish.txt" 2>&1 &
     local publisher=$!
     helper_pids+=("$publisher")
@@ -629,12 +678,12 @@ load_independent() {
         for i in $(seq "$n"); do
             case "$client" in
             rtmpdump)
-                timeout -k 2 "$duration" rtmpdump -v -r "rtmp://127.0.0.1:$rtmp_port/live/bench" -o - \
+                "${on_players_side[@]}" timeout -k 2 "$duration" rtmpdump -v -r "rtmp://$server_ip:$rtmp_port/live/bench" -o - \
                     2>"$dir/err.$i" | wc -c >"$dir/bytes.$i" &
                 ;;
             curl)
-                curl -sS --max-time "$duration" -o /dev/null -w '%{size_download} %{exitcode}\n' \
-                    "http://127.0.0.1:$http_port/live/bench.flv" >"$dir/out.$i" 2>"$dir/err.$i" &
+                "${on_players_side[@]}" curl -sS --max-time "$duration" -o /dev/null -w '%{size_download} %{exitcode}\n' \
+                    "http://$server_ip:$http_port/live/bench.flv" >"$dir/out.$i" 2>"$dir/err.$i" &
                 ;;
             esac
         done
@@ -836,7 +885,7 @@ profile_latency() {
     {
         echo "### Profile L: equal latency budgets, one 2.5 Mbit/s stream"
         echo
-        echo "1 stream (corestream-bench's synthetic H.264/AAC, 2500k, GOP 2 s), ${duration} s per run; $players corestream-bench player(s), $independent_players rtmpdump / curl player(s); server on CPU $server_core, players on CPU $bench_core."
+        echo "1 stream (corestream-bench's synthetic H.264/AAC, 2500k, GOP 2 s), ${duration} s per run; $players corestream-bench player(s), $independent_players rtmpdump / curl player(s); server on CPU $server_core, players on CPU $bench_core; publisher and players $link_note."
         ((rounds == 1)) || echo "$rounds rounds, every server once in each: each figure below is its median over the rounds (players lost: their sum)."
         if [ -n "$srs_bin" ]; then
             echo "Corestream at writeMergeLatency ${windows//,/, }. Budgets paired: 0ms with SRS \`min_latency on; tcp_nodelay on; play { mw_latency 0; }\`;"
@@ -1025,6 +1074,8 @@ if ((needs_clients)); then
         merge_note="--no-merge-key"
     fi
 fi
+
+setup_link
 
 cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 {
