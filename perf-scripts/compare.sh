@@ -774,24 +774,27 @@ rounds_table() {
                 [ -s "$f" ] || continue
                 rows+=("$(jq -c --arg c "$client" --arg v "$variant" --arg r "$(basename "$(dirname "$f")")" \
                     '{client: $c, variant: $v, round: ($r | ltrimstr("round-") | tonumber),
-                      gbit: (.figures[] | select(.name == "Gbit per CPU-second") | .value)}' "$f")")
+                      process: (.figures[] | select(.name == "Gbit per CPU-second") | .value),
+                      cpu: (.figures[] | select(.name == "Gbit per CPU-second, softirq included") | .value)}' "$f")")
             done
         done
     done
     ((${#rows[@]})) || return 0
     printf '%s\n' "${rows[@]}" | jq -rs --argjson order "$(printf '%s\n' "$@" | jq -R . | jq -sc .)" \
         --argjson labels "$label_map" --argjson n "$rounds" "$jq_table_defs"'
-        (map({key: "\(.client) \(.variant) \(.round)", value: .gbit}) | from_entries) as $g |
-        def ratios($c; $v): [range(1; $n + 1) as $r | over($g["\($c) \($v) \($r)"]; $g["\($c) nginx \($r)"])];
+        (map({key: "\(.client) \(.variant) \(.round) process", value: .process}) +
+         map({key: "\(.client) \(.variant) \(.round) cpu", value: .cpu}) | from_entries) as $g |
+        def ratios($c; $v; $m): [range(1; $n + 1) as $r | over($g["\($c) \($v) \($r) \($m)"]; $g["\($c) nginx \($r) \($m)"])];
         "#### Ratio to nginx-rtmp, round by round",
         "",
-        "Gbit per CPU-second over nginx-rtmp'"'"'s in the same round; the last column is the median of the rounds'"'"' ratios.",
+        "Gbit per CPU-second over nginx-rtmp'"'"'s in the same round, of the server'"'"'s processes (/proc/PID/stat) and of its whole CPU (softirq included); the last column is the median of the rounds'"'"' ratios.",
         "",
-        "| server | players | " + ([range(1; $n + 1) | "round \(.)"] | join(" | ")) + " | median |",
-        "| --- | --- | " + ([range(0; $n + 1) | "---:"] | join(" | ")) + " |",
+        "| server | players | CPU | " + ([range(1; $n + 1) | "round \(.)"] | join(" | ")) + " | median |",
+        "| --- | --- | --- | " + ([range(0; $n + 1) | "---:"] | join(" | ")) + " |",
         ($order[] as $v | select($v != "nginx") | ("rtmpdump", "bench-rtmp") as $c |
-         ratios($c; $v) as $x | select($x | any(. != null)) |
-         "| \($labels[$v] // $v) | \($c) | " + ($x | map(fmt) | join(" | ")) + " | \($x | median | fmt) |"),
+         (["process", "processes"], ["cpu", "softirq included"]) as [$m, $name] |
+         ratios($c; $v; $m) as $x | select($x | any(. != null)) |
+         "| \($labels[$v] // $v) | \($c) | \($name) | " + ($x | map(fmt) | join(" | ")) + " | \($x | median | fmt) |"),
         ""'
 }
 
