@@ -1,9 +1,10 @@
 //! Players over a network link rather than the loopback: the engine in a network namespace of the
 //! test's own, publisher and players on the host, a veth pair between them (MTU 1500).
 //!
-//! The loopback takes a player's start-up burst (a GOP) in one `sendmsg`; a 1500-byte link does
-//! not, so the engine's path for full sockets runs for every player that joins, and a player that
-//! is stuck there gets its start-up burst and nothing after it.
+//! The loopback takes a player's start-up burst (a GOP) or an HLS segment in one `sendmsg`; a
+//! 1500-byte link does not, so the engine's path for full sockets runs for every player that
+//! joins and every segment, and a player that is stuck there gets its start-up burst (or the
+//! first part of a segment) and nothing after it.
 
 use std::io::Read;
 use std::path::Path;
@@ -83,7 +84,7 @@ fn bytes_within(mut child: Child, window: Duration) -> usize {
 }
 
 #[test]
-fn rtmp_and_http_flv_players_over_a_1500_byte_link_play_to_the_end() {
+fn rtmp_http_flv_and_hls_players_over_a_1500_byte_link_play_to_the_end() {
     let ns = Netns::create("cslink").unwrap_or_else(|why| {
         panic!("this test needs a network namespace of its own (run as root, as tests/run.sh does): {why}")
     });
@@ -126,6 +127,23 @@ fn rtmp_and_http_flv_players_over_a_1500_byte_link_play_to_the_end() {
         let f = s.spawn(|| bytes_within(curl, WINDOW));
         (r.join().unwrap(), f.join().unwrap())
     });
+    // HLS segments of 2 Mbit/s are larger than a fresh socket takes, as the bursts are: 4 s of
+    // the live playlist, decoded.
+    let hls = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-loglevel", "info"])
+        .args([
+            "-rw_timeout",
+            "10000000",
+            "-i",
+            &format!("http://{ip}:8080/live/s.m3u8"),
+        ])
+        .args(["-t", "4", "-map", "0:v", "-f", "null", "-"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ffmpeg is installed (tests/run.sh installs it)");
+    let hls = wait_with_timeout(hls, Duration::from_secs(40), "ffmpeg decoding HLS");
     // The decoder plays until the publisher ends (about 10 s of the 14 are left).
     let decoded = wait_with_timeout(
         decoder,
@@ -145,6 +163,12 @@ fn rtmp_and_http_flv_players_over_a_1500_byte_link_play_to_the_end() {
     assert!(
         flv_bytes >= least,
         "curl (HTTP-FLV) got {flv_bytes} bytes in {WINDOW:?} over the link\n{log}"
+    );
+    let hls_frames = decoded_frames(&hls).unwrap_or(0);
+    assert!(
+        hls_frames >= 75,
+        "ffmpeg decoded {hls_frames} frames of 4 s of HLS at 25 fps over the link:\n{}\n{log}",
+        String::from_utf8_lossy(&hls.stderr)
     );
     let frames = decoded_frames(&decoded).unwrap_or(0);
     assert!(
