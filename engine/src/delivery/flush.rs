@@ -534,6 +534,27 @@ mod tests {
         }
     }
 
+    /// A running flusher, our end of a loopback connection (glommio's) and the peer's
+    /// (non-blocking).
+    async fn flusher_and_connection(
+        listener: &TcpListener,
+    ) -> (Rc<Flusher>, glommio::net::TcpStream, std::net::TcpStream) {
+        let flusher = Flusher::new();
+        glommio::spawn_local(flusher.clone().run()).detach();
+        let addr = listener.local_addr().unwrap();
+        let stream = glommio::net::TcpStream::connect(addr).await.unwrap();
+        let (peer, _) = listener.accept().unwrap();
+        peer.set_nonblocking(true).unwrap();
+        (flusher, stream, peer)
+    }
+
+    fn big_queue() -> Rc<RefCell<PlayerQueue>> {
+        Rc::new(RefCell::new(PlayerQueue::new(
+            64 << 20,
+            Duration::from_secs(5),
+        )))
+    }
+
     /// Media waits for the merge window and goes out in one write with what followed it;
     /// control output goes at the end of the turn; a socket the kernel cannot take everything
     /// from keeps its order and gets the rest once it has room; a removed connection is not
@@ -541,18 +562,10 @@ mod tests {
     #[test]
     fn merges_within_the_window_and_keeps_order_through_a_full_socket() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
         glommio::LocalExecutor::default().run(async move {
-            let flusher = Flusher::new();
-            glommio::spawn_local(flusher.clone().run()).detach();
-            let stream = glommio::net::TcpStream::connect(addr).await.unwrap();
-            let (mut peer, _) = listener.accept().unwrap();
-            peer.set_nonblocking(true).unwrap();
+            let (flusher, stream, mut peer) = flusher_and_connection(&listener).await;
             let socket = Rc::new(Socket::new(stream));
-            let queue = Rc::new(RefCell::new(PlayerQueue::new(
-                64 << 20,
-                Duration::from_secs(5),
-            )));
+            let queue = big_queue();
             let registration = flusher.register(&queue, &socket);
             queue.borrow().set_merge_window(Duration::from_millis(80));
             let now = Instant::now();
@@ -614,19 +627,15 @@ mod tests {
             assert!(read_now(&mut peer).is_empty());
         });
     }
+
     /// A socket that is full for a moment only: the wait for room ends inside `spawn_local`
     /// (glommio polls a new task at once), and the rest of the queue still goes out. Over links
     /// with a 1500-byte MTU every start-up burst did this, and the player got nothing more.
     #[test]
     fn a_wait_for_room_that_ends_at_once_lets_the_queue_go_on() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
         glommio::LocalExecutor::default().run(async move {
-            let flusher = Flusher::new();
-            glommio::spawn_local(flusher.clone().run()).detach();
-            let stream = glommio::net::TcpStream::connect(addr).await.unwrap();
-            let (mut peer, _) = listener.accept().unwrap();
-            peer.set_nonblocking(true).unwrap();
+            let (flusher, stream, mut peer) = flusher_and_connection(&listener).await;
             // A send buffer of a few KiB: a 16 KiB write is taken in part, and the loopback
             // acknowledges what was sent before `sendmsg` returns, so there is room again at once.
             // SAFETY: the descriptor is the stream's, open for as long as it lives.
@@ -635,10 +644,7 @@ mod tests {
                 .set_send_buffer_size(4096)
                 .unwrap();
             let socket = Rc::new(Socket::new(stream));
-            let queue = Rc::new(RefCell::new(PlayerQueue::new(
-                64 << 20,
-                Duration::from_secs(5),
-            )));
+            let queue = big_queue();
             let _registration = flusher.register(&queue, &socket);
             const BUFFERS: usize = 32;
             const LEN: usize = 16 * 1024;
