@@ -7,58 +7,12 @@
 //! first part of a segment) and nothing after it.
 
 use std::io::Read;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tests::ff::{self, decoded_frames, wait_with_timeout};
-use tests::netns::Netns;
-use tests::{engine_binary, eventually, TempDir};
-
-/// The engine running inside a namespace; killed when dropped.
-struct NsEngine {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl NsEngine {
-    fn start(ns: &Netns, dir: &Path, yaml: &str) -> NsEngine {
-        let config = dir.join("corestream.yaml");
-        std::fs::write(&config, yaml).expect("write config");
-        let log = dir.join("engine.log");
-        let child = ns
-            .exec(&engine_binary())
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("start corestream in the namespace");
-        let engine = NsEngine { child, log };
-        engine.wait_for_log("corestream ready", Duration::from_secs(10));
-        engine
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_for_log(&self, needle: &str, timeout: Duration) {
-        assert!(
-            eventually(timeout, || self.log_text().contains(needle)),
-            "engine log never had {needle:?}:\n{}",
-            self.log_text()
-        );
-    }
-}
-
-impl Drop for NsEngine {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use tests::netns::{Netns, NsEngine};
+use tests::TempDir;
 
 /// Bytes `child` writes to its stdout within `window`; then it is killed.
 fn bytes_within(mut child: Child, window: Duration) -> usize {
@@ -85,9 +39,7 @@ fn bytes_within(mut child: Child, window: Duration) -> usize {
 
 #[test]
 fn rtmp_http_flv_and_hls_players_over_a_1500_byte_link_play_to_the_end() {
-    let ns = Netns::create("cslink").unwrap_or_else(|why| {
-        panic!("this test needs a network namespace of its own (run as root, as tests/run.sh does): {why}")
-    });
+    let ns = Netns::create("cslink");
     let link = ns.link_to_host(214);
     let dir = TempDir::new("link");
     let ip = &link.ns_ip;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tests::ff::{self, parse_probe, wait_with_timeout};
-use tests::netns::{Link, Netns};
+use tests::netns::{Link, Netns, NsEngine};
 use tests::{eventually, free_port, Engine};
 
 /// The origin's RTMP connections reading `path`.
@@ -268,9 +268,7 @@ fn http_get(addr: &str, path: &str) -> Option<String> {
 
 #[test]
 fn a_source_behind_an_overlapping_bridge_is_diagnosed() {
-    let ns = Netns::create("csrelay").unwrap_or_else(|why| {
-        panic!("this test needs a network namespace of its own (run as root, as tests/run.sh does): {why}")
-    });
+    let ns = Netns::create("csrelay");
     // The "real" uplink: a veth to the host side, which plays the gateway and reaches the API.
     let Link {
         host_ip,
@@ -285,24 +283,13 @@ fn a_source_behind_an_overlapping_bridge_is_diagnosed() {
     ns.ip("link set docker0 up");
 
     let dir = tests::TempDir::new("netns");
-    let config = dir.path.join("corestream.yaml");
-    std::fs::write(
-        &config,
-        format!(
+    let engine = NsEngine::start(
+        &ns,
+        &dir.path,
+        &format!(
             "cores: 1\nlogLevel: debug\nrtmpAddress: 127.0.0.1:1935\nhttpAddress: 127.0.0.1:8080\napiAddress: {ns_ip}:9997\nmetricsAddress: 127.0.0.1:9998\nauthInternalUsers:\n  - user: any\n    permissions: [{{action: api}}, {{action: read}}, {{action: publish}}]\npaths:\n  live/cam:\n    source: rtmp://172.17.5.9/live/cam\n"
         ),
-    )
-    .expect("write config");
-    let log = std::fs::File::create(dir.path.join("engine.log")).expect("log file");
-    let mut engine = ns
-        .exec(&tests::engine_binary())
-        .arg("--config")
-        .arg(&config)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start corestream in the namespace");
+    );
     let api = format!("{ns_ip}:9997");
     let mut item = Value::Null;
     let diagnosed = eventually(Duration::from_secs(30), || {
@@ -316,13 +303,11 @@ fn a_source_behind_an_overlapping_bridge_is_diagnosed() {
     let doctor = ns
         .exec(&tests::engine_binary())
         .arg("--config")
-        .arg(&config)
+        .arg(engine.config())
         .args(["doctor", "rtmp://172.17.5.9/live/cam", "--json"])
         .output()
         .expect("run doctor");
-    let _ = engine.kill();
-    let _ = engine.wait();
-    let engine_log = std::fs::read_to_string(dir.path.join("engine.log")).unwrap_or_default();
+    let engine_log = engine.stop();
     assert!(
         diagnosed,
         "the API never showed `no route to host`: {item}\n{engine_log}"
