@@ -254,6 +254,7 @@ link_note="over the loopback (a sender's CPU does its receiver's TCP work too)"
 setup_link() {
     [ "$link" = veth ] || return 0
     local host_if="csb$$h" ns_if="csb$$n" n=$((($$ % 16000) * 4))
+    # link_ns is set once the namespace is ours: cleanup deletes only what this run made.
     ip netns add "csbench$$" || die "--link veth: cannot create a network namespace (run as root)"
     link_ns="csbench$$"
     server_ip="198.18.$((n / 256)).$((n % 256 + 1))"
@@ -951,8 +952,8 @@ latency_summary() {
             if $p == null then "—" else "\($p | fmt) (\($o / fig("rtmpdump"; $v; "players") | fmt))" end;
         def us_per_packet($v): fig("rtmpdump"; $v; "data packets/s from the server'"'"'s CPU") as $p |
             fig("rtmpdump"; $v; "window (s)") as $w |
-            (fig("rtmpdump"; $v; "server user CPU (s)") // null) as $u |
-            (fig("rtmpdump"; $v; "server system CPU (s)") // null) as $s |
+            fig("rtmpdump"; $v; "server user CPU (s)") as $u |
+            fig("rtmpdump"; $v; "server system CPU (s)") as $s |
             if $p == null or $w == null or $u == null or $s == null then null
             else over(($u + $s) * 1000000; $p * $w) end;
         def lat($v): if fig("bench-rtmp"; $v; "latency p99 (ms)") == null then "—"
